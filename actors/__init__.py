@@ -1,0 +1,7 @@
+"""Actors: Actor, Context, ActorRef and ActorSystem. Uses ``mailbox``."""
+
+from ._actor import Actor, Context
+from ._ref import ActorRef
+from ._system import ActorSystem
+
+__all__ = ("Actor", "ActorRef", "ActorSystem", "Context")

@@ -1,0 +1,132 @@
+"""Actor, the class agent code subclasses, and Context, what a handler knows of its message."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any, ClassVar, final
+
+from motadata_actors.mailbox import CORRELATION_ID, MESSAGE_ID, TIMEOUT_MS, Incoming
+
+from ._ref import ActorRef
+from ._runtime import Runtime
+
+__all__ = ("Actor", "Context")
+
+
+class Actor:
+    """Base class of agents: subclass it and override :meth:`on_message`.
+
+    One instance handles one message at a time, in arrival order per sender.
+    The system sets :attr:`name` and :attr:`ref` before :meth:`on_start` runs.
+
+    Class attributes:
+        events: event types (``sdk.events.<type>.<tenant>``) this actor receives in
+            its mailbox, like any message. ``"*"`` receives every event of the tenant.
+
+    Example::
+
+        class Planner(Actor):
+            async def on_message(self, msg, ctx):
+                if isinstance(msg, Plan):
+                    return f"{msg.steps} steps to {msg.goal}"
+    """
+
+    events: ClassVar[tuple[str, ...]] = ()
+
+    name: str
+    """The actor's name, the ``<to>`` token of its subject."""
+
+    ref: ActorRef
+    """This actor's own address."""
+
+    async def on_start(self) -> None:
+        """Run once before the first message. Raising here makes ``spawn`` fail."""
+
+    async def on_message(self, msg: Any, ctx: Context) -> Any:
+        """Handle one message; the return value is the reply when it was an ask.
+
+        An exception is logged, and for an ask travels back to the asker as a
+        :class:`~motadata_actors.RemoteError`; the actor goes on with the next message.
+        """
+        return None
+
+    async def on_stop(self) -> None:
+        """Run once after the last message, when the actor or the system stops."""
+
+
+@final
+class Context:
+    """What a handler knows about the message it is handling, and how to talk back.
+
+    Made by the system for each message; valid while the handler runs.
+    """
+
+    __slots__ = ("_deadline", "_headers", "_msg", "_rt", "actor")
+
+    def __init__(self, runtime: Runtime, actor: str, msg: Incoming) -> None:
+        self._rt = runtime
+        self.actor = actor
+        """The name of the actor handling the message."""
+        self._msg = msg
+        headers = msg.headers
+        self._headers: dict[str, str] = headers if headers is not None else {}
+        timeout_ms = self._headers.get(TIMEOUT_MS)
+        self._deadline: float | None = None
+        if timeout_ms is not None:
+            # A malformed deadline is no deadline, not a reason to drop the message.
+            with contextlib.suppress(ValueError):
+                self._deadline = asyncio.get_running_loop().time() + int(timeout_ms) / 1000
+
+    @property
+    def subject(self) -> str:
+        """The subject the message arrived on."""
+        return self._msg.subject
+
+    @property
+    def sender(self) -> str | None:
+        """The sending agent's name (the ``<from>`` token), None for events."""
+        parts = self._msg.subject.split(".")
+        return parts[2] if len(parts) == 5 and parts[1] == "agent" else None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The message's headers (read-only by convention)."""
+        return self._headers
+
+    @property
+    def message_id(self) -> str | None:
+        """``Sdk-Message-Id``, when the sender set one."""
+        return self._headers.get(MESSAGE_ID)
+
+    @property
+    def correlation_id(self) -> str:
+        """The conversation this message belongs to; messages sent from here carry it on."""
+        return self._headers.get(CORRELATION_ID) or self._headers.get(MESSAGE_ID) or ""
+
+    @property
+    def is_ask(self) -> bool:
+        """Whether the sender waits for a reply."""
+        return bool(self._msg.reply)
+
+    @property
+    def deadline(self) -> float | None:
+        """When the asker stops waiting, in ``asyncio`` loop time; None for tells."""
+        return self._deadline
+
+    def time_left(self) -> float | None:
+        """Seconds until :attr:`deadline` (negative once passed), None without a deadline."""
+        if self._deadline is None:
+            return None
+        return self._deadline - asyncio.get_running_loop().time()
+
+    def ref(self, name: str) -> ActorRef:
+        """Return a ref to the actor called ``name`` in the same tenant."""
+        return ActorRef(self._rt, name)
+
+    async def publish(self, event: object, *, event_type: str | None = None) -> None:
+        """Publish an event on ``sdk.events.<event_type>.<tenant>``.
+
+        The event type defaults to the typed event's wire name with ``.`` as ``_``.
+        """
+        await self._rt.publish_event(event, event_type)

@@ -1,0 +1,63 @@
+"""What every ref, context and actor cell of one system shares, and the current context.
+
+Internal: the public face of this is :class:`~motadata_actors.ActorSystem`.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, final
+
+import attrs
+
+from motadata_actors._errors import SubjectError
+from motadata_actors.codecs import Codec, TypeRegistry, wire_name_of
+from motadata_actors.mailbox import (
+    CORRELATION_ID,
+    MESSAGE_ID,
+    Transport,
+    encode_body,
+    event_subject,
+    new_message_id,
+)
+
+if TYPE_CHECKING:
+    from ._actor import Context
+
+__all__ = ("Runtime", "current_context")
+
+current_context: ContextVar[Context | None] = ContextVar("motadata_actors_context", default=None)
+"""The context of the message the running task is handling, if any."""
+
+
+@final
+@attrs.define(slots=True, eq=False)
+class Runtime:
+    """The shared state of one actor system."""
+
+    tenant: str
+    transport: Transport
+    codec: Codec
+    registry: TypeRegistry
+    ask_timeout: float
+    mailbox_capacity: int
+    client_id: str
+    no_responders_hint: str = ""
+
+    async def publish_event(self, event: object, event_type: str | None) -> None:
+        """Publish ``event`` on ``sdk.events.<event_type>.<tenant>``."""
+        if event_type is None:
+            wire_name = wire_name_of(event)
+            if wire_name is None:
+                raise SubjectError(
+                    "an untyped event needs event_type=...; typed events (@message) "
+                    "take it from their wire name"
+                )
+            event_type = wire_name.replace(".", "_")
+        subject = event_subject(event_type, self.tenant)
+        headers = {MESSAGE_ID: new_message_id()}
+        ctx = current_context.get()
+        if ctx is not None:
+            headers[CORRELATION_ID] = ctx.correlation_id
+        data = encode_body(event, self.codec, self.registry, headers)
+        await self.transport.publish(subject, data, headers=headers)

@@ -1,0 +1,134 @@
+"""The envelope: SDK header names, message ids, sizes, and body encoding (sans-io).
+
+Everything about a message travels in NATS headers; the body is the codec's bytes
+and nothing else. Headers are sparse (each costs about a microsecond to parse in
+nats-py), so a sender adds only what DESIGN.md's header table asks for, and a
+receiver treats a missing header as its default.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from base64 import urlsafe_b64encode
+from collections.abc import Mapping
+from typing import Any, Final
+
+from motadata_actors._errors import CodecError, MessageTooLarge
+from motadata_actors.codecs import Codec, TypeRegistry, codec_for_content_type, wire_name_of
+
+__all__ = (
+    "ATTEMPT",
+    "CONTENT_TYPE",
+    "CORRELATION_ID",
+    "DEAD_REASON",
+    "ERROR",
+    "MESSAGE_ID",
+    "MESSAGE_TYPE",
+    "REPLY_TO",
+    "TENANT_ID",
+    "TIMEOUT_MS",
+    "decode_body",
+    "decode_error",
+    "encode_body",
+    "encode_error",
+    "message_size",
+    "new_message_id",
+)
+
+CONTENT_TYPE: Final = "Content-Type"
+MESSAGE_TYPE: Final = "Sdk-Message-Type"
+MESSAGE_ID: Final = "Sdk-Message-Id"
+CORRELATION_ID: Final = "Sdk-Correlation-Id"
+TENANT_ID: Final = "Sdk-Tenant-Id"
+TIMEOUT_MS: Final = "Sdk-Timeout-Ms"
+ATTEMPT: Final = "Sdk-Attempt"
+REPLY_TO: Final = "Sdk-Reply-To"
+ERROR: Final = "Sdk-Error"
+DEAD_REASON: Final = "Sdk-Dead-Reason"
+
+# Unique across processes (random prefix) and cheap per message (a counter).
+_ID_PREFIX: Final = urlsafe_b64encode(os.urandom(9)).decode()
+_ID_COUNTER = itertools.count(1)
+
+# "NATS/1.0\r\n" ... "\r\n": the fixed part of a NATS header block.
+_HEADER_BLOCK_OVERHEAD: Final = 12
+
+
+def new_message_id() -> str:
+    """Return a new message id, unique across processes."""
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):x}"
+
+
+def message_size(data: bytes, headers: Mapping[str, str] | None) -> int:
+    """Return the size a NATS server counts against ``max_payload``: header block plus body."""
+    if not headers:
+        return len(data)
+    size = _HEADER_BLOCK_OVERHEAD + len(data)
+    for key, value in headers.items():
+        size += len(key) + len(value.encode()) + 4  # "key: value\r\n"
+    return size
+
+
+def check_size(data: bytes, headers: Mapping[str, str] | None, limit: int) -> None:
+    """Raise :class:`MessageTooLarge` if the message would exceed ``limit`` bytes."""
+    if len(data) > limit - _HEADER_BLOCK_OVERHEAD or headers:
+        size = message_size(data, headers)
+        if size > limit:
+            raise MessageTooLarge(size, limit)
+
+
+def encode_body(
+    obj: object, codec: Codec, registry: TypeRegistry, headers: dict[str, str]
+) -> bytes:
+    """Encode ``obj`` with ``codec``; set ``Content-Type`` (and the type header if typed).
+
+    Raises:
+        CodecError: ``obj`` holds values the codec cannot carry.
+    """
+    headers[CONTENT_TYPE] = codec.content_type
+    wire_name = wire_name_of(obj)
+    if wire_name is not None:
+        headers[MESSAGE_TYPE] = wire_name
+        return codec.encode(registry.to_value(obj))
+    return codec.encode(obj)
+
+
+def decode_body(data: bytes, headers: Mapping[str, str] | None, registry: TypeRegistry) -> Any:
+    """Decode a body by its ``Content-Type``; build the registered class if typed.
+
+    Raises:
+        CodecError: unsupported content type, malformed bytes, unknown type or bad fields.
+    """
+    if not headers:
+        return codec_for_content_type(None).decode(data)
+    value = codec_for_content_type(headers.get(CONTENT_TYPE)).decode(data)
+    wire_name = headers.get(MESSAGE_TYPE)
+    if wire_name is None:
+        return value
+    return registry.from_value(wire_name, value)
+
+
+def encode_error(
+    type_name: str, message: str, codec: Codec, *, origin: str
+) -> tuple[bytes, dict[str, str]]:
+    """Build an error reply: ``Sdk-Error`` names the type, the body carries the details.
+
+    ``origin`` is ``"handler"`` when user code raised, ``"sdk"`` when the framework
+    rejected the message (undecodable, wrong tenant, ...).
+    """
+    headers = {CONTENT_TYPE: codec.content_type, MESSAGE_ID: new_message_id(), ERROR: type_name}
+    body = codec.encode({"type": type_name, "message": message, "origin": origin})
+    return body, headers
+
+
+def decode_error(data: bytes, headers: Mapping[str, str]) -> tuple[str, str, str]:
+    """Return ``(type_name, message, origin)`` from an error reply, tolerating odd bodies."""
+    type_name = headers.get(ERROR, "Error")
+    try:
+        body = codec_for_content_type(headers.get(CONTENT_TYPE)).decode(data)
+    except CodecError:
+        return type_name, data[:200].decode(errors="replace"), "handler"
+    if isinstance(body, Mapping):
+        return type_name, str(body.get("message", "")), str(body.get("origin", "handler"))
+    return type_name, str(body), "handler"

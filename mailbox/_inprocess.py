@@ -1,0 +1,209 @@
+"""The in-process transport: NATS subject semantics inside one Python process.
+
+A product feature, not a test double: single-process applications run on it, and
+it is the fastest path. It matches nats-server where the contract tests look:
+``*`` matches one token and ``>`` one or more at the end; a queue group gets each
+message once (round-robin here, random on a server); a request nobody subscribes
+to fails with no-responders at once; a message over ``max_payload`` (headers and
+body) is refused. Bodies are bytes here too, so actors never share mutable objects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import re
+from collections.abc import Mapping
+from typing import final
+
+import attrs
+
+from motadata_actors._errors import AskTimeout, NoResponders, SubjectError, TransportClosed
+
+from ._envelope import check_size
+from ._queue import Mailbox
+from ._subjects import check_publish_subject, check_subscribe_subject
+from ._transport import Incoming, Subscription
+
+__all__ = ("InProcessMessage", "InProcessTransport")
+
+_BAD_SUBJECT = re.compile(r"[\s\x00-\x1f\x7f]")
+_ROUTE_CACHE_SIZE = 4096
+
+
+@final
+@attrs.frozen(slots=True)
+class InProcessMessage:
+    """A message delivered by the in-process transport."""
+
+    subject: str
+    reply: str
+    data: bytes
+    headers: dict[str, str] | None
+
+
+@attrs.define(eq=False, slots=True)
+class _Sub:
+    tokens: tuple[str, ...]
+    queue: str | None
+    mailbox: Mailbox[Incoming]
+
+
+def _matches(pattern: tuple[str, ...], subject: tuple[str, ...]) -> bool:
+    for i, token in enumerate(pattern):
+        if token == ">":
+            return len(subject) > i
+        if i >= len(subject) or (token != "*" and token != subject[i]):
+            return False
+    return len(pattern) == len(subject)
+
+
+@final
+class InProcessTransport:
+    """A :class:`~motadata_actors.mailbox.Transport` inside one process.
+
+    Args:
+        max_payload: the largest message, headers and body together (NATS's default).
+        inbox_prefix: prefix of reply subjects made by :meth:`request`.
+    """
+
+    def __init__(self, *, max_payload: int = 1024 * 1024, inbox_prefix: str = "_INBOX") -> None:
+        self._max_payload = max_payload
+        self._inbox_prefix = inbox_prefix
+        self._subs: list[_Sub] = []
+        self._routes: dict[str, tuple[list[_Sub], list[list[_Sub]]]] = {}
+        self._replies: dict[str, asyncio.Future[Incoming]] = {}
+        self._round_robin = itertools.count()
+        self._inbox_ids = itertools.count(1)
+        self._closed = False
+
+    @property
+    def max_payload(self) -> int:
+        """The largest message, headers and body together."""
+        return self._max_payload
+
+    @property
+    def description(self) -> str:
+        """Always ``in-process``."""
+        return "in-process"
+
+    async def start(self) -> None:
+        """Nothing to connect to; present for the interface."""
+
+    def _route(self, subject: str) -> tuple[list[_Sub], list[list[_Sub]]]:
+        route = self._routes.get(subject)
+        if route is None:
+            tokens = tuple(subject.split("."))
+            plain: list[_Sub] = []
+            groups: dict[str, list[_Sub]] = {}
+            for sub in self._subs:
+                if _matches(sub.tokens, tokens):
+                    if sub.queue is None:
+                        plain.append(sub)
+                    else:
+                        groups.setdefault(sub.queue, []).append(sub)
+            route = (plain, list(groups.values()))
+            if len(self._routes) >= _ROUTE_CACHE_SIZE:
+                self._routes.clear()
+            self._routes[subject] = route
+        return route
+
+    async def publish(
+        self,
+        subject: str,
+        data: bytes,
+        *,
+        headers: Mapping[str, str] | None = None,
+        reply: str = "",
+    ) -> None:
+        """Deliver to every matching subscriber (one per queue group); waits on full mailboxes."""
+        if self._closed:
+            raise TransportClosed("in-process transport is closed")
+        check_publish_subject(subject)
+        check_size(data, headers, self._max_payload)
+        future = self._replies.get(subject)
+        if future is not None:
+            if not future.done():
+                future.set_result(
+                    InProcessMessage(subject, reply, data, dict(headers) if headers else None)
+                )
+            return
+        await self._deliver(subject, data, headers, reply)
+
+    async def _deliver(
+        self, subject: str, data: bytes, headers: Mapping[str, str] | None, reply: str
+    ) -> int:
+        plain, groups = self._route(subject)
+        delivered = 0
+        for sub in plain:
+            await self._send(sub, subject, data, headers, reply)
+            delivered += 1
+        for group in groups:
+            sub = group[next(self._round_robin) % len(group)]
+            await self._send(sub, subject, data, headers, reply)
+            delivered += 1
+        return delivered
+
+    @staticmethod
+    async def _send(
+        sub: _Sub, subject: str, data: bytes, headers: Mapping[str, str] | None, reply: str
+    ) -> None:
+        if sub.mailbox.closed:
+            return
+        msg = InProcessMessage(subject, reply, data, dict(headers) if headers else None)
+        await sub.mailbox.send(msg)
+
+    async def subscribe(
+        self, subject: str, *, queue: str | None = None, mailbox: Mailbox[Incoming]
+    ) -> Subscription:
+        """Deliver messages matching ``subject`` into ``mailbox``."""
+        if self._closed:
+            raise TransportClosed("in-process transport is closed")
+        tokens = check_subscribe_subject(subject)
+        if queue is not None and (not queue or _BAD_SUBJECT.search(queue)):
+            raise SubjectError(f"invalid queue group {queue!r}")
+        sub = _Sub(tokens, queue, mailbox)
+        self._subs.append(sub)
+        self._routes.clear()
+
+        async def unsubscribe() -> None:
+            if sub in self._subs:
+                self._subs.remove(sub)
+                self._routes.clear()
+
+        return Subscription(subject, queue, mailbox, unsubscribe)
+
+    async def request(
+        self,
+        subject: str,
+        data: bytes,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: float,
+    ) -> Incoming:
+        """Publish with a fresh reply subject and wait for the first reply."""
+        if self._closed:
+            raise TransportClosed("in-process transport is closed")
+        check_publish_subject(subject)
+        check_size(data, headers, self._max_payload)
+        inbox = f"{self._inbox_prefix}.{next(self._inbox_ids)}"
+        future: asyncio.Future[Incoming] = asyncio.get_running_loop().create_future()
+        self._replies[inbox] = future
+        try:
+            async with asyncio.timeout(timeout):
+                if not await self._deliver(subject, data, headers, inbox):
+                    raise NoResponders(f"no responders on {subject!r}")
+                return await future
+        except TimeoutError:
+            raise AskTimeout(f"no reply on {subject!r} within {timeout:.3g}s") from None
+        finally:
+            del self._replies[inbox]
+
+    async def aclose(self) -> None:
+        """Refuse further operations; pending requests fail."""
+        self._closed = True
+        for future in self._replies.values():
+            if not future.done():
+                future.set_exception(TransportClosed("in-process transport is closed"))
+        self._subs.clear()
+        self._routes.clear()

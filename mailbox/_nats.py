@@ -1,0 +1,273 @@
+"""The NATS transport: nats-py on a real nats-server. The only module that imports nats.
+
+nats-py's exceptions are translated here and never leak. Message handling never
+happens in nats-py callbacks: the subscription callback only hands the message to
+the actor's mailbox, which the actor's own task drains. When the mailbox is full
+the callback waits, nats-py's pending queue (bounded to the same size) fills, and
+past that nats-py drops messages; each drop is counted on the mailbox and logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import Any, final
+
+import nats
+import nats.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from motadata_actors._errors import (
+    AskTimeout,
+    ConnectionLost,
+    MessageTooLarge,
+    NoResponders,
+    SubjectError,
+    TransportClosed,
+)
+from motadata_actors.telemetry import get_logger
+
+from ._envelope import check_size
+from ._queue import Mailbox
+from ._subjects import check_publish_subject, check_subscribe_subject
+from ._transport import Incoming, Subscription
+
+__all__ = ("NatsTransport",)
+
+log = get_logger("nats")
+
+_DRAIN_TIMEOUT = 5.0
+
+
+@final
+class NatsTransport:
+    """A :class:`~motadata_actors.mailbox.Transport` over nats-py.
+
+    Args:
+        servers: one or more ``nats://host:port`` URLs (a cluster's seeds).
+        name: the connection name shown in the server's monitoring.
+        inbox_prefix: prefix of reply subjects (``_INBOX_<tenant>`` per tenant).
+        connect_timeout: seconds to wait for each server on connect.
+        reconnect: keep reconnecting after the connection breaks.
+    """
+
+    def __init__(
+        self,
+        servers: Sequence[str],
+        *,
+        name: str | None = None,
+        inbox_prefix: str = "_INBOX",
+        connect_timeout: float = 2.0,
+        reconnect: bool = True,
+    ) -> None:
+        if isinstance(servers, str):
+            servers = [servers]
+        self._servers = list(servers)
+        self._name = name
+        self._inbox_prefix = inbox_prefix
+        self._connect_timeout = connect_timeout
+        self._reconnect = reconnect
+        self._nc: Client | None = None
+        self._mailboxes: dict[int, Mailbox[Incoming]] = {}
+        self._closed = False
+
+    @property
+    def client(self) -> Client:
+        """The nats-py client, for tools that need the raw connection (after :meth:`start`)."""
+        if self._nc is None:
+            raise TransportClosed("NATS transport is not started")
+        return self._nc
+
+    @property
+    def max_payload(self) -> int:
+        """The server's ``max_payload`` (headers and body together)."""
+        return self.client.max_payload
+
+    @property
+    def server_name(self) -> str | None:
+        """The ``server_name`` the connected server announced."""
+        info: dict[str, Any] = self.client._server_info  # no public accessor in nats-py
+        name = info.get("server_name")
+        return str(name) if name is not None else None
+
+    @property
+    def connected_url(self) -> str | None:
+        """The URL of the server currently connected to."""
+        url = self._nc.connected_url if self._nc is not None else None
+        return url.geturl() if url is not None else None
+
+    @property
+    def description(self) -> str:
+        """The connected URL, or the configured servers."""
+        return self.connected_url or ", ".join(self._servers)
+
+    async def start(self) -> None:
+        """Connect to the first reachable server; a no-op when already connected.
+
+        Raises:
+            ConnectionLost: no server could be reached.
+            TransportClosed: the transport was closed.
+        """
+        if self._closed:
+            raise TransportClosed("NATS transport is closed")
+        if self._nc is not None:
+            return
+        try:
+            self._nc = await nats.connect(
+                self._servers,
+                name=self._name,
+                inbox_prefix=self._inbox_prefix,
+                connect_timeout=self._connect_timeout,
+                allow_reconnect=self._reconnect,
+                # Two tries per server on the first connect, so a dead URL fails
+                # fast; once connected, reconnect for ever (set below).
+                max_reconnect_attempts=1,
+                reconnect_time_wait=0.25,
+                error_cb=self._on_error,
+                disconnected_cb=self._on_disconnected,
+                reconnected_cb=self._on_reconnected,
+            )
+        except (TimeoutError, OSError, nats.errors.Error) as exc:
+            where = ", ".join(self._servers)
+            raise ConnectionLost(f"cannot connect to NATS at {where}: {exc!r}") from exc
+        if self._reconnect:
+            # nats-py reads this option on every reconnect; there is no setter.
+            self._nc.options["max_reconnect_attempts"] = -1
+            self._nc.options["reconnect_time_wait"] = 1.0
+
+    async def _on_error(self, exc: Exception) -> None:
+        if isinstance(exc, nats.errors.SlowConsumerError):
+            mailbox = self._mailboxes.get(exc.sid)
+            if mailbox is not None:
+                mailbox.dropped += 1
+            log.warning("slow consumer: dropped a message on %s", exc.subject)
+        else:
+            log.warning("NATS error: %r", exc)
+
+    async def _on_disconnected(self) -> None:
+        if not self._closed:
+            log.warning("disconnected from NATS at %s", ", ".join(self._servers))
+
+    async def _on_reconnected(self) -> None:
+        log.info("reconnected to NATS at %s", self.connected_url)
+
+    async def publish(
+        self,
+        subject: str,
+        data: bytes,
+        *,
+        headers: Mapping[str, str] | None = None,
+        reply: str = "",
+    ) -> None:
+        """Publish a message (checked against ``max_payload`` with its headers)."""
+        nc = self.client
+        check_publish_subject(subject)
+        check_size(data, headers, nc.max_payload)
+        try:
+            await nc.publish(subject, data, reply, headers)  # type: ignore[arg-type]
+        except Exception as exc:
+            raise self._translate(exc, subject) from exc
+
+    async def subscribe(
+        self, subject: str, *, queue: str | None = None, mailbox: Mailbox[Incoming]
+    ) -> Subscription:
+        """Deliver messages matching ``subject`` into ``mailbox``."""
+        nc = self.client
+        check_subscribe_subject(subject)
+
+        async def deliver(msg: Msg) -> None:
+            if not mailbox.closed:
+                await mailbox.send(msg)
+
+        try:
+            sub = await nc.subscribe(
+                subject,
+                queue=queue or "",
+                cb=deliver,
+                pending_msgs_limit=mailbox.statistics().capacity,
+            )
+            # A round trip, so the server knows the interest before we return: a
+            # request from another connection right after finds a responder.
+            await nc.flush()
+        except Exception as exc:
+            raise self._translate(exc, subject) from exc
+        sid = sub._id  # nats-py reports slow consumers by sid
+        self._mailboxes[sid] = mailbox
+        done = False
+
+        async def unsubscribe() -> None:
+            nonlocal done
+            if done:
+                return
+            done = True
+            self._mailboxes.pop(sid, None)
+            if nc.is_closed or nc.is_draining:
+                return
+            try:
+                # Drain, not unsubscribe: what the server sent before the UNSUB (our
+                # own earlier publishes included) still reaches the mailbox.
+                async with asyncio.timeout(_DRAIN_TIMEOUT):
+                    await sub.drain()  # type: ignore[no-untyped-call]
+            except (nats.errors.Error, TimeoutError) as exc:
+                log.debug("unsubscribe from %s: %r", subject, exc)
+
+        return Subscription(subject, queue, mailbox, unsubscribe)
+
+    async def request(
+        self,
+        subject: str,
+        data: bytes,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: float,
+    ) -> Incoming:
+        """Publish with a reply inbox (shared, muxed by nats-py) and wait for the reply."""
+        nc = self.client
+        check_publish_subject(subject)
+        check_size(data, headers, nc.max_payload)
+        try:
+            return await nc.request(subject, data, timeout=timeout, headers=headers)  # type: ignore[arg-type]
+        except nats.errors.NoRespondersError:
+            raise NoResponders(f"no responders on {subject!r}") from None
+        except (TimeoutError, nats.errors.TimeoutError):
+            raise AskTimeout(f"no reply on {subject!r} within {timeout:.3g}s") from None
+        except Exception as exc:
+            raise self._translate(exc, subject) from exc
+
+    def _translate(self, exc: Exception, subject: str) -> Exception:
+        if isinstance(exc, nats.errors.BadSubjectError):
+            return SubjectError(f"invalid subject {subject!r}")
+        if isinstance(exc, nats.errors.MaxPayloadError):
+            return MessageTooLarge(-1, self.client.max_payload)
+        if isinstance(
+            exc, (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError)
+        ):
+            if self._closed:
+                return TransportClosed("NATS transport is closed")
+            return ConnectionLost(f"NATS connection closed while using {subject!r}")
+        if isinstance(
+            exc, (nats.errors.OutboundBufferLimitError, nats.errors.StaleConnectionError)
+        ):
+            return ConnectionLost(f"NATS connection lost while using {subject!r}: {exc!r}")
+        if isinstance(exc, nats.errors.Error):
+            return ConnectionLost(f"NATS error on {subject!r}: {exc!r}")
+        if isinstance(exc, (OSError, ConnectionError)):
+            return ConnectionLost(f"NATS connection failed on {subject!r}: {exc!r}")
+        return exc
+
+    async def aclose(self) -> None:
+        """Drain (flush publishes, finish deliveries) and close; idempotent."""
+        if self._closed or self._nc is None:
+            self._closed = True
+            return
+        self._closed = True
+        nc = self._nc
+        try:
+            async with asyncio.timeout(_DRAIN_TIMEOUT):
+                await nc.drain()
+        except Exception as exc:  # a broken connection cannot drain; close it anyway
+            log.debug("drain failed: %r", exc)
+        finally:
+            if not nc.is_closed:
+                await nc.close()

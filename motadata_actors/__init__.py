@@ -1,0 +1,51 @@
+"""motadata-actors: actor-model messaging for AI agents over NATS.
+
+Agents subclass :class:`Actor`; an :class:`ActorSystem` spawns them, each with a
+mailbox on the subject ``sdk.agent.<from>.<to>.<tenant>``; they ``tell`` and ``ask``
+each other through :class:`ActorRef` s.
+"""
+
+from motadata_actors._errors import (
+    ActorsError,
+    AskTimeout,
+    CodecError,
+    ConfigError,
+    ConnectionLost,
+    MessageTooLarge,
+    NoResponders,
+    RemoteError,
+    SubjectError,
+    SupervisionError,
+    TenantError,
+    TransportClosed,
+)
+from motadata_actors._settings import Settings
+from motadata_actors.actors import Actor, ActorRef, ActorSystem, Context
+from motadata_actors.codecs import message
+from motadata_actors.mailbox import InProcessTransport, NatsServer, NatsTransport
+
+__all__ = (
+    "Actor",
+    "ActorRef",
+    "ActorSystem",
+    "ActorsError",
+    "AskTimeout",
+    "CodecError",
+    "ConfigError",
+    "ConnectionLost",
+    "Context",
+    "InProcessTransport",
+    "MessageTooLarge",
+    "NatsServer",
+    "NatsTransport",
+    "NoResponders",
+    "RemoteError",
+    "Settings",
+    "SubjectError",
+    "SupervisionError",
+    "TenantError",
+    "TransportClosed",
+    "message",
+)
+
+__version__ = "0.1.0"

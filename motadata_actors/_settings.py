@@ -1,0 +1,112 @@
+"""Settings, read once from the environment into one frozen object.
+
+A foundation module like ``_errors``: it imports nothing else from the package, so
+every layer may take a :class:`Settings`. A bad value is a :class:`ConfigError`
+that names the variable and says what is accepted.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Literal, final
+from urllib.parse import urlsplit
+
+import attrs
+
+from motadata_actors._errors import ConfigError
+
+__all__ = ("CodecName", "Settings")
+
+CodecName = Literal["json", "msgpack", "cbor", "protobuf"]
+_CODECS: tuple[CodecName, ...] = ("json", "msgpack", "cbor", "protobuf")
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+_SCHEMES = frozenset({"nats", "tls", "ws", "wss"})
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a boolean: use true or false")
+
+
+def _positive(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise ConfigError(f"{name}={raw!r} must be a positive number")
+    return value
+
+
+def _urls(raw: str) -> tuple[str, ...]:
+    urls = tuple(u.strip() for u in raw.split(",") if u.strip())
+    for url in urls:
+        parts = urlsplit(url if "://" in url else f"nats://{url}")
+        try:
+            valid = parts.scheme in _SCHEMES and bool(parts.hostname) and parts.port != 0
+        except ValueError:  # a port that is not a number in range
+            valid = False
+        if not valid:
+            raise ConfigError(
+                f"NATS_URL has an invalid server {url!r}: use nats://host:port, "
+                "several separated by commas"
+            )
+    return urls
+
+
+@final
+@attrs.frozen(slots=True)
+class Settings:
+    """Everything the SDK reads from the environment.
+
+    Attributes:
+        nats_urls: servers to connect to (``NATS_URL``, comma-separated); empty means
+            start an embedded nats-server.
+        enable_nats: ``ENABLE_NATS``; false runs on the in-process transport.
+        codec: ``CODEC_TYPE``, the codec for messages this process sends.
+        enable_otel: ``ENABLE_OTEL``.
+        ask_timeout: ``SDK_ASK_TIMEOUT``, default seconds for an ask.
+        mailbox_capacity: ``SDK_MAILBOX_CAPACITY``, messages an actor's mailbox holds.
+    """
+
+    nats_urls: tuple[str, ...] = ()
+    enable_nats: bool = True
+    codec: CodecName = "json"
+    enable_otel: bool = False
+    ask_timeout: float = 5.0
+    mailbox_capacity: int = 1000
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read settings from ``environ`` (``os.environ`` when omitted).
+
+        Raises:
+            ConfigError: a variable has a value that cannot be used; the message names it.
+        """
+        env = os.environ if environ is None else environ
+        codec = env.get("CODEC_TYPE", "json").strip().lower()
+        if codec not in _CODECS:
+            raise ConfigError(f"CODEC_TYPE={codec!r} is not one of {', '.join(_CODECS)}")
+        capacity = _positive(env, "SDK_MAILBOX_CAPACITY", 1000)
+        if capacity != int(capacity):
+            raise ConfigError(f"SDK_MAILBOX_CAPACITY={capacity!r} must be a whole number")
+        return cls(
+            nats_urls=_urls(env.get("NATS_URL", "")),
+            enable_nats=_flag(env, "ENABLE_NATS", True),
+            codec=codec,
+            enable_otel=_flag(env, "ENABLE_OTEL", False),
+            ask_timeout=_positive(env, "SDK_ASK_TIMEOUT", 5.0),
+            mailbox_capacity=int(capacity),
+        )

@@ -1,0 +1,66 @@
+"""Shared fixtures: real nats-servers on free loopback ports, and both transports.
+
+Every server is started with ``-p -1`` (the server picks a free port and reports it
+in a ports file) and a unique ``server_name``; clients check they reached that very
+server, so a stray server on the machine can never answer for it. Servers are
+stopped by pid when the fixture ends.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from motadata_actors.mailbox import InProcessTransport, NatsServer, NatsTransport, Transport
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def nats_server() -> Iterator[NatsServer]:
+    """One nats-server (JetStream on) shared by the session; tests use unique tenants."""
+    with NatsServer(server_name=f"test-{uuid.uuid4().hex[:10]}") as server:
+        yield server
+
+
+@pytest.fixture
+def fresh_nats_server() -> Iterator[NatsServer]:
+    """A nats-server of the test's own, for tests that stop or restart it."""
+    with NatsServer(server_name=f"test-{uuid.uuid4().hex[:10]}") as server:
+        yield server
+
+
+async def connect(server: NatsServer, **kwargs: object) -> NatsTransport:
+    """Connect a NatsTransport and check it reached ``server`` (by its server_name)."""
+    transport = NatsTransport([server.url], **kwargs)  # type: ignore[arg-type]
+    await transport.start()
+    assert transport.server_name == server.server_name, "connected to a stray server"
+    return transport
+
+
+@pytest.fixture(params=["inprocess", "nats"])
+async def transport(
+    request: pytest.FixtureRequest, nats_server: NatsServer
+) -> AsyncIterator[Transport]:
+    """Each transport in turn: the contract suite runs unchanged against both."""
+    t: Transport
+    if request.param == "nats":
+        t = await connect(nats_server)
+    else:
+        t = InProcessTransport()
+        await t.start()
+    try:
+        yield t
+    finally:
+        await t.aclose()
+
+
+@pytest.fixture
+def tenant() -> str:
+    """A tenant id no other test uses, so tests can share one server."""
+    return f"t{uuid.uuid4().hex[:10]}"

@@ -1,0 +1,167 @@
+"""The transport contract: run unchanged against the in-process and the NATS transport."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from motadata_actors import AskTimeout, MessageTooLarge, NoResponders, SubjectError
+from motadata_actors.mailbox import Incoming, Mailbox, Transport
+
+pytestmark = pytest.mark.anyio
+
+
+async def settle(transport: Transport) -> None:
+    """Give deliveries already under way time to land (a round trip through the bus)."""
+    box: Mailbox[Incoming] = Mailbox(1)
+    sub = await transport.subscribe("_settle.x", mailbox=box)
+    await transport.publish("_settle.x", b"")
+    with anyio.fail_after(5):
+        await box.receive()
+    await sub.unsubscribe()
+
+
+async def drain(box: Mailbox[Incoming]) -> list[Incoming]:
+    items = []
+    while box.statistics().queued:
+        items.append(await box.receive())
+    return items
+
+
+async def test_exact_subject_delivers_body_and_headers(transport: Transport, tenant: str) -> None:
+    box: Mailbox[Incoming] = Mailbox(10)
+    await transport.subscribe(f"a.{tenant}", mailbox=box)
+    await transport.publish(
+        f"a.{tenant}", b"hello", headers={"Content-Type": "application/json", "X-K": "v 1"}
+    )
+    with anyio.fail_after(5):
+        msg = await box.receive()
+    assert (msg.subject, msg.data, msg.reply) == (f"a.{tenant}", b"hello", "")
+    assert msg.headers == {"Content-Type": "application/json", "X-K": "v 1"}
+
+
+async def test_no_headers_arrive_as_none(transport: Transport, tenant: str) -> None:
+    box: Mailbox[Incoming] = Mailbox(10)
+    await transport.subscribe(f"a.{tenant}", mailbox=box)
+    await transport.publish(f"a.{tenant}", b"x")
+    with anyio.fail_after(5):
+        msg = await box.receive()
+    assert msg.headers is None
+
+
+async def test_star_matches_one_token_and_gt_the_rest(transport: Transport, tenant: str) -> None:
+    star: Mailbox[Incoming] = Mailbox(10)
+    tail: Mailbox[Incoming] = Mailbox(10)
+    await transport.subscribe(f"w.*.{tenant}", mailbox=star)
+    await transport.subscribe(f"w.{tenant}.>", mailbox=tail)
+    for subject in (
+        f"w.x.{tenant}",
+        f"w.x.y.{tenant}",
+        f"w.{tenant}.a",
+        f"w.{tenant}.a.b",
+        f"w.{tenant}",
+    ):
+        await transport.publish(subject, subject.encode())
+    await settle(transport)
+    assert [m.subject for m in await drain(star)] == [f"w.x.{tenant}"]
+    # "w.<tenant>" has no token for ">" to match; "w.x.<tenant>" does not start with w.<tenant>.
+    assert [m.subject for m in await drain(tail)] == [f"w.{tenant}.a", f"w.{tenant}.a.b"]
+
+
+async def test_queue_group_delivers_each_message_once(transport: Transport, tenant: str) -> None:
+    boxes: list[Mailbox[Incoming]] = [Mailbox(200) for _ in range(3)]
+    for box in boxes:
+        await transport.subscribe(f"q.{tenant}", queue="workers", mailbox=box)
+    watcher: Mailbox[Incoming] = Mailbox(200)
+    await transport.subscribe(f"q.{tenant}", mailbox=watcher)  # outside the group: sees all
+    for i in range(90):
+        await transport.publish(f"q.{tenant}", str(i).encode())
+    await settle(transport)
+    got = [int(m.data) for box in boxes for m in await drain(box)]
+    assert sorted(got) == list(range(90))
+    assert sum(1 for box in boxes if box.received) >= 2, "the group should share the load"
+    assert len(await drain(watcher)) == 90
+
+
+async def test_order_is_kept_per_sender_with_one_subscriber(
+    transport: Transport, tenant: str
+) -> None:
+    box: Mailbox[Incoming] = Mailbox(1000)
+    await transport.subscribe(f"o.{tenant}", mailbox=box)
+    for i in range(500):
+        await transport.publish(f"o.{tenant}", str(i).encode())
+    await settle(transport)
+    assert [int(m.data) for m in await drain(box)] == list(range(500))
+
+
+async def test_request_reply_with_headers(transport: Transport, tenant: str) -> None:
+    box: Mailbox[Incoming] = Mailbox(10)
+    await transport.subscribe(f"svc.{tenant}", mailbox=box)
+
+    async def serve() -> None:
+        msg = await box.receive()
+        assert msg.reply
+        await transport.publish(
+            msg.reply, msg.data.upper(), headers={"Sdk-Echo": msg.headers["Sdk-In"]}
+        )
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(serve)
+        reply = await transport.request(
+            f"svc.{tenant}", b"ping", headers={"Sdk-In": "1"}, timeout=5
+        )
+    assert reply.data == b"PING"
+    assert reply.headers == {"Sdk-Echo": "1"}
+
+
+async def test_request_without_subscriber_fails_fast_with_no_responders(
+    transport: Transport, tenant: str
+) -> None:
+    with anyio.fail_after(2):  # well under the request's own timeout
+        with pytest.raises(NoResponders):
+            await transport.request(f"nobody.{tenant}", b"x", timeout=30)
+
+
+async def test_request_with_silent_subscriber_times_out(transport: Transport, tenant: str) -> None:
+    box: Mailbox[Incoming] = Mailbox(10)
+    await transport.subscribe(f"silent.{tenant}", mailbox=box)
+    start = anyio.current_time()
+    with pytest.raises(AskTimeout):
+        await transport.request(f"silent.{tenant}", b"x", timeout=0.2)
+    assert anyio.current_time() - start >= 0.2
+    assert box.statistics().queued == 1
+
+
+async def test_unsubscribe_stops_delivery(transport: Transport, tenant: str) -> None:
+    box: Mailbox[Incoming] = Mailbox(10)
+    sub = await transport.subscribe(f"u.{tenant}", mailbox=box)
+    await transport.publish(f"u.{tenant}", b"1")
+    await settle(transport)
+    await sub.unsubscribe()
+    await sub.unsubscribe()  # idempotent
+    await transport.publish(f"u.{tenant}", b"2")
+    await settle(transport)
+    assert [m.data for m in await drain(box)] == [b"1"]
+
+
+async def test_oversized_message_is_refused_counting_headers(
+    transport: Transport, tenant: str
+) -> None:
+    limit = transport.max_payload
+    box: Mailbox[Incoming] = Mailbox(10)
+    await transport.subscribe(f"big.{tenant}", mailbox=box)
+    body = b"x" * (limit - 10)
+    await transport.publish(f"big.{tenant}", body)  # fits without headers
+    with pytest.raises(MessageTooLarge) as info:
+        await transport.publish(f"big.{tenant}", body, headers={"Sdk-Pad": "y" * 20})
+    assert info.value.limit == limit
+    with pytest.raises(MessageTooLarge):
+        await transport.request(f"big.{tenant}", body + b"y" * 20, timeout=1)
+    await settle(transport)  # the connection survived and still delivers
+    assert [len(m.data) for m in await drain(box)] == [limit - 10]
+
+
+@pytest.mark.parametrize("subject", ["", "a..b", "a b", "a.*", "a.>", "a\r\nb"])
+async def test_bad_publish_subjects_are_typed_errors(transport: Transport, subject: str) -> None:
+    with pytest.raises(SubjectError):
+        await transport.publish(subject, b"x")
