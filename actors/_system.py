@@ -129,7 +129,11 @@ class ActorSystem:
                     )
             await transport.start()
             stack.push_async_callback(transport.aclose)
-            self._tg = await stack.enter_async_context(anyio.create_task_group())
+            # Entered by hand, not on the stack: __aexit__ must leave it outside the
+            # shielded scope that closes the rest (anyio scopes nest strictly).
+            tg = anyio.create_task_group()
+            await tg.__aenter__()
+            self._tg = tg
         except BaseException:
             await stack.aclose()
             self._server = None
@@ -156,20 +160,27 @@ class ActorSystem:
         stack, self._stack = self._stack, None
         if stack is None:
             return
+        tg, self._tg = self._tg, None
+        assert tg is not None
+        # Shielded: a cancelled or failing block still stops its actors, closes the
+        # connection and stops the embedded server. Each step is bounded in time.
         try:
             with anyio.CancelScope(shield=True), anyio.move_on_after(_STOP_GRACE) as scope:
                 for cell in reversed(self._cells):
                     await cell.stop()
-            if scope.cancelled_caught and self._tg is not None:
+            if scope.cancelled_caught:
                 log.warning("actors did not stop within %ss; cancelling them", _STOP_GRACE)
-                self._tg.cancel_scope.cancel()
-        finally:
+                tg.cancel_scope.cancel()
             self._cells.clear()
             self._rt = None
-            try:
-                await stack.aclose()
-            finally:
-                self._server = None
+            # The block's own exception is not the task group's: it propagates by itself.
+            await tg.__aexit__(None, None, None)
+        finally:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await stack.aclose()
+                finally:
+                    self._server = None
 
     async def spawn(self, actor: Callable[[], Actor], *, name: str) -> ActorRef:
         """Start an actor and return its ref once it can receive messages.

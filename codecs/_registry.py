@@ -14,6 +14,7 @@ Rules:
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 from collections.abc import Callable, Mapping
@@ -118,10 +119,21 @@ class TypeRegistry:
         return _build(self.lookup(wire_name), value, wire_name)
 
 
+def _resolve(cls: type[Any]) -> None:
+    # Turn string annotations into types once, so nested attrs fields can be rebuilt.
+    # A class defined in a function may name types its module cannot see: those
+    # fields then arrive as plain values.
+    if getattr(cls, "__sdk_resolved__", False):
+        return
+    with contextlib.suppress(NameError):
+        attrs.resolve_types(cls)
+    setattr(cls, "__sdk_resolved__", True)  # noqa: B010
+
+
 def _build(cls: type[Any], value: object, where: str) -> Any:
     if not isinstance(value, Mapping):
         raise CodecError(f"{where}: expected a mapping of fields, got {type(value).__name__}")
-    attrs.resolve_types(cls)
+    _resolve(cls)
     kwargs: dict[str, Any] = {}
     for field in attrs.fields(cls):
         if not field.init:

@@ -187,9 +187,7 @@ class NatsTransport:
                 cb=deliver,
                 pending_msgs_limit=mailbox.statistics().capacity,
             )
-            # A round trip, so the server knows the interest before we return: a
-            # request from another connection right after finds a responder.
-            await nc.flush()
+            await self._round_trip(nc)
         except Exception as exc:
             raise self._translate(exc, subject) from exc
         sid = sub._id  # nats-py reports slow consumers by sid
@@ -213,6 +211,19 @@ class NatsTransport:
                 log.debug("unsubscribe from %s: %r", subject, exc)
 
         return Subscription(subject, queue, mailbox, unsubscribe)
+
+    @staticmethod
+    async def _round_trip(nc: Client) -> None:
+        """Return once the server has processed everything sent so far.
+
+        So a subscription is known to the server before ``subscribe`` returns, and a
+        request from another connection right after finds its responder. nats-py's
+        ``flush()`` alone is not enough: it writes its PING straight to the socket,
+        ahead of commands still queued for its flusher task (the SUB among them), so
+        we first wait for that queue to reach the socket.
+        """
+        await nc._flush_pending(force_flush=True)
+        await nc.flush()
 
     async def request(
         self,

@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import pytest
+
+from motadata_actors import CodecError, MessageTooLarge, message
+from motadata_actors.codecs import JsonCodec, TypeRegistry
+from motadata_actors.mailbox import (
+    CONTENT_TYPE,
+    ERROR,
+    MESSAGE_ID,
+    MESSAGE_TYPE,
+    check_size,
+    decode_body,
+    decode_error,
+    encode_body,
+    encode_error,
+    message_size,
+    new_message_id,
+)
+
+registry = TypeRegistry()
+
+
+@message("tests.env.v1", registry=registry)
+class Env:
+    a: int
+
+
+def test_message_ids_are_unique_and_short() -> None:
+    ids = {new_message_id() for _ in range(10_000)}
+    assert len(ids) == 10_000
+    assert all(len(i) < 32 for i in ids)
+
+
+def test_size_counts_the_nats_header_block() -> None:
+    assert message_size(b"abc", None) == 3
+    # "NATS/1.0\r\n" + "K: vv\r\n" + "\r\n" + body
+    assert message_size(b"abc", {"K": "vv"}) == 10 + 7 + 2 + 3
+    check_size(b"x" * 10, None, 10)
+    with pytest.raises(MessageTooLarge) as info:
+        check_size(b"x" * 10, {"K": "v"}, 20)
+    assert (info.value.size, info.value.limit) == (10 + 6 + 2 + 10, 20)
+
+
+def test_typed_body_sets_content_type_and_message_type_only() -> None:
+    headers: dict[str, str] = {}
+    data = encode_body(Env(1), JsonCodec(), registry, headers)
+    assert headers == {CONTENT_TYPE: "application/json", MESSAGE_TYPE: "tests.env.v1"}
+    assert decode_body(data, headers, registry) == Env(1)
+    plain: dict[str, str] = {}
+    assert decode_body(encode_body([1], JsonCodec(), registry, plain), plain, registry) == [1]
+    assert MESSAGE_TYPE not in plain
+
+
+def test_error_replies_round_trip_and_tolerate_foreign_bodies() -> None:
+    data, headers = encode_error("KeyError", "missing", JsonCodec(), origin="handler")
+    assert headers[ERROR] == "KeyError"
+    assert MESSAGE_ID in headers
+    assert decode_error(data, headers) == ("KeyError", "missing", "handler")
+    assert decode_error(b"\xffgarbage", {ERROR: "Oops"}) == ("Oops", "\ufffdgarbage", "handler")
+    assert decode_error(b'"text"', {ERROR: "Oops"}) == ("Oops", "text", "handler")
+
+
+def test_decode_errors_are_codec_errors() -> None:
+    with pytest.raises(CodecError):
+        decode_body(b"{", {CONTENT_TYPE: "application/json"}, registry)

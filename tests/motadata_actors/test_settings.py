@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import pytest
+
+from motadata_actors import ConfigError, Settings
+
+
+def test_defaults_with_an_empty_environment() -> None:
+    s = Settings.from_env({})
+    assert s == Settings()
+    assert (s.nats_urls, s.enable_nats, s.codec, s.enable_otel) == ((), True, "json", False)
+
+
+def test_several_nats_urls_are_split() -> None:
+    s = Settings.from_env({"NATS_URL": "nats://127.0.0.1:4500, nats://127.0.0.2:4501,"})
+    assert s.nats_urls == ("nats://127.0.0.1:4500", "nats://127.0.0.2:4501")
+
+
+def test_flags_and_numbers() -> None:
+    s = Settings.from_env(
+        {
+            "ENABLE_NATS": "False",
+            "ENABLE_OTEL": "yes",
+            "CODEC_TYPE": "MSGPACK",
+            "SDK_ASK_TIMEOUT": "2.5",
+            "SDK_MAILBOX_CAPACITY": "10",
+        }
+    )
+    assert (s.enable_nats, s.enable_otel, s.codec, s.ask_timeout, s.mailbox_capacity) == (
+        False,
+        True,
+        "msgpack",
+        2.5,
+        10,
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"NATS_URL": "http://127.0.0.1:80"}, "NATS_URL"),
+        ({"NATS_URL": "nats://127.0.0.1:notaport"}, "NATS_URL"),
+        ({"NATS_URL": "nats://:4500"}, "NATS_URL"),
+        ({"ENABLE_NATS": "maybe"}, "ENABLE_NATS"),
+        ({"ENABLE_OTEL": "2"}, "ENABLE_OTEL"),
+        ({"CODEC_TYPE": "yaml"}, "CODEC_TYPE"),
+        ({"SDK_ASK_TIMEOUT": "-1"}, "SDK_ASK_TIMEOUT"),
+        ({"SDK_ASK_TIMEOUT": "soon"}, "SDK_ASK_TIMEOUT"),
+        ({"SDK_ASK_TIMEOUT": "inf"}, "SDK_ASK_TIMEOUT"),
+        ({"SDK_MAILBOX_CAPACITY": "1.5"}, "SDK_MAILBOX_CAPACITY"),
+    ],
+)
+def test_bad_values_name_the_variable(env: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        Settings.from_env(env)
+
+
+@pytest.mark.anyio
+async def test_a_codec_not_shipped_yet_is_a_config_error_at_start() -> None:
+    from motadata_actors import ActorSystem
+
+    with pytest.raises(ConfigError, match="CODEC_TYPE='cbor'"):
+        async with ActorSystem("t", settings=Settings(enable_nats=False, codec="cbor")):
+            pass
