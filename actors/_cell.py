@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import final
 
 import anyio
+import attrs
 import anyio.abc
 
 from motadata_actors._errors import ActorsError, CodecError, TenantError
@@ -47,7 +49,7 @@ from ._actor import Actor, Context
 from ._ref import ActorRef
 from ._runtime import Runtime, current_context
 
-__all__ = ("ActorCell",)
+__all__ = ("ActorCell", "ActorStatistics")
 
 log = get_logger("actors")
 
@@ -57,6 +59,32 @@ _REASON_MAX = 512
 def _reason(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}".replace("\r", " ").replace("\n", " ")
     return text[:_REASON_MAX]
+
+
+@final
+@attrs.frozen(slots=True)
+class ActorStatistics:
+    """A snapshot of one running actor.
+
+    Attributes:
+        name: the actor's name.
+        handled: messages its handler returned from.
+        failed: messages its handler raised on (or overran the asker's deadline).
+        rejected: messages refused before the handler (undecodable, unknown type,
+            forged tenant), each dead-lettered.
+        queued: messages waiting in its mailbox.
+        capacity: the mailbox's bound.
+        dropped: messages the NATS client dropped because the mailbox and the
+            client's pending queue were full (a slow consumer).
+    """
+
+    name: str
+    handled: int
+    failed: int
+    rejected: int
+    queued: int
+    capacity: int
+    dropped: int
 
 
 class ActorCell:
@@ -77,6 +105,19 @@ class ActorCell:
     def mailbox(self) -> Mailbox[Incoming]:
         """The cell's mailbox (for statistics)."""
         return self._mailbox
+
+    def statistics(self) -> ActorStatistics:
+        """Return a snapshot of the actor's counters."""
+        box = self._mailbox.statistics()
+        return ActorStatistics(
+            self.name,
+            self.handled,
+            self.failed,
+            self.rejected,
+            box.queued,
+            box.capacity,
+            box.dropped,
+        )
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[ActorRef]) -> None:
         """Subscribe, start the actor, report started, then handle messages until stopped."""

@@ -24,7 +24,7 @@ from motadata_actors.mailbox import (
 from motadata_actors.telemetry import get_logger
 
 from ._actor import Actor
-from ._cell import ActorCell
+from ._cell import ActorCell, ActorStatistics
 from ._ref import ActorRef
 from ._runtime import Runtime
 
@@ -211,6 +211,10 @@ class ActorSystem:
             SubjectError: ``name`` is not a valid agent name.
         """
         return ActorRef(self._runtime, name)
+
+    def statistics(self) -> list[ActorStatistics]:
+        """Return a snapshot of every actor running in this system, oldest first."""
+        return [cell.statistics() for cell in self._cells]
 
     async def stop(self, name: str) -> int:
         """Stop this system's actors called ``name``; return how many were stopped."""

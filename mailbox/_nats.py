@@ -10,6 +10,7 @@ past that nats-py drops messages; each drop is counted on the mailbox and logged
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Any, final
 
@@ -202,6 +203,10 @@ class NatsTransport:
             self._mailboxes.pop(sid, None)
             if nc.is_closed or nc.is_draining:
                 return
+            if not nc.is_connected:  # reconnecting: nothing in flight can be drained
+                with contextlib.suppress(nats.errors.Error):
+                    await sub.unsubscribe()
+                return
             try:
                 # Drain, not unsubscribe: what the server sent before the UNSUB (our
                 # own earlier publishes included) still reaches the mailbox.
@@ -275,10 +280,14 @@ class NatsTransport:
         self._closed = True
         nc = self._nc
         try:
-            async with asyncio.timeout(_DRAIN_TIMEOUT):
-                await nc.drain()
+            if nc.is_connected:
+                async with asyncio.timeout(_DRAIN_TIMEOUT):
+                    await nc.drain()
         except Exception as exc:  # a broken connection cannot drain; close it anyway
             log.debug("drain failed: %r", exc)
         finally:
             if not nc.is_closed:
-                await nc.close()
+                try:
+                    await nc.close()
+                except (OSError, nats.errors.Error) as exc:
+                    log.debug("close after a lost connection: %r", exc)

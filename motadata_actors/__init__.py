@@ -20,13 +20,14 @@ from motadata_actors._errors import (
     TransportClosed,
 )
 from motadata_actors._settings import Settings
-from motadata_actors.actors import Actor, ActorRef, ActorSystem, Context
+from motadata_actors.actors import Actor, ActorRef, ActorStatistics, ActorSystem, Context
 from motadata_actors.codecs import message
 from motadata_actors.mailbox import InProcessTransport, NatsServer, NatsTransport
 
 __all__ = (
     "Actor",
     "ActorRef",
+    "ActorStatistics",
     "ActorSystem",
     "ActorsError",
     "AskTimeout",
