@@ -24,8 +24,8 @@ from collections.abc import Callable
 from typing import final
 
 import anyio
-import attrs
 import anyio.abc
+import attrs
 
 from motadata_actors._errors import ActorsError, CodecError, TenantError
 from motadata_actors.mailbox import (
