@@ -27,7 +27,7 @@ import anyio
 import anyio.abc
 import attrs
 
-from motadata_actors._errors import ActorsError, CodecError, TenantError
+from motadata_actors._errors import ActorsError, CodecError, MessageTooLarge, TenantError
 from motadata_actors.mailbox import (
     DEAD_REASON,
     MESSAGE_ID,
@@ -41,6 +41,7 @@ from motadata_actors.mailbox import (
     encode_body,
     encode_error,
     event_subject,
+    message_size,
     new_message_id,
 )
 from motadata_actors.telemetry import get_logger
@@ -186,7 +187,10 @@ class ActorCell:
                         f"Sdk-Tenant-Id {tenant!r} does not match the subject's tenant "
                         f"{rt.tenant!r}"
                     )
-            payload = decode_body(msg.data, headers, rt.registry)
+            size = message_size(msg.data, headers)
+            if size > rt.max_size:
+                raise MessageTooLarge(size, rt.max_size)
+            payload = decode_body(msg.data, headers, rt.codecs)
         except (CodecError, TenantError) as exc:
             await self._reject(msg, exc)
             return
@@ -228,7 +232,7 @@ class ActorCell:
         rt = self._rt
         headers = {MESSAGE_ID: new_message_id()}
         try:
-            data = encode_body(result, rt.codec, rt.registry, headers)
+            data = encode_body(result, rt.codecs.default, headers)
             await rt.transport.publish(reply, data, headers=headers)
         except CodecError as exc:
             log.error("actor %r: cannot send its reply: %s", self.name, exc)
@@ -238,7 +242,7 @@ class ActorCell:
 
     async def _send_error(self, reply: str, type_name: str, message: str, origin: str) -> None:
         rt = self._rt
-        data, headers = encode_error(type_name, message[:4096], rt.codec, origin=origin)
+        data, headers = encode_error(type_name, message[:4096], rt.codecs.default, origin=origin)
         try:
             await rt.transport.publish(reply, data, headers=headers)
         except ActorsError as exc:

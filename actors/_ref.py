@@ -21,6 +21,7 @@ from motadata_actors.mailbox import (
     TIMEOUT_MS,
     agent_subject,
     check_id,
+    check_size,
     decode_body,
     decode_error,
     encode_body,
@@ -34,6 +35,8 @@ __all__ = ("ActorRef",)
 # Errors the framework itself reports in an error reply, rebuilt as the same type.
 _SDK_ERRORS: dict[str, type[ActorsError]] = {
     "CodecError": CodecError,
+    "DecodeError": CodecError,
+    "EncodeError": CodecError,
     "MessageTooLarge": CodecError,
     "TenantError": TenantError,
 }
@@ -76,7 +79,9 @@ class ActorRef:
         subject = self._subjects.get(sender)
         if subject is None:
             subject = self._subjects[sender] = agent_subject(sender, self.name, rt.tenant)
-        return subject, headers, encode_body(msg, rt.codec, rt.registry, headers)
+        data = encode_body(msg, rt.codecs.default, headers)
+        check_size(data, headers, rt.max_size)
+        return subject, headers, data
 
     async def tell(self, msg: object) -> None:
         """Send ``msg`` and return without waiting for it to be handled (at most once).
@@ -130,10 +135,10 @@ class ActorRef:
         reply_headers = reply.headers
         if reply_headers is not None and ERROR in reply_headers:
             raise self._error(reply.data, reply_headers)
-        return decode_body(reply.data, reply_headers, rt.registry)
+        return decode_body(reply.data, reply_headers, rt.codecs)
 
     def _error(self, data: bytes, headers: dict[str, str]) -> ActorsError:
-        type_name, message, origin = decode_error(data, headers)
+        type_name, message, origin = decode_error(data, headers, self._rt.codecs)
         if origin == "sdk" and type_name in _SDK_ERRORS:
             return _SDK_ERRORS[type_name](f"rejected by {self.name!r}: {message}")
         return RemoteError(type_name, message, actor=self.name)

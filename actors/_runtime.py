@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING, final
 import attrs
 
 from motadata_actors._errors import SubjectError
-from motadata_actors.codecs import Codec, TypeRegistry, wire_name_of
+from motadata_actors.codecs import Codecs, wire_name_of
 from motadata_actors.mailbox import (
     CORRELATION_ID,
     MESSAGE_ID,
     Transport,
+    check_size,
     encode_body,
     event_subject,
     new_message_id,
@@ -37,8 +38,8 @@ class Runtime:
 
     tenant: str
     transport: Transport
-    codec: Codec
-    registry: TypeRegistry
+    codecs: Codecs
+    max_size: int
     ask_timeout: float
     mailbox_capacity: int
     client_id: str
@@ -59,5 +60,6 @@ class Runtime:
         ctx = current_context.get()
         if ctx is not None:
             headers[CORRELATION_ID] = ctx.correlation_id
-        data = encode_body(event, self.codec, self.registry, headers)
+        data = encode_body(event, self.codecs.default, headers)
+        check_size(data, headers, self.max_size)
         await self.transport.publish(subject, data, headers=headers)

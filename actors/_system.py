@@ -12,7 +12,7 @@ import anyio.abc
 
 from motadata_actors._errors import CodecError, ConfigError, TransportClosed
 from motadata_actors._settings import Settings
-from motadata_actors.codecs import TypeRegistry, codec_named, default_registry
+from motadata_actors.codecs import Codecs, Limits, TypeRegistry, default_registry
 from motadata_actors.mailbox import (
     InProcessTransport,
     NatsServer,
@@ -102,7 +102,12 @@ class ActorSystem:
     async def __aenter__(self) -> Self:
         settings = self._settings if self._settings is not None else Settings.from_env()
         try:
-            codec = codec_named(settings.codec)
+            limits = Limits(
+                max_size=settings.max_message_size,
+                max_depth=settings.max_depth,
+                max_length=settings.max_length,
+            )
+            codecs = Codecs(settings.codec, registry=self._registry, limits=limits)
         except CodecError as exc:
             raise ConfigError(f"CODEC_TYPE={settings.codec!r}: {exc}") from None
         stack = contextlib.AsyncExitStack()
@@ -142,8 +147,8 @@ class ActorSystem:
         self._rt = Runtime(
             tenant=self.tenant,
             transport=transport,
-            codec=codec,
-            registry=self._registry,
+            codecs=codecs,
+            max_size=min(limits.max_size, transport.max_payload),
             ask_timeout=settings.ask_timeout,
             mailbox_capacity=settings.mailbox_capacity,
             client_id=self._client_id,

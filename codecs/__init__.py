@@ -1,52 +1,34 @@
-"""Codecs: the ``Codec`` protocol, the shipped codecs, and the typed-message registry.
+"""Codecs: the ``Codec`` protocol, JSON / MessagePack / CBOR / Protobuf, typed messages.
 
-A leaf package: it knows nothing of NATS or actors.
+A leaf package: it knows nothing of NATS or actors. See ``_values`` for the value
+model every codec carries, and ``_schema`` for how typed messages map to the wire.
 """
 
-from motadata_actors._errors import CodecError
+from motadata_actors._errors import CodecError, DecodeError, EncodeError, MessageTooLarge
 
-from ._json import Codec, JsonCodec
-from ._registry import TypeRegistry, default_registry, message, wire_name_of
+from ._codec import Codec
+from ._codecs import CODEC_NAMES, Codecs
+from ._formats import CborCodec, JsonCodec, MsgpackCodec
+from ._limits import Limits
+from ._protobuf import ProtobufCodec
+from ._registry import TypeRegistry, default_registry, field, message, wire_name_of
 
 __all__ = (
+    "CODEC_NAMES",
+    "CborCodec",
     "Codec",
     "CodecError",
+    "Codecs",
+    "DecodeError",
+    "EncodeError",
     "JsonCodec",
+    "Limits",
+    "MessageTooLarge",
+    "MsgpackCodec",
+    "ProtobufCodec",
     "TypeRegistry",
-    "codec_for_content_type",
-    "codec_named",
     "default_registry",
+    "field",
     "message",
     "wire_name_of",
 )
-
-_JSON = JsonCodec()
-_BY_NAME: dict[str, Codec] = {_JSON.name: _JSON}
-_BY_CONTENT_TYPE: dict[str, Codec] = {_JSON.content_type: _JSON}
-
-
-def codec_named(name: str) -> Codec:
-    """Return the codec called ``name`` (as in ``CODEC_TYPE``).
-
-    Raises:
-        CodecError: no codec of that name ships in this version.
-    """
-    try:
-        return _BY_NAME[name]
-    except KeyError:
-        known = ", ".join(sorted(_BY_NAME))
-        raise CodecError(f"unknown codec {name!r}; available: {known}") from None
-
-
-def codec_for_content_type(content_type: str | None) -> Codec:
-    """Return the codec for a ``Content-Type`` header; absent means JSON.
-
-    Raises:
-        CodecError: the content type is not one this process can decode.
-    """
-    if content_type is None:
-        return _JSON
-    try:
-        return _BY_CONTENT_TYPE[content_type]
-    except KeyError:
-        raise CodecError(f"unsupported Content-Type {content_type!r}") from None

@@ -1,20 +1,21 @@
-"""Typed messages: ``@message`` and the registry that maps wire names to classes.
+"""Typed messages: ``@message``, ``field``, and the registry of wire names.
 
 Rules:
 
 * A wire name is lowercase dotted tokens ending in a version, ``planner.plan.v1``.
 * ``@message`` makes the class a frozen attrs class (when it is not an attrs class
-  already) and registers it in a registry, the process-wide default unless one is given.
-* On the wire a typed message is a mapping of its field names to plain values; the
-  wire name travels beside it (in the ``Sdk-Message-Type`` header), never in the body.
-* Decoding ignores unknown fields (newer senders may add optional fields) and uses
-  defaults for missing optional ones; a missing required field is a ``CodecError``
-  naming the field.
+  already) and registers it, in the process-wide default registry unless told otherwise.
+* On the wire a typed message is the map of its fields; its wire name travels in the
+  ``Sdk-Message-Type`` header (or, inside an untyped value, in a reserved map).
+* Versions live side by side: ``planner.plan.v1`` and ``planner.plan.v2`` are two
+  classes. ``upgrade={PlanV1: to_v2}`` on v2 makes every decoded v1 arrive as v2, so a
+  fleet can move one service at a time.
+* Protobuf needs a stable number per field: declare it with ``field(proto=N)``;
+  numbers never come from field order, so inserting a field renumbers nothing.
 """
 
 from __future__ import annotations
 
-import contextlib
 import re
 import threading
 from collections.abc import Callable, Mapping
@@ -25,13 +26,17 @@ import attrs
 
 from motadata_actors._errors import CodecError
 
-__all__ = ("TypeRegistry", "default_registry", "message", "wire_name_of")
+from ._schema import schema_of
+from ._values import ModelError, Walker
+
+__all__ = ("TypeRegistry", "default_registry", "field", "message", "wire_name_of")
 
 T = TypeVar("T")
 
 _WIRE_NAME = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*\.v[0-9]+")
 _WIRE_NAME_MAX = 128
 _ATTR = "__sdk_wire_name__"
+_MAX_UPGRADES = 16
 
 
 def _check_wire_name(wire_name: object) -> str:
@@ -53,8 +58,38 @@ def wire_name_of(obj: object) -> str | None:
     return name
 
 
+def field(
+    *,
+    proto: int | None = None,
+    default: Any = attrs.NOTHING,
+    factory: Callable[[], Any] | None = None,
+    validator: Any = None,
+    converter: Any = None,
+) -> Any:
+    """Declare a message field, with its protobuf field number.
+
+    Args:
+        proto: the protobuf field number (1 to 536870911, never reused); required for
+            every field of a message sent with the protobuf codec.
+        default: the default value, which makes the field optional.
+        factory: a callable making the default (for lists and dicts).
+        validator: an attrs validator.
+        converter: an attrs converter.
+    """
+    if proto is not None and (type(proto) is not int or not 1 <= proto <= 536_870_911):
+        raise CodecError(f"protobuf field number must be an int in 1..536870911, not {proto!r}")
+    if factory is not None:
+        default = attrs.Factory(factory)
+    return attrs.field(
+        default=default,
+        validator=validator,
+        converter=converter,
+        metadata={"proto": proto} if proto is not None else {},
+    )
+
+
 class TypeRegistry:
-    """Maps wire names to message classes and converts instances to and from plain values.
+    """Maps wire names to message classes, and decodes field maps into instances.
 
     One registry serves a whole :class:`~motadata_actors.ActorSystem`; ``@message``
     registers into :func:`default_registry` unless told otherwise.
@@ -62,14 +97,27 @@ class TypeRegistry:
 
     def __init__(self) -> None:
         self._by_name: dict[str, type[Any]] = {}
+        self._upgrades: dict[type[Any], Callable[[Any], Any]] = {}
         self._lock = threading.Lock()
 
-    def register(self, cls: type[T], wire_name: str) -> type[T]:
+    def register(
+        self,
+        cls: type[T],
+        wire_name: str,
+        *,
+        upgrade: Mapping[type[Any], Callable[[Any], Any]] | None = None,
+    ) -> type[T]:
         """Register an attrs class under ``wire_name``.
 
+        Args:
+            cls: an attrs class.
+            wire_name: its versioned wire name.
+            upgrade: older classes mapped to functions that turn an instance of the older
+                class into one of ``cls``; applied to every decoded older message.
+
         Raises:
-            CodecError: the wire name is malformed, the class is not an attrs class,
-                or the name is taken by another class.
+            CodecError: the wire name is malformed or taken by another class, or the
+                class is not an attrs class.
         """
         _check_wire_name(wire_name)
         is_attrs = attrs.has(cls)  # not in the `if`: the TypeGuard would narrow `cls`
@@ -83,6 +131,8 @@ class TypeRegistry:
                     f"{existing.__module__}.{existing.__qualname__}"
                 )
             self._by_name[wire_name] = cls
+            for old, fn in (upgrade or {}).items():
+                self._upgrades[old] = fn
         setattr(cls, _ATTR, wire_name)
         return cls
 
@@ -96,61 +146,43 @@ class TypeRegistry:
             return self._by_name[wire_name]
         except KeyError:
             raise CodecError(
-                f"unknown message type {wire_name!r}: no class is registered "
-                "under that wire name in this process"
+                f"unknown message type {wire_name!r}: no class is registered under that "
+                "wire name in this process"
             ) from None
 
     def __contains__(self, wire_name: object) -> bool:
         return wire_name in self._by_name
 
-    def to_value(self, obj: object) -> Any:
-        """Convert a typed message (or a plain value) into plain values a codec can carry."""
-        if attrs.has(type(obj)):
-            return attrs.asdict(obj, recurse=True)  # type: ignore[arg-type]
-        return obj
+    def wire_names(self) -> list[str]:
+        """Return every registered wire name, sorted."""
+        return sorted(self._by_name)
 
-    def from_value(self, wire_name: str, value: object) -> Any:
-        """Build an instance of the class registered under ``wire_name`` from plain values.
+    def to_fields(self, obj: object, depth: int, walker: Walker) -> dict[str, Any]:
+        """Return the checked field map of a typed message (used by the codecs)."""
+        return schema_of(type(obj)).out(obj, depth, walker)
+
+    def from_fields(self, wire_name: str, value: Any, depth: int, walker: Walker) -> Any:
+        """Build the message ``wire_name`` from its field map, upgraded if an upgrade is set.
 
         Raises:
-            CodecError: unknown wire name, a body that is not a mapping, a missing
-                required field, or a value the class rejects.
+            ModelError: unknown wire name, or fields that do not fit the class.
         """
-        return _build(self.lookup(wire_name), value, wire_name)
+        cls = self._by_name.get(wire_name)
+        if cls is None:
+            raise ModelError(f"unknown message type {wire_name!r}")
+        return self.upgraded(schema_of(cls).back(value, depth, walker))
 
-
-def _resolve(cls: type[Any]) -> None:
-    # Turn string annotations into types once, so nested attrs fields can be rebuilt.
-    # A class defined in a function may name types its module cannot see: those
-    # fields then arrive as plain values.
-    if getattr(cls, "__sdk_resolved__", False):
-        return
-    with contextlib.suppress(NameError):
-        attrs.resolve_types(cls)
-    setattr(cls, "__sdk_resolved__", True)  # noqa: B010
-
-
-def _build(cls: type[Any], value: object, where: str) -> Any:
-    if not isinstance(value, Mapping):
-        raise CodecError(f"{where}: expected a mapping of fields, got {type(value).__name__}")
-    _resolve(cls)
-    kwargs: dict[str, Any] = {}
-    for field in attrs.fields(cls):
-        if not field.init:
-            continue
-        key = field.alias or field.name
-        if field.name not in value:
-            if field.default is attrs.NOTHING:
-                raise CodecError(f"{where}: missing required field {field.name!r}")
-            continue
-        item = value[field.name]
-        if isinstance(field.type, type) and attrs.has(field.type) and isinstance(item, Mapping):
-            item = _build(field.type, item, f"{where}.{field.name}")
-        kwargs[key] = item
-    try:
-        return cls(**kwargs)
-    except (TypeError, ValueError) as exc:
-        raise CodecError(f"{where}: {exc}") from exc
+    def upgraded(self, obj: Any) -> Any:
+        """Apply registered upgrades to ``obj`` until its class has none."""
+        for _ in range(_MAX_UPGRADES):
+            fn = self._upgrades.get(type(obj))
+            if fn is None:
+                return obj
+            try:
+                obj = fn(obj)
+            except Exception as exc:
+                raise ModelError(f"upgrade of {type(obj).__name__} failed: {exc!r}") from exc
+        raise ModelError(f"more than {_MAX_UPGRADES} upgrades in a row (a cycle?)")
 
 
 _DEFAULT = TypeRegistry()
@@ -161,9 +193,12 @@ def default_registry() -> TypeRegistry:
     return _DEFAULT
 
 
-@dataclass_transform(frozen_default=True, field_specifiers=(attrs.field, attr.attrib))
+@dataclass_transform(frozen_default=True, field_specifiers=(attrs.field, attr.attrib, field))
 def message(
-    wire_name: str, *, registry: TypeRegistry | None = None
+    wire_name: str,
+    *,
+    registry: TypeRegistry | None = None,
+    upgrade: Mapping[type[Any], Callable[[Any], Any]] | None = None,
 ) -> Callable[[type[T]], type[T]]:
     """Declare a typed message: a frozen attrs class registered under a versioned wire name.
 
@@ -171,12 +206,14 @@ def message(
 
         @message("planner.plan.v1")
         class Plan:
-            goal: str
-            steps: int = 3
+            goal: str = field(proto=1)
+            steps: int = field(proto=2, default=3)
 
     Args:
         wire_name: lowercase dotted tokens ending in a version, such as ``planner.plan.v1``.
         registry: where to register; the process-wide default when omitted.
+        upgrade: older message classes mapped to functions that turn an older instance
+            into this class; decoded older messages then arrive upgraded.
 
     Raises:
         CodecError: the wire name is malformed or already taken by another class.
@@ -187,6 +224,6 @@ def message(
     def decorate(cls: type[T]) -> type[T]:
         is_attrs = attrs.has(cls)
         made = cls if is_attrs else attrs.frozen(cls)
-        return target.register(made, wire_name)
+        return target.register(made, wire_name, upgrade=upgrade)
 
     return decorate

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from motadata_actors._errors import CodecError, MessageTooLarge
-from motadata_actors.codecs import Codec, TypeRegistry, codec_for_content_type, wire_name_of
+from motadata_actors.codecs import Codec, Codecs, wire_name_of
 
 __all__ = (
     "ATTEMPT",
@@ -78,35 +78,34 @@ def check_size(data: bytes, headers: Mapping[str, str] | None, limit: int) -> No
             raise MessageTooLarge(size, limit)
 
 
-def encode_body(
-    obj: object, codec: Codec, registry: TypeRegistry, headers: dict[str, str]
-) -> bytes:
-    """Encode ``obj`` with ``codec``; set ``Content-Type`` (and the type header if typed).
+def encode_body(obj: object, codec: Codec, headers: dict[str, str]) -> bytes:
+    """Encode ``obj`` with ``codec``; set ``Content-Type``, and ``Sdk-Message-Type`` if typed.
 
     Raises:
-        CodecError: ``obj`` holds values the codec cannot carry.
+        EncodeError: ``obj`` is outside the value model, or a typed field is wrong.
+        MessageTooLarge: the body exceeds the codec's size limit.
     """
     headers[CONTENT_TYPE] = codec.content_type
     wire_name = wire_name_of(obj)
     if wire_name is not None:
         headers[MESSAGE_TYPE] = wire_name
-        return codec.encode(registry.to_value(obj))
     return codec.encode(obj)
 
 
-def decode_body(data: bytes, headers: Mapping[str, str] | None, registry: TypeRegistry) -> Any:
-    """Decode a body by its ``Content-Type``; build the registered class if typed.
+def decode_body(data: bytes, headers: Mapping[str, str] | None, codecs: Codecs) -> Any:
+    """Decode a body by its ``Content-Type`` (JSON when absent), as its registered type.
 
     Raises:
-        CodecError: unsupported content type, malformed bytes, unknown type or bad fields.
+        CodecError: unsupported content type or unknown message type.
+        DecodeError: malformed bytes, a limit exceeded, or fields that do not fit.
     """
     if not headers:
-        return codec_for_content_type(None).decode(data)
-    value = codec_for_content_type(headers.get(CONTENT_TYPE)).decode(data)
+        return codecs.for_content_type(None).decode(data)
+    codec = codecs.for_content_type(headers.get(CONTENT_TYPE))
     wire_name = headers.get(MESSAGE_TYPE)
     if wire_name is None:
-        return value
-    return registry.from_value(wire_name, value)
+        return codec.decode(data)
+    return codec.decode(data, codecs.registry.lookup(wire_name))
 
 
 def encode_error(
@@ -122,11 +121,11 @@ def encode_error(
     return body, headers
 
 
-def decode_error(data: bytes, headers: Mapping[str, str]) -> tuple[str, str, str]:
+def decode_error(data: bytes, headers: Mapping[str, str], codecs: Codecs) -> tuple[str, str, str]:
     """Return ``(type_name, message, origin)`` from an error reply, tolerating odd bodies."""
     type_name = headers.get(ERROR, "Error")
     try:
-        body = codec_for_content_type(headers.get(CONTENT_TYPE)).decode(data)
+        body = codecs.for_content_type(headers.get(CONTENT_TYPE)).decode(data)
     except CodecError:
         return type_name, data[:200].decode(errors="replace"), "handler"
     if isinstance(body, Mapping):

@@ -12,6 +12,8 @@ __all__ = (
     "CodecError",
     "ConfigError",
     "ConnectionLost",
+    "DecodeError",
+    "EncodeError",
     "MessageTooLarge",
     "NoResponders",
     "RemoteError",
@@ -43,6 +45,40 @@ class CodecError(ActorsError):
     Raised at the sender for values the codec cannot carry, and at the receiver for
     malformed bytes, unknown message types or fields of the wrong type.
     """
+
+
+class EncodeError(CodecError):
+    """A value could not be encoded: it is outside the value model or a typed field is wrong.
+
+    Attributes:
+        codec: the codec's name (``json``, ``msgpack``, ``cbor``, ``protobuf``).
+        wire_name: the typed message's wire name, or None for an untyped value.
+        reason: what was wrong, with the path to the offending value.
+    """
+
+    def __init__(self, codec: str, wire_name: str | None, reason: str) -> None:
+        what = f"{wire_name!r}" if wire_name else "an untyped value"
+        super().__init__(f"{codec} cannot encode {what}: {reason}")
+        self.codec = codec
+        self.wire_name = wire_name
+        self.reason = reason
+
+
+class DecodeError(CodecError):
+    """Bytes could not be decoded: malformed, over a limit, or not matching the message type.
+
+    Attributes:
+        codec: the codec's name.
+        wire_name: the message type named by ``Sdk-Message-Type``, or None.
+        reason: what was wrong, with the path to the offending value.
+    """
+
+    def __init__(self, codec: str, wire_name: str | None, reason: str) -> None:
+        what = f"{wire_name!r}" if wire_name else "an untyped message"
+        super().__init__(f"{codec} cannot decode {what}: {reason}")
+        self.codec = codec
+        self.wire_name = wire_name
+        self.reason = reason
 
 
 class MessageTooLarge(CodecError):

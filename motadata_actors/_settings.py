@@ -23,6 +23,10 @@ _CODECS: tuple[CodecName, ...] = ("json", "msgpack", "cbor", "protobuf")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
 _SCHEMES = frozenset({"nats", "tls", "ws", "wss"})
+_CAPACITY = 1000
+_MAX_SIZE = 1024 * 1024 - 4096  # below nats-server's default max_payload of 1 MiB
+_MAX_DEPTH = 32
+_MAX_LENGTH = 100_000
 
 
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -47,6 +51,19 @@ def _positive(env: Mapping[str, str], name: str, default: float) -> float:
         value = -1.0
     if not value > 0 or value == float("inf"):
         raise ConfigError(f"{name}={raw!r} must be a positive number")
+    return value
+
+
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"{name}={raw!r} must be a positive whole number")
     return value
 
 
@@ -79,6 +96,10 @@ class Settings:
         enable_otel: ``ENABLE_OTEL``.
         ask_timeout: ``SDK_ASK_TIMEOUT``, default seconds for an ask.
         mailbox_capacity: ``SDK_MAILBOX_CAPACITY``, messages an actor's mailbox holds.
+        max_message_size: ``SDK_MAX_MESSAGE_SIZE``, bytes of one message, headers and
+            body together (the server's ``max_payload`` caps it too).
+        max_depth: ``SDK_MAX_DEPTH``, deepest nesting of lists, maps and messages.
+        max_length: ``SDK_MAX_LENGTH``, most items in one list or map.
     """
 
     nats_urls: tuple[str, ...] = ()
@@ -86,7 +107,10 @@ class Settings:
     codec: CodecName = "json"
     enable_otel: bool = False
     ask_timeout: float = 5.0
-    mailbox_capacity: int = 1000
+    mailbox_capacity: int = _CAPACITY
+    max_message_size: int = _MAX_SIZE
+    max_depth: int = _MAX_DEPTH
+    max_length: int = _MAX_LENGTH
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -99,14 +123,14 @@ class Settings:
         codec = env.get("CODEC_TYPE", "json").strip().lower()
         if codec not in _CODECS:
             raise ConfigError(f"CODEC_TYPE={codec!r} is not one of {', '.join(_CODECS)}")
-        capacity = _positive(env, "SDK_MAILBOX_CAPACITY", 1000)
-        if capacity != int(capacity):
-            raise ConfigError(f"SDK_MAILBOX_CAPACITY={capacity!r} must be a whole number")
         return cls(
             nats_urls=_urls(env.get("NATS_URL", "")),
             enable_nats=_flag(env, "ENABLE_NATS", True),
             codec=codec,
             enable_otel=_flag(env, "ENABLE_OTEL", False),
             ask_timeout=_positive(env, "SDK_ASK_TIMEOUT", 5.0),
-            mailbox_capacity=int(capacity),
+            mailbox_capacity=_count(env, "SDK_MAILBOX_CAPACITY", _CAPACITY),
+            max_message_size=_count(env, "SDK_MAX_MESSAGE_SIZE", _MAX_SIZE),
+            max_depth=_count(env, "SDK_MAX_DEPTH", _MAX_DEPTH),
+            max_length=_count(env, "SDK_MAX_LENGTH", _MAX_LENGTH),
         )

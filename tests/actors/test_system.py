@@ -20,7 +20,6 @@ from motadata_actors import (
     NoResponders,
     RemoteError,
     SubjectError,
-    TenantError,
     message,
 )
 from motadata_actors.mailbox import (
@@ -202,12 +201,20 @@ async def test_unencodable_reply_is_a_codec_error_for_the_asker(system: ActorSys
 @pytest.mark.parametrize(
     ("data", "headers", "reason"),
     [
-        (b"\xff\xfe not json", {CONTENT_TYPE: "application/json"}, "CodecError: malformed JSON"),
+        (
+            b"\xff\xfe not json",
+            {CONTENT_TYPE: "application/json"},
+            "DecodeError: json cannot decode an untyped message: malformed body",
+        ),
         (b"{}", {CONTENT_TYPE: "application/x-unknown"}, "CodecError: unsupported Content-Type"),
         (b"{}", {MESSAGE_TYPE: "nobody.knows.v1"}, "CodecError: unknown message type"),
         (b'{"who": 1}', {MESSAGE_TYPE: "tests.greet.v2"}, "CodecError: unknown message type"),
         (b'{"x": 1}', {MESSAGE_TYPE: "tests.greet.v1"}, "missing required field 'who'"),
-        (b'{"n": "one"}', {MESSAGE_TYPE: "tests.strict.v1"}, "CodecError: tests.strict.v1"),
+        (
+            b'{"n": "one"}',
+            {MESSAGE_TYPE: "tests.strict.v1"},
+            "json cannot decode 'tests.strict.v1': expected int, got str at $.n",
+        ),
         (b'"x"', {TENANT_ID: "other"}, "TenantError: Sdk-Tenant-Id 'other'"),
     ],
 )
@@ -218,11 +225,11 @@ async def test_bad_input_is_rejected_dead_lettered_and_survived(
     ref = await system.spawn(lambda: greeter, name="greeter")
     dead = await tap(system, f"sdk.dlq.greeter.{tenant}")
     subject = f"sdk.agent.mallory.greeter.{tenant}"
-    expected = TenantError if TENANT_ID in headers else CodecError
+    expected = "TenantError" if TENANT_ID in headers else ("CodecError", "DecodeError")
     # As an ask: the asker gets a typed error, not a timeout.
     reply = await system.transport.request(subject, data, headers=headers, timeout=5)
     assert reply.headers is not None
-    assert reply.headers["Sdk-Error"] == expected.__name__
+    assert reply.headers["Sdk-Error"] in expected
     # As a tell: logged and dead-lettered.
     await system.transport.publish(subject, data, headers=headers)
     with anyio.fail_after(5):

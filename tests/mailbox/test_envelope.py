@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from motadata_actors import CodecError, MessageTooLarge, message
-from motadata_actors.codecs import JsonCodec, TypeRegistry
+from motadata_actors.codecs import Codecs, TypeRegistry
 from motadata_actors.mailbox import (
     CONTENT_TYPE,
     ERROR,
@@ -19,6 +19,7 @@ from motadata_actors.mailbox import (
 )
 
 registry = TypeRegistry()
+codecs = Codecs("json", registry=registry)
 
 
 @message("tests.env.v1", registry=registry)
@@ -44,23 +45,35 @@ def test_size_counts_the_nats_header_block() -> None:
 
 def test_typed_body_sets_content_type_and_message_type_only() -> None:
     headers: dict[str, str] = {}
-    data = encode_body(Env(1), JsonCodec(), registry, headers)
+    data = encode_body(Env(1), codecs.default, headers)
     assert headers == {CONTENT_TYPE: "application/json", MESSAGE_TYPE: "tests.env.v1"}
-    assert decode_body(data, headers, registry) == Env(1)
+    assert decode_body(data, headers, codecs) == Env(1)
     plain: dict[str, str] = {}
-    assert decode_body(encode_body([1], JsonCodec(), registry, plain), plain, registry) == [1]
+    assert decode_body(encode_body([1], codecs.default, plain), plain, codecs) == [1]
     assert MESSAGE_TYPE not in plain
 
 
+def test_the_receiver_decodes_by_content_type_whatever_its_default() -> None:
+    msgpack_side = Codecs("msgpack", registry=registry)
+    headers: dict[str, str] = {}
+    data = encode_body(Env(2), msgpack_side.default, headers)
+    assert headers[CONTENT_TYPE] == "application/msgpack"
+    assert decode_body(data, headers, codecs) == Env(2)  # a JSON-default receiver
+
+
 def test_error_replies_round_trip_and_tolerate_foreign_bodies() -> None:
-    data, headers = encode_error("KeyError", "missing", JsonCodec(), origin="handler")
+    data, headers = encode_error("KeyError", "missing", codecs.default, origin="handler")
     assert headers[ERROR] == "KeyError"
     assert MESSAGE_ID in headers
-    assert decode_error(data, headers) == ("KeyError", "missing", "handler")
-    assert decode_error(b"\xffgarbage", {ERROR: "Oops"}) == ("Oops", "\ufffdgarbage", "handler")
-    assert decode_error(b'"text"', {ERROR: "Oops"}) == ("Oops", "text", "handler")
+    assert decode_error(data, headers, codecs) == ("KeyError", "missing", "handler")
+    assert decode_error(b"\xffgarbage", {ERROR: "Oops"}, codecs) == (
+        "Oops",
+        "\ufffdgarbage",
+        "handler",
+    )
+    assert decode_error(b'"text"', {ERROR: "Oops"}, codecs) == ("Oops", "text", "handler")
 
 
 def test_decode_errors_are_codec_errors() -> None:
     with pytest.raises(CodecError):
-        decode_body(b"{", {CONTENT_TYPE: "application/json"}, registry)
+        decode_body(b"{", {CONTENT_TYPE: "application/json"}, codecs)

@@ -55,10 +55,10 @@ def test_bad_values_name_the_variable(env: dict[str, str], named: str) -> None:
         Settings.from_env(env)
 
 
-@pytest.mark.anyio
-async def test_a_codec_not_shipped_yet_is_a_config_error_at_start() -> None:
-    from motadata_actors import ActorSystem
-
-    with pytest.raises(ConfigError, match="CODEC_TYPE='cbor'"):
-        async with ActorSystem("t", settings=Settings(enable_nats=False, codec="cbor")):
-            pass
+def test_limits_come_from_the_environment() -> None:
+    s = Settings.from_env(
+        {"SDK_MAX_MESSAGE_SIZE": "4096", "SDK_MAX_DEPTH": "8", "SDK_MAX_LENGTH": "50"}
+    )
+    assert (s.max_message_size, s.max_depth, s.max_length) == (4096, 8, 50)
+    with pytest.raises(ConfigError, match="SDK_MAX_DEPTH"):
+        Settings.from_env({"SDK_MAX_DEPTH": "0"})

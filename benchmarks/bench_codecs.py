@@ -1,0 +1,190 @@
+"""Codec benchmark: round trips per second and encoded size, ours beside the raw library.
+
+Each row encodes and decodes a representative agent message (eleven fields, nested
+params, a list of 20 floats, 200 characters of text), typed (an ``@message`` class)
+and untyped (plain dicts), with our codec and with the library it wraps called
+directly, interleaved in one run. Ratios are ours / raw in time per round trip.
+
+    python benchmarks/bench_codecs.py [--quick] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import cbor2
+import msgpack
+import orjson
+
+from motadata_actors.codecs import Codecs, TypeRegistry, field, message
+
+registry = TypeRegistry()
+
+
+@message("bench.params.v1", registry=registry)
+class Params:
+    model: str = field(proto=1)
+    temperature: float = field(proto=2)
+    top_k: int = field(proto=3)
+    stop: list[str] = field(proto=4)
+
+
+@message("bench.agent_message.v1", registry=registry)
+class AgentMessage:
+    id: str = field(proto=1)
+    kind: str = field(proto=2)
+    sender: str = field(proto=3)
+    step: int = field(proto=4)
+    ok: bool = field(proto=5)
+    score: float = field(proto=6)
+    params: Params = field(proto=7)
+    embedding: list[float] = field(proto=8)
+    text: str = field(proto=9)
+    parent: str | None = field(proto=10, default=None)
+    tags: list[str] = field(proto=11, factory=list)
+
+
+TEXT = ("Summarise the findings of the research agent for the planner, citing sources. " * 3)[:200]
+TYPED = AgentMessage(
+    id="msg-7f3a9c2e", kind="tool_call", sender="researcher", step=3, ok=True, score=0.87,
+    params=Params(model="small-1", temperature=0.2, top_k=5, stop=["\n\n", "END"]),
+    embedding=[i * 0.137 for i in range(20)], text=TEXT, parent=None, tags=["rag", "draft"],
+)  # fmt: skip
+UNTYPED: dict[str, Any] = {
+    "id": TYPED.id, "kind": TYPED.kind, "sender": TYPED.sender, "step": TYPED.step, "ok": TYPED.ok,
+    "score": TYPED.score,
+    "params": {"model": "small-1", "temperature": 0.2, "top_k": 5, "stop": ["\n\n", "END"]},
+    "embedding": list(TYPED.embedding), "text": TEXT, "parent": None, "tags": ["rag", "draft"],
+}  # fmt: skip
+
+
+def raw_protobuf() -> tuple[Callable[[], bytes], Callable[[bytes], Any]]:
+    """The protobuf runtime called directly on the generated class, without our layer."""
+    codec = Codecs("protobuf", registry=registry).default
+    cls = codec._plan(AgentMessage).message_class  # type: ignore[attr-defined]
+
+    def dumps() -> bytes:
+        msg = cls(
+            id=TYPED.id, kind=TYPED.kind, sender=TYPED.sender, step=TYPED.step, ok=TYPED.ok,
+            score=TYPED.score, embedding=TYPED.embedding, text=TYPED.text, tags=TYPED.tags,
+        )  # fmt: skip
+        msg.params.model, msg.params.temperature, msg.params.top_k = "small-1", 0.2, 5
+        msg.params.stop.extend(["\n\n", "END"])
+        return msg.SerializeToString()  # type: ignore[no-any-return]
+
+    return dumps, cls.FromString
+
+
+def cases() -> list[tuple[str, str, Callable[[], Any]]]:
+    """(codec, variant, one round trip) for ours and the raw library, side by side."""
+    out: list[tuple[str, str, Callable[[], Any]]] = []
+    raw = {
+        "json": (lambda: json.dumps(UNTYPED).encode(), json.loads),
+        "msgpack": (lambda: msgpack.packb(UNTYPED), msgpack.unpackb),
+        "cbor": (lambda: cbor2.dumps(UNTYPED), cbor2.loads),
+        "protobuf": raw_protobuf(),
+    }
+    for name in ("json", "msgpack", "cbor", "protobuf"):
+        codec = Codecs(name, registry=registry).default
+        dumps, loads = raw[name]
+        out.append((name, "raw library", lambda d=dumps, ld=loads: ld(d())))  # type: ignore[misc]
+        out.append((name, "ours untyped", lambda c=codec: c.decode(c.encode(UNTYPED))))  # type: ignore[misc]
+        out.append((name, "ours typed", lambda c=codec: c.decode(c.encode(TYPED), AgentMessage)))  # type: ignore[misc]
+    out.append(("json", "orjson (reference)", lambda: orjson.loads(orjson.dumps(UNTYPED))))
+    return out
+
+
+def sizes() -> dict[str, dict[str, int]]:
+    """Encoded size in bytes, untyped and typed, per codec."""
+    return {
+        name: {
+            "untyped": len(Codecs(name, registry=registry).default.encode(UNTYPED)),
+            "typed": len(Codecs(name, registry=registry).default.encode(TYPED)),
+        }
+        for name in ("json", "msgpack", "cbor", "protobuf")
+    }
+
+
+def measure(fn: Callable[[], Any], seconds: float) -> float:
+    """Microseconds per call, from one timed batch sized to about ``seconds``."""
+    n, start = 0, time.perf_counter()
+    batch = 200
+    while True:
+        for _ in range(batch):
+            fn()
+        n += batch
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            return elapsed / n * 1e6
+
+
+def run(repeats: int, seconds: float) -> dict[str, Any]:
+    """Interleave repeats of every case; return medians, min-max and ratios."""
+    table = cases()
+    for _, _, fn in table:  # warm up, and check every case works
+        fn()
+    samples: dict[tuple[str, str], list[float]] = {(c, v): [] for c, v, _ in table}
+    for r in range(repeats):
+        for codec, variant, fn in table:
+            samples[(codec, variant)].append(measure(fn, seconds))
+        print(f"  repeat {r + 1}/{repeats} done", file=sys.stderr, flush=True)
+    rows = []
+    for (codec, variant), us in samples.items():
+        median = statistics.median(us)
+        base = statistics.median(samples[(codec, "raw library")])
+        rows.append(
+            {
+                "codec": codec,
+                "variant": variant,
+                "us_per_round_trip": round(median, 3),
+                "min_us": round(min(us), 3),
+                "max_us": round(max(us), 3),
+                "round_trips_per_s": round(1e6 / median),
+                "ratio_vs_raw": round(median / base, 2),
+            }
+        )
+    return {"rows": rows, "sizes": sizes(), "repeats": repeats}
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The result as a Markdown table."""
+    lines = [
+        "| codec | variant | us / round trip (median, min-max) | round trips/s | ours / raw "
+        "| size untyped / typed |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in result["rows"]:
+        size = result["sizes"][row["codec"]]
+        lines.append(
+            f"| {row['codec']} | {row['variant']} | {row['us_per_round_trip']:.2f} "
+            f"({row['min_us']:.2f}-{row['max_us']:.2f}) | {row['round_trips_per_s']:,} | "
+            f"{row['ratio_vs_raw']:.2f}x | {size['untyped']} / {size['typed']} B |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the codec benchmark and print a Markdown table."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="3 short repeats instead of 7")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    args = parser.parse_args(argv)
+    repeats, seconds = (3, 0.05) if args.quick else (7, 0.3)
+    result = run(repeats, seconds)
+    print(markdown(result))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(result, fh, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

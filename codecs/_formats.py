@@ -1,0 +1,98 @@
+"""JSON (orjson), MessagePack (msgpack) and CBOR (cbor2): the self-describing codecs."""
+
+from __future__ import annotations
+
+from typing import Any, Final, NoReturn, final
+
+import cbor2
+import msgpack
+import orjson
+
+from ._codec import ValueCodec
+
+__all__ = ("CborCodec", "JsonCodec", "MsgpackCodec")
+
+
+@final
+class JsonCodec(ValueCodec):
+    """JSON (RFC 8259) as UTF-8, via orjson: the default, human-readable codec.
+
+    orjson was chosen on the benchmark (several times faster than the standard
+    library's json). Bytes travel as ``{"$bytes": "<base64>"}``.
+    """
+
+    name = "json"
+    content_type = "application/json"
+    json_bytes = True
+    _library_errors = (orjson.JSONDecodeError,)
+
+    def _dumps(self, value: Any) -> bytes:
+        return orjson.dumps(value)
+
+    def _loads(self, data: bytes) -> Any:
+        if not data:
+            return None
+        return orjson.loads(data)
+
+
+def _refuse_ext(code: int, data: bytes) -> NoReturn:
+    raise ValueError(f"MessagePack extension type {code} is not accepted")
+
+
+@final
+class MsgpackCodec(ValueCodec):
+    """MessagePack, via msgpack: compact and fast. Bytes are native (bin); no extensions."""
+
+    name = "msgpack"
+    content_type = "application/msgpack"
+    _library_errors = (ValueError, msgpack.UnpackException, TypeError, UnicodeDecodeError)
+
+    def _dumps(self, value: Any) -> bytes:
+        return msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]
+
+    def _loads(self, data: bytes) -> Any:
+        if not data:
+            return None
+        size = self.limits.max_length
+        return msgpack.unpackb(
+            data,
+            raw=False,
+            strict_map_key=True,
+            ext_hook=_refuse_ext,
+            max_array_len=size,
+            max_map_len=size,
+            max_ext_len=0,
+        )
+
+
+def _refuse_tag(decoder: Any, tag: Any = None) -> NoReturn:
+    raise ValueError("CBOR tags are not accepted")
+
+
+# Every semantic tag cbor2 would otherwise turn into an object (datetimes, decimals,
+# regular expressions, MIME messages, sets, shared references, ...) is refused.
+_NO_SEMANTICS: Final = {tag: _refuse_tag for tag in (*range(0, 300), 1004, 1040, 25441, 55799)}
+
+
+@final
+class CborCodec(ValueCodec):
+    """CBOR (RFC 8949), via cbor2. Bytes are native; tags are refused on decode."""
+
+    name = "cbor"
+    content_type = "application/cbor"
+    _library_errors = (cbor2.CBORDecodeError, ValueError, TypeError, UnicodeDecodeError, EOFError)
+
+    def _dumps(self, value: Any) -> bytes:
+        return cbor2.dumps(value)
+
+    def _loads(self, data: bytes) -> Any:
+        if not data:
+            return None
+        return cbor2.loads(
+            data,
+            tag_hook=_refuse_tag,
+            semantic_decoders=_NO_SEMANTICS,
+            max_depth=self.limits.max_depth + 2,
+            strict_hashable_types=True,
+            allow_duplicate_keys=False,
+        )
