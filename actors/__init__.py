@@ -1,8 +1,29 @@
-"""Actors: Actor, Context, ActorRef and ActorSystem. Uses ``mailbox``."""
+"""Actors: Actor, Context, ActorRef, supervision, policies and ActorSystem. Uses ``mailbox``."""
 
 from ._actor import Actor, Context
 from ._cell import ActorStatistics
+from ._clock import Clock, ManualClock, SystemClock
+from ._events import EventKind, SupervisionEvent
+from ._policy import AskPolicy, Backoff, RestartIntensity, RestartType, Strategy
 from ._ref import ActorRef
+from ._supervisor import Supervisor
 from ._system import ActorSystem
 
-__all__ = ("Actor", "ActorRef", "ActorStatistics", "ActorSystem", "Context")
+__all__ = (
+    "Actor",
+    "ActorRef",
+    "ActorStatistics",
+    "ActorSystem",
+    "AskPolicy",
+    "Backoff",
+    "Clock",
+    "Context",
+    "EventKind",
+    "ManualClock",
+    "RestartIntensity",
+    "RestartType",
+    "Strategy",
+    "Supervisor",
+    "SupervisionEvent",
+    "SystemClock",
+)

@@ -52,7 +52,15 @@ class Actor:
         return None
 
     async def on_stop(self) -> None:
-        """Run once after the last message, when the actor or the system stops."""
+        """Run when this instance ends: the actor stops, or crashed and is being replaced."""
+
+    async def on_restart(self, exc: BaseException | None) -> None:
+        """Run on a fresh instance that replaces a crashed (or exited) one.
+
+        ``exc`` is what the old instance raised (None after a normal exit). The default
+        runs :meth:`on_start`. Raising here is a failed restart, handled like a crash.
+        """
+        await self.on_start()
 
 
 @final
@@ -62,13 +70,15 @@ class Context:
     Made by the system for each message; valid while the handler runs.
     """
 
-    __slots__ = ("_deadline", "_headers", "_msg", "_rt", "actor")
+    __slots__ = ("_deadline", "_headers", "_msg", "_rt", "actor", "stop_requested")
 
     def __init__(self, runtime: Runtime, actor: str, msg: Incoming) -> None:
         self._rt = runtime
         self.actor = actor
         """The name of the actor handling the message."""
         self._msg = msg
+        self.stop_requested = False
+        """Whether the handler asked the actor to stop after this message."""
         headers = msg.headers
         self._headers: dict[str, str] = headers if headers is not None else {}
         timeout_ms = self._headers.get(TIMEOUT_MS)
@@ -119,6 +129,14 @@ class Context:
         if self._deadline is None:
             return None
         return self._deadline - asyncio.get_running_loop().time()
+
+    def stop(self) -> None:
+        """Stop this actor once the handler returns (a normal exit, not a crash).
+
+        Its supervisor restarts a ``permanent`` child and removes a ``transient`` or
+        ``temporary`` one; messages still queued are dead-lettered.
+        """
+        self.stop_requested = True
 
     def ref(self, name: str) -> ActorRef:
         """Return a ref to the actor called ``name`` in the same tenant."""

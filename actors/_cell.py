@@ -1,41 +1,55 @@
-"""The actor cell: one running actor, its mailbox, and the loop that feeds it.
+"""The actor cell: one supervised actor, its mailbox, and the workers that feed it.
 
 Theory of operation:
 
-* ``run`` subscribes the actor's inbox ``sdk.agent.*.<name>.<tenant>`` (queue group
-  ``<name>``, so replicas share the load) and its event subjects, all into one
-  bounded mailbox; then ``on_start``; then it reports started, so ``spawn`` returns
-  only once the actor can be reached.
-* Messages are handled one at a time, in mailbox order. Nothing a message holds
-  can stop the loop: a message that cannot be accepted (undecodable, unknown type,
-  forged tenant) is *rejected* (logged, answered with a typed error if it was an
-  ask, and dead-lettered on ``sdk.dlq.<name>.<tenant>`` with ``Sdk-Dead-Reason``); a
-  handler that raises is *failed* (logged, and answered with the error if an ask).
-* An ask's handler runs under the asker's deadline (``Sdk-Timeout-Ms``); past it
-  the handler is cancelled and no reply is sent, since nobody waits for one.
-* ``stop`` unsubscribes, lets the loop finish what is already queued, then runs
-  ``on_stop``.
+* The cell outlives its instances. At spawn it subscribes the actor's inbox
+  ``sdk.agent.*.<name>.<tenant>`` (queue group ``<name>``, so replicas share the load)
+  and its event subjects into one bounded mailbox, makes the first instance, runs
+  ``on_start``, then starts ``concurrency`` workers; ``spawn`` returns after that.
+* Workers take messages one at a time (per worker) in mailbox order. A message that
+  cannot be accepted (undecodable, unknown type, forged tenant, too large) is
+  *rejected*: answered with a typed error if it was an ask, and dead-lettered.
+* A handler that raises *crashes* the instance: the asker gets the error (a tell is
+  dead-lettered with the reason), the worker stops taking messages, and the cell's
+  supervisor decides (restart it, restart siblings, escalate). Messages that arrive
+  meanwhile wait in the mailbox; a restart brings a fresh instance (``on_restart``)
+  under the same name and subject.
+* An ask's handler runs under the asker's deadline (``Sdk-Timeout-Ms``); past it the
+  handler is cancelled and reported once (``overran``), not counted as a crash.
+* Replies to recent asks are cached by ``Sdk-Message-Id``: a retried ask that was
+  already answered gets the same reply again instead of a second execution.
+* ``shutdown`` unsubscribes (what the server already sent still lands), lets the
+  workers finish the queue until the grace deadline, then cancels them and
+  dead-letters whatever is left; ``on_stop`` runs last. Nothing accepted is dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
+from collections import OrderedDict
 from collections.abc import Callable
-from typing import final
+from typing import TYPE_CHECKING, Any, final
 
 import anyio
 import anyio.abc
 import attrs
 
-from motadata_actors._errors import ActorsError, CodecError, MessageTooLarge, TenantError
+from motadata_actors._errors import (
+    ActorsError,
+    CodecError,
+    ConfigError,
+    MessageTooLarge,
+    TenantError,
+)
 from motadata_actors.mailbox import (
-    DEAD_REASON,
     MESSAGE_ID,
     TENANT_ID,
     Incoming,
     Mailbox,
     Subscription,
     agent_inbox,
+    dead_letter_headers,
     decode_body,
     dlq_subject,
     encode_body,
@@ -50,14 +64,19 @@ from ._actor import Actor, Context
 from ._ref import ActorRef
 from ._runtime import Runtime, current_context
 
+if TYPE_CHECKING:
+    from ._supervisor import Supervisor
+
 __all__ = ("ActorCell", "ActorStatistics")
 
 log = get_logger("actors")
 
 _REASON_MAX = 512
+_REPLY_CACHE = 1024
 
 
-def _reason(exc: BaseException) -> str:
+def reason_of(exc: BaseException) -> str:
+    """``Type: message`` on one line, bounded, for ``Sdk-Dead-Reason`` and logs."""
     text = f"{type(exc).__name__}: {exc}".replace("\r", " ").replace("\n", " ")
     return text[:_REASON_MAX]
 
@@ -73,39 +92,81 @@ class ActorStatistics:
         failed: messages its handler raised on (or overran the asker's deadline).
         rejected: messages refused before the handler (undecodable, unknown type,
             forged tenant), each dead-lettered.
+        restarts: how many times a fresh instance took over.
         queued: messages waiting in its mailbox.
         capacity: the mailbox's bound.
         dropped: messages the NATS client dropped because the mailbox and the
             client's pending queue were full (a slow consumer).
+        dead_lettered: messages this cell sent to the dead-letter subject.
     """
 
     name: str
     handled: int
     failed: int
     rejected: int
+    restarts: int
     queued: int
     capacity: int
     dropped: int
+    dead_lettered: int
 
 
+class _Crash(Exception):
+    """Internal: the instance crashed; the worker reports it to the supervisor."""
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__(str(exc))
+        self.exc = exc
+
+
+@final
 class ActorCell:
-    """Runs one actor instance inside the system's task group."""
+    """One supervised actor: the part that survives restarts.
 
-    def __init__(self, runtime: Runtime, name: str, factory: Callable[[], Actor]) -> None:
+    The supervisor drives the life cycle (``halt``, ``revive``, ``shutdown``) from its
+    own task; workers only handle messages and report crashes and exits to it.
+    """
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        name: str,
+        factory: Callable[[], Actor],
+        supervisor: Supervisor,
+        *,
+        concurrency: int = 1,
+        offload: bool = False,
+        ref: ActorRef,
+    ) -> None:
+        if type(concurrency) is not int or concurrency < 1:
+            raise ConfigError(f"concurrency must be a whole number >= 1, not {concurrency!r}")
         self._rt = runtime
         self.name = name
+        self.path: str = f"{supervisor.path}/{name}"
         self._factory = factory
+        self.supervisor = supervisor
+        self.concurrency = concurrency
+        self.offload = offload
+        self.ref = ref
+        self.generation = 0
         self._mailbox: Mailbox[Incoming] = Mailbox(runtime.mailbox_capacity)
         self._subs: list[Subscription] = []
-        self._stopped = anyio.Event()
+        self._instance: Actor | None = None
+        self._sync_handler = False
+        self._running = anyio.Event()  # set while workers may take messages
+        self._idle = anyio.Event()  # set while no handler runs
+        self._idle.set()
+        self._in_flight = 0
+        self._workers_left = 0
+        self._workers_done = anyio.Event()
+        self._scopes: set[anyio.CancelScope] = set()
+        self._stopping = False
+        self._replies: OrderedDict[str, tuple[bytes, dict[str, str]]] = OrderedDict()
         self.handled = 0
         self.failed = 0
         self.rejected = 0
-
-    @property
-    def mailbox(self) -> Mailbox[Incoming]:
-        """The cell's mailbox (for statistics)."""
-        return self._mailbox
+        self.restarts = 0
+        self.dead_lettered = 0
 
     def statistics(self) -> ActorStatistics:
         """Return a snapshot of the actor's counters."""
@@ -115,52 +176,132 @@ class ActorCell:
             self.handled,
             self.failed,
             self.rejected,
+            self.restarts,
             box.queued,
             box.capacity,
             box.dropped,
+            self.dead_lettered,
         )
 
-    async def run(self, *, task_status: anyio.abc.TaskStatus[ActorRef]) -> None:
-        """Subscribe, start the actor, report started, then handle messages until stopped."""
+    @property
+    def alive(self) -> bool:
+        """Whether an instance is in place (not crashed, halted or stopped)."""
+        return self._instance is not None
+
+    # -- life cycle (driven by the supervisor) ------------------------------------------
+
+    def _new_instance(self) -> Actor:
+        actor = self._factory()
+        if not isinstance(actor, Actor):
+            raise ConfigError(f"spawn needs an Actor subclass or factory, got {actor!r}")
+        actor.name = self.name
+        actor.ref = self.ref
+        sync = not inspect.iscoroutinefunction(type(actor).on_message)
+        if self.offload and not sync:
+            raise ConfigError(
+                "offload=True runs a synchronous on_message in a worker thread; "
+                f"{type(actor).__name__}.on_message is async"
+            )
+        self._sync_handler = sync
+        return actor
+
+    async def start(self, task_group: anyio.abc.TaskGroup) -> None:
+        """Subscribe, make the first instance, run ``on_start``, start the workers.
+
+        Raises:
+            Exception: whatever the factory or ``on_start`` raised (nothing stays subscribed).
+        """
         rt = self._rt
         try:
-            actor = self._factory()
-            if not isinstance(actor, Actor):
-                raise TypeError(f"spawn needs an Actor subclass or factory, got {actor!r}")
-            ref = ActorRef(rt, self.name)
-            actor.name = self.name
-            actor.ref = ref
-            subjects = [(agent_inbox(self.name, rt.tenant), self.name)]
+            actor = self._new_instance()
+            subjects = [agent_inbox(self.name, rt.tenant)]
             for event_type in type(actor).events:
-                subject = (
+                subjects.append(
                     f"sdk.events.*.{rt.tenant}"
                     if event_type == "*"
                     else event_subject(event_type, rt.tenant)
                 )
-                subjects.append((subject, self.name))
-            for subject, queue in subjects:
+            for subject in subjects:
                 self._subs.append(
-                    await rt.transport.subscribe(subject, queue=queue, mailbox=self._mailbox)
+                    await rt.transport.subscribe(subject, queue=self.name, mailbox=self._mailbox)
                 )
             await actor.on_start()
         except BaseException:
             await self._unsubscribe()
-            self._stopped.set()
             raise
-        task_status.started(ref)
-        log.debug("actor %r started on %s", self.name, self._subs[0].subject)
-        try:
-            async for msg in self._mailbox:
-                await self._handle(actor, msg)
-        finally:
-            await self._unsubscribe()
-            with anyio.CancelScope(shield=True):
-                try:
-                    await actor.on_stop()
-                except Exception:
-                    log.exception("actor %r: on_stop raised", self.name)
-            self._stopped.set()
-            log.debug("actor %r stopped", self.name)
+        self._instance = actor
+        self._running.set()
+        self._workers_left = self.concurrency
+        for i in range(self.concurrency):
+            task_group.start_soon(self._work, name=f"actor:{self.path}#{i}")
+        rt.events.record("started", self.path)
+        log.debug("actor %s started on %s", self.path, self._subs[0].subject)
+
+    async def halt(self) -> None:
+        """Stop taking messages, wait for running handlers, run ``on_stop``.
+
+        Messages keep arriving and wait in the mailbox until :meth:`revive`.
+        """
+        self._pause()
+        await self._idle.wait()
+        await self._stop_instance()
+
+    async def _stop_instance(self) -> None:
+        actor, self._instance = self._instance, None
+        if actor is None:
+            return
+        with anyio.CancelScope(shield=True):
+            try:
+                await actor.on_stop()
+            except Exception:
+                log.exception("actor %s: on_stop raised", self.path)
+
+    async def revive(self, exc: BaseException | None) -> None:
+        """Make a fresh instance, run its ``on_restart(exc)``, resume taking messages.
+
+        Raises:
+            Exception: whatever the factory or ``on_restart`` raised (a failed restart).
+        """
+        if self._stopping:
+            return
+        await self.halt()
+        actor = self._new_instance()
+        await actor.on_restart(exc)
+        self._instance = actor
+        self.generation += 1
+        self.restarts += 1
+        self._rt.events.record("restarted", self.path, reason_of(exc) if exc else "exited")
+        log.info("actor %s restarted%s", self.path, f" after {reason_of(exc)}" if exc else "")
+        self._running.set()
+
+    async def stop_accepting(self) -> None:
+        """Unsubscribe: no new messages; what the server already sent still lands."""
+        await self._unsubscribe()
+
+    async def shutdown(self, deadline: float) -> None:
+        """Stop for good.
+
+        Unsubscribes, lets the workers finish the queue until ``deadline`` (loop time),
+        cancels the handlers still running then (their messages are dead-lettered),
+        dead-letters what is left, and runs ``on_stop``.
+        """
+        if self._stopping:
+            await self._workers_done.wait()
+            return
+        self._stopping = True
+        await self._unsubscribe()
+        self._mailbox.close()
+        self._running.set()  # a halted or crashed cell drains to dead letters
+        if self._workers_left:
+            with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
+                await self._workers_done.wait()
+            for scope in list(self._scopes):
+                scope.cancel()
+            await self._workers_done.wait()
+        await self._dead_letter_rest("shutdown: the actor stopped before handling it")
+        await self._stop_instance()
+        self._rt.events.record("stopped", self.path)
+        log.debug("actor %s stopped", self.path)
 
     async def _unsubscribe(self) -> None:
         subs, self._subs = self._subs, []
@@ -168,15 +309,64 @@ class ActorCell:
             try:
                 await sub.unsubscribe()
             except ActorsError as exc:
-                log.debug("actor %r: unsubscribe %s: %r", self.name, sub.subject, exc)
+                log.debug("actor %s: unsubscribe %s: %r", self.path, sub.subject, exc)
 
-    async def stop(self) -> None:
-        """Stop receiving, finish the queued messages, run ``on_stop``; wait for all that."""
-        await self._unsubscribe()
-        self._mailbox.close()
-        await self._stopped.wait()
+    async def _dead_letter_rest(self, reason: str) -> None:
+        box = self._mailbox
+        while box.statistics().queued:
+            try:
+                msg = await box.receive()
+            except StopAsyncIteration:
+                break
+            await self._refuse(msg, reason)
 
-    async def _handle(self, actor: Actor, msg: Incoming) -> None:
+    # -- workers ------------------------------------------------------------------
+
+    async def _work(self) -> None:
+        try:
+            while True:
+                try:
+                    msg = await self._mailbox.receive()
+                except StopAsyncIteration:
+                    return
+                await self._running.wait()  # after a crash: until the restart (or shutdown)
+                if self._instance is None:
+                    await self._refuse(msg, "shutdown: the actor stopped before handling it")
+                    continue
+                with anyio.CancelScope() as scope:
+                    self._scopes.add(scope)
+                    try:
+                        await self._handle(msg)
+                    except _Crash as crash:
+                        self._pause()  # take nothing until the supervisor acts
+                        self._rt.events.record("crashed", self.path, reason_of(crash.exc))
+                        self.supervisor.child_failed(self, crash.exc, self.generation)
+                    finally:
+                        self._scopes.discard(scope)
+                if scope.cancelled_caught:
+                    await self._refuse(msg, "shutdown: handler cancelled at the grace deadline")
+        finally:
+            self._workers_left -= 1
+            if self._workers_left <= 0:
+                self._workers_done.set()
+
+    def _pause(self) -> None:
+        # Replace the event only when set: a task waiting on an unset one must be woken
+        # by the next set(), so that one stays in place.
+        if self._running.is_set():
+            self._running = anyio.Event()
+
+    def _enter(self) -> None:
+        if self._in_flight == 0:
+            self._idle = anyio.Event()
+        self._in_flight += 1
+
+    def _leave(self) -> None:
+        self._in_flight -= 1
+        if self._in_flight == 0:
+            self._idle.set()
+
+    async def _handle(self, msg: Incoming) -> None:
         rt = self._rt
         headers = msg.headers
         try:
@@ -197,48 +387,85 @@ class ActorCell:
         except Exception as exc:  # a message class's own validator, say
             await self._reject(msg, CodecError(f"cannot build the message: {exc!r}"))
             return
+        message_id = headers.get(MESSAGE_ID) if headers is not None and msg.reply else None
+        if message_id is not None:
+            cached = self._replies.get(message_id)
+            if cached is not None:
+                rt.events.record("duplicate", self.path, message_id)
+                await self._publish_reply(msg.reply, *cached)
+                return
         ctx = Context(rt, self.name, msg)
+        actor = self._instance
+        assert actor is not None
+        self._enter()
         token = current_context.set(ctx)
         try:
             if ctx.deadline is None:
-                result = await actor.on_message(payload, ctx)
+                result = await self._call(actor, payload, ctx)
             else:
                 scope = asyncio.timeout_at(ctx.deadline)
                 try:
                     async with scope:
-                        result = await actor.on_message(payload, ctx)
+                        result = await self._call(actor, payload, ctx)
                 except TimeoutError:
                     if not scope.expired():
                         raise
                     self.failed += 1
+                    rt.events.record("overran", self.path, f"on {msg.subject}")
                     log.warning(
-                        "actor %r: handler outlived the asker's deadline on %s; cancelled",
-                        self.name, msg.subject,
+                        "actor %s: handler outlived the asker's deadline on %s; cancelled",
+                        self.path, msg.subject,
                     )  # fmt: skip
                     return
         except Exception as exc:
             self.failed += 1
-            log.error("actor %r: handler raised on %s", self.name, msg.subject, exc_info=exc)
+            log.error("actor %s: handler raised on %s", self.path, msg.subject, exc_info=exc)
             if msg.reply:
                 await self._send_error(msg.reply, type(exc).__name__, str(exc), "handler")
-            return
+            else:
+                await self._refuse(msg, f"handler crashed: {reason_of(exc)}")
+            raise _Crash(exc) from exc
         finally:
             current_context.reset(token)
+            self._leave()
         self.handled += 1
         if msg.reply:
-            await self._send_reply(msg.reply, result)
+            await self._send_reply(msg.reply, result, message_id)
+        if ctx.stop_requested:
+            self._pause()
+            self.supervisor.child_exited(self, self.generation)
 
-    async def _send_reply(self, reply: str, result: object) -> None:
+    async def _call(self, actor: Actor, payload: Any, ctx: Context) -> Any:
+        if not self._sync_handler:
+            return await actor.on_message(payload, ctx)
+        if self.offload:
+            return await anyio.to_thread.run_sync(actor.on_message, payload, ctx)
+        return actor.on_message(payload, ctx)
+
+    # -- replies and dead letters -----------------------------------------------------
+
+    async def _send_reply(self, reply: str, result: object, message_id: str | None) -> None:
         rt = self._rt
         headers = {MESSAGE_ID: new_message_id()}
         try:
             data = encode_body(result, rt.codecs.default, headers)
-            await rt.transport.publish(reply, data, headers=headers)
         except CodecError as exc:
-            log.error("actor %r: cannot send its reply: %s", self.name, exc)
+            log.error("actor %s: cannot send its reply: %s", self.path, exc)
+            await self._send_error(reply, type(exc).__name__, f"reply not sent: {exc}", "sdk")
+            return
+        if message_id is not None:
+            self._replies[message_id] = (data, headers)
+            if len(self._replies) > _REPLY_CACHE:
+                self._replies.popitem(last=False)
+        await self._publish_reply(reply, data, headers)
+
+    async def _publish_reply(self, reply: str, data: bytes, headers: dict[str, str]) -> None:
+        try:
+            await self._rt.transport.publish(reply, data, headers=headers)
+        except MessageTooLarge as exc:
             await self._send_error(reply, type(exc).__name__, f"reply not sent: {exc}", "sdk")
         except ActorsError as exc:
-            log.warning("actor %r: reply lost: %r", self.name, exc)
+            log.warning("actor %s: reply lost: %r", self.path, exc)
 
     async def _send_error(self, reply: str, type_name: str, message: str, origin: str) -> None:
         rt = self._rt
@@ -246,18 +473,30 @@ class ActorCell:
         try:
             await rt.transport.publish(reply, data, headers=headers)
         except ActorsError as exc:
-            log.warning("actor %r: error reply lost: %r", self.name, exc)
+            log.warning("actor %s: error reply lost: %r", self.path, exc)
 
     async def _reject(self, msg: Incoming, exc: ActorsError) -> None:
-        rt = self._rt
         self.rejected += 1
-        reason = _reason(exc)
-        log.warning("actor %r rejected a message on %s: %s", self.name, msg.subject, reason)
+        reason = reason_of(exc)
+        log.warning("actor %s rejected a message on %s: %s", self.path, msg.subject, reason)
         if msg.reply:
             await self._send_error(msg.reply, type(exc).__name__, str(exc), "sdk")
-        headers = dict(msg.headers or {})
-        headers[DEAD_REASON] = reason
+        await self.dead_letter(msg, reason)
+
+    async def _refuse(self, msg: Incoming, reason: str) -> None:
+        """Dead-letter a message nobody will handle; an asker is told at once."""
+        if msg.reply:
+            await self._send_error(msg.reply, "ActorsError", reason, "sdk")
+        await self.dead_letter(msg, reason)
+
+    async def dead_letter(self, msg: Incoming, reason: str) -> None:
+        """Publish ``msg`` (headers plus ``Sdk-Dead-Reason``) to ``sdk.dlq.<to>.<tenant>``."""
+        rt = self._rt
+        headers = dead_letter_headers(msg.headers, reason)
         try:
             await rt.transport.publish(dlq_subject(self.name, rt.tenant), msg.data, headers=headers)
-        except ActorsError as dead:
-            log.error("actor %r: dead letter lost: %r", self.name, dead)
+        except ActorsError as exc:
+            log.error("actor %s: dead letter lost: %r", self.path, exc)
+            return
+        self.dead_lettered += 1
+        rt.events.record("dead_letter", self.path, reason)

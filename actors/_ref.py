@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any, final
 
 from motadata_actors._errors import (
     ActorsError,
     AskTimeout,
     CodecError,
-    ConfigError,
     NoResponders,
     RemoteError,
     TenantError,
 )
 from motadata_actors.mailbox import (
+    ATTEMPT,
     CORRELATION_ID,
     ERROR,
     MESSAGE_ID,
@@ -22,12 +21,15 @@ from motadata_actors.mailbox import (
     agent_subject,
     check_id,
     check_size,
+    dead_letter_headers,
     decode_body,
     decode_error,
+    dlq_subject,
     encode_body,
     new_message_id,
 )
 
+from ._policy import AskPolicy
 from ._runtime import Runtime, current_context
 
 __all__ = ("ActorRef",)
@@ -47,15 +49,17 @@ class ActorRef:
     """The address of an actor: ``tell`` it, ``ask`` it.
 
     Refs are made by the system (:meth:`ActorSystem.spawn`, :meth:`ActorSystem.ref`,
-    :meth:`Context.ref`), never by users. A ref is just an address: the actor may
-    live in this process or in another one on the same NATS server.
+    :meth:`Supervisor.spawn`, :meth:`Context.ref`), never by users. A ref is just an
+    address: the actor may live in this process or in another one on the same server.
+    It carries the ask policy of the supervisor that made it.
     """
 
-    __slots__ = ("_rt", "_subjects", "name")
+    __slots__ = ("_policy", "_rt", "_subjects", "name")
 
-    def __init__(self, runtime: Runtime, name: str) -> None:
+    def __init__(self, runtime: Runtime, name: str, policy: AskPolicy | None = None) -> None:
         self.name = check_id(name, "agent name")
         self._rt = runtime
+        self._policy = policy if policy is not None else runtime.ask_policy
         self._subjects: dict[str, str] = {}
 
     def __repr__(self) -> str:
@@ -66,6 +70,11 @@ class ActorRef:
 
     def __hash__(self) -> int:
         return hash((self.name, id(self._rt)))
+
+    @property
+    def policy(self) -> AskPolicy:
+        """The ask policy this ref applies when a call does not override it."""
+        return self._policy
 
     def _prepare(self, msg: object) -> tuple[str, dict[str, str], bytes]:
         rt = self._rt
@@ -87,55 +96,114 @@ class ActorRef:
         """Send ``msg`` and return without waiting for it to be handled (at most once).
 
         Raises:
-            CodecError: ``msg`` cannot be encoded (nothing was sent).
-            MessageTooLarge: ``msg`` exceeds the server's size limit (nothing was sent).
+            EncodeError: ``msg`` cannot be encoded (nothing was sent).
+            MessageTooLarge: ``msg`` exceeds the size limit (nothing was sent).
             ConnectionLost: the connection to NATS is broken.
         """
         subject, headers, data = self._prepare(msg)
         await self._rt.transport.publish(subject, data, headers=headers)
 
-    async def ask(self, msg: object, *, timeout: float | None = None) -> Any:
-        """Send ``msg`` and return the handler's reply.
+    async def ask(
+        self,
+        msg: object,
+        *,
+        timeout: float | None = None,
+        attempt_timeout: float | None = None,
+        attempts: int | None = None,
+    ) -> Any:
+        """Send ``msg`` and return the handler's reply, retrying per the ask policy.
+
+        Every attempt carries the same ``Sdk-Message-Id`` (a receiver that already
+        answered it replies from its cache instead of handling it twice), the attempt
+        number in ``Sdk-Attempt`` from the second on, and the time it may take in
+        ``Sdk-Timeout-Ms``. Retries never outlive ``timeout``.
 
         Args:
             msg: the message; a typed message (``@message``) or plain values.
-            timeout: seconds to wait for the reply; the system default when omitted.
+            timeout: seconds for the whole ask, all attempts (the policy's if omitted).
                 Inside a handler, never longer than that handler's own time left.
+            attempt_timeout: seconds for one attempt.
+            attempts: how many attempts at most.
 
         Raises:
-            AskTimeout: no reply in time.
+            AskTimeout: no reply in time (after every attempt).
             NoResponders: no actor of this name serves the tenant.
             RemoteError: the handler raised; carries its type name and message.
             CodecError: ``msg`` or the reply cannot be encoded or decoded.
             ConnectionLost: the connection to NATS is broken.
+            ConfigError: a timeout or attempt count that is not a positive number.
         """
         rt = self._rt
-        if timeout is None:
-            timeout = rt.ask_timeout
-        elif not isinstance(timeout, (int, float)) or not timeout > 0 or math.isinf(timeout):
-            raise ConfigError(f"ask timeout must be a positive number of seconds, not {timeout!r}")
+        policy = self._policy.with_overrides(
+            timeout=timeout, attempt_timeout=attempt_timeout, attempts=attempts
+        )
+        budget = policy.timeout
         ctx = current_context.get()
         if ctx is not None:
             left = ctx.time_left()
-            if left is not None and left < timeout:
+            if left is not None and left < budget:
                 if left <= 0:
                     raise AskTimeout(f"ask to {self.name!r}: the handler's deadline has passed")
-                timeout = left
+                budget = left
         subject, headers, data = self._prepare(msg)
-        headers[TIMEOUT_MS] = str(max(1, round(timeout * 1000)))
-        try:
-            reply = await rt.transport.request(subject, data, headers=headers, timeout=timeout)
-        except NoResponders:
+        clock = rt.clock
+        deadline = clock.now() + budget
+        per_attempt = policy.per_attempt()
+        last: ActorsError | None = None
+        attempt = 0
+        for attempt in range(1, policy.attempts + 1):
+            left = deadline - clock.now()
+            if left <= 0:
+                break
+            wait = min(per_attempt, left)
+            headers[TIMEOUT_MS] = str(max(1, round(wait * 1000)))
+            if attempt > 1:
+                headers[ATTEMPT] = str(attempt)
+            try:
+                reply = await rt.transport.request(subject, data, headers=headers, timeout=wait)
+            except (AskTimeout, NoResponders) as exc:
+                last = exc
+                if isinstance(exc, AskTimeout):
+                    rt.events.record("timeout", self.name, f"attempt {attempt} after {wait:.3g}s")
+                if not policy.retryable(exc) or attempt == policy.attempts:
+                    break
+                pause = min(policy.backoff.delay(attempt - 1), deadline - clock.now())
+                if pause <= 0:
+                    break
+                rt.events.record("retry", self.name, f"attempt {attempt + 1} after {exc!r}")
+                await clock.sleep(pause)
+                continue
+            reply_headers = reply.headers
+            if reply_headers is not None and ERROR in reply_headers:
+                raise self._error(reply.data, reply_headers)
+            return decode_body(reply.data, reply_headers, rt.codecs)
+        await self._dead_letter(subject, headers, data, last, attempt)
+        if isinstance(last, NoResponders):
             raise NoResponders(
                 f"no actor named {self.name!r} serves tenant {rt.tenant!r} "
                 f"on {rt.transport.description}{rt.no_responders_hint}"
             ) from None
-        except AskTimeout:
-            raise AskTimeout(f"ask to {self.name!r} got no reply within {timeout:.3g}s") from None
-        reply_headers = reply.headers
-        if reply_headers is not None and ERROR in reply_headers:
-            raise self._error(reply.data, reply_headers)
-        return decode_body(reply.data, reply_headers, rt.codecs)
+        tries = f" in {attempt} attempts" if attempt > 1 else ""
+        raise AskTimeout(f"ask to {self.name!r} got no reply within {budget:.3g}s{tries}") from None
+
+    async def _dead_letter(
+        self,
+        subject: str,
+        headers: dict[str, str],
+        data: bytes,
+        last: ActorsError | None,
+        attempts: int,
+    ) -> None:
+        """Publish an ask whose retries ran out to ``sdk.dlq.<to>.<tenant>``."""
+        rt = self._rt
+        why = type(last).__name__ if last is not None else "no time left"
+        reason = f"ask failed after {attempts} attempt(s): {why}"
+        dead = dead_letter_headers(headers, reason)
+        try:
+            await rt.transport.publish(dlq_subject(self.name, rt.tenant), data, headers=dead)
+        except ActorsError:
+            return
+        rt.events.record("dead_letter", self.name, reason)
 
     def _error(self, data: bytes, headers: dict[str, str]) -> ActorsError:
         type_name, message, origin = decode_error(data, headers, self._rt.codecs)

@@ -22,6 +22,10 @@ from motadata_actors.mailbox import (
     new_message_id,
 )
 
+from ._clock import Clock
+from ._events import EventLog
+from ._policy import AskPolicy
+
 if TYPE_CHECKING:
     from ._actor import Context
 
@@ -40,9 +44,11 @@ class Runtime:
     transport: Transport
     codecs: Codecs
     max_size: int
-    ask_timeout: float
+    ask_policy: AskPolicy
     mailbox_capacity: int
     client_id: str
+    clock: Clock
+    events: EventLog
     no_responders_hint: str = ""
 
     async def publish_event(self, event: object, event_type: str | None) -> None:

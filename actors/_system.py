@@ -1,7 +1,8 @@
-"""ActorSystem: owns the transport (and the embedded nats-server), spawns and stops actors."""
+"""ActorSystem: owns the transport (and the embedded nats-server) and the root supervisor."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Callable
 from types import TracebackType
@@ -10,10 +11,11 @@ from typing import Self, final
 import anyio
 import anyio.abc
 
-from motadata_actors._errors import CodecError, ConfigError, TransportClosed
+from motadata_actors._errors import CodecError, ConfigError, SupervisionError, TransportClosed
 from motadata_actors._settings import Settings
 from motadata_actors.codecs import Codecs, Limits, TypeRegistry, default_registry
 from motadata_actors.mailbox import (
+    DeadLetter,
     InProcessTransport,
     NatsServer,
     NatsTransport,
@@ -24,27 +26,38 @@ from motadata_actors.mailbox import (
 from motadata_actors.telemetry import get_logger
 
 from ._actor import Actor
-from ._cell import ActorCell, ActorStatistics
+from ._cell import ActorStatistics
+from ._clock import Clock, SystemClock
+from ._events import EventKind, EventLog, SupervisionEvent
+from ._policy import AskPolicy, Backoff, RestartType, Strategy
 from ._ref import ActorRef
 from ._runtime import Runtime
+from ._supervisor import Supervisor
 
 __all__ = ("ActorSystem",)
 
 log = get_logger("system")
 
-_STOP_GRACE = 10.0
+_LAG_INTERVAL = 0.25
+_LAG_WARN = 0.1
 
 
 @final
 class ActorSystem:
-    """A tenant's actors, their transport, and their lifetime.
+    """A tenant's actors, their supervision tree, their transport, and their lifetime.
 
     Use it as an async context manager. On entry it connects: to ``transport`` when
     given; else in-process when ``ENABLE_NATS=false``; else to ``NATS_URL``; else to
     an embedded nats-server it starts on a free loopback port (with JetStream in a
-    temporary directory) and stops on exit. On exit it stops every actor, newest
-    first, then closes the transport and stops the embedded server, also when the
-    block fails or is cancelled.
+    temporary directory) and stops on exit. It also makes sure the tenant's dead
+    letters are kept (a JetStream stream over ``sdk.dlq.*.<tenant>``, or a bounded
+    list in process).
+
+    On exit it shuts down gracefully: every actor stops taking new messages, handlers
+    finish within ``SDK_SHUTDOWN_GRACE`` seconds, actors stop newest first, whatever
+    is left is dead-lettered, then the connection drains and the embedded server
+    stops, also when the block fails or is cancelled. If a failure escalates past the
+    root supervisor, the block is cancelled and exit raises :class:`SupervisionError`.
 
     Args:
         tenant: the tenant id, the last token of every subject.
@@ -53,6 +66,8 @@ class ActorSystem:
         settings: settings to use instead of reading the environment.
         registry: the typed-message registry; the process-wide default when omitted.
         client_id: the ``<from>`` token of messages sent from outside any actor.
+        clock: the time source for supervision and ask policies (a
+            :class:`ManualClock` in tests).
 
     Example::
 
@@ -69,17 +84,22 @@ class ActorSystem:
         settings: Settings | None = None,
         registry: TypeRegistry | None = None,
         client_id: str = "client",
+        clock: Clock | None = None,
     ) -> None:
         self.tenant = check_id(tenant, "tenant")
         self._client_id = check_id(client_id, "client_id")
         self._transport = transport
         self._settings = settings
         self._registry = registry if registry is not None else default_registry()
+        self._clock: Clock = clock if clock is not None else SystemClock()
+        self._events = EventLog(self._clock.now)
         self._rt: Runtime | None = None
+        self._root: Supervisor | None = None
         self._server: NatsServer | None = None
         self._stack: contextlib.AsyncExitStack | None = None
         self._tg: anyio.abc.TaskGroup | None = None
-        self._cells: list[ActorCell] = []
+        self._grace = 10.0
+        self._lag_scope = anyio.CancelScope()
 
     @property
     def transport(self) -> Transport:
@@ -90,6 +110,15 @@ class ActorSystem:
     def embedded_server(self) -> NatsServer | None:
         """The embedded nats-server this system started, if any."""
         return self._server
+
+    @property
+    def root(self) -> Supervisor:
+        """The root supervisor: :meth:`spawn` puts actors under it."""
+        if self._root is None:
+            raise TransportClosed(
+                "the actor system is not running: use `async with ActorSystem(...)`"
+            )
+        return self._root
 
     @property
     def _runtime(self) -> Runtime:
@@ -110,6 +139,8 @@ class ActorSystem:
             codecs = Codecs(settings.codec, registry=self._registry, limits=limits)
         except CodecError as exc:
             raise ConfigError(f"CODEC_TYPE={settings.codec!r}: {exc}") from None
+        ask = AskPolicy(timeout=settings.ask_timeout, attempts=settings.ask_attempts)
+        self._grace = settings.shutdown_grace
         stack = contextlib.AsyncExitStack()
         try:
             hint = ""
@@ -134,6 +165,14 @@ class ActorSystem:
                     )
             await transport.start()
             stack.push_async_callback(transport.aclose)
+            kept = await transport.capture_dead_letters(
+                self.tenant, max_messages=settings.dlq_max_messages, max_age=settings.dlq_max_age
+            )
+            if not kept:
+                log.warning(
+                    "dead letters of tenant %r are published but not kept: the server at %s "
+                    "has no JetStream", self.tenant, transport.description,
+                )  # fmt: skip
             # Entered by hand, not on the stack: __aexit__ must leave it outside the
             # shielded scope that closes the rest (anyio scopes nest strictly).
             tg = anyio.create_task_group()
@@ -149,12 +188,47 @@ class ActorSystem:
             transport=transport,
             codecs=codecs,
             max_size=min(limits.max_size, transport.max_payload),
-            ask_timeout=settings.ask_timeout,
+            ask_policy=ask,
             mailbox_capacity=settings.mailbox_capacity,
             client_id=self._client_id,
+            clock=self._clock,
+            events=self._events,
             no_responders_hint=hint,
         )
+        self._root = Supervisor(
+            self._rt, "", None, tg,
+            strategy="one_for_one",
+            max_restarts=settings.root_max_restarts,
+            within=settings.root_within,
+            on_escalate=self._escalated,
+        )  # fmt: skip
+        await self._root._start()
+        tg.start_soon(self._watch_loop_lag, name="loop-lag")
         return self
+
+    def _escalated(self, error: SupervisionError) -> None:
+        """The root gave up: fail the task group, which cancels the ``async with`` block."""
+        assert self._tg is not None
+
+        async def fail() -> None:
+            raise error
+
+        self._tg.start_soon(fail, name="root-escalation")
+
+    async def _watch_loop_lag(self) -> None:
+        """Warn when the event loop was blocked (a handler blocking: use ``offload=True``)."""
+        with self._lag_scope:
+            while True:
+                start = anyio.current_time()
+                await anyio.sleep(_LAG_INTERVAL)
+                lag = anyio.current_time() - start - _LAG_INTERVAL
+                if lag > _LAG_WARN:
+                    self._events.record("loop_lag", "/", f"{lag * 1000:.0f} ms")
+                    log.warning(
+                        "the event loop was blocked for %.0f ms: a handler doing blocking work? "
+                        "spawn it with offload=True and a synchronous on_message",
+                        lag * 1000,
+                    )
 
     async def __aexit__(
         self,
@@ -166,68 +240,98 @@ class ActorSystem:
         if stack is None:
             return
         tg, self._tg = self._tg, None
-        assert tg is not None
-        # Shielded: a cancelled or failing block still stops its actors, closes the
-        # connection and stops the embedded server. Each step is bounded in time.
+        root, self._root = self._root, None
+        assert tg is not None and root is not None
+        failure: SupervisionError | None = None
         try:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(_STOP_GRACE) as scope:
-                for cell in reversed(self._cells):
-                    await cell.stop()
-            if scope.cancelled_caught:
-                log.warning("actors did not stop within %ss; cancelling them", _STOP_GRACE)
-                tg.cancel_scope.cancel()
-            self._cells.clear()
+            # Shielded: a cancelled or failing block still stops its actors. Every
+            # actor stops taking messages first, then they stop newest first.
+            with anyio.CancelScope(shield=True):
+                deadline = anyio.current_time() + self._grace
+                await root.stop_accepting()
+                await root.shutdown(deadline)
+            self._lag_scope.cancel()
             self._rt = None
-            # The block's own exception is not the task group's: it propagates by itself.
-            await tg.__aexit__(None, None, None)
+            # Only a cancellation belongs to the task group (a root escalation cancels
+            # the block); the block's own exceptions propagate by themselves.
+            passed = exc if isinstance(exc, asyncio.CancelledError) else None
+            try:
+                await tg.__aexit__(type(passed) if passed else None, passed, None)
+            except BaseExceptionGroup as group:
+                match, rest = group.split(SupervisionError)
+                if rest is not None:
+                    raise
+                assert match is not None
+                failure = match.exceptions[0]  # type: ignore[assignment]
         finally:
             with anyio.CancelScope(shield=True):
                 try:
                     await stack.aclose()
                 finally:
                     self._server = None
+        if failure is not None:
+            raise failure from None
 
-    async def spawn(self, actor: Callable[[], Actor], *, name: str) -> ActorRef:
-        """Start an actor and return its ref once it can receive messages.
+    async def spawn(
+        self,
+        actor: Callable[[], Actor],
+        *,
+        name: str,
+        restart: RestartType = "permanent",
+        ask: AskPolicy | None = None,
+        concurrency: int = 1,
+        offload: bool = False,
+    ) -> ActorRef:
+        """Start an actor under the root supervisor; see :meth:`Supervisor.spawn`."""
+        return await self.root.spawn(
+            actor, name=name, restart=restart, ask=ask, concurrency=concurrency, offload=offload
+        )
 
-        Args:
-            actor: an :class:`Actor` subclass, or any callable returning a fresh instance
-                (``lambda: Writer(style="terse")``).
-            name: the agent name (lowercase ``[a-z0-9_-]``). Spawning a name again, here
-                or in another process on the same server, adds a replica that shares
-                the load.
+    async def spawn_supervisor(
+        self,
+        *,
+        name: str,
+        strategy: Strategy = "one_for_one",
+        max_restarts: int = 3,
+        within: float = 5.0,
+        backoff: Backoff | None = None,
+        ask: AskPolicy | None = None,
+        restart: RestartType = "permanent",
+    ) -> Supervisor:
+        """Start a supervisor under the root; see :meth:`Supervisor.spawn_supervisor`."""
+        return await self.root.spawn_supervisor(
+            name=name, strategy=strategy, max_restarts=max_restarts, within=within,
+            backoff=backoff, ask=ask, restart=restart,
+        )  # fmt: skip
 
-        Raises:
-            SubjectError: ``name`` is not a valid agent name.
-            Exception: whatever the actor's constructor or ``on_start`` raised.
-        """
-        rt = self._runtime
-        assert self._tg is not None
-        check_id(name, "agent name")
-        cell = ActorCell(rt, name, actor)
-        ref: ActorRef = await self._tg.start(cell.run, name=f"actor:{name}")
-        self._cells.append(cell)
-        return ref
-
-    def ref(self, name: str) -> ActorRef:
+    def ref(self, name: str, *, ask: AskPolicy | None = None) -> ActorRef:
         """Return a ref to the actor called ``name``, here or in another process.
 
         Raises:
             SubjectError: ``name`` is not a valid agent name.
         """
-        return ActorRef(self._runtime, name)
+        return ActorRef(self._runtime, name, ask)
 
     def statistics(self) -> list[ActorStatistics]:
-        """Return a snapshot of every actor running in this system, oldest first."""
-        return [cell.statistics() for cell in self._cells]
+        """Return a snapshot of every actor running in this system, in start order."""
+        return self.root.statistics()
+
+    def events(
+        self, kind: EventKind | None = None, actor: str | None = None
+    ) -> list[SupervisionEvent]:
+        """What supervision did (restarts, escalations, retries, timeouts, dead letters...).
+
+        Actors are named by path: ``/planner``, ``/workers/writer``.
+        """
+        return self._events.events(kind, actor)
+
+    def event_counts(self) -> dict[str, int]:
+        """How many events of each kind happened since the system started."""
+        return self._events.counts()
 
     async def stop(self, name: str) -> int:
-        """Stop this system's actors called ``name``; return how many were stopped."""
-        cells = [cell for cell in self._cells if cell.name == name]
-        for cell in reversed(cells):
-            await cell.stop()
-            self._cells.remove(cell)
-        return len(cells)
+        """Stop the root's actors called ``name``; return how many were stopped."""
+        return await self.root.stop_child(name, self._grace)
 
     async def publish(self, event: object, *, event_type: str | None = None) -> None:
         """Publish an event on ``sdk.events.<event_type>.<tenant>``.
@@ -235,3 +339,7 @@ class ActorSystem:
         The event type defaults to the typed event's wire name with ``.`` as ``_``.
         """
         await self._runtime.publish_event(event, event_type)
+
+    async def dead_letters(self, *, limit: int = 100) -> list[DeadLetter]:
+        """The tenant's kept dead letters, oldest first (at most ``limit``)."""
+        return await self._runtime.transport.dead_letters(self.tenant, limit=limit)

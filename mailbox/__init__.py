@@ -15,6 +15,7 @@ from ._envelope import (
     TENANT_ID,
     TIMEOUT_MS,
     check_size,
+    dead_letter_headers,
     decode_body,
     decode_error,
     encode_body,
@@ -39,10 +40,11 @@ from ._subjects import (
     parse_subject,
     workflow_subject,
 )
-from ._transport import Incoming, Subscription, Transport
+from ._transport import DeadLetter, Incoming, Subscription, Transport
 
 __all__ = (
     "ATTEMPT",
+    "DeadLetter",
     "CONTENT_TYPE",
     "CORRELATION_ID",
     "DEAD_REASON",
@@ -68,6 +70,7 @@ __all__ = (
     "agent_subject",
     "check_id",
     "check_size",
+    "dead_letter_headers",
     "check_token",
     "decode_body",
     "decode_error",

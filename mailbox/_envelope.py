@@ -28,6 +28,7 @@ __all__ = (
     "REPLY_TO",
     "TENANT_ID",
     "TIMEOUT_MS",
+    "dead_letter_headers",
     "decode_body",
     "decode_error",
     "encode_body",
@@ -76,6 +77,17 @@ def check_size(data: bytes, headers: Mapping[str, str] | None, limit: int) -> No
         size = message_size(data, headers)
         if size > limit:
             raise MessageTooLarge(size, limit)
+
+
+def dead_letter_headers(headers: Mapping[str, str] | None, reason: str) -> dict[str, str]:
+    """The original headers plus ``Sdk-Dead-Reason``, less JetStream's ``Nats-*`` controls.
+
+    A sender's ``Nats-Msg-Id`` or ``Nats-Expected-*`` header must not steer how the
+    dead-letter stream stores the copy.
+    """
+    out = {k: v for k, v in (headers or {}).items() if not k.lower().startswith("nats-")}
+    out[DEAD_REASON] = reason.replace("\r", " ").replace("\n", " ")[:512]
+    return out
 
 
 def encode_body(obj: object, codec: Codec, headers: dict[str, str]) -> bytes:

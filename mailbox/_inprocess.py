@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
+import time
+from collections import deque
 from collections.abc import Mapping
 from typing import final
 
@@ -23,7 +25,7 @@ from motadata_actors._errors import AskTimeout, NoResponders, SubjectError, Tran
 from ._envelope import check_size
 from ._queue import Mailbox
 from ._subjects import check_publish_subject, check_subscribe_subject
-from ._transport import Incoming, Subscription
+from ._transport import DeadLetter, Incoming, Subscription
 
 __all__ = ("InProcessMessage", "InProcessTransport")
 
@@ -68,6 +70,8 @@ class InProcessTransport:
     """
 
     def __init__(self, *, max_payload: int = 1024 * 1024, inbox_prefix: str = "_INBOX") -> None:
+        self._dead: dict[str, tuple[deque[DeadLetter], float]] = {}
+        self._dead_seq = itertools.count(1)
         self._max_payload = max_payload
         self._inbox_prefix = inbox_prefix
         self._subs: list[_Sub] = []
@@ -121,6 +125,8 @@ class InProcessTransport:
             raise TransportClosed("in-process transport is closed")
         check_publish_subject(subject)
         check_size(data, headers, self._max_payload)
+        if self._dead and subject.startswith("sdk.dlq."):
+            self._keep_dead_letter(subject, data, headers)
         future = self._replies.get(subject)
         if future is not None:
             if not future.done():
@@ -198,6 +204,38 @@ class InProcessTransport:
             raise AskTimeout(f"no reply on {subject!r} within {timeout:.3g}s") from None
         finally:
             del self._replies[inbox]
+
+    def _keep_dead_letter(
+        self, subject: str, data: bytes, headers: Mapping[str, str] | None
+    ) -> None:
+        kept = self._dead.get(subject.rpartition(".")[2])
+        if kept is None:
+            return
+        letters, max_age = kept
+        now = time.time()
+        while letters and letters[0].time < now - max_age:
+            letters.popleft()
+        letters.append(DeadLetter(next(self._dead_seq), subject, dict(headers or {}), data, now))
+
+    async def capture_dead_letters(self, tenant: str, *, max_messages: int, max_age: float) -> bool:
+        """Keep the tenant's dead letters in a bounded list (oldest dropped first)."""
+        if tenant not in self._dead:
+            self._dead[tenant] = (deque(maxlen=max_messages), max_age)
+        return True
+
+    async def dead_letters(self, tenant: str, *, limit: int = 100) -> list[DeadLetter]:
+        """The tenant's kept dead letters, oldest first."""
+        kept = self._dead.get(tenant)
+        return list(kept[0])[:limit] if kept else []
+
+    async def drop_dead_letter(self, tenant: str, seq: int) -> None:
+        """Remove one kept dead letter."""
+        kept = self._dead.get(tenant)
+        if kept:
+            letters = kept[0]
+            for letter in list(letters):
+                if letter.seq == seq:
+                    letters.remove(letter)
 
     async def aclose(self) -> None:
         """Refuse further operations; pending requests fail."""

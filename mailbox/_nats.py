@@ -16,8 +16,10 @@ from typing import Any, final
 
 import nats
 import nats.errors
+import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 
 from motadata_actors._errors import (
     AskTimeout,
@@ -32,13 +34,19 @@ from motadata_actors.telemetry import get_logger
 from ._envelope import check_size
 from ._queue import Mailbox
 from ._subjects import check_publish_subject, check_subscribe_subject
-from ._transport import Incoming, Subscription
+from ._transport import DeadLetter, Incoming, Subscription
 
 __all__ = ("NatsTransport",)
 
 log = get_logger("nats")
 
 _DRAIN_TIMEOUT = 5.0
+_JS_TIMEOUT = 5.0
+
+
+def dead_letter_stream(tenant: str) -> str:
+    """The JetStream stream that keeps a tenant's dead letters: ``SDK_DLQ_<tenant>``."""
+    return f"SDK_DLQ_{tenant}"
 
 
 @final
@@ -208,14 +216,29 @@ class NatsTransport:
                     await sub.unsubscribe()
                 return
             try:
-                # Drain, not unsubscribe: what the server sent before the UNSUB (our
-                # own earlier publishes included) still reaches the mailbox.
                 async with asyncio.timeout(_DRAIN_TIMEOUT):
-                    await sub.drain()  # type: ignore[no-untyped-call]
+                    await self._drain(nc, sub)
             except (nats.errors.Error, TimeoutError) as exc:
                 log.debug("unsubscribe from %s: %r", subject, exc)
 
         return Subscription(subject, queue, mailbox, unsubscribe)
+
+    @classmethod
+    async def _drain(cls, nc: Client, sub: Any) -> None:
+        """Unsubscribe, keeping every message the server sent before the UNSUB.
+
+        nats-py's ``Subscription.drain`` has the same PING-overtakes-UNSUB race as
+        ``flush`` (see :meth:`_round_trip`), so its own round trip can end before the
+        server saw the UNSUB, and later deliveries are dropped. Here: UNSUB, a real
+        round trip (every MSG for the subscription now precedes the PONG), wait until
+        the callback has handed each one to the mailbox, then stop.
+        """
+        await nc._send_unsubscribe(sub._id)
+        await cls._round_trip(nc)
+        await sub._pending_queue.join()
+        sub._stop_processing()
+        nc._remove_sub(sub._id)
+        sub._closed = True
 
     @staticmethod
     async def _round_trip(nc: Client) -> None:
@@ -271,6 +294,72 @@ class NatsTransport:
         if isinstance(exc, (OSError, ConnectionError)):
             return ConnectionLost(f"NATS connection failed on {subject!r}: {exc!r}")
         return exc
+
+    async def capture_dead_letters(self, tenant: str, *, max_messages: int, max_age: float) -> bool:
+        """Create (or bring up to date) the tenant's dead-letter stream over ``sdk.dlq.*.<tenant>``.
+
+        Returns False when the server has no JetStream.
+        """
+        js = self.client.jetstream(timeout=_JS_TIMEOUT)
+        config = StreamConfig(
+            name=dead_letter_stream(tenant),
+            subjects=[f"sdk.dlq.*.{tenant}"],
+            max_msgs=max_messages,
+            max_age=max_age,
+            storage=StorageType.FILE,
+            discard=DiscardPolicy.OLD,
+            description=f"motadata-actors dead letters of tenant {tenant}",
+        )
+        try:
+            try:
+                await js.add_stream(config)
+            except nats.js.errors.BadRequestError:  # it exists with other limits
+                await js.update_stream(config)
+        except (nats.js.errors.ServiceUnavailableError, nats.errors.NoRespondersError):
+            return False
+        except nats.errors.TimeoutError:
+            return False
+        except nats.js.errors.APIError as exc:
+            log.warning("dead-letter stream for tenant %r: %s", tenant, exc)
+            return False
+        return True
+
+    async def dead_letters(self, tenant: str, *, limit: int = 100) -> list[DeadLetter]:
+        """The tenant's kept dead letters, oldest first, read from its stream."""
+        js = self.client.jetstream(timeout=_JS_TIMEOUT)
+        stream = dead_letter_stream(tenant)
+        out: list[DeadLetter] = []
+        seq = 1
+        try:
+            while len(out) < limit:
+                raw = await js.get_msg(stream, seq=seq, subject=f"sdk.dlq.*.{tenant}", next=True)
+                if raw.seq is None:
+                    break
+                out.append(
+                    DeadLetter(
+                        seq=raw.seq,
+                        subject=raw.subject or "",
+                        headers=dict(raw.headers or {}),
+                        data=raw.data or b"",
+                        time=raw.time.timestamp() if raw.time else 0.0,
+                    )
+                )
+                seq = raw.seq + 1
+        except nats.js.errors.NotFoundError:
+            pass  # no (more) messages, or no stream
+        except nats.errors.Error as exc:
+            raise ConnectionLost(f"cannot read dead letters of {tenant!r}: {exc!r}") from exc
+        return out
+
+    async def drop_dead_letter(self, tenant: str, seq: int) -> None:
+        """Delete one message from the tenant's dead-letter stream."""
+        js = self.client.jetstream(timeout=_JS_TIMEOUT)
+        try:
+            await js.delete_msg(dead_letter_stream(tenant), seq)
+        except nats.js.errors.NotFoundError:
+            pass
+        except nats.errors.Error as exc:
+            raise ConnectionLost(f"cannot delete dead letter {seq} of {tenant!r}: {exc!r}") from exc
 
     async def aclose(self) -> None:
         """Drain (flush publishes, finish deliveries) and close; idempotent."""

@@ -102,7 +102,7 @@ class Mailbox(Generic[T]):
             raise StopAsyncIteration
         item = await queue.get()
         if item is _CLOSED:
-            self._marker = False
+            queue.put_nowait(item)  # every receiver (an actor may have several) sees the end
             raise StopAsyncIteration
         self.received += 1
         return item  # type: ignore[return-value]

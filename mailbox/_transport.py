@@ -12,9 +12,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol, final
 
+import attrs
+
 from ._queue import Mailbox
 
-__all__ = ("Incoming", "Subscription", "Transport")
+__all__ = ("DeadLetter", "Incoming", "Subscription", "Transport")
 
 
 class Incoming(Protocol):
@@ -39,6 +41,36 @@ class Incoming(Protocol):
     def headers(self) -> dict[str, str] | None:
         """The headers, or None when the message had none."""
         ...
+
+
+@final
+@attrs.frozen(slots=True)
+class DeadLetter:
+    """A kept dead letter.
+
+    Attributes:
+        seq: its sequence number in the tenant's dead-letter store.
+        subject: ``sdk.dlq.<to>.<tenant>``.
+        headers: the original headers plus ``Sdk-Dead-Reason``.
+        data: the original body.
+        time: when it was kept (seconds since the epoch).
+    """
+
+    seq: int
+    subject: str
+    headers: dict[str, str]
+    data: bytes
+    time: float
+
+    @property
+    def reason(self) -> str:
+        """Why it was dead-lettered."""
+        return self.headers.get("Sdk-Dead-Reason", "")
+
+    @property
+    def to(self) -> str:
+        """The agent it was addressed to."""
+        return self.subject.split(".")[2]
 
 
 @final
@@ -130,6 +162,21 @@ class Transport(Protocol):
             NoResponders: nobody subscribes to ``subject``.
             AskTimeout: no reply within ``timeout`` seconds.
         """
+        ...
+
+    async def capture_dead_letters(self, tenant: str, *, max_messages: int, max_age: float) -> bool:
+        """Keep ``sdk.dlq.*.<tenant>`` messages (bounded), so none is lost when nobody listens.
+
+        Returns False when the bus cannot keep them (a server without JetStream).
+        """
+        ...
+
+    async def dead_letters(self, tenant: str, *, limit: int = 100) -> list[DeadLetter]:
+        """The tenant's kept dead letters, oldest first."""
+        ...
+
+    async def drop_dead_letter(self, tenant: str, seq: int) -> None:
+        """Remove one kept dead letter (after a replay, say)."""
         ...
 
     async def aclose(self) -> None:

@@ -22,7 +22,18 @@ from motadata_actors._errors import (
     TransportClosed,
 )
 from motadata_actors._settings import Settings
-from motadata_actors.actors import Actor, ActorRef, ActorStatistics, ActorSystem, Context
+from motadata_actors.actors import (
+    Actor,
+    ActorRef,
+    ActorStatistics,
+    ActorSystem,
+    AskPolicy,
+    Backoff,
+    Context,
+    ManualClock,
+    SupervisionEvent,
+    Supervisor,
+)
 from motadata_actors.codecs import message
 from motadata_actors.mailbox import InProcessTransport, NatsServer, NatsTransport
 
@@ -32,7 +43,9 @@ __all__ = (
     "ActorStatistics",
     "ActorSystem",
     "ActorsError",
+    "AskPolicy",
     "AskTimeout",
+    "Backoff",
     "CodecError",
     "ConfigError",
     "ConnectionLost",
@@ -40,6 +53,7 @@ __all__ = (
     "DecodeError",
     "EncodeError",
     "InProcessTransport",
+    "ManualClock",
     "MessageTooLarge",
     "NatsServer",
     "NatsTransport",
@@ -48,6 +62,8 @@ __all__ = (
     "Settings",
     "SubjectError",
     "SupervisionError",
+    "SupervisionEvent",
+    "Supervisor",
     "TenantError",
     "TransportClosed",
     "message",

@@ -100,6 +100,13 @@ class Settings:
             body together (the server's ``max_payload`` caps it too).
         max_depth: ``SDK_MAX_DEPTH``, deepest nesting of lists, maps and messages.
         max_length: ``SDK_MAX_LENGTH``, most items in one list or map.
+        ask_attempts: ``SDK_ASK_ATTEMPTS``, how many times an ask is sent by default.
+        shutdown_grace: ``SDK_SHUTDOWN_GRACE``, seconds handlers get to finish on exit.
+        root_max_restarts: ``SDK_ROOT_MAX_RESTARTS``, restarts the root supervisor allows
+            within ``root_within`` before the system stops.
+        root_within: ``SDK_ROOT_WITHIN``, the root's intensity window in seconds.
+        dlq_max_messages: ``SDK_DLQ_MAX_MESSAGES``, dead letters kept per tenant.
+        dlq_max_age: ``SDK_DLQ_MAX_AGE``, seconds a dead letter is kept.
     """
 
     nats_urls: tuple[str, ...] = ()
@@ -111,6 +118,12 @@ class Settings:
     max_message_size: int = _MAX_SIZE
     max_depth: int = _MAX_DEPTH
     max_length: int = _MAX_LENGTH
+    ask_attempts: int = 1
+    shutdown_grace: float = 10.0
+    root_max_restarts: int = 10
+    root_within: float = 5.0
+    dlq_max_messages: int = 10_000
+    dlq_max_age: float = 7 * 24 * 3600.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -133,4 +146,10 @@ class Settings:
             max_message_size=_count(env, "SDK_MAX_MESSAGE_SIZE", _MAX_SIZE),
             max_depth=_count(env, "SDK_MAX_DEPTH", _MAX_DEPTH),
             max_length=_count(env, "SDK_MAX_LENGTH", _MAX_LENGTH),
+            ask_attempts=_count(env, "SDK_ASK_ATTEMPTS", 1),
+            shutdown_grace=_positive(env, "SDK_SHUTDOWN_GRACE", 10.0),
+            root_max_restarts=_count(env, "SDK_ROOT_MAX_RESTARTS", 10),
+            root_within=_positive(env, "SDK_ROOT_WITHIN", 5.0),
+            dlq_max_messages=_count(env, "SDK_DLQ_MAX_MESSAGES", 10_000),
+            dlq_max_age=_positive(env, "SDK_DLQ_MAX_AGE", 7 * 24 * 3600.0),
         )
