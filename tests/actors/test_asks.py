@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, ClassVar
 
 import anyio
 import pytest
@@ -38,7 +38,7 @@ FAST = Backoff(0.01, 0.05, jitter=0.0)
 class Flaky(Actor):
     """Hangs on the first two attempts of an ask, answers the third."""
 
-    calls: list[tuple[str | None, str | None, int]] = []
+    calls: ClassVar[list[tuple[str | None, str | None, int]]] = []
 
     async def on_message(self, msg: Any, ctx: Context) -> Any:
         attempt = int(ctx.headers.get(ATTEMPT, "1"))

@@ -176,13 +176,18 @@ async def test_restart_intensity_escalates_and_the_parent_restarts_the_subtree(
 async def test_escalation_past_the_root_stops_the_system_with_a_clear_error(tenant: str) -> None:
     settings = Settings(enable_nats=False, root_max_restarts=1, root_within=60)
     reached_end = False
-    with pytest.raises(SupervisionError, match="supervisor / exceeded 1 restarts"):
+
+    async def run() -> None:
+        nonlocal reached_end
         async with ActorSystem(tenant, transport=InProcessTransport(), settings=settings) as system:
             a = await system.spawn(Worker, name="a")
             await crash(a)
             await crash(a)
             await anyio.sleep(5)  # cancelled by the escalation
             reached_end = True
+
+    with pytest.raises(SupervisionError, match="supervisor / exceeded 1 restarts"):
+        await run()
     assert not reached_end
     assert "stop a" in Worker.log
 
