@@ -161,6 +161,7 @@ class ActorCell:
         self._workers_done = anyio.Event()
         self._scopes: set[anyio.CancelScope] = set()
         self._stopping = False
+        self._expired = False  # the shutdown grace ran out: refuse instead of handling
         self._replies: OrderedDict[str, tuple[bytes, dict[str, str]]] = OrderedDict()
         self.handled = 0
         self.failed = 0
@@ -295,6 +296,7 @@ class ActorCell:
         if self._workers_left:
             with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
                 await self._workers_done.wait()
+            self._expired = True
             for scope in list(self._scopes):
                 scope.cancel()
             await self._workers_done.wait()
@@ -330,7 +332,7 @@ class ActorCell:
                 except StopAsyncIteration:
                     return
                 await self._running.wait()  # after a crash: until the restart (or shutdown)
-                if self._instance is None:
+                if self._instance is None or self._expired:
                     await self._refuse(msg, "shutdown: the actor stopped before handling it")
                     continue
                 with anyio.CancelScope() as scope:

@@ -101,6 +101,7 @@ class Supervisor:
         self._events: asyncio.Queue[_Event] = asyncio.Queue()
         self._control_scope = anyio.CancelScope()
         self._stopped = False
+        self._deciding = False
         self.generation = 0
 
     def __repr__(self) -> str:
@@ -191,6 +192,25 @@ class Supervisor:
         await child._start()
         self._children.append(_Child(child, restart))
         return child
+
+    def recent_restarts(self) -> int:
+        """Restarts this supervisor made inside its current intensity window."""
+        return self._intensity.recent(self._rt.clock.now())
+
+    @property
+    def max_restarts(self) -> int:
+        """Restarts allowed within :attr:`within` seconds before escalating."""
+        return self._intensity.max_restarts
+
+    @property
+    def within(self) -> float:
+        """The intensity window, in seconds."""
+        return self._intensity.within
+
+    @property
+    def idle(self) -> bool:
+        """Whether no failure or exit waits for a decision."""
+        return self._events.empty() and not self._deciding
 
     def ref(self, name: str) -> ActorRef:
         """A ref to ``name`` with this supervisor's ask policy."""
@@ -284,11 +304,15 @@ class Supervisor:
                 child = next((c for c in self._children if c.node is node), None)
                 if child is None or node.generation != generation or self._stopped:
                     continue  # already restarted or removed since it reported
-                if kind == "exited":
-                    await self._exited(child)
-                else:
-                    assert exc is not None
-                    await self._failed(child, exc)
+                self._deciding = True
+                try:
+                    if kind == "exited":
+                        await self._exited(child)
+                    else:
+                        assert exc is not None
+                        await self._failed(child, exc)
+                finally:
+                    self._deciding = False
 
     async def _exited(self, child: _Child) -> None:
         if child.restart == "permanent":

@@ -99,7 +99,7 @@ class ActorSystem:
         self._stack: contextlib.AsyncExitStack | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._grace = 10.0
-        self._lag_scope = anyio.CancelScope()
+        self._lag_scope: anyio.CancelScope | None = None
 
     @property
     def transport(self) -> Transport:
@@ -203,7 +203,8 @@ class ActorSystem:
             on_escalate=self._escalated,
         )  # fmt: skip
         await self._root._start()
-        tg.start_soon(self._watch_loop_lag, name="loop-lag")
+        self._lag_scope = anyio.CancelScope()
+        tg.start_soon(self._watch_loop_lag, self._lag_scope, name="loop-lag")
         return self
 
     def _escalated(self, error: SupervisionError) -> None:
@@ -215,9 +216,9 @@ class ActorSystem:
 
         self._tg.start_soon(fail, name="root-escalation")
 
-    async def _watch_loop_lag(self) -> None:
+    async def _watch_loop_lag(self, scope: anyio.CancelScope) -> None:
         """Warn when the event loop was blocked (a handler blocking: use ``offload=True``)."""
-        with self._lag_scope:
+        with scope:
             while True:
                 start = anyio.current_time()
                 await anyio.sleep(_LAG_INTERVAL)
@@ -250,7 +251,8 @@ class ActorSystem:
                 deadline = anyio.current_time() + self._grace
                 await root.stop_accepting()
                 await root.shutdown(deadline)
-            self._lag_scope.cancel()
+            if self._lag_scope is not None:
+                self._lag_scope.cancel()
             self._rt = None
             # Only a cancellation belongs to the task group (a root escalation cancels
             # the block); the block's own exceptions propagate by themselves.

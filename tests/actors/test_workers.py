@@ -1,0 +1,94 @@
+"""Concurrency per actor, threads for blocking handlers, and the event-loop lag warning."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import pytest
+
+from motadata_actors import Actor, ActorSystem, ConfigError, Context, Settings
+from motadata_actors.mailbox import InProcessTransport
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def system(tenant: str) -> AsyncIterator[ActorSystem]:
+    async with ActorSystem(
+        tenant, transport=InProcessTransport(), settings=Settings(enable_nats=False)
+    ) as system:
+        yield system
+
+
+class Gauge(Actor):
+    def __init__(self) -> None:
+        self.now = 0
+        self.peak = 0
+
+    async def on_message(self, msg: Any, ctx: Context) -> Any:
+        self.now += 1
+        self.peak = max(self.peak, self.now)
+        await anyio.sleep(0.05)
+        self.now -= 1
+        return msg
+
+
+async def test_concurrency_lets_an_actor_handle_several_messages_at_once(
+    system: ActorSystem,
+) -> None:
+    one, four = Gauge(), Gauge()
+    ref1 = await system.spawn(lambda: one, name="one")
+    ref4 = await system.spawn(lambda: four, name="four", concurrency=4)
+    async with anyio.create_task_group() as tg:
+        for i in range(8):
+            tg.start_soon(ref1.ask, i)
+            tg.start_soon(ref4.ask, i)
+    assert one.peak == 1
+    assert four.peak == 4
+    with pytest.raises(ConfigError, match="concurrency"):
+        await system.spawn(Gauge, name="bad", concurrency=0)
+
+
+class Blocking(Actor):
+    seconds = 0.3
+
+    def on_message(self, msg: Any, ctx: Context) -> Any:  # type: ignore[override]
+        time.sleep(self.seconds)  # a synchronous SDK call
+        return threading.current_thread() is threading.main_thread()
+
+
+async def test_offload_runs_a_synchronous_handler_in_a_thread(system: ActorSystem) -> None:
+    ref = await system.spawn(Blocking, name="blocking", offload=True)
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await anyio.sleep(0.01)
+            ticks += 1
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(tick)
+        assert await ref.ask("x", timeout=5) is False  # not on the event loop's thread
+        tg.cancel_scope.cancel()
+    assert ticks >= 10, "the loop kept running while the handler blocked"
+
+
+async def test_a_blocking_handler_on_the_loop_is_reported_as_loop_lag(system: ActorSystem) -> None:
+    class VeryBlocking(Blocking):
+        seconds = 0.6
+
+    ref = await system.spawn(VeryBlocking, name="blocking")
+    assert await ref.ask("x", timeout=5) is True  # ran on the loop, blocking it
+    await anyio.sleep(0.3)  # the monitor wakes late once, then reports
+    lags = system.events("loop_lag")
+    assert lags and int(lags[0].detail.split()[0]) >= 100
+
+
+async def test_offload_needs_a_synchronous_handler(system: ActorSystem) -> None:
+    with pytest.raises(ConfigError, match="offload=True runs a synchronous on_message"):
+        await system.spawn(Gauge, name="gauge", offload=True)
