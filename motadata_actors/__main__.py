@@ -7,7 +7,8 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any, TypeVar
 
 from motadata_actors import __version__
 from motadata_actors._errors import ActorsError
@@ -15,6 +16,8 @@ from motadata_actors._settings import Settings
 from motadata_actors.mailbox import NatsServer
 
 __all__ = ("main",)
+
+T = TypeVar("T")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,7 +54,45 @@ def _parser() -> argparse.ArgumentParser:
     server.add_argument(
         "--store-dir", default=None, help="JetStream storage directory (default: a temporary one)"
     )
+    dlq = commands.add_parser(
+        "dlq",
+        help="list or replay a tenant's dead letters (needs NATS_URL)",
+        description=(
+            "Dead letters are messages that could not be delivered or handled; the tenant's "
+            "dead-letter stream keeps them. `list` shows them, `replay` resends them to their "
+            "agents (on sdk.agent.dlq.<to>.<tenant>) and removes them unless --keep."
+        ),
+    )
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", metavar="ACTION", required=True)
+    listing = dlq_commands.add_parser("list", help="show the kept dead letters, oldest first")
+    listing.add_argument("--tenant", required=True, help="the tenant id")
+    listing.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    replay = dlq_commands.add_parser("replay", help="resend dead letters to their agents")
+    replay.add_argument("--tenant", required=True, help="the tenant id")
+    replay.add_argument(
+        "--seq",
+        type=int,
+        action="append",
+        default=[],
+        help="only this sequence number (repeatable)",
+    )
+    replay.add_argument(
+        "--keep", action="store_true", help="keep them in the store after resending"
+    )
     return parser
+
+
+async def _cancel_on_signals(main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main``; SIGINT and SIGTERM cancel it, so the actor system shuts down gracefully."""
+    task = asyncio.ensure_future(main)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        return await task
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
 
 
 async def _serve(port: int, store_dir: str | None) -> None:
@@ -77,13 +118,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             from motadata_actors._demo import run_demo
 
-            asyncio.run(run_demo(Settings.from_env()))
+            asyncio.run(_cancel_on_signals(run_demo(Settings.from_env())))
+        elif args.command == "dlq":
+            from motadata_actors._dlq import list_dead_letters, replay_dead_letters
+
+            settings = Settings.from_env()
+            if args.dlq_command == "list":
+                asyncio.run(list_dead_letters(settings, args.tenant, args.limit))
+            else:
+                asyncio.run(replay_dead_letters(settings, args.tenant, args.seq, keep=args.keep))
         else:
             asyncio.run(_serve(args.port, args.store_dir))
     except ActorsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         return 130
     return 0
 

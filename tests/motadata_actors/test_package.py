@@ -137,3 +137,83 @@ def test_server_command_prints_the_url_and_stops_on_sigterm() -> None:
         finally:
             if proc.poll() is None:
                 proc.kill()
+
+
+def test_dlq_list_and_replay_against_a_shared_server(tmp_path: Path) -> None:
+    """Dead letters outlive the process that made them; the CLI lists and replays them."""
+    from motadata_actors.mailbox import NatsServer
+
+    script = """
+import asyncio, sys
+from motadata_actors import Actor, ActorSystem
+
+class Picky(Actor):
+    async def on_message(self, msg, ctx):
+        if msg == "bad" and sys.argv[1] == "fail":
+            raise ValueError("refused")
+        print("handled", msg, ctx.sender, flush=True)
+
+async def main():
+    async with ActorSystem("shop") as system:
+        ref = await system.spawn(Picky, name="picky")
+        print("ready", flush=True)
+        if sys.argv[1] == "fail":
+            await ref.tell("bad")
+            await ref.tell("bad")
+            await asyncio.sleep(0.5)
+        else:
+            await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+
+asyncio.run(main())
+"""
+    with NatsServer() as server:
+        env = {k: v for k, v in os.environ.items() if k not in {"ENABLE_NATS", "CODEC_TYPE"}}
+        env["NATS_URL"] = server.url
+        run = lambda *args: subprocess.run(  # noqa: E731
+            [sys.executable, *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        assert run("-c", script, "fail").returncode == 0
+        listed = run("-m", "motadata_actors", "dlq", "list", "--tenant", "shop")
+        assert listed.returncode == 0, listed.stderr
+        assert listed.stdout.startswith("2 dead letter(s) of tenant 'shop'")
+        assert "handler crashed: ValueError: refused" in listed.stdout
+        first_seq = listed.stdout.splitlines()[2].split()[0]
+        # Replay one to a process whose actor (fixed now) accepts it.
+        with subprocess.Popen(
+            [sys.executable, "-c", script, "serve"], cwd=tmp_path, env=env, text=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        ) as fixed:  # fmt: skip
+            try:
+                assert fixed.stdout is not None and fixed.stdin is not None
+                assert fixed.stdout.readline().strip() == "ready"
+                replayed = run(
+                    "-m", "motadata_actors", "dlq", "replay", "--tenant", "shop", "--seq", first_seq
+                )
+                assert replayed.returncode == 0, replayed.stderr
+                assert f"replayed {first_seq} to picky" in replayed.stdout
+                assert fixed.stdout.readline().strip() == "handled bad dlq"
+                fixed.stdin.close()
+                assert fixed.wait(15) == 0
+            finally:
+                if fixed.poll() is None:
+                    fixed.kill()
+        left = run("-m", "motadata_actors", "dlq", "list", "--tenant", "shop")
+        assert left.stdout.startswith("1 dead letter(s)")
+
+
+def test_dlq_without_nats_url_says_how_to_fix_it() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "NATS_URL"}
+    out = subprocess.run(
+        [sys.executable, "-m", "motadata_actors", "dlq", "list", "--tenant", "shop"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert out.returncode == 1
+    assert "NATS_URL is not set" in out.stderr
