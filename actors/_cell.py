@@ -58,11 +58,11 @@ from motadata_actors.mailbox import (
     message_size,
     new_message_id,
 )
-from motadata_actors.telemetry import get_logger
+from motadata_actors.telemetry import get_logger, log_fields
 
 from ._actor import Actor, Context
 from ._ref import ActorRef
-from ._runtime import Runtime, current_context
+from ._runtime import AGENT_TEMPLATE, EVENT_TEMPLATE, Runtime, current_context, reason_line
 
 if TYPE_CHECKING:
     from ._supervisor import Supervisor
@@ -71,14 +71,7 @@ __all__ = ("ActorCell", "ActorStatistics")
 
 log = get_logger("actors")
 
-_REASON_MAX = 512
 _REPLY_CACHE = 1024
-
-
-def reason_of(exc: BaseException) -> str:
-    """``Type: message`` on one line, bounded, for ``Sdk-Dead-Reason`` and logs."""
-    text = f"{type(exc).__name__}: {exc}".replace("\r", " ").replace("\n", " ")
-    return text[:_REASON_MAX]
 
 
 @final
@@ -271,8 +264,8 @@ class ActorCell:
         self._instance = actor
         self.generation += 1
         self.restarts += 1
-        self._rt.events.record("restarted", self.path, reason_of(exc) if exc else "exited")
-        log.info("actor %s restarted%s", self.path, f" after {reason_of(exc)}" if exc else "")
+        self._rt.events.record("restarted", self.path, reason_line(exc) if exc else "exited")
+        log.info("actor %s restarted%s", self.path, f" after {reason_line(exc)}" if exc else "")
         self._running.set()
 
     async def stop_accepting(self) -> None:
@@ -341,7 +334,7 @@ class ActorCell:
                         await self._handle(msg)
                     except _Crash as crash:
                         self._pause()  # take nothing until the supervisor acts
-                        self._rt.events.record("crashed", self.path, reason_of(crash.exc))
+                        self._rt.events.record("crashed", self.path, reason_line(crash.exc))
                         self.supervisor.child_failed(self, crash.exc, self.generation)
                     finally:
                         self._scopes.discard(scope)
@@ -399,8 +392,19 @@ class ActorCell:
         ctx = Context(rt, self.name, msg)
         actor = self._instance
         assert actor is not None
+        tel = rt.telemetry
+        span: Any = None
+        otel_token: object = None
+        started = 0.0
+        if tel is not None:
+            template = AGENT_TEMPLATE if msg.subject.startswith("sdk.agent.") else EVENT_TEMPLATE
+            span, otel_token, started = tel.start_process(
+                headers, msg.subject, template, ctx.sender or "-", self.name, len(msg.data)
+            )
         self._enter()
         token = current_context.set(ctx)
+        log_token = log_fields.set((rt.tenant, self.name))
+        error: BaseException | None = None
         try:
             if ctx.deadline is None:
                 result = await self._call(actor, payload, ctx)
@@ -409,9 +413,10 @@ class ActorCell:
                 try:
                     async with scope:
                         result = await self._call(actor, payload, ctx)
-                except TimeoutError:
+                except TimeoutError as exc:
                     if not scope.expired():
                         raise
+                    error = exc
                     self.failed += 1
                     rt.events.record("overran", self.path, f"on {msg.subject}")
                     log.warning(
@@ -420,19 +425,24 @@ class ActorCell:
                     )  # fmt: skip
                     return
         except Exception as exc:
+            error = exc
             self.failed += 1
             log.error("actor %s: handler raised on %s", self.path, msg.subject, exc_info=exc)
             if msg.reply:
                 await self._send_error(msg.reply, type(exc).__name__, str(exc), "handler")
             else:
-                await self._refuse(msg, f"handler crashed: {reason_of(exc)}")
+                await self._refuse(msg, f"handler crashed: {reason_line(exc)}")
             raise _Crash(exc) from exc
+        else:
+            self.handled += 1
+            if msg.reply:
+                await self._send_reply(msg.reply, result, message_id)
         finally:
+            log_fields.reset(log_token)
             current_context.reset(token)
             self._leave()
-        self.handled += 1
-        if msg.reply:
-            await self._send_reply(msg.reply, result, message_id)
+            if tel is not None:
+                tel.end_process(span, otel_token, started, self.name, error)
         if ctx.stop_requested:
             self._pause()
             self.supervisor.child_exited(self, self.generation)
@@ -455,11 +465,17 @@ class ActorCell:
             log.error("actor %s: cannot send its reply: %s", self.path, exc)
             await self._send_error(reply, type(exc).__name__, f"reply not sent: {exc}", "sdk")
             return
+        tel = rt.telemetry
+        span = tel.start_reply(reply, self.name, headers, len(data)) if tel is not None else None
         if message_id is not None:
             self._replies[message_id] = (data, headers)
             if len(self._replies) > _REPLY_CACHE:
                 self._replies.popitem(last=False)
-        await self._publish_reply(reply, data, headers)
+        try:
+            await self._publish_reply(reply, data, headers)
+        finally:
+            if span is not None:
+                span.end()
 
     async def _publish_reply(self, reply: str, data: bytes, headers: dict[str, str]) -> None:
         try:
@@ -479,7 +495,7 @@ class ActorCell:
 
     async def _reject(self, msg: Incoming, exc: ActorsError) -> None:
         self.rejected += 1
-        reason = reason_of(exc)
+        reason = reason_line(exc)
         log.warning("actor %s rejected a message on %s: %s", self.path, msg.subject, reason)
         if msg.reply:
             await self._send_error(msg.reply, type(exc).__name__, str(exc), "sdk")

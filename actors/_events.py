@@ -47,8 +47,14 @@ class SupervisionEvent:
 class EventLog:
     """The last ``size`` events and a count of every kind ever recorded."""
 
-    def __init__(self, clock: Callable[[], float], size: int = 10_000) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        size: int = 10_000,
+        listener: Callable[[str, str], None] | None = None,
+    ) -> None:
         self._clock = clock
+        self.listener = listener
         self._events: deque[SupervisionEvent] = deque(maxlen=size)
         self._counts: Counter[str] = Counter()
 
@@ -56,6 +62,8 @@ class EventLog:
         """Record an event now."""
         self._events.append(SupervisionEvent(kind, actor, detail, self._clock()))
         self._counts[kind] += 1
+        if self.listener is not None:
+            self.listener(kind, actor)
 
     def events(
         self, kind: EventKind | None = None, actor: str | None = None

@@ -30,7 +30,7 @@ from motadata_actors.mailbox import (
 )
 
 from ._policy import AskPolicy
-from ._runtime import Runtime, current_context
+from ._runtime import AGENT_TEMPLATE, Runtime, current_context
 
 __all__ = ("ActorRef",)
 
@@ -76,7 +76,7 @@ class ActorRef:
         """The ask policy this ref applies when a call does not override it."""
         return self._policy
 
-    def _prepare(self, msg: object) -> tuple[str, dict[str, str], bytes]:
+    def _prepare(self, msg: object) -> tuple[str, str, dict[str, str], bytes]:
         rt = self._rt
         ctx = current_context.get()
         headers = {MESSAGE_ID: new_message_id()}
@@ -88,9 +88,7 @@ class ActorRef:
         subject = self._subjects.get(sender)
         if subject is None:
             subject = self._subjects[sender] = agent_subject(sender, self.name, rt.tenant)
-        data = encode_body(msg, rt.codecs.default, headers)
-        check_size(data, headers, rt.max_size)
-        return subject, headers, data
+        return sender, subject, headers, encode_body(msg, rt.codecs.default, headers)
 
     async def tell(self, msg: object) -> None:
         """Send ``msg`` and return without waiting for it to be handled (at most once).
@@ -100,8 +98,24 @@ class ActorRef:
             MessageTooLarge: ``msg`` exceeds the size limit (nothing was sent).
             ConnectionLost: the connection to NATS is broken.
         """
-        subject, headers, data = self._prepare(msg)
-        await self._rt.transport.publish(subject, data, headers=headers)
+        rt = self._rt
+        sender, subject, headers, data = self._prepare(msg)
+        tel = rt.telemetry
+        if tel is None:
+            check_size(data, headers, rt.max_size)
+            await rt.transport.publish(subject, data, headers=headers)
+            return
+        span = tel.start_send(subject, AGENT_TEMPLATE, sender, self.name, headers, len(data))
+        try:
+            check_size(data, headers, rt.max_size)
+            await rt.transport.publish(subject, data, headers=headers)
+        except BaseException as exc:
+            if span is not None:
+                tel.fail(span, exc)
+            raise
+        finally:
+            if span is not None:
+                span.end()
 
     async def ask(
         self,
@@ -145,7 +159,36 @@ class ActorRef:
                 if left <= 0:
                     raise AskTimeout(f"ask to {self.name!r}: the handler's deadline has passed")
                 budget = left
-        subject, headers, data = self._prepare(msg)
+        sender, subject, headers, data = self._prepare(msg)
+        tel = rt.telemetry
+        if tel is None:
+            return await self._ask(subject, headers, data, policy, budget, None)
+        span = tel.start_send(subject, AGENT_TEMPLATE, sender, self.name, headers, len(data))
+        started = rt.clock.now()
+        error: BaseException | None = None
+        try:
+            return await self._ask(subject, headers, data, policy, budget, span)
+        except BaseException as exc:
+            error = exc
+            if span is not None:
+                tel.fail(span, exc)
+            raise
+        finally:
+            tel.ask_finished(self.name, rt.clock.now() - started, error)
+            if span is not None:
+                span.end()
+
+    async def _ask(
+        self,
+        subject: str,
+        headers: dict[str, str],
+        data: bytes,
+        policy: AskPolicy,
+        budget: float,
+        span: Any,
+    ) -> Any:
+        rt = self._rt
+        check_size(data, headers, rt.max_size)
         clock = rt.clock
         deadline = clock.now() + budget
         per_attempt = policy.per_attempt()
@@ -159,12 +202,16 @@ class ActorRef:
             headers[TIMEOUT_MS] = str(max(1, round(wait * 1000)))
             if attempt > 1:
                 headers[ATTEMPT] = str(attempt)
+                if span is not None:
+                    span.set_attribute("sdk.attempt", attempt)
             try:
                 reply = await rt.transport.request(subject, data, headers=headers, timeout=wait)
             except (AskTimeout, NoResponders) as exc:
                 last = exc
                 if isinstance(exc, AskTimeout):
                     rt.events.record("timeout", self.name, f"attempt {attempt} after {wait:.3g}s")
+                if span is not None:
+                    span.add_event(type(exc).__name__, {"sdk.attempt": attempt})
                 if not policy.retryable(exc) or attempt == policy.attempts:
                     break
                 pause = min(policy.backoff.delay(attempt - 1), deadline - clock.now())

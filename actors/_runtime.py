@@ -21,6 +21,7 @@ from motadata_actors.mailbox import (
     event_subject,
     new_message_id,
 )
+from motadata_actors.telemetry import Telemetry
 
 from ._clock import Clock
 from ._events import EventLog
@@ -29,7 +30,17 @@ from ._policy import AskPolicy
 if TYPE_CHECKING:
     from ._actor import Context
 
-__all__ = ("Runtime", "current_context")
+__all__ = ("AGENT_TEMPLATE", "EVENT_TEMPLATE", "Runtime", "current_context", "reason_line")
+
+AGENT_TEMPLATE = "sdk.agent.{from}.{to}.{tenant}"
+EVENT_TEMPLATE = "sdk.events.{event_type}.{tenant}"
+
+
+def reason_line(exc: BaseException) -> str:
+    """``Type: message`` on one line, bounded, for ``Sdk-Dead-Reason``, logs and spans."""
+    text = f"{type(exc).__name__}: {exc}".replace("\r", " ").replace("\n", " ")
+    return text[:512]
+
 
 current_context: ContextVar[Context | None] = ContextVar("motadata_actors_context", default=None)
 """The context of the message the running task is handling, if any."""
@@ -50,6 +61,7 @@ class Runtime:
     clock: Clock
     events: EventLog
     no_responders_hint: str = ""
+    telemetry: Telemetry | None = None
 
     async def publish_event(self, event: object, event_type: str | None) -> None:
         """Publish ``event`` on ``sdk.events.<event_type>.<tenant>``."""
@@ -67,5 +79,14 @@ class Runtime:
         if ctx is not None:
             headers[CORRELATION_ID] = ctx.correlation_id
         data = encode_body(event, self.codecs.default, headers)
-        check_size(data, headers, self.max_size)
-        await self.transport.publish(subject, data, headers=headers)
+        tel = self.telemetry
+        span = None
+        if tel is not None:
+            sender = ctx.actor if ctx is not None else self.client_id
+            span = tel.start_send(subject, EVENT_TEMPLATE, sender, event_type, headers, len(data))
+        try:
+            check_size(data, headers, self.max_size)
+            await self.transport.publish(subject, data, headers=headers)
+        finally:
+            if span is not None:
+                span.end()

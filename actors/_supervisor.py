@@ -34,7 +34,7 @@ from motadata_actors.mailbox import check_id
 from motadata_actors.telemetry import get_logger
 
 from ._actor import Actor
-from ._cell import ActorCell, ActorStatistics, reason_of
+from ._cell import ActorCell, ActorStatistics
 from ._policy import (
     RESTART_TYPES,
     STRATEGIES,
@@ -45,7 +45,7 @@ from ._policy import (
     Strategy,
 )
 from ._ref import ActorRef
-from ._runtime import Runtime
+from ._runtime import Runtime, reason_line
 
 __all__ = ("Supervisor",)
 
@@ -278,9 +278,9 @@ class Supervisor:
             try:
                 await child.node.revive(None)
             except Exception as failure:
-                self._rt.events.record("crashed", child.node.path, reason_of(failure))
+                self._rt.events.record("crashed", child.node.path, reason_line(failure))
                 self.child_failed(child.node, failure, child.node.generation)
-        self._rt.events.record("restarted", self.path or "/", reason_of(exc) if exc else "")
+        self._rt.events.record("restarted", self.path or "/", reason_line(exc) if exc else "")
 
     async def stop_accepting(self) -> None:
         """Stop every actor in the subtree from taking new messages."""
@@ -324,7 +324,7 @@ class Supervisor:
 
     async def _failed(self, child: _Child, exc: BaseException) -> None:
         node = child.node
-        log.warning("%s failed: %s", node.path, reason_of(exc))
+        log.warning("%s failed: %s", node.path, reason_line(exc))
         if child.restart == "temporary":
             await node.halt()
             await node.shutdown(anyio.current_time())
@@ -359,8 +359,8 @@ class Supervisor:
             try:
                 await child.node.revive(exc if child is failed else None)
             except Exception as failure:
-                self._rt.events.record("crashed", child.node.path, reason_of(failure))
-                log.warning("%s failed to restart: %s", child.node.path, reason_of(failure))
+                self._rt.events.record("crashed", child.node.path, reason_line(failure))
+                log.warning("%s failed to restart: %s", child.node.path, reason_line(failure))
                 self.child_failed(child.node, failure, child.node.generation)
 
     async def _escalate(self, failed: _Child, exc: BaseException | None) -> None:
@@ -368,7 +368,7 @@ class Supervisor:
         reason = (
             f"supervisor {where} exceeded {self._intensity.max_restarts} restarts in "
             f"{self._intensity.within:g}s; last failure in {failed.node.path}: "
-            f"{reason_of(exc) if exc else 'exit'}"
+            f"{reason_line(exc) if exc else 'exit'}"
         )
         self._rt.events.record("escalated", where, reason)
         log.error("%s", reason)

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from types import TracebackType
-from typing import Self, final
+from typing import Any, Self, final
 
 import anyio
 import anyio.abc
@@ -23,7 +23,8 @@ from motadata_actors.mailbox import (
     check_id,
     inbox_prefix,
 )
-from motadata_actors.telemetry import get_logger
+from motadata_actors.telemetry import Telemetry, get_logger
+from motadata_actors.telemetry import setup as setup_telemetry
 
 from ._actor import Actor
 from ._cell import ActorStatistics
@@ -68,6 +69,10 @@ class ActorSystem:
         client_id: the ``<from>`` token of messages sent from outside any actor.
         clock: the time source for supervision and ask policies (a
             :class:`ManualClock` in tests).
+        tracer_provider: an OpenTelemetry tracer provider; turns telemetry on.
+        meter_provider: an OpenTelemetry meter provider; turns telemetry on. With
+            ``ENABLE_OTEL=true`` and no providers, the global ones are used (built from
+            ``OTEL_*`` by :func:`motadata_actors.telemetry.setup` if none was set).
 
     Example::
 
@@ -85,6 +90,8 @@ class ActorSystem:
         registry: TypeRegistry | None = None,
         client_id: str = "client",
         clock: Clock | None = None,
+        tracer_provider: Any = None,
+        meter_provider: Any = None,
     ) -> None:
         self.tenant = check_id(tenant, "tenant")
         self._client_id = check_id(client_id, "client_id")
@@ -100,6 +107,8 @@ class ActorSystem:
         self._tg: anyio.abc.TaskGroup | None = None
         self._grace = 10.0
         self._lag_scope: anyio.CancelScope | None = None
+        self._tracer_provider = tracer_provider
+        self._meter_provider = meter_provider
 
     @property
     def transport(self) -> Transport:
@@ -140,6 +149,7 @@ class ActorSystem:
         except CodecError as exc:
             raise ConfigError(f"CODEC_TYPE={settings.codec!r}: {exc}") from None
         ask = AskPolicy(timeout=settings.ask_timeout, attempts=settings.ask_attempts)
+        telemetry = self._telemetry(settings)
         self._grace = settings.shutdown_grace
         stack = contextlib.AsyncExitStack()
         try:
@@ -194,7 +204,16 @@ class ActorSystem:
             clock=self._clock,
             events=self._events,
             no_responders_hint=hint,
+            telemetry=telemetry,
         )
+        if telemetry is not None:
+            self._events.listener = telemetry.count_event
+            telemetry.meter.create_observable_gauge(
+                "sdk.mailbox.depth",
+                callbacks=[self._observe_mailboxes],
+                unit="{message}",
+                description="Messages waiting in an actor's mailbox",
+            )
         self._root = Supervisor(
             self._rt, "", None, tg,
             strategy="one_for_one",
@@ -206,6 +225,29 @@ class ActorSystem:
         self._lag_scope = anyio.CancelScope()
         tg.start_soon(self._watch_loop_lag, self._lag_scope, name="loop-lag")
         return self
+
+    def _telemetry(self, settings: Settings) -> Telemetry | None:
+        tracer, meter = self._tracer_provider, self._meter_provider
+        if tracer is None and meter is None:
+            if not settings.enable_otel:
+                return None  # off: no OpenTelemetry call per message, no SDK object
+            from opentelemetry import trace
+
+            if type(trace.get_tracer_provider()).__name__ == "ProxyTracerProvider":
+                setup_telemetry()  # nothing configured yet: build it from OTEL_*
+        return Telemetry(self.tenant, tracer, meter)
+
+    def _observe_mailboxes(self, options: Any) -> list[Any]:
+        from opentelemetry.metrics import Observation
+
+        root, rt = self._root, self._rt
+        if root is None or rt is None or rt.telemetry is None:
+            return []
+        tel = rt.telemetry
+        return [
+            Observation(s.queued, {"sdk.tenant.id": self.tenant, "sdk.agent.to": tel.agent(s.name)})
+            for s in root.statistics()
+        ]
 
     def _escalated(self, error: SupervisionError) -> None:
         """The root gave up: fail the task group, which cancels the ``async with`` block."""

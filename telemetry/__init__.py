@@ -1,8 +1,34 @@
-"""Telemetry: logging now; OpenTelemetry setup, propagation and per-message spans as they land.
+"""Telemetry: OpenTelemetry setup, propagation, spans and metrics per message, log correlation.
 
-A leaf package: it knows nothing of NATS or actors.
+A leaf package: it knows nothing of NATS or actors. Library code uses the OpenTelemetry
+API only; :func:`setup` wires the SDK (imported only then).
 """
 
-from ._logging import get_logger
+from typing import Any
 
-__all__ = ("get_logger",)
+from ._instrument import SCHEMA_URL, Telemetry
+from ._logging import (
+    CORRELATED_FORMAT,
+    CorrelationFilter,
+    enable_log_correlation,
+    get_logger,
+    log_fields,
+)
+
+__all__ = (
+    "CORRELATED_FORMAT",
+    "SCHEMA_URL",
+    "CorrelationFilter",
+    "Telemetry",
+    "enable_log_correlation",
+    "get_logger",
+    "log_fields",
+    "setup",
+)
+
+
+def setup(service_name: str | None = None, *, set_global: bool = True) -> tuple[Any, Any]:
+    """Build SDK tracer and meter providers from ``OTEL_*``; see :func:`._setup.setup`."""
+    from ._setup import setup as _setup
+
+    return _setup(service_name, set_global=set_global)

@@ -1,0 +1,265 @@
+"""Per-message spans and metrics, following the OpenTelemetry messaging conventions.
+
+Conventions pinned: semantic conventions v1.44.0 (``SCHEMA_URL``). Where they speak we
+follow them; where they leave a choice, this module documents it:
+
+* ``messaging.system`` is ``nats`` (a literal: the Python package has no constant).
+* Span names are ``{operation} {destination template}``: ``send sdk.agent.{from}.{to}.{tenant}``,
+  ``process sdk.agent.{from}.{to}.{tenant}``. A reply goes to a temporary, anonymous inbox,
+  so its span is just ``send`` (the conventions omit a destination that is not available as a
+  low-cardinality value) with ``messaging.destination.temporary`` and ``.anonymous`` set.
+* An ask is one PRODUCER span covering every attempt (attempts, retries and timeouts are span
+  events and attributes), so a hop costs at most two spans: send and process.
+* The process span's parent is the context extracted from the message (single-message
+  processing); the receiver's ambient span, if any, is a link. Each message is handled in
+  its own context, attached for that message only.
+* Under an unsampled parent no span is created at all (what a parent-based sampler would
+  decide anyway): the context is passed on unchanged, so sampling stays consistent
+  downstream at a fraction of the cost. A sampler that samples children of unsampled
+  parents is therefore not honoured.
+* Trace context (``traceparent``, ``tracestate``, ``baggage``) is injected through the
+  global propagator API whenever telemetry is on, sampled or not, so a custom propagator
+  set by the application is used.
+
+Library code uses the OpenTelemetry API only; the SDK is wired by :func:`setup`.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import time
+from collections.abc import Mapping, MutableMapping
+from typing import Any, Final, final
+
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.metrics import MeterProvider, get_meter_provider
+from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, TracerProvider
+
+__all__ = ("SCHEMA_URL", "Telemetry")
+
+SCHEMA_URL: Final = "https://opentelemetry.io/schemas/1.44.0"
+def _version() -> str:
+    try:
+        return importlib.metadata.version("motadata-actors")
+    except importlib.metadata.PackageNotFoundError:  # running from a source tree
+        return "0"
+
+
+_VERSION: Final = _version()
+_MAX_AGENTS: Final = 256
+_OTHER: Final = "_other"
+_EMPTY: Final = otel_context.Context()
+
+
+@final
+class Telemetry:
+    """One system's tracer, meter and instruments; absent (None) when telemetry is off.
+
+    Args:
+        tenant: the tenant id, on every span and data point.
+        tracer_provider: where spans go (the global provider when None).
+        meter_provider: where metrics go (the global provider when None).
+    """
+
+    def __init__(
+        self,
+        tenant: str,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
+    ) -> None:
+        self.tenant = tenant
+        provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
+        self.tracer = provider.get_tracer("motadata_actors", _VERSION, schema_url=SCHEMA_URL)
+        meters = meter_provider if meter_provider is not None else get_meter_provider()
+        meter = meters.get_meter("motadata_actors", _VERSION, schema_url=SCHEMA_URL)
+        self.meter = meter
+        self.sent = meter.create_counter(
+            "messaging.client.sent.messages", unit="{message}", description="Messages sent"
+        )
+        self.consumed = meter.create_counter(
+            "messaging.client.consumed.messages", unit="{message}", description="Messages handled"
+        )
+        self.process_duration = meter.create_histogram(
+            "messaging.process.duration", unit="s", description="Time a handler took"
+        )
+        self.ask_duration = meter.create_histogram(
+            "sdk.ask.duration", unit="s", description="Time an ask took, all attempts"
+        )
+        self._events = {
+            "timeout": meter.create_counter("sdk.ask.timeouts", unit="{attempt}"),
+            "retry": meter.create_counter("sdk.ask.retries", unit="{attempt}"),
+            "restarted": meter.create_counter("sdk.actor.restarts", unit="{restart}"),
+            "crashed": meter.create_counter("sdk.actor.crashes", unit="{crash}"),
+            "escalated": meter.create_counter("sdk.supervisor.escalations", unit="{escalation}"),
+            "dead_letter": meter.create_counter("sdk.dead_letters", unit="{message}"),
+            "overran": meter.create_counter("sdk.handler.overruns", unit="{message}"),
+        }
+        self._agents: dict[str, str] = {}
+
+    # -- attributes -------------------------------------------------------------------
+
+    def agent(self, name: str) -> str:
+        """``name``, or ``_other`` once more than 256 agents were seen (bounded cardinality)."""
+        bounded = self._agents.get(name)
+        if bounded is None:
+            bounded = name if len(self._agents) < _MAX_AGENTS else _OTHER
+            self._agents[name] = bounded
+        return bounded
+
+    def _attributes(
+        self,
+        operation: str,
+        destination: str,
+        template: str,
+        sender: str,
+        to: str,
+        headers: Mapping[str, str],
+        body_size: int,
+    ) -> dict[str, Any]:
+        attributes: dict[str, Any] = {
+            "messaging.system": "nats",
+            "messaging.operation.name": operation,
+            "messaging.operation.type": operation,
+            "messaging.destination.name": destination,
+            "messaging.destination.template": template,
+            "messaging.message.body.size": body_size,
+            "sdk.agent.from": sender,
+            "sdk.agent.to": to,
+            "sdk.tenant.id": self.tenant,
+        }
+        message_id = headers.get("Sdk-Message-Id")
+        if message_id is not None:
+            attributes["messaging.message.id"] = message_id
+        conversation = headers.get("Sdk-Correlation-Id")
+        if conversation is not None:
+            attributes["messaging.message.conversation_id"] = conversation
+        return attributes
+
+    # -- spans ----------------------------------------------------------------------
+
+    def start_send(
+        self,
+        destination: str,
+        template: str,
+        sender: str,
+        to: str,
+        headers: MutableMapping[str, str],
+        body_size: int,
+    ) -> Span | None:
+        """Start the PRODUCER span of a tell or ask and inject its context into ``headers``.
+
+        Returns None (and injects the current context as it is) under an unsampled parent.
+        """
+        current = otel_context.get_current()
+        parent = trace.get_current_span(current).get_span_context()
+        self.sent.add(1, {"sdk.tenant.id": self.tenant, "sdk.agent.to": self.agent(to)})
+        if parent.is_valid and not parent.trace_flags.sampled:
+            propagate.inject(headers, context=current)
+            return None
+        span = self.tracer.start_span(
+            f"send {template}",
+            context=current,
+            kind=SpanKind.PRODUCER,
+            attributes=self._attributes(
+                "send", destination, template, sender, to, headers, body_size
+            ),
+        )
+        propagate.inject(headers, context=trace.set_span_in_context(span, current))
+        return span
+
+    def start_process(
+        self,
+        headers: Mapping[str, str] | None,
+        destination: str,
+        template: str,
+        sender: str,
+        to: str,
+        body_size: int,
+    ) -> tuple[Span | None, object, float]:
+        """Start the CONSUMER span of a handled message and attach its context.
+
+        Returns (span or None, the token to :meth:`end_process`, the start time).
+        """
+        parent_ctx = propagate.extract(headers) if headers else _EMPTY
+        parent = trace.get_current_span(parent_ctx).get_span_context()
+        start = time.perf_counter()
+        if parent.is_valid and not parent.trace_flags.sampled:
+            return None, otel_context.attach(parent_ctx), start
+        ambient = trace.get_current_span().get_span_context()
+        span = self.tracer.start_span(
+            f"process {template}",
+            context=parent_ctx,
+            kind=SpanKind.CONSUMER,
+            links=[Link(ambient)] if ambient.is_valid else None,
+            attributes=self._attributes(
+                "process", destination, template, sender, to, headers or {}, body_size
+            ),
+        )
+        token = otel_context.attach(trace.set_span_in_context(span, parent_ctx))
+        return span, token, start
+
+    def end_process(
+        self, span: Span | None, token: object, start: float, to: str, error: BaseException | None
+    ) -> None:
+        """End the process span (recording ``error``), detach its context, record metrics."""
+        otel_context.detach(token)  # type: ignore[arg-type]
+        attributes = {"sdk.tenant.id": self.tenant, "sdk.agent.to": self.agent(to)}
+        if error is not None:
+            attributes["error.type"] = type(error).__name__
+        self.consumed.add(1, attributes)
+        self.process_duration.record(time.perf_counter() - start, attributes)
+        if span is not None:
+            if error is not None:
+                self.fail(span, error)
+            span.end()
+
+    def start_reply(
+        self, reply: str, to: str, headers: MutableMapping[str, str], body_size: int
+    ) -> Span | None:
+        """Start the PRODUCER span of a reply (a child of the process span)."""
+        current = otel_context.get_current()
+        parent = trace.get_current_span(current).get_span_context()
+        if not parent.is_valid or not parent.trace_flags.sampled:
+            propagate.inject(headers, context=current)
+            return None
+        span = self.tracer.start_span(
+            "send",
+            context=current,
+            kind=SpanKind.PRODUCER,
+            attributes={
+                "messaging.system": "nats",
+                "messaging.operation.name": "send",
+                "messaging.operation.type": "send",
+                "messaging.destination.name": reply,
+                "messaging.destination.temporary": True,
+                "messaging.destination.anonymous": True,
+                "messaging.message.body.size": body_size,
+                "sdk.agent.from": to,
+                "sdk.tenant.id": self.tenant,
+            },
+        )
+        propagate.inject(headers, context=trace.set_span_in_context(span, current))
+        return span
+
+    @staticmethod
+    def fail(span: Span, error: BaseException) -> None:
+        """Record ``error`` on ``span`` and mark it failed."""
+        span.record_exception(error)
+        span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"[:512]))
+
+    # -- metrics from supervision events -----------------------------------------------
+
+    def count_event(self, kind: str, actor: str) -> None:
+        """Count a supervision event (timeouts, retries, restarts, dead letters, ...)."""
+        counter = self._events.get(kind)
+        if counter is not None:
+            name = actor.rsplit("/", 1)[-1] or "/"
+            counter.add(1, {"sdk.tenant.id": self.tenant, "sdk.agent.to": self.agent(name)})
+
+    def ask_finished(self, to: str, seconds: float, error: BaseException | None) -> None:
+        """Record the duration of a whole ask."""
+        attributes = {"sdk.tenant.id": self.tenant, "sdk.agent.to": self.agent(to)}
+        if error is not None:
+            attributes["error.type"] = type(error).__name__
+        self.ask_duration.record(seconds, attributes)
