@@ -12,7 +12,7 @@ from typing import Any, final
 from motadata_actors._errors import ConfigError
 from motadata_actors.codecs import CODEC_NAMES, Codec, Codecs, Limits, TypeRegistry
 
-__all__ = ("CodecManager", "create_codec_manager")
+__all__ = ("CodecManager", "create_codec_manager", "create_otel_tracer")
 
 
 @final
@@ -67,3 +67,18 @@ def create_codec_manager(
     if codec_type not in CODEC_NAMES:
         raise ConfigError(f"codec_type={codec_type!r} is not one of {', '.join(CODEC_NAMES)}")
     return CodecManager(Codecs(codec_type, registry=registry, limits=limits).default)
+
+
+def create_otel_tracer(service_name: str = "motadata-actors") -> Any:
+    """Return an OpenTelemetry tracer (as the seed documents' factory).
+
+    Builds the SDK providers from ``OTEL_*`` (see :func:`motadata_actors.telemetry.setup`)
+    once per process, with ``service_name`` as the resource's service name, and returns a
+    real tracer: ``with tracer.start_as_current_span(name) as span`` (or ``start_span``).
+    """
+    from opentelemetry import trace
+
+    from motadata_actors.telemetry import setup
+
+    setup(service_name)
+    return trace.get_tracer("motadata_actors.integrations")

@@ -39,6 +39,8 @@ from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, Tracer
 __all__ = ("SCHEMA_URL", "Telemetry")
 
 SCHEMA_URL: Final = "https://opentelemetry.io/schemas/1.44.0"
+
+
 def _version() -> str:
     try:
         return importlib.metadata.version("motadata-actors")
