@@ -27,14 +27,19 @@ Library code uses the OpenTelemetry API only; the SDK is wired by :func:`setup`.
 from __future__ import annotations
 
 import importlib.metadata
+import re
 import time
 from collections.abc import Mapping, MutableMapping
 from typing import Any, Final, final
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.metrics import MeterProvider, get_meter_provider
+from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, TracerProvider
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.trace.span import TraceState
 
 __all__ = ("SCHEMA_URL", "Telemetry")
 
@@ -52,6 +57,47 @@ _VERSION: Final = _version()
 _MAX_AGENTS: Final = 256
 _OTHER: Final = "_other"
 _EMPTY: Final = otel_context.Context()
+
+
+_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+
+
+def _is_default(textmap: object) -> bool:
+    """Whether the global propagator is the SDK default: W3C trace context plus baggage."""
+    propagators = getattr(textmap, "_propagators", None)
+    return (
+        type(textmap) is CompositePropagator
+        and propagators is not None
+        and [type(p) for p in propagators] == [TraceContextTextMapPropagator, W3CBaggagePropagator]
+    )
+
+
+def _extract(headers: Mapping[str, str]) -> otel_context.Context:
+    """The context a message carries, through the global propagator.
+
+    With the default propagator and no baggage, a version-00 ``traceparent`` is read
+    directly (what the W3C propagator would do, about 2 us cheaper per message); anything
+    else goes through :func:`opentelemetry.propagate.extract`.
+    """
+    textmap = propagate.get_global_textmap()
+    if "baggage" not in headers and _is_default(textmap):
+        tp = headers.get("traceparent")
+        if tp is None:
+            return _EMPTY
+        m = _TRACEPARENT.fullmatch(tp)
+        if m is not None:
+            trace_id, span_id = int(m[1], 16), int(m[2], 16)
+            if trace_id and span_id:
+                state = headers.get("tracestate")
+                span_context = trace.SpanContext(
+                    trace_id,
+                    span_id,
+                    is_remote=True,
+                    trace_flags=trace.TraceFlags(int(m[3], 16)),
+                    trace_state=TraceState.from_header([state]) if state else None,
+                )
+                return trace.set_span_in_context(trace.NonRecordingSpan(span_context), _EMPTY)
+    return propagate.extract(headers)
 
 
 @final
@@ -183,7 +229,7 @@ class Telemetry:
 
         Returns (span or None, the token to :meth:`end_process`, the start time).
         """
-        parent_ctx = propagate.extract(headers) if headers else _EMPTY
+        parent_ctx = _extract(headers) if headers else _EMPTY
         parent = trace.get_current_span(parent_ctx).get_span_context()
         start = time.perf_counter()
         if parent.is_valid and not parent.trace_flags.sampled:
