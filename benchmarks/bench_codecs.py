@@ -24,6 +24,8 @@ import orjson
 
 from motadata_actors.codecs import Codecs, TypeRegistry, field, message
 
+__all__ = ("markdown", "run")
+
 registry = TypeRegistry()
 
 

@@ -24,6 +24,8 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, TraceIdRati
 
 from motadata_actors import Actor, ActorSystem, Context, NatsServer, Settings
 
+__all__ = ("main",)
+
 
 class Echo(Actor):
     async def on_message(self, msg: Any, ctx: Context) -> Any:
@@ -81,10 +83,10 @@ async def main_async(repeats: int, n: int) -> str:
             ("sampled", "always sampled"),
             ("ratio10", "10 % sampled"),
         ):
-            us = samples[(transport, mode)]
-            med = statistics.median(us)
+            runs = samples[(transport, mode)]
+            med = statistics.median(runs)
             lines.append(
-                f"| {transport} | {label} | {med:.1f} ({min(us):.1f}-{max(us):.1f}) | "
+                f"| {transport} | {label} | {med:.1f} ({min(runs):.1f}-{max(runs):.1f}) | "
                 f"{1e6 / med:,.0f} | {med / off:.2f}x | {med - off:+.1f} |"
             )
     return "\n".join(lines)

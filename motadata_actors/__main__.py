@@ -54,6 +54,20 @@ def _parser() -> argparse.ArgumentParser:
     server.add_argument(
         "--store-dir", default=None, help="JetStream storage directory (default: a temporary one)"
     )
+    bench = commands.add_parser(
+        "bench",
+        help="run the benchmark suite beside raw nats-py, Pykka and plain asyncio",
+        description=(
+            "Runs each scenario beside its baseline, interleaved, in one run, on a nats-server "
+            "it starts on a free loopback port; writes results.json, results.md and "
+            "results.png (with matplotlib) to --out, and prints the table. --quick takes "
+            "under two minutes."
+        ),
+    )
+    bench.add_argument("--quick", action="store_true", help="fewer, shorter repeats")
+    bench.add_argument(
+        "--out", default="bench-results", help="output directory (default bench-results)"
+    )
     dlq = commands.add_parser(
         "dlq",
         help="list or replay a tenant's dead letters (needs NATS_URL)",
@@ -119,6 +133,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             from motadata_actors._demo import run_demo
 
             asyncio.run(_cancel_on_signals(run_demo(Settings.from_env())))
+        elif args.command == "bench":
+            from pathlib import Path
+
+            from motadata_actors.benchmarks.suite import run_suite
+
+            run_suite(Path(args.out), quick=args.quick)
         elif args.command == "dlq":
             from motadata_actors._dlq import list_dead_letters, replay_dead_letters
 
