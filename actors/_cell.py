@@ -147,12 +147,11 @@ class ActorCell:
         self._instance: Actor | None = None
         self._sync_handler = False
         self._running = anyio.Event()  # set while workers may take messages
-        self._idle = anyio.Event()  # set while no handler runs
-        self._idle.set()
-        self._in_flight = 0
+        self._in_flight = 0  # handlers running now
+        self._idle_waiter: anyio.Event | None = None  # set when _in_flight drops to 0
         self._workers_left = 0
         self._workers_done = anyio.Event()
-        self._scopes: set[anyio.CancelScope] = set()
+        self._handling: set[asyncio.Task[Any]] = set()  # workers inside a handler
         self._stopping = False
         self._expired = False  # the shutdown grace ran out: refuse instead of handling
         self._replies: OrderedDict[str, tuple[bytes, dict[str, str]]] = OrderedDict()
@@ -237,7 +236,10 @@ class ActorCell:
         Messages keep arriving and wait in the mailbox until :meth:`revive`.
         """
         self._pause()
-        await self._idle.wait()
+        while self._in_flight:
+            if self._idle_waiter is None:
+                self._idle_waiter = anyio.Event()
+            await self._idle_waiter.wait()
         await self._stop_instance()
 
     async def _stop_instance(self) -> None:
@@ -290,8 +292,8 @@ class ActorCell:
             with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
                 await self._workers_done.wait()
             self._expired = True
-            for scope in list(self._scopes):
-                scope.cancel()
+            for task in list(self._handling):
+                task.cancel()
             await self._workers_done.wait()
         await self._dead_letter_rest("shutdown: the actor stopped before handling it")
         await self._stop_instance()
@@ -318,28 +320,37 @@ class ActorCell:
     # -- workers ------------------------------------------------------------------
 
     async def _work(self) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        handling = self._handling
         try:
             while True:
                 try:
                     msg = await self._mailbox.receive()
                 except StopAsyncIteration:
                     return
-                await self._running.wait()  # after a crash: until the restart (or shutdown)
+                if not self._running.is_set():
+                    await self._running.wait()  # after a crash: until the restart (or shutdown)
                 if self._instance is None or self._expired:
                     await self._refuse(msg, "shutdown: the actor stopped before handling it")
                     continue
-                with anyio.CancelScope() as scope:
-                    self._scopes.add(scope)
-                    try:
-                        await self._handle(msg)
-                    except _Crash as crash:
-                        self._pause()  # take nothing until the supervisor acts
-                        self._rt.events.record("crashed", self.path, reason_line(crash.exc))
-                        self.supervisor.child_failed(self, crash.exc, self.generation)
-                    finally:
-                        self._scopes.discard(scope)
-                if scope.cancelled_caught:
+                # No cancel scope per message (it costs more than the rest of dispatch):
+                # shutdown cancels the worker task itself, and only while it is in here.
+                handling.add(task)
+                try:
+                    await self._handle(msg)
+                except _Crash as crash:
+                    self._pause()  # take nothing until the supervisor acts
+                    self._rt.events.record("crashed", self.path, reason_line(crash.exc))
+                    self.supervisor.child_failed(self, crash.exc, self.generation)
+                except asyncio.CancelledError:
+                    if not self._expired:
+                        raise  # not ours: the system is being torn down
+                    task.uncancel()
+                    handling.discard(task)
                     await self._refuse(msg, "shutdown: handler cancelled at the grace deadline")
+                finally:
+                    handling.discard(task)
         finally:
             self._workers_left -= 1
             if self._workers_left <= 0:
@@ -352,14 +363,13 @@ class ActorCell:
             self._running = anyio.Event()
 
     def _enter(self) -> None:
-        if self._in_flight == 0:
-            self._idle = anyio.Event()
         self._in_flight += 1
 
     def _leave(self) -> None:
         self._in_flight -= 1
-        if self._in_flight == 0:
-            self._idle.set()
+        if self._in_flight == 0 and self._idle_waiter is not None:
+            self._idle_waiter.set()
+            self._idle_waiter = None
 
     async def _handle(self, msg: Incoming) -> None:
         rt = self._rt

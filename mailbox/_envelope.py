@@ -65,10 +65,12 @@ def message_size(data: bytes, headers: Mapping[str, str] | None) -> int:
     """Return the size a NATS server counts against ``max_payload``: header block plus body."""
     if not headers:
         return len(data)
-    size = _HEADER_BLOCK_OVERHEAD + len(data)
-    for key, value in headers.items():
-        size += len(key) + len(value.encode()) + 4  # "key: value\r\n"
-    return size
+    values = headers.values()
+    # C-speed passes: this runs for every message sent and received.
+    size = _HEADER_BLOCK_OVERHEAD + len(data) + 4 * len(headers) + sum(map(len, headers))
+    if all(map(str.isascii, values)):
+        return size + sum(map(len, values))
+    return size + sum(len(v.encode()) for v in values)
 
 
 def check_size(data: bytes, headers: Mapping[str, str] | None, limit: int) -> None:
