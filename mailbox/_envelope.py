@@ -130,7 +130,7 @@ def encode_error(
     ``origin`` is ``"handler"`` when user code raised, ``"sdk"`` when the framework
     rejected the message (undecodable, wrong tenant, ...).
     """
-    headers = {CONTENT_TYPE: codec.content_type, MESSAGE_ID: new_message_id(), ERROR: type_name}
+    headers = {CONTENT_TYPE: codec.content_type, ERROR: type_name}
     body = codec.encode({"type": type_name, "message": message, "origin": origin})
     return body, headers
 
