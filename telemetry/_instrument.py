@@ -62,14 +62,45 @@ _EMPTY: Final = otel_context.Context()
 _TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 
 
+_RAW_KEY: Final = otel_context.create_key("motadata_actors.raw_trace_headers")
+_RECENT_MAX: Final = 512
+_recent: dict[tuple[str, str | None], otel_context.Context] = {}
+_default_seen: list[tuple[object, bool]] = [(None, False)]
+
+
 def _is_default(textmap: object) -> bool:
     """Whether the global propagator is the SDK default: W3C trace context plus baggage."""
+    seen, answer = _default_seen[0]
+    if seen is textmap:
+        return answer
     propagators = getattr(textmap, "_propagators", None)
-    return (
+    answer = (
         type(textmap) is CompositePropagator
         and propagators is not None
         and [type(p) for p in propagators] == [TraceContextTextMapPropagator, W3CBaggagePropagator]
     )
+    _default_seen[0] = (textmap, answer)
+    return answer
+
+
+def _inject(headers: MutableMapping[str, str], current: otel_context.Context) -> None:
+    """Inject ``current`` into ``headers``; pass a received context on as it came when we can.
+
+    Under the default propagator, a context that is exactly the one read from a message
+    (no span started since) injects the same ``traceparent``/``tracestate`` it was read
+    from, so they are copied instead of formatted again.
+    """
+    raw = otel_context.get_value(_RAW_KEY, current)
+    if (
+        raw is not None
+        and trace.get_current_span(current) is raw[0]  # type: ignore[index]
+        and _is_default(propagate.get_global_textmap())
+    ):
+        headers["traceparent"] = raw[1]  # type: ignore[index]
+        if raw[2]:  # type: ignore[index]
+            headers["tracestate"] = raw[2]  # type: ignore[index]
+        return
+    propagate.inject(headers, context=current)
 
 
 def _extract(headers: Mapping[str, str]) -> otel_context.Context:
@@ -84,11 +115,16 @@ def _extract(headers: Mapping[str, str]) -> otel_context.Context:
         tp = headers.get("traceparent")
         if tp is None:
             return _EMPTY
+        state = headers.get("tracestate")
+        # Under an unsampled parent a traceparent travels unchanged down a whole
+        # conversation: remember the last few contexts read.
+        cached = _recent.get((tp, state))
+        if cached is not None:
+            return cached
         m = _TRACEPARENT.fullmatch(tp)
         if m is not None:
             trace_id, span_id = int(m[1], 16), int(m[2], 16)
             if trace_id and span_id:
-                state = headers.get("tracestate")
                 span_context = trace.SpanContext(
                     trace_id,
                     span_id,
@@ -96,7 +132,13 @@ def _extract(headers: Mapping[str, str]) -> otel_context.Context:
                     trace_flags=trace.TraceFlags(int(m[3], 16)),
                     trace_state=TraceState.from_header([state]) if state else None,
                 )
-                return trace.set_span_in_context(trace.NonRecordingSpan(span_context), _EMPTY)
+                span = trace.NonRecordingSpan(span_context)
+                ctx = trace.set_span_in_context(span, _EMPTY)
+                ctx = otel_context.set_value(_RAW_KEY, (span, tp, state), ctx)
+                if len(_recent) >= _RECENT_MAX:
+                    _recent.clear()
+                _recent[(tp, state)] = ctx
+                return ctx
     return propagate.extract(headers)
 
 
@@ -144,8 +186,18 @@ class Telemetry:
             "overran": meter.create_counter("sdk.handler.overruns", unit="{message}"),
         }
         self._agents: dict[str, str] = {}
+        self._attribute_cache: dict[str, dict[str, str]] = {}
 
     # -- attributes -------------------------------------------------------------------
+
+    def _metric_attributes(self, to: str) -> dict[str, str]:
+        """The (cached, not to be changed) data-point attributes for agent ``to``."""
+        attributes = self._attribute_cache.get(to)
+        if attributes is None:
+            attributes = {"sdk.tenant.id": self.tenant, "sdk.agent.to": self.agent(to)}
+            if len(self._attribute_cache) < _MAX_AGENTS * 2:
+                self._attribute_cache[to] = attributes
+        return attributes
 
     def agent(self, name: str) -> str:
         """``name``, or ``_other`` once more than 256 agents were seen (bounded cardinality)."""
@@ -201,9 +253,9 @@ class Telemetry:
         """
         current = otel_context.get_current()
         parent = trace.get_current_span(current).get_span_context()
-        self.sent.add(1, {"sdk.tenant.id": self.tenant, "sdk.agent.to": self.agent(to)})
+        self.sent.add(1, self._metric_attributes(to))
         if parent.is_valid and not parent.trace_flags.sampled:
-            propagate.inject(headers, context=current)
+            _inject(headers, current)
             return None
         span = self.tracer.start_span(
             f"send {template}",
@@ -252,9 +304,9 @@ class Telemetry:
     ) -> None:
         """End the process span (recording ``error``), detach its context, record metrics."""
         otel_context.detach(token)  # type: ignore[arg-type]
-        attributes = {"sdk.tenant.id": self.tenant, "sdk.agent.to": self.agent(to)}
+        attributes = self._metric_attributes(to)
         if error is not None:
-            attributes["error.type"] = type(error).__name__
+            attributes = {**attributes, "error.type": type(error).__name__}
         self.consumed.add(1, attributes)
         self.process_duration.record(time.perf_counter() - start, attributes)
         if span is not None:
@@ -269,7 +321,7 @@ class Telemetry:
         current = otel_context.get_current()
         parent = trace.get_current_span(current).get_span_context()
         if not parent.is_valid or not parent.trace_flags.sampled:
-            propagate.inject(headers, context=current)
+            _inject(headers, current)
             return None
         span = self.tracer.start_span(
             "send",
