@@ -20,7 +20,6 @@ from motadata_actors.mailbox import (
     TIMEOUT_MS,
     agent_subject,
     check_id,
-    check_size,
     dead_letter_headers,
     decode_body,
     decode_error,
@@ -77,6 +76,10 @@ class ActorRef:
         return self._policy
 
     def _prepare(self, msg: object) -> tuple[str, str, dict[str, str], bytes]:
+        # Sizes are checked once per side: the codec refuses a body over
+        # SDK_MAX_MESSAGE_SIZE, the transport headers plus body over the server's
+        # max_payload (so the connection is never dropped), and the receiver headers plus
+        # body over SDK_MAX_MESSAGE_SIZE.
         rt = self._rt
         ctx = current_context.get()
         headers = {MESSAGE_ID: new_message_id()}
@@ -102,12 +105,10 @@ class ActorRef:
         sender, subject, headers, data = self._prepare(msg)
         tel = rt.telemetry
         if tel is None:
-            check_size(data, headers, rt.max_size)
             await rt.transport.publish(subject, data, headers=headers)
             return
         span = tel.start_send(subject, AGENT_TEMPLATE, sender, self.name, headers, len(data))
         try:
-            check_size(data, headers, rt.max_size)
             await rt.transport.publish(subject, data, headers=headers)
         except BaseException as exc:
             if span is not None:
@@ -188,7 +189,6 @@ class ActorRef:
         span: Any,
     ) -> Any:
         rt = self._rt
-        check_size(data, headers, rt.max_size)
         clock = rt.clock
         deadline = clock.now() + budget
         per_attempt = policy.per_attempt()

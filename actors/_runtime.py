@@ -16,7 +16,6 @@ from motadata_actors.mailbox import (
     CORRELATION_ID,
     MESSAGE_ID,
     Transport,
-    check_size,
     encode_body,
     event_subject,
     new_message_id,
@@ -85,7 +84,6 @@ class Runtime:
             sender = ctx.actor if ctx is not None else self.client_id
             span = tel.start_send(subject, EVENT_TEMPLATE, sender, event_type, headers, len(data))
         try:
-            check_size(data, headers, self.max_size)
             await self.transport.publish(subject, data, headers=headers)
         finally:
             if span is not None:
