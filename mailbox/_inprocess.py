@@ -123,17 +123,17 @@ class InProcessTransport:
         """Deliver to every matching subscriber (one per queue group); waits on full mailboxes."""
         if self._closed:
             raise TransportClosed("in-process transport is closed")
-        check_publish_subject(subject)
         check_size(data, headers, self._max_payload)
-        if self._dead and subject.startswith("sdk.dlq."):
-            self._keep_dead_letter(subject, data, headers)
         future = self._replies.get(subject)
-        if future is not None:
+        if future is not None:  # a reply: the subject is one of our own inboxes
             if not future.done():
                 future.set_result(
                     InProcessMessage(subject, reply, data, dict(headers) if headers else None)
                 )
             return
+        check_publish_subject(subject)
+        if self._dead and subject.startswith("sdk.dlq."):
+            self._keep_dead_letter(subject, data, headers)
         await self._deliver(subject, data, headers, reply)
 
     async def _deliver(

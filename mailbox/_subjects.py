@@ -93,9 +93,10 @@ def check_publish_subject(subject: str) -> str:
         raise SubjectError(
             f"invalid subject {subject!r}: empty token, whitespace or control character"
         )
-    if len(_CHECKED) >= _CHECKED_MAX:
-        _CHECKED.clear()
-    _CHECKED.add(subject)
+    if not subject.startswith("_INBOX"):  # reply inboxes are used once: not worth keeping
+        if len(_CHECKED) >= _CHECKED_MAX:
+            _CHECKED.clear()
+        _CHECKED.add(subject)
     return subject
 
 
