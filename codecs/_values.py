@@ -29,6 +29,13 @@ import enum
 from collections.abc import Callable
 from typing import Any, Final
 
+_Plain = Callable[[object, int, int, bool, bool], bool]
+_plain: _Plain | None
+try:  # the optional C fast path (setup.py builds it; pure Python is the fallback)
+    from ._fastcheck import plain as _plain
+except ImportError:  # pragma: no cover - a build without a C compiler
+    _plain = None
+
 __all__ = ("ModelError", "Walker")
 
 INT_MIN: Final = -(2**63)
@@ -96,6 +103,7 @@ class Walker:
         registry: where decoding finds the classes of ``$type`` maps.
         to_fields: turns a typed message into its field map (the registry's).
         from_fields: builds a typed message from its wire name and field map.
+        fast: use the C check (when built) to pass plain values through untouched.
     """
 
     def __init__(
@@ -106,10 +114,12 @@ class Walker:
         json_bytes: bool,
         to_fields: Callable[[object, int, Walker], dict[str, Any]],
         from_fields: Callable[[str, Any, int, Walker], object],
+        fast: bool = True,
     ) -> None:
         self.max_depth = max_depth
         self.max_length = max_length
         self.json_bytes = json_bytes
+        self._plain = _plain if fast else None
         self._to_fields = to_fields
         self._from_fields = from_fields
 
@@ -120,6 +130,14 @@ class Walker:
 
         ``depth`` is the nesting depth of the container holding ``value``.
         """
+        plain = self._plain
+        if plain is not None and plain(
+            value, self.max_depth - depth, self.max_length, not self.json_bytes, True
+        ):
+            return value  # proven plain by the C check: nothing to convert or refuse
+        return self._out(value, depth)
+
+    def _out(self, value: Any, depth: int) -> Any:
         t = type(value)
         if t in _SIMPLE:
             return value
@@ -144,21 +162,21 @@ class Walker:
 
     def _out_other(self, value: Any, depth: int) -> Any:
         if isinstance(value, enum.Enum):
-            return self.out(value.value, depth)
+            return self._out(value.value, depth)
         if isinstance(value, (bytearray, memoryview)):
-            return self.out(bytes(value), depth)
+            return self._out(bytes(value), depth)
         if isinstance(value, str):
             return str.__str__(value)
         if isinstance(value, int):
-            return self.out(int(value), depth)
+            return self._out(int(value), depth)
         if isinstance(value, float):
-            return self.out(float(value), depth)
+            return self._out(float(value), depth)
         if isinstance(value, bytes):
-            return self.out(bytes(value), depth)
+            return self._out(bytes(value), depth)
         if isinstance(value, dict):
-            return self.out(dict(value), depth)
+            return self._out(dict(value), depth)
         if isinstance(value, list):
-            return self.out(list(value), depth)
+            return self._out(list(value), depth)
         raise ModelError(f"{type(value).__qualname__} is not in the value model")
 
     def check_container(self, size: int, depth: int) -> None:
@@ -190,7 +208,7 @@ class Walker:
                     if not INT_MIN <= item <= INT_MAX:
                         raise ModelError("integer outside 64-bit range")
                     continue
-                new = self.out(item, depth)
+                new = self._out(item, depth)
                 if new is not item:
                     if out is None:
                         out = dict(d)
@@ -212,7 +230,7 @@ class Walker:
         i = 0
         try:
             for i, item in enumerate(items):
-                new = self.out(item, depth)
+                new = self._out(item, depth)
                 if new is not item:
                     if out is None:
                         out = list(items)
@@ -225,6 +243,12 @@ class Walker:
 
     def back(self, value: Any, depth: int = 0) -> Any:
         """Check a decoded value against the model and restore reserved maps."""
+        plain = self._plain
+        if plain is not None and plain(value, self.max_depth - depth, self.max_length, True, False):
+            return value  # proven plain by the C check
+        return self._back(value, depth)
+
+    def _back(self, value: Any, depth: int) -> Any:
         t = type(value)
         if t is dict:
             return self._back_dict(value, depth + 1)
@@ -271,7 +295,7 @@ class Walker:
                     if item - item != 0:
                         raise ModelError(f"non-finite float {item!r}")
                     continue
-                new = self.back(item, depth)
+                new = self._back(item, depth)
                 if new is not item:
                     d[key] = new  # decoded values are ours to change
         except ModelError as exc:
@@ -290,7 +314,7 @@ class Walker:
         i = 0
         try:
             for i, item in enumerate(items):
-                new = self.back(item, depth)
+                new = self._back(item, depth)
                 if new is not item:
                     items[i] = new
         except ModelError as exc:

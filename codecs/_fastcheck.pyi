@@ -1,0 +1,3 @@
+def plain(
+    value: object, max_depth: int, max_length: int, bytes_ok: bool, tuples_ok: bool, /
+) -> bool: ...
