@@ -9,6 +9,8 @@ import msgpack
 import orjson
 
 from ._codec import ValueCodec
+from ._limits import Limits
+from ._registry import TypeRegistry
 
 __all__ = ("CborCodec", "JsonCodec", "MsgpackCodec")
 
@@ -47,8 +49,14 @@ class MsgpackCodec(ValueCodec):
     content_type = "application/msgpack"
     _library_errors = (ValueError, msgpack.UnpackException, TypeError, UnicodeDecodeError)
 
+    def __init__(self, registry: TypeRegistry | None = None, limits: Limits | None = None) -> None:
+        super().__init__(registry, limits)
+        # One Packer per codec: packb() builds a new one on every call. pack() runs in C
+        # holding the GIL and resets its buffer after an error, so reuse is safe.
+        self._packer = msgpack.Packer(use_bin_type=True)
+
     def _dumps(self, value: Any) -> bytes:
-        return msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]
+        return self._packer.pack(value)  # type: ignore[no-any-return]
 
     def _loads(self, data: bytes) -> Any:
         if not data:
