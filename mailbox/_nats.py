@@ -32,7 +32,7 @@ from motadata_actors._errors import (
 from motadata_actors.telemetry import get_logger
 
 from ._envelope import check_size
-from ._queue import Mailbox
+from ._queue import Mailbox, MailboxFull
 from ._subjects import check_publish_subject, check_subscribe_subject
 from ._transport import DeadLetter, Incoming, Subscription
 
@@ -187,7 +187,10 @@ class NatsTransport:
 
         async def deliver(msg: Msg) -> None:
             if not mailbox.closed:
-                await mailbox.send(msg)
+                try:
+                    mailbox.send_nowait(msg)  # the common case: room in the mailbox
+                except MailboxFull:
+                    await mailbox.send(msg)  # backpressure into nats-py's pending queue
 
         try:
             sub = await nc.subscribe(
