@@ -18,7 +18,6 @@ import nats
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
-from nats.aio.msg import Msg
 from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 
 from motadata_actors._errors import (
@@ -32,7 +31,7 @@ from motadata_actors._errors import (
 from motadata_actors.telemetry import get_logger
 
 from ._envelope import check_size
-from ._queue import Mailbox, MailboxFull
+from ._queue import Mailbox
 from ._subjects import check_publish_subject, check_subscribe_subject
 from ._transport import DeadLetter, Incoming, Subscription
 
@@ -79,6 +78,7 @@ class NatsTransport:
         self._reconnect = reconnect
         self._nc: Client | None = None
         self._mailboxes: dict[int, Mailbox[Incoming]] = {}
+        self._subs: dict[int, Any] = {}  # nats-py subscriptions feeding our mailboxes
         self._closed = False
 
     @property
@@ -184,26 +184,25 @@ class NatsTransport:
         """Deliver messages matching ``subject`` into ``mailbox``."""
         nc = self.client
         check_subscribe_subject(subject)
-
-        async def deliver(msg: Msg) -> None:
-            if not mailbox.closed:
-                try:
-                    mailbox.send_nowait(msg)  # the common case: room in the mailbox
-                except MailboxFull:
-                    await mailbox.send(msg)  # backpressure into nats-py's pending queue
-
         try:
+            # No callback: nats-py's read loop puts each message straight into the
+            # subscription's pending queue, and that queue *is* the mailbox's (one hop,
+            # no task per subscription). Past the mailbox's bound nats-py drops the
+            # message and reports a slow consumer, which we count on the mailbox. The
+            # byte limit is off: nats-py only lowers its byte count for its own readers.
             sub = await nc.subscribe(
                 subject,
                 queue=queue or "",
-                cb=deliver,
                 pending_msgs_limit=mailbox.statistics().capacity,
+                pending_bytes_limit=0,
             )
+            sub._pending_queue = mailbox._queue  # type: ignore[assignment]
             await self._round_trip(nc)
         except Exception as exc:
             raise self._translate(exc, subject) from exc
         sid = sub._id  # nats-py reports slow consumers by sid
         self._mailboxes[sid] = mailbox
+        self._subs[sid] = sub
         done = False
 
         async def unsubscribe() -> None:
@@ -212,6 +211,7 @@ class NatsTransport:
                 return
             done = True
             self._mailboxes.pop(sid, None)
+            self._subs.pop(sid, None)
             if nc.is_closed or nc.is_draining:
                 return
             if not nc.is_connected:  # reconnecting: nothing in flight can be drained
@@ -232,13 +232,12 @@ class NatsTransport:
 
         nats-py's ``Subscription.drain`` has the same PING-overtakes-UNSUB race as
         ``flush`` (see :meth:`_round_trip`), so its own round trip can end before the
-        server saw the UNSUB, and later deliveries are dropped. Here: UNSUB, a real
-        round trip (every MSG for the subscription now precedes the PONG), wait until
-        the callback has handed each one to the mailbox, then stop.
+        server saw the UNSUB, and later deliveries are dropped. Here: UNSUB, then a real
+        round trip: every MSG for the subscription precedes the PONG, and the read loop
+        puts each into the mailbox as it parses it, so all are there when it returns.
         """
         await nc._send_unsubscribe(sub._id)
         await cls._round_trip(nc)
-        await sub._pending_queue.join()
         sub._stop_processing()
         nc._remove_sub(sub._id)
         sub._closed = True
@@ -374,6 +373,11 @@ class NatsTransport:
         try:
             if nc.is_connected:
                 async with asyncio.timeout(_DRAIN_TIMEOUT):
+                    # Our subscriptions first, our way: nats-py's drain would wait for
+                    # its readers to mark each message done, and ours never do.
+                    for sub in list(self._subs.values()):
+                        await self._drain(nc, sub)
+                    self._subs.clear()
                     await nc.drain()
         except Exception as exc:  # a broken connection cannot drain; close it anyway
             log.debug("drain failed: %r", exc)
