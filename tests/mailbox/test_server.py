@@ -16,7 +16,6 @@ import pytest
 from motadata_actors import ActorSystem, ConnectionLost, Settings
 from motadata_actors.mailbox import NatsServer, find_nats_server
 
-
 NATS_DEFAULT_PORT = 4222  # the port a test must never take
 
 
