@@ -30,8 +30,9 @@ from google.protobuf.message import Message
 
 from motadata_actors._errors import DecodeError, EncodeError, MessageTooLarge
 
+from ._codec import ValueCodec
 from ._limits import Limits
-from ._registry import TypeRegistry, default_registry, wire_name_of
+from ._registry import TypeRegistry
 from ._schema import (
     Conv,
     DictConv,
@@ -41,7 +42,7 @@ from ._schema import (
     ScalarConv,
     schema_of,
 )
-from ._values import TYPE_KEY, VALUE_KEY, ModelError, Walker
+from ._values import TYPE_KEY, VALUE_KEY, ModelError
 
 __all__ = ("ProtobufCodec",)
 
@@ -173,22 +174,18 @@ def _shape(conv: Conv) -> tuple[str, int | None, type | None]:
 
 
 @final
-class ProtobufCodec:
-    """Protobuf, via the protobuf runtime (upb), with descriptors made from attrs schemas."""
+class ProtobufCodec(ValueCodec):
+    """Protobuf, via the protobuf runtime (upb), with descriptors made from attrs schemas.
 
-    name: Final = "protobuf"
-    content_type: Final = "application/x-protobuf"
+    It shares the value model's checks with the other codecs (``ValueCodec``) and replaces
+    how checked values become bytes and back.
+    """
+
+    name = "protobuf"
+    content_type = "application/x-protobuf"
 
     def __init__(self, registry: TypeRegistry | None = None, limits: Limits | None = None) -> None:
-        self.registry = registry if registry is not None else default_registry()
-        self.limits = limits if limits is not None else Limits()
-        self._walker = Walker(
-            max_depth=self.limits.max_depth,
-            max_length=self.limits.max_length,
-            json_bytes=False,
-            to_fields=self.registry.to_fields,
-            from_fields=self.registry.from_fields,
-        )
+        super().__init__(registry, limits)
         self._pool = descriptor_pool.DescriptorPool()
         self._files: dict[str, descriptor_pb2.FileDescriptorProto] = {}
         value_file = _value_file()
@@ -197,9 +194,6 @@ class ProtobufCodec:
         self._value_cls = self._message_class("motadata.sdk.Value")
         self._plans: dict[type, _Plan] = {}
         self._lock = threading.RLock()
-
-    def __repr__(self) -> str:
-        return f"<ProtobufCodec {self.content_type}>"
 
     def _message_class(self, full_name: str) -> type[Message]:
         cls: type[Message] = message_factory.GetMessageClass(
@@ -305,14 +299,6 @@ class ProtobufCodec:
         return out
 
     # -- encoding -----------------------------------------------------------------
-
-    def encode(self, obj: object) -> bytes:
-        """Encode a typed message as its protobuf message, a plain value as ``Value``."""
-        return self._encode(obj, wire_name_of(obj))
-
-    def encode_inline(self, obj: object) -> bytes:
-        """Encode ``obj`` as a ``Value`` (a typed message inside a ``TypedValue``)."""
-        return self._encode(obj, None)
 
     def _encode(self, obj: object, wire_name: str | None) -> bytes:
         try:
