@@ -124,15 +124,19 @@ class ValueCodec:
             raise MessageTooLarge(len(data), self.limits.max_size)
         return data
 
-    def decode(self, data: bytes, cls: type[Any] | None = None) -> Any:
-        """Decode ``data`` into an instance of ``cls`` (upgraded if registered) or a value."""
-        wire_name = getattr(cls, "__sdk_wire_name__", None) if cls is not None else None
+    def _check_size(self, data: bytes, wire_name: str | None) -> None:
+        """Refuse a body over ``limits.max_size`` before any decoding."""
         if len(data) > self.limits.max_size:
             raise DecodeError(
                 self.name,
                 wire_name,
                 f"{len(data)} bytes exceed the limit of {self.limits.max_size}",
             )
+
+    def decode(self, data: bytes, cls: type[Any] | None = None) -> Any:
+        """Decode ``data`` into an instance of ``cls`` (upgraded if registered) or a value."""
+        wire_name = getattr(cls, "__sdk_wire_name__", None) if cls is not None else None
+        self._check_size(data, wire_name)
         try:
             value = self._loads(data)
         except self._library_errors as exc:

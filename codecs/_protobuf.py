@@ -397,12 +397,7 @@ class ProtobufCodec(ValueCodec):
     def decode(self, data: bytes, cls: type[Any] | None = None) -> Any:
         """Decode a protobuf message of ``cls``, or a ``Value`` when untyped."""
         wire_name = wire_name_of_class(cls) if cls is not None else None
-        if len(data) > self.limits.max_size:
-            raise DecodeError(
-                self.name,
-                wire_name,
-                f"{len(data)} bytes exceed the limit of {self.limits.max_size}",
-            )
+        self._check_size(data, wire_name)
         try:
             if cls is None:
                 value = self._from_value(self._value_cls.FromString(data), 0)
