@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import itertools
 from typing import Protocol, final
@@ -28,8 +29,8 @@ class SystemClock:
     """The event loop's monotonic clock."""
 
     def now(self) -> float:
-        """The event loop's time."""
-        return anyio.current_time()
+        """The running event loop's time (the scale handler deadlines use)."""
+        return asyncio.get_running_loop().time()
 
     async def sleep(self, seconds: float) -> None:
         """Sleep for real."""

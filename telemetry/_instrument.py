@@ -32,8 +32,8 @@ import time
 from collections.abc import Mapping, MutableMapping
 from typing import Any, Final, final
 
+from opentelemetry import baggage, propagate, trace
 from opentelemetry import context as otel_context
-from opentelemetry import propagate, trace
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.metrics import MeterProvider, get_meter_provider
 from opentelemetry.propagators.composite import CompositePropagator
@@ -59,13 +59,50 @@ _OTHER: Final = "_other"
 _EMPTY: Final = otel_context.Context()
 
 
-_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
-
-
-_RAW_KEY: Final = otel_context.create_key("motadata_actors.raw_trace_headers")
+_TRACEPARENT = re.compile(r"00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}")
 _RECENT_MAX: Final = 512
 _recent: dict[tuple[str, str | None], otel_context.Context] = {}
 _default_seen: list[tuple[object, bool]] = [(None, False)]
+
+
+class _Received(trace.NonRecordingSpan):
+    """The remote parent a message's version-00 ``traceparent`` names, parsed when asked for.
+
+    Passing an unsampled context on needs only the header text (copied as it came), so most
+    messages never pay for building a :class:`~opentelemetry.trace.SpanContext`; a
+    ``tracestate`` is parsed (and cleaned) as the W3C propagator would.
+    """
+
+    def __init__(self, traceparent: str, tracestate: str | None) -> None:
+        self.traceparent = traceparent
+        self.tracestate = tracestate
+        self.sampled = traceparent[-1] in "13579bdf"  # the sampled bit of the flags
+        self.context: otel_context.Context | None = None  # the context made for it
+        self._parsed: trace.SpanContext | None = None
+
+    def get_span_context(self) -> trace.SpanContext:
+        parsed = self._parsed
+        if parsed is None:
+            tp, state = self.traceparent, self.tracestate
+            parsed = self._parsed = trace.SpanContext(
+                int(tp[3:35], 16),
+                int(tp[36:52], 16),
+                is_remote=True,
+                trace_flags=trace.TraceFlags(int(tp[53:55], 16)),
+                trace_state=TraceState.from_header([state]) if state else None,
+            )
+        return parsed
+
+    def __repr__(self) -> str:
+        return f"NonRecordingSpan({self.get_span_context()!r})"
+
+
+def _sampled(span: Span) -> bool | None:
+    """Whether ``span``'s trace is sampled; None when it has no valid context (a new root)."""
+    if type(span) is _Received:
+        return span.sampled
+    context = span.get_span_context()
+    return context.trace_flags.sampled if context.is_valid else None
 
 
 def _is_default(textmap: object) -> bool:
@@ -83,24 +120,29 @@ def _is_default(textmap: object) -> bool:
     return answer
 
 
-def _inject(headers: MutableMapping[str, str], current: otel_context.Context) -> None:
-    """Inject ``current`` into ``headers``; pass a received context on as it came when we can.
+def _inject(headers: MutableMapping[str, str], current: otel_context.Context, span: Span) -> None:
+    """Inject ``current`` (whose span is ``span``) into ``headers``, cheaply when we can.
 
-    Under the default propagator, a context that is exactly the one read from a message
-    (no span started since) injects the same ``traceparent``/``tracestate`` it was read
-    from, so they are copied instead of formatted again.
+    Under the default propagator and without baggage, the ``traceparent``/``tracestate`` are
+    written directly, as the W3C propagator writes them (about 0.5 us cheaper per message);
+    the very context read from a message (no span started, no baggage added since) passes on
+    the ``traceparent`` it was read from without parsing or formatting it. Anything else (a
+    custom propagator, baggage) goes through :func:`opentelemetry.propagate.inject`.
     """
-    raw = otel_context.get_value(_RAW_KEY, current)
-    if (
-        raw is not None
-        and trace.get_current_span(current) is raw[0]  # type: ignore[index]
-        and _is_default(propagate.get_global_textmap())
-    ):
-        headers["traceparent"] = raw[1]  # type: ignore[index]
-        if raw[2]:  # type: ignore[index]
-            headers["tracestate"] = raw[2]  # type: ignore[index]
+    if not _is_default(propagate.get_global_textmap()):
+        propagate.inject(headers, context=current)
         return
-    propagate.inject(headers, context=current)
+    if type(span) is _Received and span.context is current and not span.tracestate:
+        headers["traceparent"] = span.traceparent
+        return
+    if baggage.get_all(current):
+        propagate.inject(headers, context=current)
+        return
+    sc = span.get_span_context()
+    if sc.is_valid:
+        headers["traceparent"] = "00-%032x-%016x-%02x" % (sc.trace_id, sc.span_id, sc.trace_flags)  # noqa: UP031 (faster)
+        if sc.trace_state:
+            headers["tracestate"] = sc.trace_state.to_header()
 
 
 def _extract(headers: Mapping[str, str]) -> otel_context.Context:
@@ -121,24 +163,13 @@ def _extract(headers: Mapping[str, str]) -> otel_context.Context:
         cached = _recent.get((tp, state))
         if cached is not None:
             return cached
-        m = _TRACEPARENT.fullmatch(tp)
-        if m is not None:
-            trace_id, span_id = int(m[1], 16), int(m[2], 16)
-            if trace_id and span_id:
-                span_context = trace.SpanContext(
-                    trace_id,
-                    span_id,
-                    is_remote=True,
-                    trace_flags=trace.TraceFlags(int(m[3], 16)),
-                    trace_state=TraceState.from_header([state]) if state else None,
-                )
-                span = trace.NonRecordingSpan(span_context)
-                ctx = trace.set_span_in_context(span, _EMPTY)
-                ctx = otel_context.set_value(_RAW_KEY, (span, tp, state), ctx)
-                if len(_recent) >= _RECENT_MAX:
-                    _recent.clear()
-                _recent[(tp, state)] = ctx
-                return ctx
+        if _TRACEPARENT.fullmatch(tp) is not None:
+            received = _Received(tp, state)
+            ctx = received.context = trace.set_span_in_context(received, _EMPTY)
+            if len(_recent) >= _RECENT_MAX:
+                _recent.clear()
+            _recent[(tp, state)] = ctx
+            return ctx
     return propagate.extract(headers)
 
 
@@ -252,10 +283,10 @@ class Telemetry:
         Returns None (and injects the current context as it is) under an unsampled parent.
         """
         current = otel_context.get_current()
-        parent = trace.get_current_span(current).get_span_context()
         self.sent.add(1, self._metric_attributes(to))
-        if parent.is_valid and not parent.trace_flags.sampled:
-            _inject(headers, current)
+        parent = trace.get_current_span(current)
+        if _sampled(parent) is False:
+            _inject(headers, current, parent)
             return None
         span = self.tracer.start_span(
             f"send {template}",
@@ -265,7 +296,7 @@ class Telemetry:
                 "send", destination, template, sender, to, headers, body_size
             ),
         )
-        propagate.inject(headers, context=trace.set_span_in_context(span, current))
+        _inject(headers, trace.set_span_in_context(span, current), span)
         return span
 
     def start_process(
@@ -282,9 +313,8 @@ class Telemetry:
         Returns (span or None, the token to :meth:`end_process`, the start time).
         """
         parent_ctx = _extract(headers) if headers else _EMPTY
-        parent = trace.get_current_span(parent_ctx).get_span_context()
         start = time.perf_counter()
-        if parent.is_valid and not parent.trace_flags.sampled:
+        if _sampled(trace.get_current_span(parent_ctx)) is False:
             return None, otel_context.attach(parent_ctx), start
         ambient = trace.get_current_span().get_span_context()
         span = self.tracer.start_span(
@@ -319,9 +349,9 @@ class Telemetry:
     ) -> Span | None:
         """Start the PRODUCER span of a reply (a child of the process span)."""
         current = otel_context.get_current()
-        parent = trace.get_current_span(current).get_span_context()
-        if not parent.is_valid or not parent.trace_flags.sampled:
-            _inject(headers, current)
+        parent = trace.get_current_span(current)
+        if not _sampled(parent):
+            _inject(headers, current, parent)
             return None
         span = self.tracer.start_span(
             "send",
@@ -339,7 +369,7 @@ class Telemetry:
                 "sdk.tenant.id": self.tenant,
             },
         )
-        propagate.inject(headers, context=trace.set_span_in_context(span, current))
+        _inject(headers, trace.set_span_in_context(span, current), span)
         return span
 
     @staticmethod
