@@ -5,7 +5,8 @@ Scenarios (128-byte payloads; 4 KiB too in the full run):
 1. tell throughput over NATS: ours vs raw nats-py publish/subscribe with the same
    payload and headers, and with no headers;
 2. ask over NATS: sequential p50/p99 latency and throughput with 100 in flight, vs raw
-   nats-py ``request`` with the same payload and headers;
+   nats-py ``request`` with the same payload and headers, the responder in the same process
+   and in another OS process (:mod:`~motadata_actors.benchmarks.responder`);
 3. in process: tell and ask vs Pykka and a plain asyncio-queue actor;
 4. codecs and telemetry, from ``bench_codecs`` and ``bench_telemetry``.
 
@@ -16,6 +17,7 @@ Results: a JSON file, a Markdown table and (with matplotlib) a PNG, in ``--out``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -23,12 +25,14 @@ import statistics
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from motadata_actors import Actor, ActorSystem, Context, Settings
 from motadata_actors.mailbox import CONTENT_TYPE, MESSAGE_ID, NatsServer, new_message_id
+
+from .responder import RAW_SUBJECT
 
 __all__ = ("run_suite",)
 
@@ -105,23 +109,31 @@ async def our_tell(settings: Settings, n: int, payload: str) -> float:
         return n / (time.perf_counter() - start)
 
 
-async def raw_ask(url: str, n: int, payload: bytes, in_flight: int) -> tuple[float, list[float]]:
-    """(requests per second, latencies in us), raw nats-py request/reply with our headers."""
+async def raw_ask(
+    url: str, n: int, payload: bytes, in_flight: int, *, local: bool = True
+) -> tuple[float, list[float]]:
+    """(requests per second, latencies in us), raw nats-py request/reply with our headers.
+
+    The responder shares the connection in this process (as our asker and actor share the
+    system's), or (``local=False``) is the ``raw``
+    :mod:`~motadata_actors.benchmarks.responder` already running in another process.
+    """
     import nats
 
     nc = await nats.connect(url)
+    if local:
 
-    async def reply(msg: Any) -> None:
-        await nc.publish(msg.reply, msg.data, headers={CONTENT_TYPE: "application/json"})
+        async def reply(msg: Any) -> None:
+            await nc.publish(msg.reply, msg.data, headers={CONTENT_TYPE: "application/json"})
 
-    await nc.subscribe("bench.raw.ask", cb=reply)
-    await nc.flush()
+        await nc.subscribe(RAW_SUBJECT, cb=reply)
+        await nc.flush()
     latencies: list[float] = []
 
     async def one() -> None:
         t0 = time.perf_counter()
         headers = {**HEADERS_LIKE_OURS, MESSAGE_ID: new_message_id(), "Sdk-Timeout-Ms": "5000"}
-        await nc.request("bench.raw.ask", payload, timeout=5, headers=headers)
+        await nc.request(RAW_SUBJECT, payload, timeout=5, headers=headers)
         latencies.append((time.perf_counter() - t0) * 1e6)
 
     rate = await _drive(one, n, in_flight)
@@ -130,11 +142,15 @@ async def raw_ask(url: str, n: int, payload: bytes, in_flight: int) -> tuple[flo
 
 
 async def our_ask(
-    settings: Settings, n: int, payload: str, in_flight: int
+    settings: Settings, n: int, payload: str, in_flight: int, *, local: bool = True
 ) -> tuple[float, list[float]]:
-    """(asks per second, latencies in us), ``ref.ask`` to an echo actor."""
+    """(asks per second, latencies in us), ``ref.ask`` to an echo actor.
+
+    The echo actor is spawned in this system, or (``local=False``) is the ``ours``
+    :mod:`~motadata_actors.benchmarks.responder` already running in another process.
+    """
     async with ActorSystem("bench", settings=settings) as system:
-        ref = await system.spawn(Echo, name="echo")
+        ref = await system.spawn(Echo, name="echo") if local else system.ref("echo")
         latencies: list[float] = []
 
         async def one() -> None:
@@ -143,6 +159,29 @@ async def our_ask(
             latencies.append((time.perf_counter() - t0) * 1e6)
 
         return await _drive(one, n, in_flight), latencies
+
+
+@contextlib.asynccontextmanager
+async def responder_process(url: str, kind: str) -> AsyncIterator[None]:
+    """Run a ``raw`` or ``ours`` responder in another OS process; stop it by its pid."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "motadata_actors.benchmarks.responder", url, kind,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 60)
+        if line.strip() != b"ready":
+            raise RuntimeError(f"the {kind} responder did not start (exit {proc.returncode})")
+        yield
+    finally:
+        if proc.stdin is not None:
+            proc.stdin.close()  # it exits when its stdin closes
+        try:
+            await asyncio.wait_for(proc.wait(), 10)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
 
 
 async def _drive(one: Callable[[], Awaitable[None]], n: int, in_flight: int) -> float:
@@ -265,6 +304,13 @@ def _summary(samples: list[float]) -> dict[str, float]:
 
 
 async def _nats_rows(url: str, repeats: int, n: int, sizes: list[int]) -> list[dict[str, Any]]:
+    async with responder_process(url, "raw"), responder_process(url, "ours"):
+        return await _nats_rows_with_responders(url, repeats, n, sizes)
+
+
+async def _nats_rows_with_responders(
+    url: str, repeats: int, n: int, sizes: list[int]
+) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     # The same bound on undelivered messages as the raw subscriber gets (n + 10): a burst of
     # n tells must not be cut by a smaller mailbox on one side only.
@@ -288,6 +334,19 @@ async def _nats_rows(url: str, repeats: int, n: int, sizes: list[int]) -> list[d
             lat.setdefault("our_ask_seq", []).extend(l2)
             s.setdefault("raw_ask_100", []).append((await raw_ask(url, n, body, 100))[0])
             s.setdefault("our_ask_100", []).append((await our_ask(settings, n, payload, 100))[0])
+            # The same, answered from another OS process (started once, below).
+            rate, l1 = await raw_ask(url, n // 4, body, 1, local=False)
+            s.setdefault("raw_ask_seq_remote", []).append(rate)
+            lat.setdefault("raw_ask_seq_remote", []).extend(l1)
+            rate, l2 = await our_ask(settings, n // 4, payload, 1, local=False)
+            s.setdefault("our_ask_seq_remote", []).append(rate)
+            lat.setdefault("our_ask_seq_remote", []).extend(l2)
+            s.setdefault("raw_ask_100_remote", []).append(
+                (await raw_ask(url, n, body, 100, local=False))[0]
+            )
+            s.setdefault("our_ask_100_remote", []).append(
+                (await our_ask(settings, n, payload, 100, local=False))[0]
+            )
             progress(f"nats {size} B: repeat {r + 1}/{repeats}")
         rows += [
             _row(
@@ -331,6 +390,23 @@ async def _nats_rows(url: str, repeats: int, n: int, sizes: list[int]) -> list[d
                 size,
                 lat["our_ask_seq"],
                 lat["raw_ask_seq"],
+                "raw nats-py request",
+                1.3,
+            ),
+            _row(
+                "nats ask, 100 in flight, responder in another process",
+                size,
+                "asks/s",
+                s["our_ask_100_remote"],
+                s["raw_ask_100_remote"],
+                "raw nats-py request",
+                0.70,
+            ),
+            _latency_row(
+                "nats ask p50 latency, responder in another process",
+                size,
+                lat["our_ask_seq_remote"],
+                lat["raw_ask_seq_remote"],
                 "raw nats-py request",
                 1.3,
             ),
@@ -432,15 +508,21 @@ def _latency_row(
         "base": {"median": _pct(base, 0.5), "min": min(base), "max": _pct(base, 0.99)},
         "ratio": ratio, "target": target, "target_kind": "at most",
         "met": None if target is None else ratio <= target,
+        "distribution": {"ours": _percentiles(ours), "base": _percentiles(base)},
     }  # fmt: skip
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    """p1, p5, p25, p50, p75, p95, p99 of ``values``: enough to draw their distribution."""
+    return {f"p{q}": _pct(values, q / 100) for q in (1, 5, 25, 50, 75, 95, 99)}
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     """The rows as a Markdown table (latency rows show p50 and p99)."""
     lines = [
-        "| scenario | payload | ours (median, min-max) | baseline (median, min-max) "
+        "| scenario | loop | payload | ours (median, min-max) | baseline (median, min-max) "
         "| baseline is | ours / baseline | target |",
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         o, b, unit = row["ours"], row["base"], row["unit"]
@@ -458,14 +540,15 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             )
         )
         lines.append(
-            f"| {row['scenario']} | {row['payload_bytes']} B | {spread.format(**o)} {unit} | "
+            f"| {row['scenario']} | {row.get('loop', 'asyncio')} | {row['payload_bytes']} B "
+            f"| {spread.format(**o)} {unit} | "
             f"{spread.format(**b)} {unit} | {row['baseline']} | {row['ratio']:.2f}x | {target} |"
         )
     return "\n".join(lines)
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> bool:
-    """A bar chart of ours / baseline per scenario; False when matplotlib is missing."""
+    """Ratios, throughput and latency distributions per scenario; False without matplotlib."""
     try:
         import matplotlib
 
@@ -473,24 +556,60 @@ def plot(rows: list[dict[str, Any]], path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    labels = [f"{r['scenario']}\n{r['payload_bytes']} B vs {r['baseline']}" for r in rows]
-    ratios = [r["ratio"] for r in rows]
-    fig, ax = plt.subplots(figsize=(11, 0.55 * len(rows) + 1.5))
+    rates = [r for r in rows if r["unit"] != "us"]
+    latencies = [r for r in rows if r["unit"] == "us"]
+    fig, (ax_ratio, ax_rate, ax_lat) = plt.subplots(
+        3, 1, figsize=(12, 0.45 * (len(rows) + len(rates) + 2 * len(latencies)) + 4),
+        gridspec_kw={"height_ratios": [len(rows), len(rates), 2 * len(latencies) or 1]},
+    )  # fmt: skip
+    _plot_ratios(ax_ratio, rows)
+    labels = [_label(r) for r in rates]
+    y = list(range(len(rates)))
+    ax_rate.barh([i - 0.2 for i in y], [r["ours"]["median"] for r in rates], 0.4, label="ours")
+    ax_rate.barh([i + 0.2 for i in y], [r["base"]["median"] for r in rates], 0.4, label="baseline")
+    ax_rate.set_yticks(y, labels, fontsize=7)
+    ax_rate.invert_yaxis()
+    ax_rate.set_xscale("log")
+    ax_rate.set_xlabel("throughput, median (messages or asks per second, log scale)")
+    ax_rate.legend(fontsize=7)
+    stats, names = [], []
+    for r in latencies:
+        for who in ("ours", "base"):
+            d = r["distribution"][who]
+            stats.append(
+                {"whislo": d["p1"], "q1": d["p25"], "med": d["p50"], "q3": d["p75"],
+                 "whishi": d["p99"], "fliers": []}
+            )  # fmt: skip
+            names.append(f"{_label(r)}: {'ours' if who == 'ours' else 'baseline'}")
+    if stats:
+        ax_lat.bxp(stats, orientation="horizontal", showfliers=False)
+        ax_lat.set_yticks(range(1, len(names) + 1), names, fontsize=7)
+        ax_lat.invert_yaxis()
+        ax_lat.set_xscale("log")
+    ax_lat.set_xlabel("latency in us (box: p25-p75, line: p50, whiskers: p1-p99; log scale)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def _label(row: dict[str, Any]) -> str:
+    loop = row.get("loop", "asyncio")
+    return f"{row['scenario']}, {row['payload_bytes']} B, {loop} vs {row['baseline']}"
+
+
+def _plot_ratios(ax: Any, rows: list[dict[str, Any]]) -> None:
     colors = [
         "tab:green" if r["met"] else ("tab:red" if r["met"] is False else "tab:blue") for r in rows
     ]
-    ax.barh(range(len(rows)), ratios, color=colors)
+    ax.barh(range(len(rows)), [r["ratio"] for r in rows], color=colors)
     for i, r in enumerate(rows):
         if r["target"] is not None:
             ax.plot([r["target"], r["target"]], [i - 0.4, i + 0.4], color="black", linewidth=2)
-    ax.set_yticks(range(len(rows)), labels, fontsize=7)
+    ax.set_yticks(range(len(rows)), [_label(r) for r in rows], fontsize=7)
     ax.invert_yaxis()
     ax.set_xlabel("ours / baseline (latency rows: lower is better; the black tick is the target)")
     ax.set_title("motadata-actors benchmark (green: target met, red: not met)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
 
 
 def run_suite(out: Path, *, quick: bool) -> dict[str, Any]:
@@ -509,6 +628,8 @@ def run_suite(out: Path, *, quick: bool) -> dict[str, Any]:
     except ImportError:
         progress("uvloop is not installed: asyncio loop only (pip install uvloop to compare)")
     rows: list[dict[str, Any]] = []
+    from . import bench_codecs, bench_telemetry
+
     with NatsServer() as server:
         for loop_name in loops:
             progress(f"NATS scenarios on {loop_name} (server {server.url})")
@@ -516,12 +637,12 @@ def run_suite(out: Path, *, quick: bool) -> dict[str, Any]:
             for row in runner(_nats_rows(server.url, repeats, n, sizes)):
                 row["loop"] = loop_name
                 rows.append(row)
+        progress("telemetry: off, unsampled, 10 % and always sampled (sequential asks)")
+        telemetry = bench_telemetry.run(2 if quick else 5, 300 if quick else 3000, server.url)
     progress("in-process scenarios")
     for row in asyncio.run(_inprocess_rows(repeats, n)):
         row["loop"] = "asyncio"
         rows.append(row)
-    from . import bench_codecs
-
     progress("codecs")
     codecs = bench_codecs.run(3 if quick else 7, 0.05 if quick else 0.3)
     result = {
@@ -534,9 +655,13 @@ def run_suite(out: Path, *, quick: bool) -> dict[str, Any]:
         "seconds": round(time.time() - started, 1),
         "rows": rows,
         "codecs": codecs,
+        "telemetry": telemetry,
     }
     (out / "results.json").write_text(json.dumps(result, indent=2))
-    text = markdown(rows) + "\n\n### Codecs\n\n" + bench_codecs.markdown(codecs) + "\n"
+    text = (
+        f"{markdown(rows)}\n\n### Telemetry\n\n{bench_telemetry.markdown(telemetry)}\n\n"
+        f"### Codecs\n\n{bench_codecs.markdown(codecs)}\n"
+    )
     (out / "results.md").write_text(text)
     plotted = plot(rows, out / "results.png")
     if not plotted:
