@@ -28,8 +28,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections import OrderedDict
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, final
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Literal, final
 
 import anyio
 import anyio.abc
@@ -45,6 +45,7 @@ from motadata_actors._errors import (
 from motadata_actors.mailbox import (
     MESSAGE_ID,
     TENANT_ID,
+    DurableMessage,
     Incoming,
     Mailbox,
     Subscription,
@@ -61,7 +62,14 @@ from motadata_actors.telemetry import get_logger, log_fields
 
 from ._actor import Actor, Context
 from ._ref import ActorRef
-from ._runtime import AGENT_TEMPLATE, EVENT_TEMPLATE, Runtime, current_context, reason_line
+from ._runtime import (
+    AGENT_TEMPLATE,
+    EVENT_TEMPLATE,
+    MailboxKind,
+    Runtime,
+    current_context,
+    reason_line,
+)
 
 if TYPE_CHECKING:
     from ._supervisor import Supervisor
@@ -129,6 +137,7 @@ class ActorCell:
         concurrency: int = 1,
         offload: bool = False,
         ref: ActorRef,
+        mailbox: MailboxKind = "core",
     ) -> None:
         if type(concurrency) is not int or concurrency < 1:
             raise ConfigError(f"concurrency must be a whole number >= 1, not {concurrency!r}")
@@ -140,6 +149,7 @@ class ActorCell:
         self.concurrency = concurrency
         self.offload = offload
         self.ref = ref
+        self.mailbox_kind = mailbox
         self.generation = 0
         self._mailbox: Mailbox[Incoming] = Mailbox(runtime.mailbox_capacity)
         self._subs: list[Subscription] = []
@@ -206,7 +216,17 @@ class ActorCell:
         rt = self._rt
         try:
             actor = self._new_instance()
-            subjects = [agent_inbox(self.name, rt.tenant)]
+            subjects = [] if self.mailbox_kind == "durable" else [agent_inbox(self.name, rt.tenant)]
+            if self.mailbox_kind == "durable":
+                durable = rt.transport.durable
+                if durable is None:
+                    raise ConfigError(
+                        f"actor {self.name!r}: mailbox='durable' needs JetStream, so NATS: "
+                        "set ENABLE_NATS=true (durable mailboxes do not exist in process)"
+                    )
+                self._subs.append(
+                    await durable.open_mailbox(rt.tenant, self.name, self._mailbox, rt.durable)
+                )
             for event_type in type(actor).events:
                 subjects.append(
                     f"sdk.events.*.{rt.tenant}"
@@ -336,9 +356,22 @@ class ActorCell:
                 # No cancel scope per message (it costs more than the rest of dispatch):
                 # shutdown cancels the worker task itself, and only while it is in here.
                 handling.add(task)
+                durable = msg if type(msg) is DurableMessage else None
+                keep_alive = None
                 try:
-                    await self._handle(msg)
+                    if durable is None:
+                        await self._handle(msg)
+                    elif durable.expired:
+                        await self._expire(durable)
+                    else:
+                        keep_alive = asyncio.create_task(self._keep_alive(durable))
+                        verdict = await self._handle(msg)
+                        await self._settle(
+                            durable, durable.ack if verdict == "ack" else durable.term
+                        )
                 except _Crash as crash:
+                    if durable is not None:
+                        await self._durable_failed(durable, crash.exc)
                     self._pause()  # take nothing until the supervisor acts
                     self._rt.events.record("crashed", self.path, reason_line(crash.exc))
                     self.supervisor.child_failed(self, crash.exc, self.generation)
@@ -349,6 +382,8 @@ class ActorCell:
                     handling.discard(task)
                     await self._refuse(msg, "shutdown: handler cancelled at the grace deadline")
                 finally:
+                    if keep_alive is not None:
+                        keep_alive.cancel()
                     handling.discard(task)
         finally:
             self._workers_left -= 1
@@ -374,7 +409,12 @@ class ActorCell:
             self._idle_waiter.set()
             self._idle_waiter = None
 
-    async def _handle(self, msg: Incoming) -> None:
+    async def _handle(self, msg: Incoming) -> Literal["ack", "term"]:
+        """Handle one message; return what a durable mailbox should do with it.
+
+        ``ack``: handled (or answered from the reply cache); ``term``: refused and
+        dead-lettered, or past its time. A crash raises :class:`_Crash`.
+        """
         rt = self._rt
         headers = msg.headers
         try:
@@ -391,17 +431,17 @@ class ActorCell:
             payload = decode_body(msg.data, headers, rt.codecs)
         except (CodecError, TenantError) as exc:
             await self._reject(msg, exc)
-            return
+            return "term"
         except Exception as exc:  # a message class's own validator, say
             await self._reject(msg, CodecError(f"cannot build the message: {exc!r}"))
-            return
+            return "term"
         message_id = headers.get(MESSAGE_ID) if headers is not None and msg.reply else None
         if message_id is not None:
             cached = self._replies.get(message_id)
             if cached is not None:
                 rt.events.record("duplicate", self.path, message_id)
                 await self._publish_reply(msg.reply, *cached)
-                return
+                return "ack"
         ctx = Context(rt, self.name, msg)
         actor = self._instance
         assert actor is not None
@@ -446,14 +486,18 @@ class ActorCell:
                         "actor %s: handler outlived the asker's deadline on %s; cancelled",
                         self.path, msg.subject,
                     )  # fmt: skip
-                    return
+                    if type(msg) is DurableMessage:
+                        await self.dead_letter(msg, "the handler outlived the asker's deadline")
+                    return "term"
                 finally:
                     timer.cancel()
         except Exception as exc:
             error = exc
             self.failed += 1
             log.error("actor %s: handler raised on %s", self.path, msg.subject, exc_info=exc)
-            if msg.reply:
+            if type(msg) is DurableMessage:
+                pass  # redelivered, or dead-lettered after its last delivery: see _work
+            elif msg.reply:
                 await self._send_error(msg.reply, type(exc).__name__, str(exc), "handler")
             else:
                 await self._refuse(msg, f"handler crashed: {reason_line(exc)}")
@@ -471,6 +515,7 @@ class ActorCell:
         if ctx.stop_requested:
             self._pause()
             self.supervisor.child_exited(self, self.generation)
+        return "ack"
 
     async def _call(self, actor: Actor, payload: Any, ctx: Context) -> Any:
         if not self._sync_handler:
@@ -529,10 +574,51 @@ class ActorCell:
         await self.dead_letter(msg, reason)
 
     async def _refuse(self, msg: Incoming, reason: str) -> None:
-        """Dead-letter a message nobody will handle; an asker is told at once."""
+        """Dead-letter a message nobody will handle; an asker is told at once.
+
+        A durable message is instead released for redelivery (to another replica, or to
+        this actor once it is back), and its asker keeps waiting.
+        """
+        if type(msg) is DurableMessage:
+            await self._settle(msg, msg.nak)
+            return
         if msg.reply:
             await self._send_error(msg.reply, "ActorsError", reason, "sdk")
         await self.dead_letter(msg, reason)
+
+    async def _durable_failed(self, msg: DurableMessage, exc: BaseException) -> None:
+        """Redeliver after a backoff, or, after the last delivery, dead-letter and drop it."""
+        if not msg.last_delivery:
+            delay = self._rt.durable.redelivery_delay(msg.delivered)
+            await self._settle(msg, lambda: msg.nak(delay))
+            return
+        reason = f"handler failed on its last delivery ({msg.delivered}): {reason_line(exc)}"
+        if msg.reply:
+            await self._send_error(msg.reply, type(exc).__name__, str(exc), "handler")
+        await self.dead_letter(msg, reason)
+        await self._settle(msg, msg.term)
+
+    async def _expire(self, msg: DurableMessage) -> None:
+        """Dead-letter a stored request whose asker's time ran out before it was handled."""
+        await self.dead_letter(msg, "expired: the ask's Sdk-Timeout-Ms ran out before handling")
+        await self._settle(msg, msg.term)
+
+    async def _settle(self, msg: DurableMessage, verdict: Callable[[], Awaitable[None]]) -> None:
+        """Ack, nak or term ``msg``; a lost verdict only means a redelivery later."""
+        try:
+            await verdict()
+        except ActorsError as exc:
+            log.warning("actor %s: %r not settled (it will come again): %r", self.path, msg, exc)
+
+    async def _keep_alive(self, msg: DurableMessage) -> None:
+        """Tell JetStream, every half ack-wait, that a long handler is still at work."""
+        interval = self._rt.durable.ack_wait / 2
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await msg.in_progress()
+            except ActorsError as exc:
+                log.debug("actor %s: in-progress ack for %r lost: %r", self.path, msg, exc)
 
     async def dead_letter(self, msg: Incoming, reason: str) -> None:
         """Publish ``msg`` (headers plus ``Sdk-Dead-Reason``) to ``sdk.dlq.<to>.<tenant>``."""

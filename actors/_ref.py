@@ -8,6 +8,7 @@ from motadata_actors._errors import (
     ActorsError,
     AskTimeout,
     CodecError,
+    ConfigError,
     NoResponders,
     RemoteError,
     TenantError,
@@ -18,6 +19,7 @@ from motadata_actors.mailbox import (
     ERROR,
     MESSAGE_ID,
     TIMEOUT_MS,
+    DurableTransport,
     agent_subject,
     check_id,
     dead_letter_headers,
@@ -29,7 +31,7 @@ from motadata_actors.mailbox import (
 )
 
 from ._policy import AskPolicy
-from ._runtime import AGENT_TEMPLATE, Runtime, current_context
+from ._runtime import AGENT_TEMPLATE, MAILBOX_KINDS, MailboxKind, Runtime, current_context
 
 __all__ = ("ActorRef",)
 
@@ -50,19 +52,32 @@ class ActorRef:
     Refs are made by the system (:meth:`ActorSystem.spawn`, :meth:`ActorSystem.ref`,
     :meth:`Supervisor.spawn`, :meth:`Context.ref`), never by users. A ref is just an
     address: the actor may live in this process or in another one on the same server.
-    It carries the ask policy of the supervisor that made it.
+    It carries the ask policy of the supervisor that made it, and its mailbox kind: tells
+    and asks to a durable mailbox are stored by JetStream before they count as sent.
     """
 
-    __slots__ = ("_policy", "_rt", "_subjects", "name")
+    __slots__ = ("_policy", "_rt", "_subjects", "mailbox", "name")
 
-    def __init__(self, runtime: Runtime, name: str, policy: AskPolicy | None = None) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        name: str,
+        policy: AskPolicy | None = None,
+        *,
+        mailbox: MailboxKind = "core",
+    ) -> None:
         self.name = check_id(name, "agent name")
+        if mailbox not in MAILBOX_KINDS:
+            raise ConfigError(f"mailbox must be 'core' or 'durable', not {mailbox!r}")
+        self.mailbox: MailboxKind = mailbox
+        """``core`` or ``durable``."""
         self._rt = runtime
         self._policy = policy if policy is not None else runtime.ask_policy
         self._subjects: dict[str, str] = {}
 
     def __repr__(self) -> str:
-        return f"<ActorRef {self.name!r} tenant={self._rt.tenant!r}>"
+        kind = " durable" if self.mailbox == "durable" else ""
+        return f"<ActorRef {self.name!r}{kind} tenant={self._rt.tenant!r}>"
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ActorRef) and other.name == self.name and other._rt is self._rt
@@ -94,22 +109,29 @@ class ActorRef:
         return sender, subject, headers, encode_body(msg, rt.codecs.default, headers)
 
     async def tell(self, msg: object) -> None:
-        """Send ``msg`` and return without waiting for it to be handled (at most once).
+        """Send ``msg`` and return without waiting for it to be handled.
+
+        To a core mailbox this is at most once: it returns once the message is on its
+        way. To a durable mailbox it returns once JetStream stored the message, which is
+        then handled at least once.
 
         Raises:
             EncodeError: ``msg`` cannot be encoded (nothing was sent).
             MessageTooLarge: ``msg`` exceeds the size limit (nothing was sent).
-            ConnectionLost: the connection to NATS is broken.
+            ConnectionLost: the connection to NATS is broken (durable: no acknowledgement
+                came, so the message may or may not be stored).
+            NoResponders: durable only: no durable mailbox of this name was ever spawned.
         """
         rt = self._rt
         sender, subject, headers, data = self._prepare(msg)
+        publish = rt.transport.publish if self.mailbox == "core" else self._durable().publish
         tel = rt.telemetry
         if tel is None:
-            await rt.transport.publish(subject, data, headers=headers)
+            await publish(subject, data, headers=headers)
             return
         span = tel.start_send(subject, AGENT_TEMPLATE, sender, self.name, headers, len(data))
         try:
-            await rt.transport.publish(subject, data, headers=headers)
+            await publish(subject, data, headers=headers)
         except BaseException as exc:
             if span is not None:
                 tel.fail(span, exc)
@@ -189,6 +211,20 @@ class ActorRef:
         span: Any,
     ) -> Any:
         rt = self._rt
+        if self.mailbox == "durable":
+            # Stored, so never resent: a redelivery answers it if the first one fails.
+            headers[TIMEOUT_MS] = str(max(1, round(budget * 1000)))
+            try:
+                reply = await self._durable().request(
+                    subject, data, headers=headers, timeout=budget
+                )
+            except AskTimeout:
+                rt.events.record("timeout", self.name, f"durable ask after {budget:.3g}s")
+                raise AskTimeout(
+                    f"ask to durable {self.name!r} got no reply within {budget:.3g}s (the "
+                    "request stays stored until handled or dead-lettered as expired)"
+                ) from None
+            return self._reply_value(reply.data, reply.headers)
         clock = rt.clock
         deadline = clock.now() + budget
         per_attempt = policy.per_attempt()
@@ -220,10 +256,7 @@ class ActorRef:
                 rt.events.record("retry", self.name, f"attempt {attempt + 1} after {exc!r}")
                 await clock.sleep(pause)
                 continue
-            reply_headers = reply.headers
-            if reply_headers is not None and ERROR in reply_headers:
-                raise self._error(reply.data, reply_headers)
-            return decode_body(reply.data, reply_headers, rt.codecs)
+            return self._reply_value(reply.data, reply.headers)
         await self._dead_letter(subject, headers, data, last, attempt)
         if isinstance(last, NoResponders):
             raise NoResponders(
@@ -251,6 +284,20 @@ class ActorRef:
         except ActorsError:
             return
         rt.events.record("dead_letter", self.name, reason)
+
+    def _durable(self) -> DurableTransport:
+        durable = self._rt.transport.durable
+        if durable is None:
+            raise ConfigError(
+                f"{self.name!r} has a durable mailbox, which needs JetStream: set "
+                "ENABLE_NATS=true (durable mailboxes do not exist in process)"
+            )
+        return durable
+
+    def _reply_value(self, data: bytes, headers: dict[str, str] | None) -> Any:
+        if headers is not None and ERROR in headers:
+            raise self._error(data, headers)
+        return decode_body(data, headers, self._rt.codecs)
 
     def _error(self, data: bytes, headers: dict[str, str]) -> ActorsError:
         type_name, message, origin = decode_error(data, headers, self._rt.codecs)

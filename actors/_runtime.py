@@ -6,7 +6,7 @@ Internal: the public face of this is :class:`~motadata_actors.ActorSystem`.
 from __future__ import annotations
 
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, final
+from typing import TYPE_CHECKING, Literal, final
 
 import attrs
 
@@ -15,6 +15,7 @@ from motadata_actors.codecs import Codecs, wire_name_of
 from motadata_actors.mailbox import (
     CORRELATION_ID,
     MESSAGE_ID,
+    DurableConfig,
     Transport,
     encode_body,
     event_subject,
@@ -29,7 +30,18 @@ from ._policy import AskPolicy
 if TYPE_CHECKING:
     from ._actor import Context
 
-__all__ = ("AGENT_TEMPLATE", "EVENT_TEMPLATE", "Runtime", "current_context", "reason_line")
+__all__ = (
+    "AGENT_TEMPLATE",
+    "EVENT_TEMPLATE",
+    "MAILBOX_KINDS",
+    "MailboxKind",
+    "Runtime",
+    "current_context",
+    "reason_line",
+)
+
+MailboxKind = Literal["core", "durable"]
+MAILBOX_KINDS: tuple[MailboxKind, ...] = ("core", "durable")
 
 AGENT_TEMPLATE = "sdk.agent.{from}.{to}.{tenant}"
 EVENT_TEMPLATE = "sdk.events.{event_type}.{tenant}"
@@ -61,6 +73,7 @@ class Runtime:
     events: EventLog
     no_responders_hint: str = ""
     telemetry: Telemetry | None = None
+    durable: DurableConfig = attrs.field(factory=DurableConfig)
 
     async def publish_event(self, event: object, event_type: str | None) -> None:
         """Publish ``event`` on ``sdk.events.<event_type>.<tenant>``."""

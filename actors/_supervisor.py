@@ -45,7 +45,7 @@ from ._policy import (
     Strategy,
 )
 from ._ref import ActorRef
-from ._runtime import Runtime, reason_line
+from ._runtime import MailboxKind, Runtime, reason_line
 
 __all__ = ("Supervisor",)
 
@@ -127,6 +127,7 @@ class Supervisor:
         ask: AskPolicy | None = None,
         concurrency: int = 1,
         offload: bool = False,
+        mailbox: MailboxKind = "core",
     ) -> ActorRef:
         """Start an actor under this supervisor; return its ref once it can receive.
 
@@ -141,20 +142,25 @@ class Supervisor:
             concurrency: how many messages it handles at once (1 keeps per-sender order).
             offload: run a synchronous ``on_message`` in a worker thread, so a blocking
                 call (a synchronous SDK, a long model call) does not stall the loop.
+            mailbox: ``core`` (at most once, the fastest) or ``durable`` (JetStream: kept
+                until handled, at least once; acked after the handler returns, redelivered
+                with backoff after a failure, dead-lettered after the last delivery).
 
         Raises:
             SubjectError: ``name`` is not a valid agent name.
-            ConfigError: a bad restart type, concurrency or offload.
+            ConfigError: a bad restart type, concurrency, offload or mailbox, or a durable
+                mailbox without JetStream.
             Exception: whatever the actor's constructor or ``on_start`` raised.
         """
         check_id(name, "agent name")
         self._check_open()
         if restart not in RESTART_TYPES:
             raise ConfigError(f"restart must be one of {', '.join(RESTART_TYPES)}, not {restart!r}")
-        ref = ActorRef(self._rt, name, ask if ask is not None else self.ask_policy)
+        ref = ActorRef(self._rt, name, ask if ask is not None else self.ask_policy, mailbox=mailbox)
         cell = ActorCell(
-            self._rt, name, actor, self, concurrency=concurrency, offload=offload, ref=ref
-        )
+            self._rt, name, actor, self, concurrency=concurrency, offload=offload, ref=ref,
+            mailbox=mailbox,
+        )  # fmt: skip
         await cell.start(self._tg)
         self._children.append(_Child(cell, restart))
         return ref

@@ -16,6 +16,7 @@ from motadata_actors._settings import Settings
 from motadata_actors.codecs import Codecs, Limits, TypeRegistry, default_registry
 from motadata_actors.mailbox import (
     DeadLetter,
+    DurableConfig,
     InProcessTransport,
     NatsServer,
     NatsTransport,
@@ -32,7 +33,7 @@ from ._clock import Clock, SystemClock
 from ._events import EventKind, EventLog, SupervisionEvent
 from ._policy import AskPolicy, Backoff, RestartType, Strategy
 from ._ref import ActorRef
-from ._runtime import Runtime
+from ._runtime import MailboxKind, Runtime
 from ._supervisor import Supervisor
 
 __all__ = ("ActorSystem",)
@@ -171,7 +172,10 @@ class ActorSystem:
                             " one, e.g. one started by `python -m motadata_actors server`)"
                         )
                     transport = NatsTransport(
-                        urls, name=f"motadata-actors/{self.tenant}", inbox_prefix=prefix
+                        urls,
+                        name=f"motadata-actors/{self.tenant}",
+                        inbox_prefix=prefix,
+                        reconnect_buffer=settings.reconnect_buffer,
                     )
             await transport.start()
             stack.push_async_callback(transport.aclose)
@@ -205,6 +209,7 @@ class ActorSystem:
             events=self._events,
             no_responders_hint=hint,
             telemetry=telemetry,
+            durable=DurableConfig.from_settings(settings),
         )
         if telemetry is not None:
             self._events.listener = telemetry.count_event
@@ -325,11 +330,13 @@ class ActorSystem:
         ask: AskPolicy | None = None,
         concurrency: int = 1,
         offload: bool = False,
+        mailbox: MailboxKind = "core",
     ) -> ActorRef:
         """Start an actor under the root supervisor; see :meth:`Supervisor.spawn`."""
         return await self.root.spawn(
-            actor, name=name, restart=restart, ask=ask, concurrency=concurrency, offload=offload
-        )
+            actor, name=name, restart=restart, ask=ask, concurrency=concurrency,
+            offload=offload, mailbox=mailbox,
+        )  # fmt: skip
 
     async def spawn_supervisor(
         self,
@@ -348,13 +355,22 @@ class ActorSystem:
             backoff=backoff, ask=ask, restart=restart,
         )  # fmt: skip
 
-    def ref(self, name: str, *, ask: AskPolicy | None = None) -> ActorRef:
+    def ref(
+        self, name: str, *, ask: AskPolicy | None = None, mailbox: MailboxKind = "core"
+    ) -> ActorRef:
         """Return a ref to the actor called ``name``, here or in another process.
+
+        Args:
+            name: the agent name.
+            ask: the ask policy (the system's when omitted).
+            mailbox: ``durable`` when the agent was spawned with a durable mailbox: its
+                tells and asks are then stored by JetStream before they count as sent.
 
         Raises:
             SubjectError: ``name`` is not a valid agent name.
+            ConfigError: ``mailbox`` is not ``core`` or ``durable``.
         """
-        return ActorRef(self._runtime, name, ask)
+        return ActorRef(self._runtime, name, ask, mailbox=mailbox)
 
     def statistics(self) -> list[ActorStatistics]:
         """Return a snapshot of every actor running in this system, in start order."""

@@ -24,6 +24,7 @@ from ._envelope import (
     new_message_id,
 )
 from ._inprocess import InProcessMessage, InProcessTransport
+from ._jetstream import JetStreamMailboxes, agents_stream, consumer_name
 from ._nats import NatsTransport
 from ._queue import Mailbox, MailboxFull, MailboxStatistics
 from ._server import NatsServer, find_nats_server
@@ -40,11 +41,27 @@ from ._subjects import (
     parse_subject,
     workflow_subject,
 )
-from ._transport import DeadLetter, Incoming, Subscription, Transport
+from ._transport import (
+    DeadLetter,
+    DurableConfig,
+    DurableMessage,
+    DurableTransport,
+    Incoming,
+    Retention,
+    Subscription,
+    Transport,
+)
 
 __all__ = (
     "ATTEMPT",
     "DeadLetter",
+    "DurableConfig",
+    "DurableMessage",
+    "DurableTransport",
+    "JetStreamMailboxes",
+    "Retention",
+    "agents_stream",
+    "consumer_name",
     "CONTENT_TYPE",
     "CORRELATION_ID",
     "DEAD_REASON",

@@ -82,6 +82,11 @@ class InProcessTransport:
         self._closed = False
 
     @property
+    def durable(self) -> None:
+        """None: durable mailboxes need JetStream (``ENABLE_NATS=true``)."""
+        return None
+
+    @property
     def max_payload(self) -> int:
         """The largest message, headers and body together."""
         return self._max_payload

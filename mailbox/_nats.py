@@ -1,4 +1,6 @@
-"""The NATS transport: nats-py on a real nats-server. The only module that imports nats.
+"""The NATS transport: nats-py on a real nats-server.
+
+With :mod:`._jetstream` (its durable mailboxes), the only modules that import nats.
 
 nats-py's exceptions are translated here and never leak. Message handling never
 happens in nats-py callbacks: the subscription callback only hands the message to
@@ -31,6 +33,7 @@ from motadata_actors._errors import (
 from motadata_actors.telemetry import get_logger
 
 from ._envelope import check_size
+from ._jetstream import JetStreamMailboxes
 from ._queue import Mailbox
 from ._subjects import check_publish_subject, check_subscribe_subject
 from ._transport import DeadLetter, Incoming, Subscription
@@ -58,6 +61,8 @@ class NatsTransport:
         inbox_prefix: prefix of reply subjects (``_INBOX_<tenant>`` per tenant).
         connect_timeout: seconds to wait for each server on connect.
         reconnect: keep reconnecting after the connection breaks.
+        reconnect_buffer: bytes of outgoing messages nats-py holds while reconnecting;
+            past it, a send fails with :class:`ConnectionLost`.
     """
 
     def __init__(
@@ -68,6 +73,7 @@ class NatsTransport:
         inbox_prefix: str = "_INBOX",
         connect_timeout: float = 2.0,
         reconnect: bool = True,
+        reconnect_buffer: int = 2 * 1024 * 1024,
     ) -> None:
         if isinstance(servers, str):
             servers = [servers]
@@ -76,9 +82,11 @@ class NatsTransport:
         self._inbox_prefix = inbox_prefix
         self._connect_timeout = connect_timeout
         self._reconnect = reconnect
+        self._reconnect_buffer = reconnect_buffer
         self._nc: Client | None = None
         self._mailboxes: dict[int, Mailbox[Incoming]] = {}
         self._subs: dict[int, Any] = {}  # nats-py subscriptions feeding our mailboxes
+        self._durable: JetStreamMailboxes | None = None
         self._closed = False
 
     @property
@@ -87,6 +95,13 @@ class NatsTransport:
         if self._nc is None:
             raise TransportClosed("NATS transport is not started")
         return self._nc
+
+    @property
+    def durable(self) -> JetStreamMailboxes:
+        """Durable mailboxes on JetStream, on this connection (after :meth:`start`)."""
+        if self._durable is None:
+            self._durable = JetStreamMailboxes(self.client)
+        return self._durable
 
     @property
     def max_payload(self) -> int:
@@ -133,6 +148,7 @@ class NatsTransport:
                 # fast; once connected, reconnect for ever (set below).
                 max_reconnect_attempts=1,
                 reconnect_time_wait=0.25,
+                pending_size=self._reconnect_buffer,
                 error_cb=self._on_error,
                 disconnected_cb=self._on_disconnected,
                 reconnected_cb=self._on_reconnected,

@@ -14,9 +14,20 @@ from typing import Protocol, final
 
 import attrs
 
+from motadata_actors._settings import Retention, Settings
+
 from ._queue import Mailbox
 
-__all__ = ("DeadLetter", "Incoming", "Subscription", "Transport")
+__all__ = (
+    "DeadLetter",
+    "DurableConfig",
+    "DurableMessage",
+    "DurableTransport",
+    "Incoming",
+    "Retention",
+    "Subscription",
+    "Transport",
+)
 
 
 class Incoming(Protocol):
@@ -104,8 +115,188 @@ class Subscription:
         await self._unsubscribe()
 
 
+@final
+@attrs.frozen(slots=True)
+class DurableConfig:
+    """How durable mailboxes keep and redeliver messages (from :class:`Settings`).
+
+    Attributes:
+        max_deliver: deliveries of one message before it is dead-lettered.
+        ack_wait: seconds a delivered, unsettled message waits before it is redelivered
+            (a running handler keeps extending it with in-progress acks).
+        backoff: seconds before the first redelivery after a handler failure; doubles
+            with every further delivery.
+        backoff_max: the longest pause between redeliveries.
+        prefetch: messages pulled ahead into an actor's local mailbox (at most its
+            capacity); the rest wait in the stream.
+        retention: the tenant stream's retention (``workqueue``: gone once handled).
+        max_age: seconds the stream keeps a message.
+        max_bytes: bytes the stream keeps (-1: no limit).
+        replicas: copies of the stream in a cluster (1, 3 or 5).
+        duplicate_window: seconds during which a repeated ``Nats-Msg-Id`` is dropped.
+    """
+
+    max_deliver: int = 5
+    ack_wait: float = 30.0
+    backoff: float = 0.5
+    backoff_max: float = 30.0
+    prefetch: int = 64
+    retention: Retention = "workqueue"
+    max_age: float = 7 * 24 * 3600.0
+    max_bytes: int = -1
+    replicas: int = 1
+    duplicate_window: float = 120.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DurableConfig:
+        """The ``SDK_DURABLE_*`` settings."""
+        return cls(
+            max_deliver=settings.durable_max_deliver,
+            ack_wait=settings.durable_ack_wait,
+            backoff=settings.durable_backoff,
+            backoff_max=settings.durable_backoff_max,
+            prefetch=settings.durable_prefetch,
+            retention=settings.durable_retention,
+            max_age=settings.durable_max_age,
+            max_bytes=settings.durable_max_bytes,
+            replicas=settings.durable_replicas,
+            duplicate_window=settings.durable_duplicate_window,
+        )
+
+    def redelivery_delay(self, delivered: int) -> float:
+        """Seconds to wait before redelivering after failed delivery number ``delivered``."""
+        return min(self.backoff_max, self.backoff * 2.0 ** max(0, delivered - 1))
+
+
+@final
+class DurableMessage:
+    """A message from a durable mailbox, to settle exactly once: ack, nak or term.
+
+    ``reply`` is the asker's inbox from ``Sdk-Reply-To`` (never JetStream's ack subject);
+    ``headers`` carry ``Sdk-Timeout-Ms`` as the time *left*, reckoned from when the
+    stream stored the message, and ``expired`` says when none is left.
+    """
+
+    __slots__ = (
+        "_ack",
+        "_nak",
+        "_progress",
+        "_term",
+        "data",
+        "delivered",
+        "expired",
+        "headers",
+        "max_deliver",
+        "reply",
+        "stream_seq",
+        "subject",
+    )
+
+    def __init__(
+        self,
+        *,
+        subject: str,
+        data: bytes,
+        headers: dict[str, str] | None,
+        reply: str,
+        delivered: int,
+        max_deliver: int,
+        stream_seq: int,
+        expired: bool,
+        ack: Callable[[], Awaitable[None]],
+        nak: Callable[[float], Awaitable[None]],
+        in_progress: Callable[[], Awaitable[None]],
+        term: Callable[[], Awaitable[None]],
+    ) -> None:
+        self.subject = subject
+        self.data = data
+        self.headers = headers
+        self.reply = reply
+        self.delivered = delivered
+        self.max_deliver = max_deliver
+        self.stream_seq = stream_seq
+        self.expired = expired
+        self._ack = ack
+        self._nak = nak
+        self._progress = in_progress
+        self._term = term
+
+    @property
+    def last_delivery(self) -> bool:
+        """Whether a failure now means no redelivery."""
+        return self.delivered >= self.max_deliver
+
+    async def ack(self) -> None:
+        """Handled: remove it from the mailbox."""
+        await self._ack()
+
+    async def nak(self, delay: float = 0.0) -> None:
+        """Not handled: deliver it again after ``delay`` seconds."""
+        await self._nak(delay)
+
+    async def in_progress(self) -> None:
+        """Still being handled: restart its ack-wait timer."""
+        await self._progress()
+
+    async def term(self) -> None:
+        """Never deliver it again (it was dead-lettered or is past its time)."""
+        await self._term()
+
+    def __repr__(self) -> str:
+        return f"<DurableMessage {self.subject} seq={self.stream_seq} delivery={self.delivered}>"
+
+
+class DurableTransport(Protocol):
+    """Durable mailboxes: a stream per tenant, a shared consumer per agent name."""
+
+    async def open_mailbox(
+        self, tenant: str, agent: str, mailbox: Mailbox[Incoming], config: DurableConfig
+    ) -> Subscription:
+        """Capture ``sdk.agent.*.<agent>.<tenant>`` and pull its messages into ``mailbox``.
+
+        Every process opening the same agent shares one consumer (the replicas split the
+        load). Messages arrive as :class:`DurableMessage`. Stream and consumer settings
+        that differ from ``config`` are reported, not changed.
+
+        Raises:
+            ConfigError: the server has no JetStream.
+            ConnectionLost: the server cannot be reached.
+        """
+        ...
+
+    async def publish(self, subject: str, data: bytes, *, headers: dict[str, str]) -> None:
+        """Store a message in the stream; return once the server acknowledged it.
+
+        ``Sdk-Message-Id`` is sent as ``Nats-Msg-Id``: a repeat within the duplicate
+        window is stored once.
+
+        Raises:
+            NoResponders: no durable mailbox captures ``subject``.
+            ConnectionLost: no acknowledgement (the message may or may not be stored).
+        """
+        ...
+
+    async def request(
+        self, subject: str, data: bytes, *, headers: dict[str, str], timeout: float
+    ) -> Incoming:
+        """Store a request naming this process's inbox in ``Sdk-Reply-To``; await the reply.
+
+        Never resends: a redelivered request is answered by whichever delivery succeeds.
+
+        Raises:
+            NoResponders: no durable mailbox captures ``subject``.
+            AskTimeout: no reply within ``timeout``.
+        """
+        ...
+
+
 class Transport(Protocol):
     """A message bus with NATS subject semantics."""
+
+    @property
+    def durable(self) -> DurableTransport | None:
+        """Durable mailboxes on this bus, or None when it has none (in process)."""
+        ...
 
     @property
     def max_payload(self) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Literal, final
+from typing import Literal, TypeVar, final
 from urllib.parse import urlsplit
 
 import attrs
@@ -19,6 +19,9 @@ from motadata_actors._errors import ConfigError
 __all__ = ("CodecName", "Settings")
 
 CodecName = Literal["json", "msgpack", "cbor", "protobuf"]
+Retention = Literal["workqueue", "interest", "limits"]
+_RETENTIONS: tuple[Retention, ...] = ("workqueue", "interest", "limits")
+T = TypeVar("T")
 _CODECS: tuple[CodecName, ...] = ("json", "msgpack", "cbor", "protobuf")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
@@ -67,6 +70,29 @@ def _count(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+def _choice(env: Mapping[str, str], name: str, choices: tuple[T, ...], default: T) -> T:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    for choice in choices:
+        if raw.strip().lower() == str(choice):
+            return choice
+    raise ConfigError(f"{name}={raw!r} is not one of {', '.join(map(str, choices))}")
+
+
+def _bytes_limit(env: Mapping[str, str], name: str) -> int:
+    raw = env.get(name)
+    if raw is None:
+        return -1
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        value = 0
+    if value != -1 and value < 1:
+        raise ConfigError(f"{name}={raw!r} must be a positive number of bytes, or -1 for none")
+    return value
+
+
 def _urls(raw: str) -> tuple[str, ...]:
     urls = tuple(u.strip() for u in raw.split(",") if u.strip())
     for url in urls:
@@ -107,6 +133,23 @@ class Settings:
         root_within: ``SDK_ROOT_WITHIN``, the root's intensity window in seconds.
         dlq_max_messages: ``SDK_DLQ_MAX_MESSAGES``, dead letters kept per tenant.
         dlq_max_age: ``SDK_DLQ_MAX_AGE``, seconds a dead letter is kept.
+        durable_max_deliver: ``SDK_DURABLE_MAX_DELIVER``, deliveries of a durable message
+            before it is dead-lettered.
+        durable_ack_wait: ``SDK_DURABLE_ACK_WAIT``, seconds before an unsettled durable
+            message is redelivered (running handlers extend it).
+        durable_backoff: ``SDK_DURABLE_BACKOFF``, seconds before the first redelivery
+            after a failure; doubles each time, up to ``SDK_DURABLE_BACKOFF_MAX``.
+        durable_backoff_max: ``SDK_DURABLE_BACKOFF_MAX``.
+        durable_prefetch: ``SDK_DURABLE_PREFETCH``, durable messages pulled ahead per actor.
+        durable_retention: ``SDK_DURABLE_RETENTION``, ``workqueue`` (default), ``interest``
+            or ``limits``: the tenant stream's retention, used when the stream is created.
+        durable_max_age: ``SDK_DURABLE_MAX_AGE``, seconds the stream keeps a message.
+        durable_max_bytes: ``SDK_DURABLE_MAX_BYTES``, bytes it keeps (-1: no limit).
+        durable_replicas: ``SDK_DURABLE_REPLICAS``, stream copies in a cluster (1, 3, 5).
+        durable_duplicate_window: ``SDK_DURABLE_DUPLICATE_WINDOW``, seconds a repeated
+            message id is recognised and stored once.
+        reconnect_buffer: ``SDK_RECONNECT_BUFFER``, bytes of messages nats-py holds while
+            it reconnects; past it, sends fail with ``ConnectionLost``.
     """
 
     nats_urls: tuple[str, ...] = ()
@@ -124,6 +167,17 @@ class Settings:
     root_within: float = 5.0
     dlq_max_messages: int = 10_000
     dlq_max_age: float = 7 * 24 * 3600.0
+    durable_max_deliver: int = 5
+    durable_ack_wait: float = 30.0
+    durable_backoff: float = 0.5
+    durable_backoff_max: float = 30.0
+    durable_prefetch: int = 64
+    durable_retention: Retention = "workqueue"
+    durable_max_age: float = 7 * 24 * 3600.0
+    durable_max_bytes: int = -1
+    durable_replicas: int = 1
+    durable_duplicate_window: float = 120.0
+    reconnect_buffer: int = 2 * 1024 * 1024
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -152,4 +206,15 @@ class Settings:
             root_within=_positive(env, "SDK_ROOT_WITHIN", 5.0),
             dlq_max_messages=_count(env, "SDK_DLQ_MAX_MESSAGES", 10_000),
             dlq_max_age=_positive(env, "SDK_DLQ_MAX_AGE", 7 * 24 * 3600.0),
+            durable_max_deliver=_count(env, "SDK_DURABLE_MAX_DELIVER", 5),
+            durable_ack_wait=_positive(env, "SDK_DURABLE_ACK_WAIT", 30.0),
+            durable_backoff=_positive(env, "SDK_DURABLE_BACKOFF", 0.5),
+            durable_backoff_max=_positive(env, "SDK_DURABLE_BACKOFF_MAX", 30.0),
+            durable_prefetch=_count(env, "SDK_DURABLE_PREFETCH", 64),
+            durable_retention=_choice(env, "SDK_DURABLE_RETENTION", _RETENTIONS, "workqueue"),
+            durable_max_age=_positive(env, "SDK_DURABLE_MAX_AGE", 7 * 24 * 3600.0),
+            durable_max_bytes=_bytes_limit(env, "SDK_DURABLE_MAX_BYTES"),
+            durable_replicas=_choice(env, "SDK_DURABLE_REPLICAS", (1, 3, 5), 1),
+            durable_duplicate_window=_positive(env, "SDK_DURABLE_DUPLICATE_WINDOW", 120.0),
+            reconnect_buffer=_count(env, "SDK_RECONNECT_BUFFER", 2 * 1024 * 1024),
         )

@@ -1,0 +1,392 @@
+"""Durable mailboxes on JetStream: a stream per tenant, a shared pull consumer per agent.
+
+With :mod:`._nats`, the only modules that import nats. The tenant's stream
+``SDK_AGENTS_<tenant>`` captures the inbox subjects of durable agents only
+(``sdk.agent.*.<to>.<tenant>``, added as each is spawned), so core agents' subjects are
+never stored. Each agent name has one durable pull consumer ``agent_<to>`` that every
+replica binds to. A pull loop per actor keeps at most ``prefetch`` messages in the actor's
+local mailbox; ``max_ack_pending`` (the mailbox's capacity) bounds what the server hands
+out unsettled, so a slow actor slows its consumer instead of growing memory.
+
+Settings that differ between processes are reported, never fought over: the first process
+creates the stream and consumer from its settings; later ones only add their subject and
+warn when the rest differs (``python -m motadata_actors streams apply`` changes them).
+
+When a handler's process dies on a message's last delivery, nobody dead-letters it: the
+server only emits a ``MAX_DELIVERIES`` advisory. Every process with a durable mailbox of
+that agent listens for it (one of them, by queue group), fetches the message by its stream
+sequence, dead-letters it and removes it from the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, final
+
+import nats.errors
+import nats.js.errors
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+
+from motadata_actors._errors import (
+    AskTimeout,
+    ConfigError,
+    ConnectionLost,
+    NoResponders,
+)
+from motadata_actors.telemetry import get_logger
+
+from ._envelope import MESSAGE_ID, REPLY_TO, TIMEOUT_MS, check_size, dead_letter_headers
+from ._queue import Mailbox
+from ._subjects import agent_inbox, check_publish_subject, dlq_subject
+from ._transport import DurableConfig, DurableMessage, Incoming, Subscription
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
+    from nats.aio.msg import Msg
+    from nats.js import JetStreamContext
+
+__all__ = ("JetStreamMailboxes", "agents_stream", "consumer_name")
+
+log = get_logger("jetstream")
+
+_JS_TIMEOUT = 5.0
+_FETCH_WAIT = 1.0  # seconds a pull request lingers on the server when nothing is there
+_RETENTION = {
+    "workqueue": RetentionPolicy.WORK_QUEUE,
+    "interest": RetentionPolicy.INTEREST,
+    "limits": RetentionPolicy.LIMITS,
+}
+
+
+def agents_stream(tenant: str) -> str:
+    """The stream holding a tenant's durable mailboxes: ``SDK_AGENTS_<tenant>``."""
+    return f"SDK_AGENTS_{tenant}"
+
+
+def consumer_name(agent: str) -> str:
+    """The durable consumer every replica of ``agent`` shares: ``agent_<agent>``."""
+    return f"agent_{agent}"
+
+
+@final
+class JetStreamMailboxes:
+    """A :class:`~motadata_actors.mailbox.DurableTransport` on one nats-py connection.
+
+    Made by :attr:`NatsTransport.durable <motadata_actors.mailbox.NatsTransport.durable>`.
+    """
+
+    def __init__(self, nc: Client) -> None:
+        self._nc = nc
+        self._js: JetStreamContext = nc.jetstream(timeout=_JS_TIMEOUT)
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._warned: set[str] = set()
+        self._replies: dict[str, asyncio.Future[Msg]] = {}
+        self._reply_prefix: str | None = None
+        self._reply_ids = itertools.count(1)
+        self._reply_lock = asyncio.Lock()
+
+    # -- stream and consumer ------------------------------------------------------------
+
+    def _stream_config(self, tenant: str, subjects: list[str], cfg: DurableConfig) -> StreamConfig:
+        return StreamConfig(
+            name=agents_stream(tenant),
+            description=f"motadata-actors durable mailboxes of tenant {tenant}",
+            subjects=subjects,
+            retention=_RETENTION[cfg.retention],
+            max_age=cfg.max_age,
+            max_bytes=cfg.max_bytes,
+            num_replicas=cfg.replicas,
+            duplicate_window=cfg.duplicate_window,
+            storage=StorageType.FILE,
+            discard=DiscardPolicy.OLD,
+        )
+
+    async def _ensure_stream(self, tenant: str, subject: str, cfg: DurableConfig) -> None:
+        """Create the tenant's stream, or add ``subject`` to it; report settings drift."""
+        name = agents_stream(tenant)
+        lock = self._locks.setdefault(name, asyncio.Lock())
+        async with lock:
+            for _ in range(10):  # other processes may be adding their subjects right now
+                try:
+                    info = await self._js.stream_info(name)
+                except nats.js.errors.NotFoundError:
+                    try:
+                        await self._js.add_stream(self._stream_config(tenant, [subject], cfg))
+                        return
+                    except nats.js.errors.BadRequestError:
+                        continue  # created meanwhile by another process: read it again
+                config = info.config
+                self._report_stream_drift(name, config, cfg)
+                if subject in (config.subjects or []):
+                    return
+                config.subjects = [*(config.subjects or []), subject]
+                with contextlib.suppress(nats.js.errors.BadRequestError):
+                    await self._js.update_stream(config)
+            raise ConnectionLost(f"could not add {subject!r} to stream {name!r} (10 tries)")
+
+    def _report_stream_drift(self, name: str, config: StreamConfig, cfg: DurableConfig) -> None:
+        wanted = {
+            "retention": _RETENTION[cfg.retention],
+            "max_age": cfg.max_age,
+            "max_bytes": cfg.max_bytes,
+            "num_replicas": cfg.replicas,
+            "duplicate_window": cfg.duplicate_window,
+        }
+        drift = {k: (getattr(config, k), v) for k, v in wanted.items() if getattr(config, k) != v}
+        if drift and name not in self._warned:
+            self._warned.add(name)
+            details = ", ".join(f"{k}: stream has {have!r}, settings say {want!r}"
+                                for k, (have, want) in drift.items())  # fmt: skip
+            log.warning(
+                "stream %s differs from this process's settings (%s); left as it is: "
+                "run `python -m motadata_actors streams apply` to change it",
+                name, details,
+            )  # fmt: skip
+
+    async def _ensure_consumer(
+        self, tenant: str, agent: str, cfg: DurableConfig, capacity: int
+    ) -> None:
+        stream, durable = agents_stream(tenant), consumer_name(agent)
+        config = ConsumerConfig(
+            durable_name=durable,
+            description=f"motadata-actors mailbox of agent {agent}",
+            filter_subject=agent_inbox(agent, tenant),
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=cfg.ack_wait,
+            max_deliver=cfg.max_deliver,
+            max_ack_pending=capacity,
+        )
+        try:
+            await self._js.consumer_info(stream, durable)
+        except nats.js.errors.NotFoundError:
+            with contextlib.suppress(nats.js.errors.BadRequestError):  # made meanwhile
+                await self._js.add_consumer(stream, config)
+            return
+        info = await self._js.consumer_info(stream, durable)
+        have = info.config
+        drift = {
+            k: (getattr(have, k), getattr(config, k))
+            for k in ("ack_wait", "max_deliver", "max_ack_pending")
+            if getattr(have, k) != getattr(config, k)
+        }
+        if drift and durable not in self._warned:
+            self._warned.add(durable)
+            log.warning(
+                "consumer %s of %s differs from this process's settings (%s); left as it is",
+                durable, stream, drift,
+            )  # fmt: skip
+
+    # -- the mailbox --------------------------------------------------------------------
+
+    async def open_mailbox(
+        self, tenant: str, agent: str, mailbox: Mailbox[Incoming], config: DurableConfig
+    ) -> Subscription:
+        """Pull ``agent``'s durable messages into ``mailbox`` until unsubscribed."""
+        subject = agent_inbox(agent, tenant)
+        capacity = mailbox.statistics().capacity
+        try:
+            await self._ensure_stream(tenant, subject, config)
+            await self._ensure_consumer(tenant, agent, config, capacity)
+            psub = await self._js.pull_subscribe_bind(
+                consumer_name(agent), stream=agents_stream(tenant)
+            )
+
+            async def on_advisory(msg: Msg) -> None:
+                await self._on_max_deliveries(msg, tenant, agent)
+
+            advisories = await self._nc.subscribe(
+                "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES."
+                f"{agents_stream(tenant)}.{consumer_name(agent)}",
+                queue=consumer_name(agent),
+                cb=on_advisory,
+            )
+        except nats.js.errors.ServiceUnavailableError as exc:
+            raise ConfigError(
+                "mailbox='durable' needs JetStream, and the NATS server has it off: start "
+                "nats-server with --jetstream (the embedded server has it on)"
+            ) from exc
+        except nats.errors.NoRespondersError as exc:
+            raise ConfigError(
+                "mailbox='durable' needs JetStream, and the NATS server does not answer its "
+                "API: start nats-server with --jetstream"
+            ) from exc
+        except (nats.errors.Error, OSError) as exc:
+            raise ConnectionLost(f"cannot open the durable mailbox of {agent!r}: {exc!r}") from exc
+        prefetch = max(1, min(config.prefetch, capacity))
+        task = asyncio.create_task(
+            self._pull(psub, mailbox, prefetch, config), name=f"pull:{subject}"
+        )
+        done = False
+
+        async def unsubscribe() -> None:
+            nonlocal done
+            if done:
+                return
+            done = True
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            for sub in (psub, advisories):
+                with contextlib.suppress(nats.errors.Error):
+                    await sub.unsubscribe()
+
+        return Subscription(subject, consumer_name(agent), mailbox, unsubscribe)
+
+    async def _pull(
+        self,
+        psub: JetStreamContext.PullSubscription,
+        mailbox: Mailbox[Incoming],
+        prefetch: int,
+        config: DurableConfig,
+    ) -> None:
+        """Keep up to ``prefetch`` messages queued in ``mailbox``; fetch only what fits."""
+        pause = 0.1
+        while True:
+            want = prefetch - mailbox.statistics().queued
+            if want <= 0:
+                await asyncio.sleep(0.005)  # the actor is busy: its queue is full enough
+                continue
+            try:
+                msgs = await psub.fetch(batch=want, timeout=_FETCH_WAIT)
+            except (TimeoutError, nats.errors.TimeoutError):
+                continue  # nothing there: ask again
+            except (nats.errors.Error, nats.js.errors.Error, OSError) as exc:
+                # Reconnecting, or the server restarting: what was not acked is redelivered.
+                log.debug("pull from %s paused: %r", psub, exc)
+                await asyncio.sleep(pause)
+                pause = min(2.0, pause * 2)
+                continue
+            pause = 0.1
+            for msg in msgs:
+                await mailbox.send(self._wrap(msg, config))
+
+    @staticmethod
+    def _wrap(msg: Msg, config: DurableConfig) -> DurableMessage:
+        meta = msg.metadata
+        headers = dict(msg.headers) if msg.headers else {}
+        expired = False
+        timeout_ms = headers.get(TIMEOUT_MS)
+        if timeout_ms is not None:
+            # The time left, reckoned from when the stream stored the request.
+            with contextlib.suppress(ValueError):
+                left = meta.timestamp.timestamp() + int(timeout_ms) / 1000 - time.time()
+                expired = left <= 0
+                headers[TIMEOUT_MS] = str(max(1, int(left * 1000)))
+
+        def settle(verdict: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+            async def send() -> None:
+                try:
+                    await verdict()
+                except (nats.errors.Error, OSError) as exc:
+                    raise ConnectionLost(f"cannot settle {msg.subject!r}: {exc!r}") from exc
+
+            return send
+
+        async def nak(delay: float) -> None:
+            await settle(lambda: msg.nak(delay=delay or None))()
+
+        return DurableMessage(
+            subject=msg.subject,
+            data=msg.data,
+            headers=headers or None,
+            reply=headers.get(REPLY_TO, ""),
+            delivered=meta.num_delivered,
+            max_deliver=config.max_deliver,
+            stream_seq=meta.sequence.stream,
+            expired=expired,
+            ack=settle(msg.ack),
+            nak=nak,
+            in_progress=settle(msg.in_progress),
+            term=settle(msg.term),
+        )
+
+    async def _on_max_deliveries(self, advisory: Msg, tenant: str, agent: str) -> None:
+        """Dead-letter a message whose last delivery ended with no verdict (its handler died)."""
+        stream = agents_stream(tenant)
+        try:
+            seq = int(json.loads(advisory.data)["stream_seq"])
+            stored = await self._js.get_msg(stream, seq)
+        except nats.js.errors.NotFoundError:
+            return  # already settled and gone
+        except (ValueError, KeyError, TypeError, nats.errors.Error) as exc:
+            log.warning("MAX_DELIVERIES advisory for %s not handled: %r", agent, exc)
+            return
+        reason = "no verdict after the last delivery (the handler's process died or hung)"
+        headers = dead_letter_headers(stored.headers, reason)
+        try:
+            await self._nc.publish(dlq_subject(agent, tenant), stored.data or b"", headers=headers)
+            await self._js.delete_msg(stream, seq)
+        except (nats.errors.Error, nats.js.errors.Error) as exc:
+            log.warning("dead letter of %s seq %d lost: %r", agent, seq, exc)
+            return
+        log.warning("agent %s: message %d dead-lettered: %s", agent, seq, reason)
+
+    # -- sending ------------------------------------------------------------------------
+
+    async def publish(self, subject: str, data: bytes, *, headers: dict[str, str]) -> None:
+        """Store a message; return once the stream acknowledged it."""
+        check_publish_subject(subject)
+        js_headers = dict(headers)
+        message_id = headers.get(MESSAGE_ID)
+        if message_id is not None:
+            js_headers["Nats-Msg-Id"] = message_id
+        check_size(data, js_headers, self._nc.max_payload)
+        try:
+            await self._js.publish(subject, data, headers=js_headers)
+        except nats.js.errors.NoStreamResponseError:
+            raise NoResponders(
+                f"no durable mailbox captures {subject!r}: spawn that agent with "
+                "mailbox='durable' (once, anywhere) so its messages are kept"
+            ) from None
+        except (TimeoutError, nats.errors.TimeoutError):
+            raise ConnectionLost(
+                f"no acknowledgement from JetStream for {subject!r} within {_JS_TIMEOUT}s: "
+                "it may or may not be stored (a resend with the same id is stored once)"
+            ) from None
+        except (nats.errors.Error, nats.js.errors.Error, OSError) as exc:
+            raise ConnectionLost(f"cannot store a message on {subject!r}: {exc!r}") from exc
+
+    async def request(
+        self, subject: str, data: bytes, *, headers: dict[str, str], timeout: float
+    ) -> Incoming:
+        """Store a request naming our inbox in ``Sdk-Reply-To``; wait for the first reply."""
+        prefix = await self._reply_inbox()
+        token = f"{prefix}.{next(self._reply_ids)}"
+        future: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
+        self._replies[token] = future
+        try:
+            async with asyncio.timeout(timeout):
+                await self.publish(subject, data, headers={**headers, REPLY_TO: token})
+                return await future
+        except TimeoutError:
+            raise AskTimeout(f"no reply on {subject!r} within {timeout:.3g}s") from None
+        finally:
+            self._replies.pop(token, None)
+
+    async def _reply_inbox(self) -> str:
+        if self._reply_prefix is None:
+            async with self._reply_lock:
+                if self._reply_prefix is None:
+                    prefix = self._nc.new_inbox()
+                    await self._nc.subscribe(f"{prefix}.*", cb=self._on_reply)
+                    self._reply_prefix = prefix
+        return self._reply_prefix
+
+    async def _on_reply(self, msg: Msg) -> None:
+        future = self._replies.get(msg.subject)
+        if future is not None and not future.done():
+            future.set_result(msg)

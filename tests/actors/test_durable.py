@@ -1,0 +1,198 @@
+"""Durable mailboxes on a real nats-server with JetStream: kept until handled, at least once."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from motadata_actors import (
+    Actor,
+    ActorSystem,
+    AskTimeout,
+    ConfigError,
+    Context,
+    NoResponders,
+    RemoteError,
+    Settings,
+)
+from motadata_actors.mailbox import (
+    MESSAGE_ID,
+    NatsServer,
+    NatsTransport,
+    agents_stream,
+    consumer_name,
+    encode_body,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+def settings(server: NatsServer, **kw: Any) -> Settings:
+    defaults: dict[str, Any] = {"durable_backoff": 0.05, "durable_ack_wait": 5.0}
+    return Settings(nats_urls=(server.url,), **{**defaults, **kw})
+
+
+class Recorder(Actor):
+    """Records every delivery; fails on ``fail``; answers asks with the message."""
+
+    seen: list[Any]
+    done: asyncio.Event
+    expected = 0
+
+    async def on_message(self, msg: Any, ctx: Context) -> Any:
+        type(self).seen.append(msg)
+        if len(type(self).seen) >= type(self).expected:
+            type(self).done.set()
+        if msg == "fail":
+            raise ValueError("this one always fails")
+        return {"got": msg}
+
+
+def recorder(expected: int) -> type[Recorder]:
+    return type("Rec", (Recorder,), {"seen": [], "done": asyncio.Event(), "expected": expected})
+
+
+async def stream_state(system: ActorSystem, agent: str) -> tuple[int, int]:
+    """(messages kept in the tenant's stream, the agent consumer's unacked deliveries)."""
+    transport = system._runtime.transport
+    assert isinstance(transport, NatsTransport)
+    js = transport.client.jetstream()
+    info = await js.stream_info(agents_stream(system.tenant))
+    consumer = await js.consumer_info(agents_stream(system.tenant), consumer_name(agent))
+    return info.state.messages, consumer.num_ack_pending
+
+
+async def test_tells_are_handled_acked_and_gone_from_the_stream(
+    nats_server: NatsServer, tenant: str
+) -> None:
+    rec = recorder(20)
+    async with ActorSystem(tenant, settings=settings(nats_server)) as system:
+        ref = await system.spawn(rec, name="worker", mailbox="durable")
+        assert ref.mailbox == "durable"
+        for i in range(20):
+            await ref.tell(i)
+        await asyncio.wait_for(rec.done.wait(), 10)
+        assert sorted(rec.seen) == list(range(20))
+        for _ in range(50):  # acks are asynchronous: give the server a moment
+            if await stream_state(system, "worker") == (0, 0):
+                break
+            await asyncio.sleep(0.05)
+        assert await stream_state(system, "worker") == (0, 0)
+
+
+async def test_ask_to_a_durable_mailbox_gets_its_reply_and_errors(
+    nats_server: NatsServer, tenant: str
+) -> None:
+    rec = recorder(1)
+    async with ActorSystem(tenant, settings=settings(nats_server, durable_max_deliver=2)) as system:
+        ref = await system.spawn(rec, name="worker", mailbox="durable")
+        assert await ref.ask("hello", timeout=5) == {"got": "hello"}
+        # A handler that fails every time: redelivered, and the asker hears of it
+        # only after the last delivery.
+        with pytest.raises(RemoteError, match="always fails"):
+            await ref.ask("fail", timeout=5)
+        assert rec.seen.count("fail") == 2
+
+
+async def test_a_poison_message_is_dead_lettered_after_max_deliver_and_the_rest_flows(
+    nats_server: NatsServer, tenant: str
+) -> None:
+    rec = recorder(5)  # 3 deliveries of the poison message, then 2 good ones
+    async with ActorSystem(tenant, settings=settings(nats_server, durable_max_deliver=3)) as system:
+        ref = await system.spawn(rec, name="worker", mailbox="durable")
+        await ref.tell("fail")
+        await ref.tell("good-1")
+        await ref.tell("good-2")
+        try:
+            await asyncio.wait_for(rec.done.wait(), 10)
+        except TimeoutError:
+            raise AssertionError(f"seen {rec.seen}, events {system.events()}") from None
+        for _ in range(50):
+            letters = await system.dead_letters()
+            if letters:
+                break
+            await asyncio.sleep(0.05)
+        assert rec.seen.count("fail") == 3
+        assert {"good-1", "good-2"} <= set(rec.seen)
+        [letter] = letters
+        assert letter.to == "worker"
+        assert letter.data == b'"fail"'
+        assert "last delivery (3)" in letter.reason and "always fails" in letter.reason
+        await asyncio.sleep(0.2)
+        assert rec.seen.count("fail") == 3  # terminated: never delivered again
+        assert await stream_state(system, "worker") == (0, 0)
+
+
+async def test_a_repeated_message_id_is_stored_and_handled_once(
+    nats_server: NatsServer, tenant: str
+) -> None:
+    rec = recorder(2)
+    async with ActorSystem(tenant, settings=settings(nats_server)) as system:
+        ref = await system.spawn(rec, name="worker", mailbox="durable")
+        durable = system._runtime.transport.durable
+        assert durable is not None
+        headers = {MESSAGE_ID: "the-same-id"}
+        data = encode_body("once", system._runtime.codecs.default, headers)
+        subject = f"sdk.agent.client.worker.{tenant}"
+        await durable.publish(subject, data, headers=dict(headers))
+        await durable.publish(subject, data, headers=dict(headers))  # a publisher's retry
+        await ref.tell("marker")
+        await asyncio.wait_for(rec.done.wait(), 10)
+        await asyncio.sleep(0.2)
+        assert sorted(rec.seen) == ["marker", "once"]
+
+
+async def test_a_request_sent_while_the_agent_is_down_is_handled_when_it_comes_back(
+    nats_server: NatsServer, tenant: str
+) -> None:
+    rec = recorder(1)
+    async with ActorSystem(tenant, settings=settings(nats_server)) as first:
+        await first.spawn(rec, name="worker", mailbox="durable")  # creates stream and consumer
+    async with ActorSystem(tenant, settings=settings(nats_server)) as asker:
+        ref = asker.ref("worker", mailbox="durable")
+        ask = asyncio.create_task(ref.ask("while-down", timeout=10))
+        await asyncio.sleep(0.5)
+        assert not ask.done() and rec.seen == []
+        async with ActorSystem(tenant, settings=settings(nats_server)) as second:
+            await second.spawn(rec, name="worker", mailbox="durable")
+            assert await asyncio.wait_for(ask, 10) == {"got": "while-down"}
+
+
+async def test_a_request_whose_time_ran_out_while_stored_is_dead_lettered_not_handled(
+    nats_server: NatsServer, tenant: str
+) -> None:
+    rec = recorder(1)
+    async with ActorSystem(tenant, settings=settings(nats_server)) as first:
+        await first.spawn(rec, name="worker", mailbox="durable")
+    async with ActorSystem(tenant, settings=settings(nats_server)) as system:
+        with pytest.raises(AskTimeout, match="stays stored"):
+            await system.ref("worker", mailbox="durable").ask("too-late", timeout=0.3)
+        await system.spawn(rec, name="worker", mailbox="durable")
+        await system.ref("worker", mailbox="durable").tell("after")
+        await asyncio.wait_for(rec.done.wait(), 10)
+        letters = await system.dead_letters()
+        assert rec.seen == ["after"]
+        assert [d.data for d in letters] == [b'"too-late"']
+        assert letters[0].reason.startswith("expired")
+
+
+async def test_sending_to_a_durable_name_nobody_spawned_is_no_responders(
+    nats_server: NatsServer, tenant: str
+) -> None:
+    async with ActorSystem(tenant, settings=settings(nats_server)) as system:
+        with pytest.raises(NoResponders, match="mailbox='durable'"):
+            await system.ref("nobody", mailbox="durable").tell("hi")
+
+
+async def test_a_durable_mailbox_in_process_is_a_config_error_naming_the_setting(
+    tenant: str,
+) -> None:
+    async with ActorSystem(tenant, settings=Settings(enable_nats=False)) as system:
+        with pytest.raises(ConfigError, match="ENABLE_NATS"):
+            await system.spawn(recorder(1), name="worker", mailbox="durable")
+        with pytest.raises(ConfigError, match="ENABLE_NATS"):
+            await system.ref("worker", mailbox="durable").tell("x")
+        with pytest.raises(ConfigError, match="'core' or 'durable'"):
+            system.ref("worker", mailbox="disk")  # type: ignore[arg-type]
