@@ -22,6 +22,9 @@ EventKind = Literal[
     "dead_letter",  # a message went to sdk.dlq.<to>.<tenant>
     "duplicate",  # a retried ask was answered from the reply cache
     "loop_lag",  # the event loop was blocked (a blocking handler?)
+    "dropped",  # a slow actor's NATS subscription dropped a message (an ask is told)
+    "disconnected",  # the NATS connection broke (nats-py is reconnecting)
+    "reconnected",  # the NATS connection is back
 ]
 
 

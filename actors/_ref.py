@@ -9,6 +9,7 @@ from motadata_actors._errors import (
     AskTimeout,
     CodecError,
     ConfigError,
+    MailboxFull,
     NoResponders,
     RemoteError,
     TenantError,
@@ -42,6 +43,7 @@ _SDK_ERRORS: dict[str, type[ActorsError]] = {
     "EncodeError": CodecError,
     "MessageTooLarge": CodecError,
     "TenantError": TenantError,
+    "MailboxFull": MailboxFull,
 }
 
 

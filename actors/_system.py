@@ -11,7 +11,13 @@ from typing import Any, Self, final
 import anyio
 import anyio.abc
 
-from motadata_actors._errors import CodecError, ConfigError, SupervisionError, TransportClosed
+from motadata_actors._errors import (
+    ActorsError,
+    CodecError,
+    ConfigError,
+    SupervisionError,
+    TransportClosed,
+)
 from motadata_actors._settings import Settings
 from motadata_actors.codecs import Codecs, Limits, TypeRegistry, default_registry
 from motadata_actors.mailbox import (
@@ -22,6 +28,7 @@ from motadata_actors.mailbox import (
     NatsTransport,
     Transport,
     check_id,
+    encode_error,
     inbox_prefix,
 )
 from motadata_actors.telemetry import Telemetry, get_logger
@@ -211,6 +218,8 @@ class ActorSystem:
             telemetry=telemetry,
             durable=DurableConfig.from_settings(settings),
         )
+        if isinstance(transport, NatsTransport):
+            transport.listener = self._on_transport_event
         if telemetry is not None:
             self._events.listener = telemetry.count_event
             telemetry.meter.create_observable_gauge(
@@ -254,6 +263,28 @@ class ActorSystem:
             for s in root.statistics()
         ]
 
+    def _on_transport_event(self, kind: str, detail: str, reply: str) -> None:
+        """Record the connection's ups and downs and slow-consumer drops; answer dropped asks."""
+        if kind not in ("dropped", "disconnected", "reconnected"):
+            return
+        where = detail.split(".")[3] if kind == "dropped" and detail.count(".") >= 4 else "/"
+        self._events.record(kind, where, detail)  # type: ignore[arg-type]
+        if kind == "dropped" and reply and self._tg is not None and self._rt is not None:
+            self._tg.start_soon(self._refuse_dropped_ask, self._rt, detail, reply)
+
+    @staticmethod
+    async def _refuse_dropped_ask(rt: Runtime, subject: str, reply: str) -> None:
+        """Tell an asker at once that its ask was dropped, instead of letting it time out."""
+        message = (
+            f"the mailbox on {subject} is full (a slow actor): the ask was dropped; "
+            "retry later, raise SDK_MAILBOX_CAPACITY, or use a durable mailbox"
+        )
+        data, headers = encode_error("MailboxFull", message, rt.codecs.default, origin="sdk")
+        try:
+            await rt.transport.publish(reply, data, headers=headers)
+        except ActorsError as exc:
+            log.debug("could not tell an asker its ask was dropped: %r", exc)
+
     def _escalated(self, error: SupervisionError) -> None:
         """The root gave up: fail the task group, which cancels the ``async with`` block."""
         assert self._tg is not None
@@ -289,6 +320,8 @@ class ActorSystem:
             return
         tg, self._tg = self._tg, None
         root, self._root = self._root, None
+        if self._rt is not None and isinstance(self._rt.transport, NatsTransport):
+            self._rt.transport.listener = None
         assert tg is not None and root is not None
         failure: SupervisionError | None = None
         try:

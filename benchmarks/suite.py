@@ -8,7 +8,8 @@ Scenarios (128-byte payloads; 4 KiB too in the full run):
    nats-py ``request`` with the same payload and headers, the responder in the same process
    and in another OS process (:mod:`~motadata_actors.benchmarks.responder`);
 3. in process: tell and ask vs Pykka and a plain asyncio-queue actor;
-4. codecs and telemetry, from ``bench_codecs`` and ``bench_telemetry``.
+4. durable mailboxes vs raw nats-py JetStream (``bench_durable``), codecs and telemetry
+   (``bench_codecs``, ``bench_telemetry``).
 
 Every repeat runs baseline then ours, back to back, so both see the same machine load.
 Results: a JSON file, a Markdown table and (with matplotlib) a PNG, in ``--out``.
@@ -25,7 +26,7 @@ import statistics
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -475,6 +476,37 @@ async def _inprocess_rows(repeats: int, n: int) -> list[dict[str, Any]]:
     return rows
 
 
+async def _durable_rows(url: str, repeats: int, n: int) -> list[dict[str, Any]]:
+    from . import bench_durable
+
+    body = b'"' + b"x" * 126 + b'"'
+    s: dict[str, list[float]] = {}
+    for r in range(repeats):
+        for mode in ("tell", "ask"):
+            count = n if mode == "tell" else n // 4
+            s.setdefault(f"raw_{mode}", []).append(
+                await bench_durable.raw_jetstream(url, count, body, mode)
+            )
+            s.setdefault(f"our_{mode}", []).append(
+                await bench_durable.our_durable(url, count, "x" * 126, mode)
+            )
+        progress(f"durable: repeat {r + 1}/{repeats}")
+    return [
+        _row("durable tell (stored, handled, acked)", 128, "msgs/s", s["our_tell"],
+             s["raw_tell"], "raw nats-py JetStream", 0.70),
+        _row("durable ask, sequential", 128, "asks/s", s["our_ask"], s["raw_ask"],
+             "raw nats-py JetStream", 0.70),
+    ]  # fmt: skip
+
+
+def await_rows(coro: Coroutine[Any, Any, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Run a scenario coroutine on a fresh asyncio loop; tag its rows with the loop."""
+    rows = asyncio.run(coro)
+    for row in rows:
+        row["loop"] = "asyncio"
+    return rows
+
+
 def _row(
     scenario: str,
     size: int,
@@ -637,6 +669,8 @@ def run_suite(out: Path, *, quick: bool) -> dict[str, Any]:
             for row in runner(_nats_rows(server.url, repeats, n, sizes)):
                 row["loop"] = loop_name
                 rows.append(row)
+        progress("durable mailboxes (JetStream) vs raw nats-py JetStream")
+        rows += await_rows(_durable_rows(server.url, repeats, 300 if quick else 2000))
         progress("telemetry: off, unsampled, 10 % and always sampled (sequential asks)")
         telemetry = bench_telemetry.run(2 if quick else 5, 300 if quick else 3000, server.url)
     progress("in-process scenarios")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, final
 
 import nats
@@ -88,6 +88,10 @@ class NatsTransport:
         self._subs: dict[int, Any] = {}  # nats-py subscriptions feeding our mailboxes
         self._durable: JetStreamMailboxes | None = None
         self._closed = False
+        self.listener: Callable[[str, str, str], None] | None = None
+        """Told ``(kind, detail, reply)`` of ``dropped`` (a slow consumer: nats-py dropped
+        a message on ``detail``, an ask when ``reply`` is set), ``disconnected`` and
+        ``reconnected``."""
 
     @property
     def client(self) -> Client:
@@ -167,15 +171,25 @@ class NatsTransport:
             if mailbox is not None:
                 mailbox.dropped += 1
             log.warning("slow consumer: dropped a message on %s", exc.subject)
+            self._tell("dropped", exc.subject, exc.reply or "")
         else:
             log.warning("NATS error: %r", exc)
 
     async def _on_disconnected(self) -> None:
         if not self._closed:
             log.warning("disconnected from NATS at %s", ", ".join(self._servers))
+            self._tell("disconnected", ", ".join(self._servers), "")
 
     async def _on_reconnected(self) -> None:
         log.info("reconnected to NATS at %s", self.connected_url)
+        self._tell("reconnected", self.connected_url or "", "")
+
+    def _tell(self, kind: str, detail: str, reply: str) -> None:
+        if self.listener is not None:
+            try:
+                self.listener(kind, detail, reply)
+            except Exception:  # a listener's bug must not break the connection's callbacks
+                log.exception("NATS event listener failed on %s", kind)
 
     async def publish(
         self,

@@ -13,17 +13,13 @@ from typing import Generic, TypeVar, final
 
 import attrs
 
-from motadata_actors._errors import ActorsError, ConfigError, TransportClosed
+from motadata_actors._errors import ConfigError, MailboxFull, TransportClosed
 
 __all__ = ("Mailbox", "MailboxFull", "MailboxStatistics")
 
 T = TypeVar("T")
 
 _CLOSED = object()
-
-
-class MailboxFull(ActorsError):
-    """``send_nowait`` found the mailbox full."""
 
 
 @final

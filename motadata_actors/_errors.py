@@ -14,6 +14,7 @@ __all__ = (
     "ConnectionLost",
     "DecodeError",
     "EncodeError",
+    "MailboxFull",
     "MessageTooLarge",
     "NoResponders",
     "RemoteError",
@@ -131,6 +132,14 @@ class SupervisionError(ActorsError):
 
 class ConnectionLost(ActorsError):
     """The connection to NATS broke (server gone, network failure) and the operation failed."""
+
+
+class MailboxFull(ActorsError):
+    """A mailbox had no room.
+
+    Raised by ``send_nowait`` on a full mailbox, and by an ask that a slow actor's NATS
+    subscription dropped (the asker hears at once instead of timing out).
+    """
 
 
 class TransportClosed(ActorsError):

@@ -215,6 +215,9 @@ class Telemetry:
             "escalated": meter.create_counter("sdk.supervisor.escalations", unit="{escalation}"),
             "dead_letter": meter.create_counter("sdk.dead_letters", unit="{message}"),
             "overran": meter.create_counter("sdk.handler.overruns", unit="{message}"),
+            "dropped": meter.create_counter("sdk.mailbox.dropped", unit="{message}"),
+            "disconnected": meter.create_counter("sdk.connection.losses", unit="{event}"),
+            "reconnected": meter.create_counter("sdk.connection.recoveries", unit="{event}"),
         }
         self._agents: dict[str, str] = {}
         self._attribute_cache: dict[str, dict[str, str]] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import anyio
@@ -13,6 +14,7 @@ from motadata_actors import (
     AskTimeout,
     ConnectionLost,
     Context,
+    MailboxFull,
     MessageTooLarge,
     Settings,
 )
@@ -121,3 +123,62 @@ async def test_ask_in_flight_when_the_server_dies_fails_within_its_timeout(
                 await ref.ask("lost", timeout=1.0)
         assert anyio.current_time() - start < 3.0  # bounded by the ask's own timeout, no hang
         gate.release.set()
+
+
+async def test_asks_a_slow_actor_cannot_take_fail_at_once_with_mailbox_full(
+    nats_server: NatsServer, tenant: str
+) -> None:
+    transport = await connect(nats_server)
+    settings = Settings(mailbox_capacity=5)
+    async with ActorSystem(tenant, transport=transport, settings=settings) as system:
+        gate = Gate()
+        ref = await system.spawn(lambda: gate, name="gate")
+        asks = [asyncio.create_task(ref.ask(i, timeout=30)) for i in range(100)]
+        # The gate holds the handler: the mailbox fills, nats-py drops the overflow, and
+        # each dropped ask is refused at once, long before its 30 s timeout.
+        with anyio.fail_after(10):
+            while sum(a.done() for a in asks) < 100 - 5 - 5:  # mailbox + client queue
+                await anyio.sleep(0.05)
+        gate.release.set()
+        results = await asyncio.gather(*asks, return_exceptions=True)
+        refused = [r for r in results if isinstance(r, MailboxFull)]
+        answered = [r for i, r in enumerate(results) if r == i]
+        assert refused and answered, results
+        assert len(refused) + len(answered) == 100, results
+        assert "slow actor" in str(refused[0])
+        stats = system.statistics()[0]
+        assert len(refused) == stats.dropped == system.event_counts()["dropped"]
+
+
+async def test_connection_loss_and_recovery_are_recorded_and_a_tell_meanwhile_is_kept(
+    tenant: str,
+) -> None:
+    first = NatsServer()
+    first.start()
+    port = int(first.url.rsplit(":", 1)[1])
+    servers = [first]
+    got: list[Any] = []
+
+    class Keep(Actor):
+        async def on_message(self, msg: Any, ctx: Context) -> Any:
+            got.append(msg)
+
+    try:
+        async with ActorSystem(tenant, settings=Settings(nats_urls=(first.url,))) as system:
+            ref = await system.spawn(Keep, name="keep")
+            first.kill()
+            with anyio.fail_after(10):
+                while "disconnected" not in system.event_counts():
+                    await anyio.sleep(0.05)
+            await ref.tell("sent during the outage")  # held by nats-py, sent on reconnect
+            again = NatsServer(port=port)
+            servers.append(again)
+            await again.astart()
+            with anyio.fail_after(15):
+                while not got:
+                    await anyio.sleep(0.05)
+            assert got == ["sent during the outage"]
+            assert system.event_counts()["reconnected"] == 1
+    finally:
+        for server in servers:
+            server.stop()
