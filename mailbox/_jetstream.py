@@ -160,16 +160,7 @@ class JetStreamMailboxes:
         self, tenant: str, agent: str, cfg: DurableConfig, capacity: int
     ) -> None:
         stream, durable = agents_stream(tenant), consumer_name(agent)
-        config = ConsumerConfig(
-            durable_name=durable,
-            description=f"motadata-actors mailbox of agent {agent}",
-            filter_subject=agent_inbox(agent, tenant),
-            ack_policy=AckPolicy.EXPLICIT,
-            deliver_policy=DeliverPolicy.ALL,
-            ack_wait=cfg.ack_wait,
-            max_deliver=cfg.max_deliver,
-            max_ack_pending=capacity,
-        )
+        config = self._consumer_config(tenant, agent, cfg, capacity)
         try:
             await self._js.consumer_info(stream, durable)
         except nats.js.errors.NotFoundError:
@@ -189,6 +180,92 @@ class JetStreamMailboxes:
                 "consumer %s of %s differs from this process's settings (%s); left as it is",
                 durable, stream, drift,
             )  # fmt: skip
+
+    def _consumer_config(
+        self, tenant: str, agent: str, cfg: DurableConfig, capacity: int
+    ) -> ConsumerConfig:
+        return ConsumerConfig(
+            durable_name=consumer_name(agent),
+            description=f"motadata-actors mailbox of agent {agent}",
+            filter_subject=agent_inbox(agent, tenant),
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=cfg.ack_wait,
+            max_deliver=cfg.max_deliver,
+            max_ack_pending=capacity,
+        )
+
+    # -- administration -----------------------------------------------------------------
+
+    async def describe(self, tenant: str) -> list[str]:
+        """Lines describing the tenant's stream and each agent's consumer; [] if none."""
+        name = agents_stream(tenant)
+        try:
+            info = await self._js.stream_info(name)
+            consumers = await self._js.consumers_info(name)
+        except nats.js.errors.NotFoundError:
+            return []
+        except (nats.errors.Error, OSError) as exc:
+            raise ConnectionLost(f"cannot read stream {name!r}: {exc!r}") from exc
+        c, st = info.config, info.state
+        lines = [
+            f"stream {name}: {st.messages} message(s), {st.bytes} bytes; retention "
+            f"{getattr(c.retention, 'value', c.retention)}, max_age {c.max_age}s, max_bytes "
+            f"{c.max_bytes}, replicas {c.num_replicas}, duplicate_window {c.duplicate_window}s",
+            f"  subjects: {', '.join(c.subjects or [])}",
+        ]
+        for ci in sorted(consumers, key=lambda ci: ci.name):
+            cc = ci.config
+            lines.append(
+                f"  consumer {ci.name}: {ci.num_pending} waiting, {ci.num_ack_pending} being "
+                f"handled, {ci.num_redelivered} redelivered; ack_wait {cc.ack_wait}s, "
+                f"max_deliver {cc.max_deliver}, max_ack_pending {cc.max_ack_pending}"
+            )
+        return lines
+
+    async def apply(self, tenant: str, cfg: DurableConfig, capacity: int) -> list[str]:
+        """Bring the tenant's stream and consumers to ``cfg``; return what changed.
+
+        Retention cannot change on an existing stream (JetStream refuses): that is reported
+        with what to do instead.
+        """
+        name = agents_stream(tenant)
+        changes: list[str] = []
+        try:
+            info = await self._js.stream_info(name)
+        except nats.js.errors.NotFoundError:
+            return [f"no stream {name}: it is made when a durable agent of {tenant!r} starts"]
+        config = info.config
+        wanted = self._stream_config(tenant, list(config.subjects or []), cfg)
+        if config.retention != wanted.retention:
+            changes.append(
+                f"retention stays {config.retention}: JetStream cannot change it; delete the "
+                f"stream (losing its messages) to recreate it as {cfg.retention}"
+            )
+            wanted.retention = config.retention
+        for key in ("max_age", "max_bytes", "num_replicas", "duplicate_window"):
+            if getattr(config, key) != getattr(wanted, key):
+                changes.append(f"{name}.{key}: {getattr(config, key)} -> {getattr(wanted, key)}")
+                setattr(config, key, getattr(wanted, key))
+        try:
+            if any("->" in change for change in changes):
+                await self._js.update_stream(config)
+            for ci in await self._js.consumers_info(name):
+                agent = ci.name.removeprefix("agent_")
+                want = self._consumer_config(tenant, agent, cfg, capacity)
+                diff = [
+                    f"{ci.name}.{k}: {getattr(ci.config, k)} -> {getattr(want, k)}"
+                    for k in ("ack_wait", "max_deliver", "max_ack_pending")
+                    if getattr(ci.config, k) != getattr(want, k)
+                ]
+                if diff:
+                    await self._js.add_consumer(name, want)  # create-or-update
+                    changes += diff
+        except nats.js.errors.APIError as exc:
+            raise ConfigError(f"JetStream refused the change to {name}: {exc}") from exc
+        except (nats.errors.Error, OSError) as exc:
+            raise ConnectionLost(f"cannot update stream {name!r}: {exc!r}") from exc
+        return changes
 
     # -- the mailbox --------------------------------------------------------------------
 

@@ -93,6 +93,27 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "--keep", action="store_true", help="keep them in the store after resending"
     )
+    streams = commands.add_parser(
+        "streams",
+        help="show or apply a tenant's durable-mailbox settings (needs NATS_URL)",
+        description=(
+            "Durable mailboxes keep a tenant's messages in the JetStream stream "
+            "SDK_AGENTS_<tenant>, with one consumer per agent. Processes only report settings "
+            "that differ from theirs; `apply` changes the stream and consumers to the "
+            "SDK_DURABLE_* settings of this environment (SDK_MAILBOX_CAPACITY sets "
+            "max_ack_pending)."
+        ),
+    )
+    streams_commands = streams.add_subparsers(
+        dest="streams_command", metavar="ACTION", required=True
+    )
+    for action, text in (
+        ("show", "the stream, its settings and each agent's backlog"),
+        ("apply", "change the stream and consumers to this environment's settings"),
+    ):
+        streams_commands.add_parser(action, help=text).add_argument(
+            "--tenant", required=True, help="the tenant id"
+        )
     return parser
 
 
@@ -147,6 +168,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 asyncio.run(list_dead_letters(settings, args.tenant, args.limit))
             else:
                 asyncio.run(replay_dead_letters(settings, args.tenant, args.seq, keep=args.keep))
+        elif args.command == "streams":
+            from motadata_actors._streams import apply_streams, show_streams
+
+            run = show_streams if args.streams_command == "show" else apply_streams
+            asyncio.run(run(Settings.from_env(), args.tenant))
         else:
             asyncio.run(_serve(args.port, args.store_dir))
     except ActorsError as exc:

@@ -196,3 +196,53 @@ async def test_a_durable_mailbox_in_process_is_a_config_error_naming_the_setting
             await system.ref("worker", mailbox="durable").tell("x")
         with pytest.raises(ConfigError, match="'core' or 'durable'"):
             system.ref("worker", mailbox="disk")  # type: ignore[arg-type]
+
+
+async def test_a_handler_longer_than_ack_wait_keeps_its_message_with_in_progress_acks(
+    nats_server: NatsServer, tenant: str
+) -> None:
+    deliveries: list[Any] = []
+    finished = asyncio.Event()
+
+    class Long(Actor):
+        async def on_message(self, msg: Any, ctx: Context) -> Any:
+            deliveries.append(msg)
+            await asyncio.sleep(2.5)  # 2.5 ack-waits
+            finished.set()
+
+    async with ActorSystem(tenant, settings=settings(nats_server, durable_ack_wait=1.0)) as system:
+        ref = await system.spawn(Long, name="long", mailbox="durable")
+        await ref.tell("work")  # a tell: a redelivered ask would be answered from the cache
+        await asyncio.wait_for(finished.wait(), 10)
+        await asyncio.sleep(1.5)  # a redelivery, had the message been let go, comes by now
+        assert deliveries == ["work"]
+        assert await stream_state(system, "long") == (0, 0)
+
+
+async def test_settings_drift_is_reported_and_streams_apply_changes_it(
+    nats_server: NatsServer, tenant: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from io import StringIO
+
+    from motadata_actors._streams import apply_streams, show_streams
+
+    async with ActorSystem(tenant, settings=settings(nats_server)) as system:
+        await system.spawn(recorder(1), name="worker", mailbox="durable")
+    other = settings(nats_server, durable_max_deliver=7, durable_max_age=3600.0)
+    async with ActorSystem(tenant, settings=other) as system:
+        await system.spawn(recorder(1), name="worker", mailbox="durable")
+    drift = [r.getMessage() for r in caplog.records if "differs" in r.getMessage()]
+    assert any("max_age" in m for m in drift) and any("max_deliver" in m for m in drift), drift
+
+    out = StringIO()
+    assert await apply_streams(other, tenant, out) == 2
+    assert "max_age: 604800.0 -> 3600.0" in out.getvalue()
+    assert "agent_worker.max_deliver: 5 -> 7" in out.getvalue()
+    shown = StringIO()
+    await show_streams(other, tenant, shown)
+    text = shown.getvalue()
+    assert f"stream SDK_AGENTS_{tenant}" in text and "max_age 3600.0s" in text
+    assert "consumer agent_worker: 0 waiting" in text and "max_deliver 7" in text
+    again = StringIO()
+    assert await apply_streams(other, tenant, again) == 0
+    assert "nothing to change" in again.getvalue()
