@@ -54,6 +54,25 @@ def recorder(expected: int) -> type[Recorder]:
     return type("Rec", (Recorder,), {"seen": [], "done": asyncio.Event(), "expected": expected})
 
 
+async def dead_letters(system: ActorSystem) -> list[Any]:
+    """The kept dead letters, once there are any (the store takes them asynchronously)."""
+    for _ in range(100):
+        letters = await system.dead_letters()
+        if letters:
+            return letters
+        await asyncio.sleep(0.05)
+    raise AssertionError("no dead letter was kept within 5 s")
+
+
+async def drained(system: ActorSystem, agent: str) -> bool:
+    """Whether the stream and the agent's consumer empty out within 5 s (acks are async)."""
+    for _ in range(100):
+        if await stream_state(system, agent) == (0, 0):
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
 async def stream_state(system: ActorSystem, agent: str) -> tuple[int, int]:
     """(messages kept in the tenant's stream, the agent consumer's unacked deliveries)."""
     transport = system._runtime.transport
@@ -75,11 +94,7 @@ async def test_tells_are_handled_acked_and_gone_from_the_stream(
             await ref.tell(i)
         await asyncio.wait_for(rec.done.wait(), 10)
         assert sorted(rec.seen) == list(range(20))
-        for _ in range(50):  # acks are asynchronous: give the server a moment
-            if await stream_state(system, "worker") == (0, 0):
-                break
-            await asyncio.sleep(0.05)
-        assert await stream_state(system, "worker") == (0, 0)
+        assert await drained(system, "worker")
 
 
 async def test_ask_to_a_durable_mailbox_gets_its_reply_and_errors(
@@ -105,15 +120,8 @@ async def test_a_poison_message_is_dead_lettered_after_max_deliver_and_the_rest_
         await ref.tell("fail")
         await ref.tell("good-1")
         await ref.tell("good-2")
-        try:
-            await asyncio.wait_for(rec.done.wait(), 10)
-        except TimeoutError:
-            raise AssertionError(f"seen {rec.seen}, events {system.events()}") from None
-        for _ in range(50):
-            letters = await system.dead_letters()
-            if letters:
-                break
-            await asyncio.sleep(0.05)
+        await asyncio.wait_for(rec.done.wait(), 10)
+        letters = await dead_letters(system)
         assert rec.seen.count("fail") == 3
         assert {"good-1", "good-2"} <= set(rec.seen)
         [letter] = letters
@@ -122,7 +130,7 @@ async def test_a_poison_message_is_dead_lettered_after_max_deliver_and_the_rest_
         assert "last delivery (3)" in letter.reason and "always fails" in letter.reason
         await asyncio.sleep(0.2)
         assert rec.seen.count("fail") == 3  # terminated: never delivered again
-        assert await stream_state(system, "worker") == (0, 0)
+        assert await drained(system, "worker")
 
 
 async def test_a_repeated_message_id_is_stored_and_handled_once(
@@ -172,7 +180,7 @@ async def test_a_request_whose_time_ran_out_while_stored_is_dead_lettered_not_ha
         await system.spawn(rec, name="worker", mailbox="durable")
         await system.ref("worker", mailbox="durable").tell("after")
         await asyncio.wait_for(rec.done.wait(), 10)
-        letters = await system.dead_letters()
+        letters = await dead_letters(system)
         assert rec.seen == ["after"]
         assert [d.data for d in letters] == [b'"too-late"']
         assert letters[0].reason.startswith("expired")
@@ -216,7 +224,7 @@ async def test_a_handler_longer_than_ack_wait_keeps_its_message_with_in_progress
         await asyncio.wait_for(finished.wait(), 10)
         await asyncio.sleep(1.5)  # a redelivery, had the message been let go, comes by now
         assert deliveries == ["work"]
-        assert await stream_state(system, "long") == (0, 0)
+        assert await drained(system, "long")
 
 
 async def test_settings_drift_is_reported_and_streams_apply_changes_it(
