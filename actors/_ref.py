@@ -58,7 +58,7 @@ class ActorRef:
     and asks to a durable mailbox are stored by JetStream before they count as sent.
     """
 
-    __slots__ = ("_policy", "_rt", "_subjects", "mailbox", "name")
+    __slots__ = ("_overrides", "_policy", "_rt", "_subjects", "mailbox", "name")
 
     def __init__(
         self,
@@ -76,6 +76,7 @@ class ActorRef:
         self._rt = runtime
         self._policy = policy if policy is not None else runtime.ask_policy
         self._subjects: dict[str, str] = {}
+        self._overrides: dict[tuple[float | None, float | None, int | None], AskPolicy] = {}
 
     def __repr__(self) -> str:
         kind = " durable" if self.mailbox == "durable" else ""
@@ -173,9 +174,21 @@ class ActorRef:
             ConfigError: a timeout or attempt count that is not a positive number.
         """
         rt = self._rt
-        policy = self._policy.with_overrides(
-            timeout=timeout, attempt_timeout=attempt_timeout, attempts=attempts
-        )
+        if timeout is None and attempt_timeout is None and attempts is None:
+            policy = self._policy
+        else:
+            # Validating a policy costs more than the rest of an in-process ask: keep
+            # the few an application uses.
+            key = (timeout, attempt_timeout, attempts)
+            cached = self._overrides.get(key)
+            if cached is None:
+                cached = self._policy.with_overrides(
+                    timeout=timeout, attempt_timeout=attempt_timeout, attempts=attempts
+                )
+                if len(self._overrides) >= 16:
+                    self._overrides.clear()
+                self._overrides[key] = cached
+            policy = cached
         budget = policy.timeout
         ctx = current_context.get()
         if ctx is not None:

@@ -14,6 +14,7 @@ from motadata_actors import (
     AskPolicy,
     AskTimeout,
     Backoff,
+    ConfigError,
     Context,
     NoResponders,
     RemoteError,
@@ -174,3 +175,17 @@ async def test_a_cancelled_ask_leaves_no_reply_subscription_behind(
             assert transport._replies == {}  # type: ignore[attr-defined]
         else:
             assert transport.client._resp_map == {}  # type: ignore[attr-defined]
+
+
+async def test_ask_overrides_are_validated_every_time_even_when_reused(tenant: str) -> None:
+    async with ActorSystem(tenant, settings=Settings(enable_nats=False)) as system:
+        ref = await system.spawn(Counting, name="echo")
+        for _ in range(3):  # the second and third reuse the validated policy
+            await ref.ask("x", timeout=2.0)
+        for bad in (0, -1.0, float("inf")):
+            with pytest.raises(ConfigError, match="timeout must be a positive number"):
+                await ref.ask("x", timeout=bad)
+        with pytest.raises(ConfigError, match="attempts must be a whole number"):
+            await ref.ask("x", timeout=2.0, attempts=0)
+        with pytest.raises(ConfigError, match="attempts must be a whole number"):
+            await ref.ask("x", timeout=2.0, attempts=0)  # not cached after the first refusal
