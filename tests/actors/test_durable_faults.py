@@ -228,6 +228,7 @@ async def test_a_slow_durable_actor_keeps_memory_and_unacked_messages_bounded(
             pending.append(info.num_ack_pending)
             await asyncio.sleep(0.1)
         grown = rss_mib() - before
+        print(f"RSS grew {grown:.1f} MiB; ack pending samples {pending}")
         stored = (await js.stream_info(agents_stream(tenant))).state.messages
         assert all(p <= capacity for p in pending), pending
         assert max(pending) > 0
