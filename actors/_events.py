@@ -25,6 +25,7 @@ EventKind = Literal[
     "dropped",  # a slow actor's NATS subscription dropped a message (an ask is told)
     "disconnected",  # the NATS connection broke (nats-py is reconnecting)
     "reconnected",  # the NATS connection is back
+    "refused",  # the NATS server refused a publish or subscription (permissions)
 ]
 
 

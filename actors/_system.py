@@ -24,6 +24,7 @@ from motadata_actors.mailbox import (
     DeadLetter,
     DurableConfig,
     InProcessTransport,
+    NatsAuth,
     NatsServer,
     NatsTransport,
     Transport,
@@ -183,6 +184,7 @@ class ActorSystem:
                         name=f"motadata-actors/{self.tenant}",
                         inbox_prefix=prefix,
                         reconnect_buffer=settings.reconnect_buffer,
+                        auth=NatsAuth.from_settings(settings),
                     )
             await transport.start()
             stack.push_async_callback(transport.aclose)
@@ -265,7 +267,7 @@ class ActorSystem:
 
     def _on_transport_event(self, kind: str, detail: str, reply: str) -> None:
         """Record the connection's ups and downs and slow-consumer drops; answer dropped asks."""
-        if kind not in ("dropped", "disconnected", "reconnected"):
+        if kind not in ("dropped", "disconnected", "reconnected", "refused"):
             return
         where = detail.split(".")[3] if kind == "dropped" and detail.count(".") >= 4 else "/"
         self._events.record(kind, where, detail)  # type: ignore[arg-type]

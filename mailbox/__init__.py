@@ -25,7 +25,7 @@ from ._envelope import (
 )
 from ._inprocess import InProcessMessage, InProcessTransport
 from ._jetstream import JetStreamMailboxes, agents_stream, consumer_name
-from ._nats import NatsTransport
+from ._nats import NatsAuth, NatsTransport
 from ._queue import Mailbox, MailboxFull, MailboxStatistics
 from ._server import NatsServer, find_nats_server
 from ._subjects import (
@@ -41,6 +41,7 @@ from ._subjects import (
     parse_subject,
     workflow_subject,
 )
+from ._tenancy import TenantUser, server_config, tenant_permissions
 from ._transport import (
     DeadLetter,
     DurableConfig,
@@ -78,10 +79,12 @@ __all__ = (
     "Mailbox",
     "MailboxFull",
     "MailboxStatistics",
+    "NatsAuth",
     "NatsServer",
     "NatsTransport",
     "Subject",
     "Subscription",
+    "TenantUser",
     "Transport",
     "agent_inbox",
     "agent_subject",
@@ -100,5 +103,7 @@ __all__ = (
     "message_size",
     "new_message_id",
     "parse_subject",
+    "server_config",
+    "tenant_permissions",
     "workflow_subject",
 )

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, final
 
+import attrs
 import nats
 import nats.errors
 import nats.js.errors
@@ -24,12 +26,15 @@ from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 
 from motadata_actors._errors import (
     AskTimeout,
+    ConfigError,
     ConnectionLost,
     MessageTooLarge,
     NoResponders,
     SubjectError,
+    TenantError,
     TransportClosed,
 )
+from motadata_actors._settings import Settings, redact_url, secret_repr
 from motadata_actors.telemetry import get_logger
 
 from ._envelope import check_size
@@ -38,12 +43,82 @@ from ._queue import Mailbox
 from ._subjects import check_publish_subject, check_subscribe_subject
 from ._transport import DeadLetter, Incoming, Subscription
 
-__all__ = ("NatsTransport",)
+__all__ = ("NatsAuth", "NatsTransport")
 
 log = get_logger("nats")
 
 _DRAIN_TIMEOUT = 5.0
 _JS_TIMEOUT = 5.0
+
+
+@final
+@attrs.frozen(slots=True)
+class NatsAuth:
+    """How to authenticate to NATS and secure the connection (secrets never shown).
+
+    Attributes:
+        token: a token.
+        user: a user name, with ``password``.
+        password: the user's password.
+        nkey_seed: an nkey seed (``SU...``), or the path of a file holding one.
+        creds: a ``.creds`` file (a user JWT and its nkey seed).
+        tls_ca: a CA bundle to verify the server with.
+        tls_cert: a client certificate, with ``tls_key`` (mutual TLS).
+        tls_key: the client certificate's key.
+    """
+
+    token: str | None = attrs.field(default=None, repr=secret_repr)
+    user: str | None = None
+    password: str | None = attrs.field(default=None, repr=secret_repr)
+    nkey_seed: str | None = attrs.field(default=None, repr=secret_repr)
+    creds: str | None = None
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> NatsAuth:
+        """Read the ``NATS_TOKEN``, ``NATS_USER``, ``NATS_NKEY_SEED``, ... settings."""
+        return cls(
+            token=settings.nats_token,
+            user=settings.nats_user,
+            password=settings.nats_password,
+            nkey_seed=settings.nats_nkey_seed,
+            creds=settings.nats_creds,
+            tls_ca=settings.nats_tls_ca,
+            tls_cert=settings.nats_tls_cert,
+            tls_key=settings.nats_tls_key,
+        )
+
+    def connect_options(self) -> dict[str, Any]:
+        """nats-py ``connect`` keyword arguments.
+
+        Raises:
+            ConfigError: a certificate, key or seed that cannot be used (secrets not shown).
+        """
+        options: dict[str, Any] = {}
+        if self.token is not None:
+            options["token"] = self.token
+        if self.user is not None:
+            options["user"] = self.user
+            options["password"] = self.password or ""
+        if self.nkey_seed is not None:
+            seed = self.nkey_seed
+            options["nkeys_seed_str" if seed.startswith("S") else "nkeys_seed"] = seed
+        if self.creds is not None:
+            options["user_credentials"] = self.creds
+        if self.tls_ca or self.tls_cert:
+            try:
+                context = ssl.create_default_context(cafile=self.tls_ca)
+                if self.tls_cert:
+                    context.load_cert_chain(self.tls_cert, self.tls_key)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(
+                    f"cannot use the TLS files (NATS_TLS_CA={self.tls_ca!r}, NATS_TLS_CERT="
+                    f"{self.tls_cert!r}, NATS_TLS_KEY={self.tls_key!r}): {exc}"
+                ) from None
+            options["tls"] = context
+        return options
 
 
 def dead_letter_stream(tenant: str) -> str:
@@ -63,6 +138,8 @@ class NatsTransport:
         reconnect: keep reconnecting after the connection breaks.
         reconnect_buffer: bytes of outgoing messages nats-py holds while reconnecting;
             past it, a send fails with :class:`ConnectionLost`.
+        auth: credentials and TLS files (:meth:`NatsAuth.from_settings` reads them from
+            the environment's settings).
     """
 
     def __init__(
@@ -74,6 +151,7 @@ class NatsTransport:
         connect_timeout: float = 2.0,
         reconnect: bool = True,
         reconnect_buffer: int = 2 * 1024 * 1024,
+        auth: NatsAuth | None = None,
     ) -> None:
         if isinstance(servers, str):
             servers = [servers]
@@ -83,6 +161,9 @@ class NatsTransport:
         self._connect_timeout = connect_timeout
         self._reconnect = reconnect
         self._reconnect_buffer = reconnect_buffer
+        self._auth = auth or NatsAuth()
+        self._last_error: str | None = None
+        self._refused: dict[str, str] = {}  # subject -> the server's permissions violation
         self._nc: Client | None = None
         self._mailboxes: dict[int, Mailbox[Incoming]] = {}
         self._subs: dict[int, Any] = {}  # nats-py subscriptions feeding our mailboxes
@@ -90,8 +171,9 @@ class NatsTransport:
         self._closed = False
         self.listener: Callable[[str, str, str], None] | None = None
         """Told ``(kind, detail, reply)`` of ``dropped`` (a slow consumer: nats-py dropped
-        a message on ``detail``, an ask when ``reply`` is set), ``disconnected`` and
-        ``reconnected``."""
+        a message on ``detail``, an ask when ``reply`` is set), ``refused`` (the server
+        refused a publish or subscription on ``detail``: permissions), ``disconnected``
+        and ``reconnected``."""
 
     @property
     def client(self) -> Client:
@@ -123,12 +205,12 @@ class NatsTransport:
     def connected_url(self) -> str | None:
         """The URL of the server currently connected to."""
         url = self._nc.connected_url if self._nc is not None else None
-        return url.geturl() if url is not None else None
+        return redact_url(url.geturl()) if url is not None else None
 
     @property
     def description(self) -> str:
-        """The connected URL, or the configured servers."""
-        return self.connected_url or ", ".join(self._servers)
+        """The connected URL, or the configured servers (passwords and tokens left out)."""
+        return self.connected_url or ", ".join(redact_url(u) for u in self._servers)
 
     async def start(self) -> None:
         """Connect to the first reachable server; a no-op when already connected.
@@ -141,31 +223,75 @@ class NatsTransport:
             raise TransportClosed("NATS transport is closed")
         if self._nc is not None:
             return
+        options = self._auth.connect_options()
+        nc = Client()
         try:
-            self._nc = await nats.connect(
+            await nc.connect(
                 self._servers,
                 name=self._name,
                 inbox_prefix=self._inbox_prefix,
-                connect_timeout=self._connect_timeout,
+                # nats-py annotates these as int; it uses them as seconds, fractions too.
+                connect_timeout=self._connect_timeout,  # type: ignore[arg-type]
                 allow_reconnect=self._reconnect,
                 # Two tries per server on the first connect, so a dead URL fails
                 # fast; once connected, reconnect for ever (set below).
                 max_reconnect_attempts=1,
-                reconnect_time_wait=0.25,
+                reconnect_time_wait=0.25,  # type: ignore[arg-type]
                 pending_size=self._reconnect_buffer,
                 error_cb=self._on_error,
                 disconnected_cb=self._on_disconnected,
                 reconnected_cb=self._on_reconnected,
+                **options,
             )
         except (TimeoutError, OSError, nats.errors.Error) as exc:
-            where = ", ".join(self._servers)
-            raise ConnectionLost(f"cannot connect to NATS at {where}: {exc!r}") from exc
+            # A refused handshake can leave nats-py's socket open: close it here (nats-py's
+            # close can wait on a connection that never came up: bounded).
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1.0):
+                    await nc.close()
+            transport = getattr(nc, "_transport", None)
+            if transport is not None:
+                transport.close()
+            raise ConnectionLost(self._connect_failure(exc)) from None
+        self._nc = nc
         if self._reconnect:
             # nats-py reads this option on every reconnect; there is no setter.
             self._nc.options["max_reconnect_attempts"] = -1
             self._nc.options["reconnect_time_wait"] = 1.0
 
+    def _connect_failure(self, exc: BaseException) -> str:
+        """Why connecting failed, with what to set; never a secret."""
+        where = ", ".join(redact_url(u) for u in self._servers)
+        seen = (self._last_error or "").lower()
+        text = f"{type(exc).__name__}: {exc}".lower()
+        if "authorization" in seen or "authorization" in text or "authentication" in seen:
+            hint = (
+                "the server refused the credentials: check NATS_TOKEN, NATS_USER/NATS_PASSWORD, "
+                "NATS_NKEY_SEED or NATS_CREDS"
+            )
+        elif "certificate" in seen or "certificate" in text or "ssl" in text or "tls" in seen:
+            hint = (
+                "the TLS handshake failed: set NATS_TLS_CA to the CA that signed the server's "
+                "certificate (and NATS_TLS_CERT/NATS_TLS_KEY if it asks for a client certificate)"
+            )
+        else:
+            hint = f"{type(exc).__name__}"
+        return f"cannot connect to NATS at {where}: {hint}"
+
     async def _on_error(self, exc: Exception) -> None:
+        self._last_error = f"{type(exc).__name__}: {exc}"
+        text = str(exc)
+        if "permissions violation" in text.lower():
+            # nats-py reports a refused SUB or PUB only here, later, and lowercased whole
+            # (subject included): 'nats: permissions violation for publish to "sdk.a.b"'.
+            # So refusals are matched to call sites case-insensitively.
+            subject = text.rsplit('"', 2)[-2] if text.count('"') >= 2 else ""
+            if len(self._refused) > 256:
+                self._refused.clear()
+            self._refused[subject] = text
+            log.warning("the NATS server refused %s", text.removeprefix("nats: "))
+            self._tell("refused", subject, "")
+            return
         if isinstance(exc, nats.errors.SlowConsumerError):
             mailbox = self._mailboxes.get(exc.sid)
             if mailbox is not None:
@@ -230,6 +356,15 @@ class NatsTransport:
             await self._round_trip(nc)
         except Exception as exc:
             raise self._translate(exc, subject) from exc
+        refused = self._refused.pop(subject.lower(), None)
+        if refused is not None:
+            with contextlib.suppress(nats.errors.Error):
+                await sub.unsubscribe()
+            raise TenantError(
+                f"the NATS server refused a subscription to {subject!r} (permissions "
+                "violation): this connection's user may not read it; each tenant's user may "
+                "use only its own subjects"
+            )
         sid = sub._id  # nats-py reports slow consumers by sid
         self._mailboxes[sid] = mailbox
         self._subs[sid] = sub
@@ -302,6 +437,11 @@ class NatsTransport:
         except nats.errors.NoRespondersError:
             raise NoResponders(f"no responders on {subject!r}") from None
         except (TimeoutError, nats.errors.TimeoutError):
+            if self._refused.pop(subject.lower(), None) is not None:
+                raise TenantError(
+                    f"the NATS server refused publishing to {subject!r} (permissions "
+                    "violation): this connection's user may not write it"
+                ) from None
             raise AskTimeout(f"no reply on {subject!r} within {timeout:.3g}s") from None
         except Exception as exc:
             raise self._translate(exc, subject) from exc

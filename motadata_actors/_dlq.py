@@ -14,6 +14,7 @@ from motadata_actors.mailbox import (
     MESSAGE_TYPE,
     DeadLetter,
     InProcessTransport,
+    NatsAuth,
     NatsTransport,
     Transport,
     agent_subject,
@@ -33,7 +34,10 @@ def _transport(settings: Settings, tenant: str) -> Transport:
             "to it (an embedded server keeps nothing after its process ends)"
         )
     return NatsTransport(
-        settings.nats_urls, name="motadata-actors/dlq", inbox_prefix=inbox_prefix(tenant)
+        settings.nats_urls,
+        name="motadata-actors/dlq",
+        inbox_prefix=inbox_prefix(tenant),
+        auth=NatsAuth.from_settings(settings),
     )
 
 

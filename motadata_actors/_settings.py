@@ -16,7 +16,7 @@ import attrs
 
 from motadata_actors._errors import ConfigError
 
-__all__ = ("CodecName", "Settings")
+__all__ = ("CodecName", "Settings", "redact_url", "secret_repr")
 
 CodecName = Literal["json", "msgpack", "cbor", "protobuf"]
 Retention = Literal["workqueue", "interest", "limits"]
@@ -93,6 +93,38 @@ def _bytes_limit(env: Mapping[str, str], name: str) -> int:
     return value
 
 
+def secret_repr(value: object) -> str:
+    """How a secret shows in ``repr``: whether it is set, never what it is."""
+    return "None" if value is None else "'***'"
+
+
+def redact_url(url: str) -> str:
+    """``url`` without a password or token in it (``nats://user:***@host:port``)."""
+    parts = urlsplit(url if "://" in url else f"nats://{url}")
+    if parts.password is None and not parts.username:
+        return url
+    user = f"{parts.username}:***" if parts.password is not None else "***"
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{user}@{host}{port}{parts.path}"
+
+
+def _urls_repr(urls: tuple[str, ...]) -> str:
+    return repr(tuple(redact_url(u) for u in urls))
+
+
+def _text(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name)
+    return raw.strip() or None if raw is not None else None
+
+
+def _file(env: Mapping[str, str], name: str) -> str | None:
+    path = _text(env, name)
+    if path is not None and not os.path.isfile(path):
+        raise ConfigError(f"{name}={path!r} is not a readable file")
+    return path
+
+
 def _urls(raw: str) -> tuple[str, ...]:
     urls = tuple(u.strip() for u in raw.split(",") if u.strip())
     for url in urls:
@@ -150,9 +182,20 @@ class Settings:
             message id is recognised and stored once.
         reconnect_buffer: ``SDK_RECONNECT_BUFFER``, bytes of messages nats-py holds while
             it reconnects; past it, sends fail with ``ConnectionLost``.
+        max_header_size: ``SDK_MAX_HEADER_SIZE``, bytes of headers one received message may
+            carry (names and values); more is refused and dead-lettered.
+        nats_token: ``NATS_TOKEN``, a token to authenticate with (never shown).
+        nats_user: ``NATS_USER``, a user name (with ``NATS_PASSWORD``).
+        nats_password: ``NATS_PASSWORD`` (never shown).
+        nats_nkey_seed: ``NATS_NKEY_SEED``, an nkey seed (``SU...``) or a file holding one
+            (never shown).
+        nats_creds: ``NATS_CREDS``, a ``.creds`` file (user JWT and nkey seed).
+        nats_tls_ca: ``NATS_TLS_CA``, a CA bundle to verify the server with.
+        nats_tls_cert: ``NATS_TLS_CERT``, a client certificate (with ``NATS_TLS_KEY``).
+        nats_tls_key: ``NATS_TLS_KEY``, the client certificate's key file.
     """
 
-    nats_urls: tuple[str, ...] = ()
+    nats_urls: tuple[str, ...] = attrs.field(default=(), repr=_urls_repr)
     enable_nats: bool = True
     codec: CodecName = "json"
     enable_otel: bool = False
@@ -178,6 +221,15 @@ class Settings:
     durable_replicas: int = 1
     durable_duplicate_window: float = 120.0
     reconnect_buffer: int = 2 * 1024 * 1024
+    max_header_size: int = 16 * 1024
+    nats_token: str | None = attrs.field(default=None, repr=secret_repr)
+    nats_user: str | None = None
+    nats_password: str | None = attrs.field(default=None, repr=secret_repr)
+    nats_nkey_seed: str | None = attrs.field(default=None, repr=secret_repr)
+    nats_creds: str | None = None
+    nats_tls_ca: str | None = None
+    nats_tls_cert: str | None = None
+    nats_tls_key: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -217,4 +269,13 @@ class Settings:
             durable_replicas=_choice(env, "SDK_DURABLE_REPLICAS", (1, 3, 5), 1),
             durable_duplicate_window=_positive(env, "SDK_DURABLE_DUPLICATE_WINDOW", 120.0),
             reconnect_buffer=_count(env, "SDK_RECONNECT_BUFFER", 2 * 1024 * 1024),
+            max_header_size=_count(env, "SDK_MAX_HEADER_SIZE", 16 * 1024),
+            nats_token=_text(env, "NATS_TOKEN"),
+            nats_user=_text(env, "NATS_USER"),
+            nats_password=_text(env, "NATS_PASSWORD"),
+            nats_nkey_seed=_text(env, "NATS_NKEY_SEED"),
+            nats_creds=_file(env, "NATS_CREDS"),
+            nats_tls_ca=_file(env, "NATS_TLS_CA"),
+            nats_tls_cert=_file(env, "NATS_TLS_CERT"),
+            nats_tls_key=_file(env, "NATS_TLS_KEY"),
         )

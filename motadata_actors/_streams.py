@@ -7,7 +7,13 @@ from typing import TextIO
 
 from motadata_actors._errors import ConfigError
 from motadata_actors._settings import Settings
-from motadata_actors.mailbox import DurableConfig, NatsTransport, check_id, inbox_prefix
+from motadata_actors.mailbox import (
+    DurableConfig,
+    NatsAuth,
+    NatsTransport,
+    check_id,
+    inbox_prefix,
+)
 
 __all__ = ("apply_streams", "show_streams")
 
@@ -19,7 +25,10 @@ def _transport(settings: Settings, tenant: str) -> NatsTransport:
             "(and ENABLE_NATS=true)"
         )
     return NatsTransport(
-        settings.nats_urls, name="motadata-actors/streams", inbox_prefix=inbox_prefix(tenant)
+        settings.nats_urls,
+        name="motadata-actors/streams",
+        inbox_prefix=inbox_prefix(tenant),
+        auth=NatsAuth.from_settings(settings),
     )
 
 

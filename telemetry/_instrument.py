@@ -218,6 +218,7 @@ class Telemetry:
             "dropped": meter.create_counter("sdk.mailbox.dropped", unit="{message}"),
             "disconnected": meter.create_counter("sdk.connection.losses", unit="{event}"),
             "reconnected": meter.create_counter("sdk.connection.recoveries", unit="{event}"),
+            "refused": meter.create_counter("sdk.permission.refusals", unit="{event}"),
         }
         self._agents: dict[str, str] = {}
         self._attribute_cache: dict[str, dict[str, str]] = {}

@@ -1,0 +1,297 @@
+"""Tenant isolation enforced by nats-server itself, with the configuration we generate.
+
+Every server here runs the generated configuration (one account and one confined user per
+tenant); every connection first checks it reached that very server by its server_name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nats
+import nats.errors
+import nats.js.errors
+import nkeys
+import pytest
+
+from motadata_actors import (
+    Actor,
+    ActorSystem,
+    ConnectionLost,
+    Context,
+    Settings,
+    TenantError,
+)
+from motadata_actors.mailbox import (
+    Mailbox,
+    NatsAuth,
+    NatsServer,
+    NatsTransport,
+    TenantUser,
+    server_config,
+)
+
+from ..conftest import connect
+
+pytestmark = pytest.mark.anyio
+
+PASSWORDS = {"a": f"pw-a-{uuid.uuid4().hex}", "b": f"pw-b-{uuid.uuid4().hex}"}
+SEED = nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER)
+NKEY = nkeys.from_seed(SEED).public_key.decode()
+
+
+@pytest.fixture(scope="module")
+def tenant_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    """A nats-server running the generated configuration for tenants a, b and c."""
+    users = [
+        TenantUser("a", password=PASSWORDS["a"]),
+        TenantUser("b", password=PASSWORDS["b"]),
+        TenantUser("c", nkey=NKEY),
+    ]
+    conf = tmp_path_factory.mktemp("tenancy") / "tenants.conf"
+    conf.write_text(server_config(users))
+    with NatsServer(server_name=f"tenancy-{uuid.uuid4().hex[:8]}", args=["-c", str(conf)]) as s:
+        yield s
+
+
+def auth(tenant: str) -> NatsAuth:
+    if tenant == "c":
+        return NatsAuth(nkey_seed=SEED.decode())
+    return NatsAuth(user=tenant, password=PASSWORDS[tenant])
+
+
+def settings(server: NatsServer, tenant: str) -> Settings:
+    extra: dict[str, Any] = (
+        {"nats_nkey_seed": SEED.decode()}
+        if tenant == "c"
+        else {"nats_user": tenant, "nats_password": PASSWORDS[tenant]}
+    )
+    return Settings(nats_urls=(server.url,), **extra)
+
+
+class Echo(Actor):
+    async def on_message(self, msg: Any, ctx: Context) -> Any:
+        return msg
+
+
+async def test_each_tenant_works_normally_inside_its_own_account(tenant_server: NatsServer) -> None:
+    for tenant in ("a", "c"):  # a password user and an nkey user
+        transport = await connect(tenant_server, inbox_prefix=f"_INBOX_{tenant}", auth=auth(tenant))
+        async with ActorSystem(tenant, transport=transport) as system:
+            core = await system.spawn(Echo, name="echo")
+            durable = await system.spawn(Echo, name="keeper", mailbox="durable")
+            assert await core.ask("hello", timeout=5) == "hello"
+            assert await durable.ask("kept", timeout=5) == "kept"  # JetStream API allowed
+
+
+async def test_a_tenant_cannot_subscribe_to_another_tenants_subjects(
+    tenant_server: NatsServer,
+) -> None:
+    transport = await connect(tenant_server, inbox_prefix="_INBOX_a", auth=auth("a"))
+    try:
+        for subject in ("sdk.agent.*.y.b", "sdk.events.*.b", "_INBOX_b.>", "sdk.dlq.*.b", ">"):
+            with pytest.raises(TenantError, match="refused a subscription"):
+                await transport.subscribe(subject, mailbox=Mailbox(10))
+        # Its own subjects still work on the same connection afterwards.
+        await transport.subscribe("sdk.agent.*.y.a", mailbox=Mailbox(10))
+    finally:
+        await transport.aclose()
+
+
+async def test_a_raw_client_with_one_tenants_credentials_cannot_reach_another_tenant(
+    tenant_server: NatsServer,
+) -> None:
+    async with ActorSystem("b", settings=settings(tenant_server, "b")) as b:
+        await b.spawn(Echo, name="y")
+        errors: list[Exception] = []
+
+        async def on_error(exc: Exception) -> None:
+            errors.append(exc)
+
+        raw = await nats.connect(
+            tenant_server.url, user="a", password=PASSWORDS["a"], error_cb=on_error
+        )
+        try:
+            assert raw._server_info["server_name"] == tenant_server.server_name
+            await raw.publish("sdk.agent.x.y.b", b'"forged"')
+            await raw.subscribe("sdk.agent.*.y.b")
+            for _ in range(100):  # the refusals come back asynchronously
+                if len(errors) >= 2:
+                    break
+                await asyncio.sleep(0.05)
+            refused = [str(e).lower() for e in errors]
+            assert any("permissions violation for publish" in e for e in refused), refused
+            assert any("permissions violation for subscription" in e for e in refused), refused
+        finally:
+            await raw.close()
+        assert await b.ref("y").ask("real", timeout=5) == "real"
+        [stats] = b.statistics()
+        assert stats.handled == 1  # the forged message never arrived
+
+
+async def test_our_client_reports_a_refused_publish_as_a_tenant_error(
+    tenant_server: NatsServer,
+) -> None:
+    transport = await connect(tenant_server, inbox_prefix="_INBOX_a", auth=auth("a"))
+    try:
+        with pytest.raises(TenantError, match=re.escape("refused publishing to 'sdk.agent.x.y.b'")):
+            await transport.request("sdk.agent.x.y.b", b'"hi"', timeout=1)
+    finally:
+        await transport.aclose()
+
+
+async def test_a_tenant_cannot_read_another_tenants_streams(tenant_server: NatsServer) -> None:
+    async with ActorSystem("b", settings=settings(tenant_server, "b")) as b:
+        await b.spawn(Echo, name="vault", mailbox="durable")
+        raw = await nats.connect(
+            tenant_server.url, user="a", password=PASSWORDS["a"], inbox_prefix="_INBOX_a"
+        )
+        try:
+            assert raw._server_info["server_name"] == tenant_server.server_name
+            js = raw.jetstream()
+            for stream in ("SDK_AGENTS_b", "SDK_DLQ_b"):
+                with pytest.raises(nats.js.errors.NotFoundError):
+                    await js.stream_info(stream)  # another account: not even visible
+        finally:
+            await raw.close()
+
+
+async def test_wrong_credentials_fail_clearly_and_no_secret_is_shown(
+    tenant_server: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    wrong = f"wrong-{uuid.uuid4().hex}"
+    for bad in (
+        NatsAuth(user="a", password=wrong),
+        NatsAuth(nkey_seed=nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER).decode()),
+        NatsAuth(),
+    ):
+        transport = NatsTransport([tenant_server.url], auth=bad, reconnect=False)
+        with pytest.raises(ConnectionLost, match="refused the credentials") as info:
+            await transport.start()
+        for text in (str(info.value), repr(bad), caplog.text):
+            assert wrong not in text and PASSWORDS["a"] not in text
+            assert (bad.nkey_seed or "no seed") not in text
+    s = settings(tenant_server, "a")
+    assert PASSWORDS["a"] not in repr(s) and "nats_password='***'" in repr(s)
+
+
+async def test_token_authentication(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    token = f"tok-{uuid.uuid4().hex}"
+    with NatsServer(server_name=f"token-{uuid.uuid4().hex[:8]}", args=["--auth", token]) as s:
+        transport = await connect(s, auth=NatsAuth(token=token))
+        await transport.aclose()
+        env = {"NATS_URL": s.url, "NATS_TOKEN": token}
+        async with ActorSystem("t", settings=Settings.from_env(env)) as system:
+            ref = await system.spawn(Echo, name="echo")
+            assert await ref.ask("ok", timeout=5) == "ok"
+        with pytest.raises(ConnectionLost, match="NATS_TOKEN") as info:
+            await NatsTransport([s.url], auth=NatsAuth(token="nope"), reconnect=False).start()
+        assert token not in str(info.value) and token not in caplog.text
+        assert token not in repr(Settings.from_env(env))
+
+
+def make_certificates(directory: Path) -> dict[str, str]:
+    """A throwaway CA, a server certificate for 127.0.0.1 and a client certificate."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    def write(stem: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> None:
+        (directory / f"{stem}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        (directory / f"{stem}-key.pem").write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(name("test CA"))
+        .issuer_name(name("test CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                crl_sign=True, encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    write("ca", ca, ca_key)
+    for stem, usage in (("server", ExtendedKeyUsageOID.SERVER_AUTH),
+                        ("client", ExtendedKeyUsageOID.CLIENT_AUTH)):  # fmt: skip
+        key = ec.generate_private_key(ec.SECP256R1())
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(name(f"test {stem}"))
+            .issuer_name(ca.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                critical=False,
+            )
+        )
+        if stem == "server":
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False,
+            )
+        write(stem, builder.sign(ca_key, hashes.SHA256()), key)
+    return {p.stem: str(p) for p in directory.glob("*.pem")}
+
+
+async def test_tls_with_client_certificates(tmp_path: Path) -> None:
+    files = make_certificates(tmp_path)
+    args = [
+        "--tls", "--tlscert", files["server"], "--tlskey", files["server-key"],
+        "--tlsverify", "--tlscacert", files["ca"],
+    ]  # fmt: skip
+    with NatsServer(server_name=f"tls-{uuid.uuid4().hex[:8]}", args=args) as s:
+        good = NatsAuth(tls_ca=files["ca"], tls_cert=files["client"], tls_key=files["client-key"])
+        transport = await connect(s, auth=good)
+        await transport.aclose()
+        env = {
+            "NATS_URL": s.url,
+            "NATS_TLS_CA": files["ca"],
+            "NATS_TLS_CERT": files["client"],
+            "NATS_TLS_KEY": files["client-key"],
+        }
+        async with ActorSystem("t", settings=Settings.from_env(env)) as system:
+            ref = await system.spawn(Echo, name="echo")
+            assert await ref.ask("over tls", timeout=5) == "over tls"
+        with pytest.raises(ConnectionLost, match="NATS_TLS_CA"):
+            await NatsTransport([s.url], reconnect=False).start()  # no CA: not trusted
