@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal, final
@@ -40,6 +41,7 @@ from motadata_actors._errors import (
     CodecError,
     ConfigError,
     MessageTooLarge,
+    ReplayError,
     TenantError,
 )
 from motadata_actors.mailbox import (
@@ -56,6 +58,7 @@ from motadata_actors.mailbox import (
     encode_body,
     encode_error,
     event_subject,
+    message_id_time,
     message_size,
 )
 from motadata_actors.telemetry import get_logger, log_fields
@@ -78,7 +81,7 @@ __all__ = ("ActorCell", "ActorStatistics")
 
 log = get_logger("actors")
 
-_REPLY_CACHE = 1024
+_SEEN = 4096  # message ids remembered per actor (replay and duplicate checks, reply cache)
 
 
 @final
@@ -163,7 +166,11 @@ class ActorCell:
         self._handling: set[asyncio.Task[Any]] = set()  # workers inside a handler
         self._stopping = False
         self._expired = False  # the shutdown grace ran out: refuse instead of handling
-        self._replies: OrderedDict[str, tuple[bytes, dict[str, str]]] = OrderedDict()
+        # Message id -> (hash of the body, the reply once sent): answers a retried ask
+        # from cache, drops a repeated core tell, refuses a known id with another body.
+        self._seen: OrderedDict[str, tuple[int, tuple[bytes, dict[str, str]] | None]] = (
+            OrderedDict()
+        )
         self.handled = 0
         self.failed = 0
         self.rejected = 0
@@ -428,19 +435,23 @@ class ActorCell:
             size = message_size(msg.data, headers)
             if size > rt.max_size:
                 raise MessageTooLarge(size, rt.max_size)
+            if size - len(msg.data) > rt.max_header_size:
+                raise MessageTooLarge(size - len(msg.data), rt.max_header_size, part="headers")
+            message_id = headers.get(MESSAGE_ID) if headers is not None else None
+            if message_id is not None and self._repeated(msg, message_id):
+                return "ack"
             payload = decode_body(msg.data, headers, rt.codecs)
-        except (CodecError, TenantError) as exc:
+        except (CodecError, TenantError, ReplayError) as exc:
             await self._reject(msg, exc)
             return "term"
         except Exception as exc:  # a message class's own validator, say
             await self._reject(msg, CodecError(f"cannot build the message: {exc!r}"))
             return "term"
-        message_id = headers.get(MESSAGE_ID) if headers is not None and msg.reply else None
-        if message_id is not None:
-            cached = self._replies.get(message_id)
-            if cached is not None:
+        if message_id is not None and msg.reply:
+            entry = self._seen.get(message_id)
+            if entry is not None and entry[1] is not None:
                 rt.events.record("duplicate", self.path, message_id)
-                await self._publish_reply(msg.reply, *cached)
+                await self._publish_reply(msg.reply, *entry[1])
                 return "ack"
         ctx = Context(rt, self.name, msg)
         actor = self._instance
@@ -526,6 +537,37 @@ class ActorCell:
 
     # -- replies and dead letters -----------------------------------------------------
 
+    def _repeated(self, msg: Incoming, message_id: str) -> bool:
+        """Whether ``msg`` repeats a core tell already handled (drop it), remembering it.
+
+        Raises:
+            ReplayError: the id is known with another body, or was made longer before
+                sending than the replay window.
+        """
+        digest = hash(msg.data)
+        seen = self._seen.get(message_id)
+        durable = type(msg) is DurableMessage
+        if seen is not None:
+            if seen[0] != digest:
+                raise ReplayError(f"message id {message_id!r} was seen before with another body")
+            if msg.reply or durable:
+                return False  # a retried ask (answered from the cache), or a redelivery
+            self._rt.events.record("duplicate", self.path, message_id)
+            return True
+        born = message_id_time(message_id)
+        if born is not None:
+            sent = msg.stored_at if durable else time.time()  # type: ignore[attr-defined]
+            if sent - born > self._rt.replay_window:
+                raise ReplayError(
+                    f"message id {message_id!r} was made {sent - born:.0f}s before the message "
+                    f"was sent: outside the replay window ({self._rt.replay_window:g}s, "
+                    "SDK_REPLAY_WINDOW)"
+                )
+        self._seen[message_id] = (digest, None)
+        if len(self._seen) > _SEEN:
+            self._seen.popitem(last=False)
+        return False
+
     async def _send_reply(self, reply: str, result: object, message_id: str | None) -> None:
         rt = self._rt
         # No Sdk-Message-Id on replies: the reply subject already ties a reply to its ask,
@@ -539,10 +581,9 @@ class ActorCell:
             return
         tel = rt.telemetry
         span = tel.start_reply(reply, self.name, headers, len(data)) if tel is not None else None
-        if message_id is not None:
-            self._replies[message_id] = (data, headers)
-            if len(self._replies) > _REPLY_CACHE:
-                self._replies.popitem(last=False)
+        entry = self._seen.get(message_id) if message_id is not None else None
+        if entry is not None:
+            self._seen[message_id] = (entry[0], (data, headers))  # type: ignore[index]
         try:
             await self._publish_reply(reply, data, headers)
         finally:

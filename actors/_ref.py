@@ -12,6 +12,7 @@ from motadata_actors._errors import (
     MailboxFull,
     NoResponders,
     RemoteError,
+    ReplayError,
     TenantError,
 )
 from motadata_actors.mailbox import (
@@ -44,6 +45,7 @@ _SDK_ERRORS: dict[str, type[ActorsError]] = {
     "MessageTooLarge": CodecError,
     "TenantError": TenantError,
     "MailboxFull": MailboxFull,
+    "ReplayError": ReplayError,
 }
 
 

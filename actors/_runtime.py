@@ -74,6 +74,8 @@ class Runtime:
     no_responders_hint: str = ""
     telemetry: Telemetry | None = None
     durable: DurableConfig = attrs.field(factory=DurableConfig)
+    max_header_size: int = 16 * 1024
+    replay_window: float = 300.0
 
     async def publish_event(self, event: object, event_type: str | None) -> None:
         """Publish ``event`` on ``sdk.events.<event_type>.<tenant>``."""

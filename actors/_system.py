@@ -219,6 +219,8 @@ class ActorSystem:
             no_responders_hint=hint,
             telemetry=telemetry,
             durable=DurableConfig.from_settings(settings),
+            max_header_size=settings.max_header_size,
+            replay_window=settings.replay_window,
         )
         if isinstance(transport, NatsTransport):
             transport.listener = self._on_transport_event

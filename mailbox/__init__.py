@@ -20,6 +20,7 @@ from ._envelope import (
     decode_error,
     encode_body,
     encode_error,
+    message_id_time,
     message_size,
     new_message_id,
 )
@@ -100,6 +101,7 @@ __all__ = (
     "event_subject",
     "find_nats_server",
     "inbox_prefix",
+    "message_id_time",
     "message_size",
     "new_message_id",
     "parse_subject",

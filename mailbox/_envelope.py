@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
 from base64 import urlsafe_b64encode
 from collections.abc import Mapping
 from typing import Any, Final
@@ -33,6 +34,7 @@ __all__ = (
     "decode_error",
     "encode_body",
     "encode_error",
+    "message_id_time",
     "message_size",
     "new_message_id",
 )
@@ -50,6 +52,7 @@ DEAD_REASON: Final = "Sdk-Dead-Reason"
 
 # Unique across processes (random prefix) and cheap per message (a counter).
 _ID_PREFIX: Final = urlsafe_b64encode(os.urandom(9)).decode()
+_ID_PREFIX_LENGTH: Final = len(_ID_PREFIX)
 _ID_COUNTER = itertools.count(1)
 
 # "NATS/1.0\r\n" ... "\r\n": the fixed part of a NATS header block.
@@ -57,8 +60,23 @@ _HEADER_BLOCK_OVERHEAD: Final = 12
 
 
 def new_message_id() -> str:
-    """Return a new message id, unique across processes."""
-    return f"{_ID_PREFIX}{next(_ID_COUNTER):x}"
+    """Return a new message id, unique across processes: ``<random>.<seconds>.<counter>``.
+
+    The seconds (since the epoch, hex) let a receiver tell a replay made long after the
+    message was sent (:func:`message_id_time`).
+    """
+    return f"{_ID_PREFIX}.{int(time.time()):x}.{next(_ID_COUNTER):x}"
+
+
+def message_id_time(message_id: str) -> int | None:
+    """When :func:`new_message_id` made ``message_id`` (epoch seconds); None for other ids."""
+    parts = message_id.split(".")
+    if len(parts) != 3 or len(parts[0]) != _ID_PREFIX_LENGTH:
+        return None
+    try:
+        return int(parts[1], 16)
+    except ValueError:
+        return None
 
 
 def message_size(data: bytes, headers: Mapping[str, str] | None) -> int:

@@ -354,13 +354,14 @@ class JetStreamMailboxes:
     @staticmethod
     def _wrap(msg: Msg, config: DurableConfig) -> DurableMessage:
         meta = msg.metadata
+        stored_at = meta.timestamp.timestamp()
         headers = dict(msg.headers) if msg.headers else {}
         expired = False
         timeout_ms = headers.get(TIMEOUT_MS)
         if timeout_ms is not None:
             # The time left, reckoned from when the stream stored the request.
             with contextlib.suppress(ValueError):
-                left = meta.timestamp.timestamp() + int(timeout_ms) / 1000 - time.time()
+                left = stored_at + int(timeout_ms) / 1000 - time.time()
                 expired = left <= 0
                 headers[TIMEOUT_MS] = str(max(1, int(left * 1000)))
 
@@ -384,6 +385,7 @@ class JetStreamMailboxes:
             delivered=meta.num_delivered,
             max_deliver=config.max_deliver,
             stream_seq=meta.sequence.stream,
+            stored_at=stored_at,
             expired=expired,
             ack=settle(msg.ack),
             nak=nak,
@@ -403,7 +405,9 @@ class JetStreamMailboxes:
             log.warning("MAX_DELIVERIES advisory for %s not handled: %r", agent, exc)
             return
         reason = "no verdict after the last delivery (the handler's process died or hung)"
-        headers = dead_letter_headers(stored.headers, reason)
+        # get_msg parses headers with the email parser (non-ASCII values come as Header).
+        original = {k: str(v) for k, v in (stored.headers or {}).items()}
+        headers = dead_letter_headers(original, reason)
         try:
             await self._nc.publish(dlq_subject(agent, tenant), stored.data or b"", headers=headers)
             await self._js.delete_msg(stream, seq)

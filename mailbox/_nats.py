@@ -511,7 +511,9 @@ class NatsTransport:
                     DeadLetter(
                         seq=raw.seq,
                         subject=raw.subject or "",
-                        headers=dict(raw.headers or {}),
+                        # nats-py's JetStream API parses headers with the email
+                        # parser: a non-ASCII value comes back as a Header object.
+                        headers={k: str(v) for k, v in (raw.headers or {}).items()},
                         data=raw.data or b"",
                         time=raw.time.timestamp() if raw.time else 0.0,
                     )

@@ -188,6 +188,7 @@ class DurableMessage:
         "headers",
         "max_deliver",
         "reply",
+        "stored_at",
         "stream_seq",
         "subject",
     )
@@ -202,6 +203,7 @@ class DurableMessage:
         delivered: int,
         max_deliver: int,
         stream_seq: int,
+        stored_at: float,
         expired: bool,
         ack: Callable[[], Awaitable[None]],
         nak: Callable[[float], Awaitable[None]],
@@ -215,6 +217,8 @@ class DurableMessage:
         self.delivered = delivered
         self.max_deliver = max_deliver
         self.stream_seq = stream_seq
+        self.stored_at = stored_at
+        """When the stream stored it (seconds since the epoch)."""
         self.expired = expired
         self._ack = ack
         self._nak = nak

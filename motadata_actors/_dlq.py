@@ -11,6 +11,7 @@ from motadata_actors._errors import ConfigError
 from motadata_actors._settings import Settings
 from motadata_actors.mailbox import (
     DEAD_REASON,
+    MESSAGE_ID,
     MESSAGE_TYPE,
     DeadLetter,
     InProcessTransport,
@@ -20,6 +21,7 @@ from motadata_actors.mailbox import (
     agent_subject,
     check_id,
     inbox_prefix,
+    new_message_id,
 )
 
 __all__ = ("list_dead_letters", "replay_dead_letters")
@@ -77,8 +79,9 @@ async def replay_dead_letters(
 ) -> int:
     """Resend dead letters to their agents (all, or the given sequence numbers).
 
-    Each goes to ``sdk.agent.dlq.<to>.<tenant>`` with its original headers, less the
-    dead reason; it is removed from the store unless ``keep``. Returns how many.
+    Each goes to ``sdk.agent.dlq.<to>.<tenant>`` with its original headers, less the dead
+    reason and with a fresh message id; it is removed from the store unless ``keep``.
+    Returns how many.
     """
     check_id(tenant, "tenant")
     transport = _transport(settings, tenant)
@@ -91,6 +94,9 @@ async def replay_dead_letters(
             if wanted and letter.seq not in wanted:
                 continue
             headers = {k: v for k, v in letter.headers.items() if k != DEAD_REASON}
+            # A deliberate resend: a fresh id, or receivers would refuse an old one as a
+            # replay (SDK_REPLAY_WINDOW).
+            headers[MESSAGE_ID] = new_message_id()
             await transport.publish(
                 agent_subject("dlq", letter.to, tenant), letter.data, headers=headers
             )

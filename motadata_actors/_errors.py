@@ -18,6 +18,7 @@ __all__ = (
     "MessageTooLarge",
     "NoResponders",
     "RemoteError",
+    "ReplayError",
     "SubjectError",
     "SupervisionError",
     "TenantError",
@@ -89,10 +90,10 @@ class MessageTooLarge(CodecError):
     oversized message, so it must never reach the wire.
     """
 
-    def __init__(self, size: int, limit: int) -> None:
-        super().__init__(
-            f"message of {size} bytes (headers and body) exceeds the limit of {limit} bytes"
-        )
+    def __init__(self, size: int, limit: int, *, part: str = "message") -> None:
+        what = "message" if part == "message" else part
+        detail = " (headers and body)" if part == "message" else ""
+        super().__init__(f"{what} of {size} bytes{detail} exceeds the limit of {limit} bytes")
         self.size = size
         self.limit = limit
 
@@ -132,6 +133,14 @@ class SupervisionError(ActorsError):
 
 class ConnectionLost(ActorsError):
     """The connection to NATS broke (server gone, network failure) and the operation failed."""
+
+
+class ReplayError(ActorsError):
+    """A replayed message, refused and dead-lettered.
+
+    Either a known ``Sdk-Message-Id`` with a different body, or an id made longer ago
+    than the replay window (``SDK_REPLAY_WINDOW``) before the message was sent.
+    """
 
 
 class MailboxFull(ActorsError):
