@@ -304,8 +304,9 @@ class JetStreamMailboxes:
         except (nats.errors.Error, OSError) as exc:
             raise ConnectionLost(f"cannot open the durable mailbox of {agent!r}: {exc!r}") from exc
         prefetch = max(1, min(config.prefetch, capacity))
+        running = [True]
         task = asyncio.create_task(
-            self._pull(psub, mailbox, prefetch, config), name=f"pull:{subject}"
+            self._pull(psub, mailbox, prefetch, config, running), name=f"pull:{subject}"
         )
         done = False
 
@@ -314,9 +315,14 @@ class JetStreamMailboxes:
             if done:
                 return
             done = True
+            # The flag as well as the cancel: a cancel landing just as nats-py's fetch
+            # completes can be swallowed by asyncio.wait_for (Python 3.11); the loop then
+            # ends at its next turn (a fetch waits at most _FETCH_WAIT).
+            running[0] = False
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                async with asyncio.timeout(_FETCH_WAIT + 5):
+                    await task
             for sub in (psub, advisories):
                 with contextlib.suppress(nats.errors.Error):
                     await sub.unsubscribe()
@@ -329,10 +335,11 @@ class JetStreamMailboxes:
         mailbox: Mailbox[Incoming],
         prefetch: int,
         config: DurableConfig,
+        running: list[bool],
     ) -> None:
         """Keep up to ``prefetch`` messages queued in ``mailbox``; fetch only what fits."""
         pause = 0.1
-        while True:
+        while running[0]:
             want = prefetch - mailbox.statistics().queued
             if want <= 0:
                 await asyncio.sleep(0.005)  # the actor is busy: its queue is full enough
@@ -349,7 +356,9 @@ class JetStreamMailboxes:
                 continue
             pause = 0.1
             for msg in msgs:
-                await mailbox.send(self._wrap(msg, config))
+                # Past a stop, what was fetched is not queued: unacked, it comes again.
+                if running[0]:
+                    await mailbox.send(self._wrap(msg, config))
 
     @staticmethod
     def _wrap(msg: Msg, config: DurableConfig) -> DurableMessage:

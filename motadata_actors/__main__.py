@@ -1,4 +1,4 @@
-"""The command line: ``python -m motadata_actors demo | server``."""
+"""The command line: ``python -m motadata_actors COMMAND`` (``--help`` lists them)."""
 
 from __future__ import annotations
 
@@ -114,6 +114,25 @@ def _parser() -> argparse.ArgumentParser:
         streams_commands.add_parser(action, help=text).add_argument(
             "--tenant", required=True, help="the tenant id"
         )
+    tenants = commands.add_parser(
+        "tenants",
+        help="write a nats-server configuration that confines each tenant",
+        description=(
+            "Writes a nats-server configuration with one account per tenant and a user whose "
+            "permissions allow only that tenant's subjects (agents, events, workflows, dead "
+            "letters, system, its reply inbox, JetStream inside its own account), with a "
+            "fresh password each, and prints each tenant's NATS_USER/NATS_PASSWORD. For "
+            "production, the same shape with JWTs and .creds files: see the README."
+        ),
+    )
+    tenants_commands = tenants.add_subparsers(
+        dest="tenants_command", metavar="ACTION", required=True
+    )
+    config = tenants_commands.add_parser("config", help="write the configuration")
+    config.add_argument(
+        "--tenant", action="append", required=True, help="a tenant id (repeat for each)"
+    )
+    config.add_argument("--out", required=True, help="the configuration file to write")
     return parser
 
 
@@ -168,6 +187,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 asyncio.run(list_dead_letters(settings, args.tenant, args.limit))
             else:
                 asyncio.run(replay_dead_letters(settings, args.tenant, args.seq, keep=args.keep))
+        elif args.command == "tenants":
+            from pathlib import Path
+
+            from motadata_actors._tenants import write_tenant_config
+
+            write_tenant_config(args.tenant, Path(args.out))
         elif args.command == "streams":
             from motadata_actors._streams import apply_streams, show_streams
 

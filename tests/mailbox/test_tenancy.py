@@ -295,3 +295,33 @@ async def test_tls_with_client_certificates(tmp_path: Path) -> None:
             assert await ref.ask("over tls", timeout=5) == "over tls"
         with pytest.raises(ConnectionLost, match="NATS_TLS_CA"):
             await NatsTransport([s.url], reconnect=False).start()  # no CA: not trusted
+
+
+async def test_the_tenants_command_writes_a_working_configuration(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from motadata_actors.__main__ import main
+
+    conf = tmp_path / "tenants.conf"
+    assert (
+        main(["tenants", "config", "--tenant", "shop", "--tenant", "bank", "--out", str(conf)]) == 0
+    )
+    assert conf.stat().st_mode & 0o777 == 0o600
+    printed = capsys.readouterr().out
+    creds = dict(
+        line.split(" ", 1)[1].split(" NATS_PASSWORD=") for line in printed.splitlines()
+        if line.startswith("export NATS_USER=")
+    )  # fmt: skip
+    creds = {k.removeprefix("NATS_USER="): v for k, v in creds.items()}
+    assert set(creds) == {"shop", "bank"}
+    with NatsServer(server_name=f"cli-{uuid.uuid4().hex[:8]}", args=["-c", str(conf)]) as s:
+        env = {"NATS_URL": s.url, "NATS_USER": "shop", "NATS_PASSWORD": creds["shop"]}
+        async with ActorSystem("shop", settings=Settings.from_env(env)) as system:
+            ref = await system.spawn(Echo, name="till", mailbox="durable")
+            assert await ref.ask("sale", timeout=5) == "sale"
+        wrong = {**env, "NATS_PASSWORD": creds["bank"]}
+        with pytest.raises(ConnectionLost, match="refused the credentials"):
+            async with ActorSystem("shop", settings=Settings.from_env(wrong)):
+                pass
+    assert main(["tenants", "config", "--tenant", "Bad Tenant", "--out", str(conf)]) == 1
+    assert "tenant" in capsys.readouterr().err
