@@ -24,7 +24,6 @@ Containers made only of plain leaves are checked with C-speed passes (``set(map(
 from __future__ import annotations
 
 import base64
-import binascii
 import enum
 from collections.abc import Callable
 from typing import Any, Final
@@ -276,7 +275,7 @@ class Walker:
                     raise ModelError("$bytes must hold a base64 string")
                 try:
                     return base64.b64decode(raw, validate=True)
-                except binascii.Error:
+                except ValueError:  # binascii.Error, or a non-ASCII string
                     raise ModelError("$bytes holds invalid base64") from None
             if len(d) == 2 and TYPE_KEY in d and VALUE_KEY in d:
                 wire_name = d[TYPE_KEY]

@@ -80,3 +80,10 @@ def test_fast_and_pure_python_walkers_agree(value: Any, json_bytes: bool) -> Non
 )
 def test_plain_values_pass_untouched(value: Any) -> None:
     assert walker(True, False, max_length=10).out(value) is value
+
+
+@pytest.mark.parametrize("raw", ["\x80", "é==", "not base64!", "AA="])
+def test_malformed_base64_in_a_bytes_map_is_a_model_error(raw: str) -> None:
+    for fast in (True, False):
+        with pytest.raises(ModelError, match="invalid base64"):
+            walker(fast, True).back({"$bytes": raw})
