@@ -52,7 +52,6 @@ DEAD_REASON: Final = "Sdk-Dead-Reason"
 
 # Unique across processes (random prefix) and cheap per message (a counter).
 _ID_PREFIX: Final = urlsafe_b64encode(os.urandom(9)).decode()
-_ID_PREFIX_LENGTH: Final = len(_ID_PREFIX)
 _ID_COUNTER = itertools.count(1)
 
 # "NATS/1.0\r\n" ... "\r\n": the fixed part of a NATS header block.
@@ -65,17 +64,20 @@ def new_message_id() -> str:
     The seconds (since the epoch, hex) let a receiver tell a replay made long after the
     message was sent (:func:`message_id_time`).
     """
-    return f"{_ID_PREFIX}.{int(time.time()):x}.{next(_ID_COUNTER):x}"
+    return f"{_ID_PREFIX}.{int(time.time()):08x}.{next(_ID_COUNTER):x}"
 
 
 def message_id_time(message_id: str) -> int | None:
     """When :func:`new_message_id` made ``message_id`` (epoch seconds); None for other ids."""
-    parts = message_id.split(".")
-    if len(parts) != 3 or len(parts[0]) != _ID_PREFIX_LENGTH:
+    # <12 chars>.<8 hex digits>.<hex>: fixed offsets, so no split per message.
+    if len(message_id) < 23 or message_id[21] != "." or message_id[12] != ".":
+        return None
+    seconds = message_id[13:21]
+    if not (seconds.isascii() and seconds.isalnum()):  # int() takes signs, "_", spaces
         return None
     try:
-        return int(parts[1], 16)
-    except ValueError:
+        return int(seconds, 16)
+    except ValueError:  # letters past f
         return None
 
 

@@ -79,7 +79,7 @@ async def test_an_old_message_id_is_a_replay_outside_the_window(
     async with ActorSystem(tenant, transport=transport, settings=settings) as system:
         await system.spawn(actor, name="target")
         prefix, born, _ = new_message_id().split(".")
-        old = f"{prefix}.{int(born, 16) - 3600:x}.1"  # made an hour before it was sent
+        old = f"{prefix}.{int(born, 16) - 3600:08x}.1"  # made an hour before it was sent
         subject = agent_subject("mallory", "target", tenant)
         await transport.publish(subject, b'"replayed"', headers=headers(old))
         [letter] = await letters(system, 1)

@@ -77,3 +77,19 @@ def test_error_replies_round_trip_and_tolerate_foreign_bodies() -> None:
 def test_decode_errors_are_codec_errors() -> None:
     with pytest.raises(CodecError):
         decode_body(b"{", {CONTENT_TYPE: "application/json"}, codecs)
+
+
+def test_message_ids_carry_the_second_they_were_made_and_others_are_not_judged() -> None:
+    import time
+
+    from motadata_actors.mailbox import message_id_time, new_message_id
+
+    before = int(time.time())
+    made = message_id_time(new_message_id())
+    assert made is not None and before <= made <= time.time()
+    assert new_message_id() != new_message_id()
+    for foreign in (
+        "order-42", "x" * 40, "", "abcdefghijkl.-1234567.1", "abcdefghijkl.12 34567.1",
+        "abcdefghijkl.zzzzzzzz.1", "abcdefghijkl." + "\u0663" * 8 + ".1",
+    ):  # fmt: skip
+        assert message_id_time(foreign) is None
