@@ -6,6 +6,7 @@ from ._clock import Clock, ManualClock, SystemClock
 from ._events import EventKind, SupervisionEvent
 from ._policy import AskPolicy, Backoff, RestartIntensity, RestartType, Strategy
 from ._ref import ActorRef
+from ._status import gather_status, status_subject, summarize
 from ._supervisor import Supervisor
 from ._system import ActorSystem
 
@@ -26,4 +27,7 @@ __all__ = (
     "Supervisor",
     "SupervisionEvent",
     "SystemClock",
+    "gather_status",
+    "status_subject",
+    "summarize",
 )

@@ -101,6 +101,7 @@ class ActorStatistics:
         dropped: messages the NATS client dropped because the mailbox and the
             client's pending queue were full (a slow consumer).
         dead_lettered: messages this cell sent to the dead-letter subject.
+        mailbox: ``core`` or ``durable``.
     """
 
     name: str
@@ -112,6 +113,7 @@ class ActorStatistics:
     capacity: int
     dropped: int
     dead_lettered: int
+    mailbox: str = "core"
 
 
 class _Crash(Exception):
@@ -192,6 +194,7 @@ class ActorCell:
             box.capacity,
             box.dropped,
             self.dead_lettered,
+            self.mailbox_kind,
         )
 
     @property

@@ -42,6 +42,7 @@ from ._events import EventKind, EventLog, SupervisionEvent
 from ._policy import AskPolicy, Backoff, RestartType, Strategy
 from ._ref import ActorRef
 from ._runtime import MailboxKind, Runtime
+from ._status import gather_status, serve_status
 from ._supervisor import Supervisor
 
 __all__ = ("ActorSystem",)
@@ -116,6 +117,7 @@ class ActorSystem:
         self._tg: anyio.abc.TaskGroup | None = None
         self._grace = 10.0
         self._lag_scope: anyio.CancelScope | None = None
+        self._status_scope: anyio.CancelScope | None = None
         self._tracer_provider = tracer_provider
         self._meter_provider = meter_provider
 
@@ -242,6 +244,8 @@ class ActorSystem:
         await self._root._start()
         self._lag_scope = anyio.CancelScope()
         tg.start_soon(self._watch_loop_lag, self._lag_scope, name="loop-lag")
+        self._status_scope = anyio.CancelScope()
+        await tg.start(self._serve_status, self._status_scope, name="status")
         return self
 
     def _telemetry(self, settings: Settings) -> Telemetry | None:
@@ -298,6 +302,29 @@ class ActorSystem:
 
         self._tg.start_soon(fail, name="root-escalation")
 
+    async def _serve_status(
+        self,
+        scope: anyio.CancelScope,
+        *,
+        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Answer ``sdk.system.<tenant>`` until the system stops."""
+        rt = self._runtime
+        with scope:
+            await serve_status(
+                rt.transport, self.tenant, self._client_id, self.root.statistics,
+                task_status=task_status,
+            )  # fmt: skip
+
+    async def status(self, wait: float = 0.5) -> list[Any]:
+        """Reports from every process of this tenant (this one included) within ``wait``.
+
+        Each is a dict: ``process``, ``pid``, ``host``, and ``agents`` (name, mailbox,
+        queued, capacity, handled, failed, rejected, restarts, dropped); see
+        :func:`motadata_actors.actors.summarize` for totals per agent and replicas.
+        """
+        return await gather_status(self._runtime.transport, self.tenant, wait)
+
     async def _watch_loop_lag(self, scope: anyio.CancelScope) -> None:
         """Warn when the event loop was blocked (a handler blocking: use ``offload=True``)."""
         with scope:
@@ -335,8 +362,9 @@ class ActorSystem:
                 deadline = anyio.current_time() + self._grace
                 await root.stop_accepting()
                 await root.shutdown(deadline)
-            if self._lag_scope is not None:
-                self._lag_scope.cancel()
+            for scope in (self._lag_scope, self._status_scope):
+                if scope is not None:
+                    scope.cancel()
             self._rt = None
             # Only a cancellation belongs to the task group (a root escalation cancels
             # the block); the block's own exceptions propagate by themselves.

@@ -28,7 +28,7 @@ from ._inprocess import InProcessMessage, InProcessTransport
 from ._jetstream import JetStreamMailboxes, agents_stream, consumer_name
 from ._nats import NatsAuth, NatsTransport
 from ._queue import Mailbox, MailboxFull, MailboxStatistics
-from ._server import NatsServer, find_nats_server
+from ._server import NatsCluster, NatsServer, find_nats_server
 from ._subjects import (
     MAX_TOKEN_LENGTH,
     Subject,
@@ -81,6 +81,7 @@ __all__ = (
     "MailboxFull",
     "MailboxStatistics",
     "NatsAuth",
+    "NatsCluster",
     "NatsServer",
     "NatsTransport",
     "Subject",

@@ -39,7 +39,7 @@ import anyio
 from motadata_actors._errors import ConfigError, ConnectionLost
 from motadata_actors.telemetry import get_logger
 
-__all__ = ("NatsServer", "find_nats_server")
+__all__ = ("NatsCluster", "NatsServer", "find_nats_server")
 
 log = get_logger("server")
 
@@ -114,6 +114,11 @@ class NatsServer:
         if self._url is None:
             raise ConnectionLost("nats-server is not running")
         return self._url
+
+    @property
+    def running(self) -> bool:
+        """Whether the process runs."""
+        return self._proc is not None and self._proc.poll() is None
 
     @property
     def pid(self) -> int | None:
@@ -262,6 +267,114 @@ class NatsServer:
         return self
 
     async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _free_loopback_port() -> int:
+    """A port free on 127.0.0.1 right now (the kernel's pick; closed before use)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@final
+class NatsCluster:
+    """A local cluster of nats-server processes with JetStream, routed to each other.
+
+    Client ports are picked by each server (``-p -1``). Route ports cannot be: a
+    JetStream cluster node needs its routes configured when it starts, so they are taken
+    from the kernel (bind to port 0, release) just before the first start, and kept for
+    restarts. Every node stops by its pid; :meth:`kill` and :meth:`restart` simulate the
+    loss and return of one node (same name, store and route port).
+
+    Args:
+        size: how many nodes (3 for JetStream replication).
+        name: the cluster's name (unique when omitted).
+    """
+
+    def __init__(self, size: int = 3, *, name: str | None = None) -> None:
+        if size < 1:
+            raise ConfigError("a cluster needs at least one node")
+        self.name = name or f"motadata-{uuid.uuid4().hex[:8]}"
+        self._size = size
+        self._tmp: Path | None = None
+        self._route_ports: list[int] = []
+        self.nodes: list[NatsServer] = []
+
+    @property
+    def urls(self) -> list[str]:
+        """The client URLs of the nodes that run."""
+        return [n._url for n in self.nodes if n._url is not None]
+
+    def _node(self, i: int) -> NatsServer:
+        assert self._tmp is not None
+        routes = ",".join(f"nats://127.0.0.1:{p}" for p in self._route_ports)
+        return NatsServer(
+            server_name=f"{self.name}-{i}",
+            store_dir=self._tmp / f"node{i}",
+            args=[
+                "--cluster_name", self.name,
+                "--cluster", f"nats://127.0.0.1:{self._route_ports[i]}",
+                "--routes", routes,
+            ],
+        )  # fmt: skip
+
+    def start(self, timeout: float = 20.0) -> None:
+        """Start every node; return once they all accept clients.
+
+        Raises:
+            ConnectionLost: a node did not start.
+        """
+        self._tmp = Path(tempfile.mkdtemp(prefix="motadata-cluster-"))
+        self._route_ports = [_free_loopback_port() for _ in range(self._size)]
+        try:
+            self.nodes = [self._node(i) for i in range(self._size)]
+            for node in self.nodes:
+                node.start(timeout)
+            self._await_meta_leader(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        log.info("nats cluster %s: %s", self.name, ", ".join(self.urls))
+
+    def _await_meta_leader(self, timeout: float) -> None:
+        """Wait until the nodes elected a JetStream metadata leader (streams work then)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for node in self.nodes:
+                if node.running and "new metadata leader" in node._log_tail(200):
+                    return
+            time.sleep(0.05)
+        raise ConnectionLost(f"cluster {self.name}: no JetStream leader within {timeout}s")
+
+    def kill(self, i: int) -> None:
+        """Kill node ``i`` abruptly (SIGKILL), as a crashed machine would go."""
+        self.nodes[i].kill()
+        self.nodes[i].stop()
+
+    def restart(self, i: int, timeout: float = 20.0) -> None:
+        """Start node ``i`` again: same name, store and route port."""
+        self.nodes[i] = self._node(i)
+        self.nodes[i].start(timeout)
+
+    def stop(self) -> None:
+        """Stop every node by its pid and remove the stores."""
+        for node in self.nodes:
+            node.stop()
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,

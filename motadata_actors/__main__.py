@@ -133,6 +133,19 @@ def _parser() -> argparse.ArgumentParser:
         "--tenant", action="append", required=True, help="a tenant id (repeat for each)"
     )
     config.add_argument("--out", required=True, help="the configuration file to write")
+    status = commands.add_parser(
+        "status",
+        help="which agents run, their replicas and mailbox depth (needs NATS_URL)",
+        description=(
+            "Asks every process of the tenant on sdk.system.<tenant> and prints what "
+            "answered: each agent's mailbox kind, replicas (processes running it), queued "
+            "messages and counters, then the durable mailboxes' backlog."
+        ),
+    )
+    status.add_argument("--tenant", required=True, help="the tenant id")
+    status.add_argument(
+        "--wait", type=float, default=0.5, help="seconds to wait for answers (default 0.5)"
+    )
     return parser
 
 
@@ -187,6 +200,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 asyncio.run(list_dead_letters(settings, args.tenant, args.limit))
             else:
                 asyncio.run(replay_dead_letters(settings, args.tenant, args.seq, keep=args.keep))
+        elif args.command == "status":
+            from motadata_actors._status_cli import show_status
+
+            asyncio.run(show_status(Settings.from_env(), args.tenant, args.wait))
         elif args.command == "tenants":
             from pathlib import Path
 

@@ -1,0 +1,130 @@
+"""Discovery and health over the bus: who runs which agents, how many replicas, how deep.
+
+Every :class:`~motadata_actors.ActorSystem` answers requests on ``sdk.system.<tenant>``
+(no queue group: every process answers) with a JSON report of its actors. A client sends
+one request and gathers the answers that come within a short wait: that is
+``python -m motadata_actors status`` and :meth:`ActorSystem.status`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from motadata_actors.mailbox import (
+    CONTENT_TYPE,
+    Incoming,
+    Mailbox,
+    Transport,
+    check_id,
+    inbox_prefix,
+    new_message_id,
+)
+from motadata_actors.telemetry import get_logger
+
+from ._cell import ActorStatistics
+
+__all__ = ("gather_status", "serve_status", "status_subject", "summarize")
+
+log = get_logger("status")
+
+
+def status_subject(tenant: str) -> str:
+    """``sdk.system.<tenant>``: where every process of a tenant answers status requests."""
+    return f"sdk.system.{check_id(tenant, 'tenant')}"
+
+
+def _report(client_id: str, stats: list[ActorStatistics]) -> bytes:
+    return json.dumps(
+        {
+            "process": client_id,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "time": time.time(),
+            "agents": [
+                {
+                    "name": s.name,
+                    "mailbox": s.mailbox,
+                    "queued": s.queued,
+                    "capacity": s.capacity,
+                    "handled": s.handled,
+                    "failed": s.failed,
+                    "rejected": s.rejected,
+                    "restarts": s.restarts,
+                    "dropped": s.dropped,
+                }
+                for s in stats
+            ],
+        }
+    ).encode()
+
+
+async def serve_status(
+    transport: Transport,
+    tenant: str,
+    client_id: str,
+    snapshot: Callable[[], list[ActorStatistics]],
+    *,
+    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Answer status requests until cancelled (started once subscribed)."""
+    box: Mailbox[Incoming] = Mailbox(64)
+    sub = await transport.subscribe(status_subject(tenant), mailbox=box)
+    task_status.started()
+    try:
+        async for request in box:
+            if not request.reply:
+                continue
+            try:
+                await transport.publish(
+                    request.reply,
+                    _report(client_id, snapshot()),
+                    headers={CONTENT_TYPE: "application/json"},
+                )
+            except Exception as exc:  # a lost answer is the asker's timeout, not our crash
+                log.debug("status answer lost: %r", exc)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await sub.unsubscribe()
+
+
+async def gather_status(transport: Transport, tenant: str, wait: float = 0.5) -> list[Any]:
+    """Ask every process of ``tenant`` for its report; return those that came in ``wait``."""
+    inbox = f"{inbox_prefix(tenant)}.status.{new_message_id().replace('.', '_')}"
+    box: Mailbox[Incoming] = Mailbox(10_000)
+    sub = await transport.subscribe(inbox, mailbox=box)
+    reports: list[Any] = []
+    try:
+        await transport.publish(status_subject(tenant), b"{}", reply=inbox)
+        with anyio.move_on_after(wait):
+            async for msg in box:
+                try:
+                    reports.append(json.loads(msg.data))
+                except ValueError:
+                    log.warning("an unreadable status report on %s", inbox)
+    finally:
+        await sub.unsubscribe()
+    return sorted(reports, key=lambda r: (r.get("host", ""), r.get("pid", 0)))
+
+
+def summarize(reports: list[Any]) -> dict[str, dict[str, Any]]:
+    """Per agent name: its replicas (processes running it), mailbox kind and totals."""
+    agents: dict[str, dict[str, Any]] = {}
+    for report in reports:
+        for a in report.get("agents", []):
+            row = agents.setdefault(
+                a["name"],
+                {"replicas": 0, "mailbox": a.get("mailbox", "core"), "queued": 0,
+                 "handled": 0, "failed": 0, "restarts": 0, "dropped": 0},
+            )  # fmt: skip
+            row["replicas"] += 1
+            for key in ("queued", "handled", "failed", "restarts", "dropped"):
+                row[key] += int(a.get(key, 0))
+    return dict(sorted(agents.items()))

@@ -1,0 +1,50 @@
+"""``python -m motadata_actors status``: which agents run where, replicas and backlog."""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from motadata_actors._errors import ConfigError
+from motadata_actors._settings import Settings
+from motadata_actors.actors import gather_status, summarize
+from motadata_actors.mailbox import NatsAuth, NatsTransport, check_id, inbox_prefix
+
+__all__ = ("show_status",)
+
+
+async def show_status(
+    settings: Settings, tenant: str, wait: float, out: TextIO = sys.stdout
+) -> int:
+    """Print every agent of ``tenant`` with its replicas and totals; return how many."""
+    check_id(tenant, "tenant")
+    if not settings.enable_nats or not settings.nats_urls:
+        raise ConfigError("status asks the processes over NATS: set NATS_URL to their server")
+    transport = NatsTransport(
+        settings.nats_urls,
+        name="motadata-actors/status",
+        inbox_prefix=inbox_prefix(tenant),
+        auth=NatsAuth.from_settings(settings),
+    )
+    await transport.start()
+    try:
+        reports = await gather_status(transport, tenant, wait)
+        backlog = await transport.durable.describe(tenant)
+    finally:
+        await transport.aclose()
+    agents = summarize(reports)
+    print(f"tenant {tenant!r}: {len(reports)} process(es) answered within {wait:g}s", file=out)
+    for r in reports:
+        print(f"  process {r['process']} (pid {r['pid']} on {r['host']})", file=out)
+    if agents:
+        print(f"{'agent':<20} {'mailbox':<8} {'replicas':>8} {'queued':>7} {'handled':>9} "
+              f"{'failed':>7} {'restarts':>8} {'dropped':>8}", file=out)  # fmt: skip
+    for name, a in agents.items():
+        print(
+            f"{name:<20} {a['mailbox']:<8} {a['replicas']:>8} {a['queued']:>7} "
+            f"{a['handled']:>9} {a['failed']:>7} {a['restarts']:>8} {a['dropped']:>8}",
+            file=out,
+        )
+    for line in backlog:
+        print(line, file=out)
+    return len(agents)

@@ -1,0 +1,231 @@
+"""Scale out: replicas in several processes, a three-node cluster that loses a node, status.
+
+Real processes throughout: replicas are child OS processes, the cluster is three
+nats-server processes routed to each other on loopback, and nodes are SIGKILLed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from motadata_actors import Actor, ActorsError, ActorSystem, Context, Settings
+from motadata_actors.actors import summarize
+from motadata_actors.mailbox import NatsCluster, NatsServer, NatsTransport, agents_stream
+
+pytestmark = pytest.mark.anyio
+
+REPLICA = textwrap.dedent(
+    """
+    import asyncio, os, sys
+    from motadata_actors import Actor, ActorSystem
+
+    class Worker(Actor):
+        async def on_message(self, msg, ctx):
+            await asyncio.sleep(0.003)
+            with open(sys.argv[2], "a") as f:
+                f.write(f"{os.getpid()} {msg}\\n")
+            return os.getpid()
+
+    async def main():
+        async with ActorSystem(sys.argv[1]) as system:
+            await system.spawn(Worker, name="worker", mailbox="durable")
+            print("ready", flush=True)
+            await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+
+    asyncio.run(main())
+    """
+)
+
+
+def start_replica(url: str, tenant: str, ledger: Path) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", REPLICA, tenant, str(ledger)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={
+            "NATS_URL": url,
+            "PATH": "/usr/bin:/bin",
+            "SDK_DURABLE_ACK_WAIT": "1",
+            "SDK_DURABLE_PREFETCH": "8",
+        },
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    for pipe in (proc.stdin, proc.stdout):
+        if pipe is not None:
+            pipe.close()
+
+
+def lines(ledger: Path) -> list[tuple[int, str]]:
+    if not ledger.exists():
+        return []
+    return [(int(p), m) for p, m in (line.split() for line in ledger.read_text().splitlines())]
+
+
+async def wait_for(condition: Any, timeout: float, what: str) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def test_three_replicas_share_the_load_show_in_status_and_a_killed_one_loses_nothing(
+    fresh_nats_server: NatsServer, tenant: str, tmp_path: Path
+) -> None:
+    ledger = tmp_path / "ledger.txt"
+    url = fresh_nats_server.url
+    replicas = [start_replica(url, tenant, ledger) for _ in range(3)]
+    try:
+        async with ActorSystem(tenant, settings=Settings(nats_urls=(url,))) as system:
+            reports = await system.status(wait=1.0)
+            worker = summarize(reports)["worker"]
+            assert worker["replicas"] == 3 and worker["mailbox"] == "durable"
+            assert {r["pid"] for r in reports} >= {p.pid for p in replicas}
+            ref = system.ref("worker", mailbox="durable")
+            for i in range(600):
+                await ref.tell(i)
+                if i == 200:  # mid-stream: one replica dies with messages in hand
+                    await wait_for(lambda: len(lines(ledger)) >= 100, 20, "work started")
+                    os.kill(replicas[0].pid, signal.SIGKILL)
+            await wait_for(lambda: len({m for _, m in lines(ledger)}) == 600, 40, "all 600")
+            by_pid: dict[int, int] = {}
+            for pid, _ in lines(ledger):
+                by_pid[pid] = by_pid.get(pid, 0) + 1
+            assert set(by_pid) == {p.pid for p in replicas}, by_pid  # each handled some
+            assert {m for _, m in lines(ledger)} == {str(i) for i in range(600)}
+            # Status now sees two replicas: the killed one no longer answers.
+            assert summarize(await system.status(wait=1.0))["worker"]["replicas"] == 2
+    finally:
+        for proc in replicas:
+            stop(proc)
+
+
+async def test_the_status_command_lists_agents_replicas_and_backlog(
+    fresh_nats_server: NatsServer, tenant: str
+) -> None:
+    from io import StringIO
+
+    from motadata_actors._status_cli import show_status
+
+    class Idle(Actor):
+        async def on_message(self, msg: Any, ctx: Context) -> Any:
+            return msg
+
+    settings = Settings(nats_urls=(fresh_nats_server.url,))
+    async with (
+        ActorSystem(tenant, settings=settings) as one,
+        ActorSystem(tenant, settings=settings) as two,
+    ):
+        for system in (one, two):
+            await system.spawn(Idle, name="planner")
+        await one.spawn(Idle, name="ledger", mailbox="durable")
+        out = StringIO()
+        assert await show_status(settings, tenant, 1.0, out) == 2
+        text = out.getvalue()
+        assert "2 process(es) answered" in text
+        assert [line.split()[:3] for line in text.splitlines() if line.startswith("planner")] == [
+            ["planner", "core", "2"]
+        ]
+        assert [line.split()[:3] for line in text.splitlines() if line.startswith("ledger")] == [
+            ["ledger", "durable", "1"]
+        ]
+        assert f"stream {agents_stream(tenant)}" in text
+
+
+class Echo(Actor):
+    async def on_message(self, msg: Any, ctx: Context) -> Any:
+        return msg
+
+
+@pytest.fixture
+def cluster() -> Any:
+    with NatsCluster(3) as c:
+        yield c
+
+
+async def test_losing_the_node_a_client_is_connected_to_fails_over_to_another(
+    cluster: NatsCluster, tenant: str
+) -> None:
+    settings = Settings(nats_urls=tuple(cluster.urls))
+    async with ActorSystem(tenant, settings=settings) as system:
+        ref = await system.spawn(Echo, name="echo")
+        assert await ref.ask("before", timeout=5) == "before"
+        transport = system.transport
+        assert isinstance(transport, NatsTransport)
+        connected = transport.connected_url
+        victim = next(i for i, n in enumerate(cluster.nodes) if n.url == connected)
+        outcomes: list[Any] = []
+
+        async def ask_forever() -> None:
+            loop = asyncio.get_running_loop()
+            for i in range(10_000):
+                start = loop.time()
+                try:
+                    outcomes.append(await ref.ask(i, timeout=2))
+                except ActorsError as exc:
+                    outcomes.append(exc)
+                assert loop.time() - start < 4, "an ask outlived its deadline"
+                if len(outcomes) > 50 and system.event_counts().get("reconnected"):
+                    return
+
+        asking = asyncio.create_task(ask_forever())
+        await asyncio.sleep(0.3)
+        cluster.kill(victim)
+        await asyncio.wait_for(asking, 60)
+        assert transport.connected_url not in (None, connected)
+        errors = [o for o in outcomes if isinstance(o, Exception)]
+        assert all(isinstance(e, ActorsError) for e in errors)
+        assert await ref.ask("after", timeout=5) == "after"
+        assert system.event_counts()["disconnected"] >= 1
+
+
+async def test_a_durable_mailbox_with_three_replicas_loses_nothing_acknowledged_with_a_node(
+    cluster: NatsCluster, tenant: str
+) -> None:
+    got: set[int] = set()
+
+    class Keep(Actor):
+        async def on_message(self, msg: Any, ctx: Context) -> Any:
+            got.add(msg)
+
+    settings = Settings(nats_urls=tuple(cluster.urls), durable_replicas=3, durable_ack_wait=2.0)
+    async with ActorSystem(tenant, settings=settings) as system:
+        ref = await system.spawn(Keep, name="keeper", mailbox="durable")
+        transport = system.transport
+        assert isinstance(transport, NatsTransport)
+        info = await transport.client.jetstream().stream_info(agents_stream(tenant))
+        assert info.config.num_replicas == 3
+        acked: set[int] = set()
+        loop = asyncio.get_running_loop()
+        for i in range(300):
+            if i == 100:
+                cluster.kill(1)  # one of three nodes goes, mid-stream
+            give_up = loop.time() + 20
+            while loop.time() < give_up:  # a publisher that retries what was not acked
+                try:
+                    await ref.tell(i)
+                    acked.add(i)
+                    break
+                except ActorsError:
+                    await asyncio.sleep(0.2)  # reconnecting, or the stream re-electing
+        await wait_for(lambda: acked <= got, 60, "every acknowledged message handled")
+        assert len(acked) == 300, f"only {len(acked)} acknowledged"
