@@ -8,8 +8,11 @@ stopped by pid when the fixture ends.
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 
@@ -64,3 +67,37 @@ async def transport(
 def tenant() -> str:
     """A tenant id no other test uses, so tests can share one server."""
     return f"t{uuid.uuid4().hex[:10]}"
+
+
+def start_child(script: str, *args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    """Run ``python -c script args...`` and wait for it to print ``ready``."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", **env},
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def stop_child(proc: subprocess.Popen[str]) -> None:
+    """Kill ``proc`` (by its pid) if it still runs; close its pipes."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    for pipe in (proc.stdin, proc.stdout):
+        if pipe is not None:
+            pipe.close()
+
+
+async def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)

@@ -11,7 +11,6 @@ import os
 import resource
 import signal
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,8 @@ import pytest
 
 from motadata_actors import Actor, ActorsError, ActorSystem, Context, Settings
 from motadata_actors.mailbox import NatsServer, NatsTransport, agents_stream, consumer_name
+
+from ..conftest import start_child, stop_child, wait_for
 
 pytestmark = pytest.mark.anyio
 
@@ -50,39 +51,11 @@ AGENT = textwrap.dedent(
 
 
 def start_agent(server: NatsServer, tenant: str, ledger: Path, **env: str) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", AGENT, tenant, str(ledger)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={"NATS_URL": server.url, "PATH": "/usr/bin:/bin", **env},
-    )
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "ready"
-    return proc
-
-
-def stop(proc: subprocess.Popen[str]) -> None:
-    """Kill ``proc`` (by its pid) if it still runs; close its pipes."""
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait()
-    for pipe in (proc.stdin, proc.stdout):
-        if pipe is not None:
-            pipe.close()
+    return start_child(AGENT, tenant, str(ledger), env={"NATS_URL": server.url, **env})
 
 
 def handled(ledger: Path) -> list[str]:
     return ledger.read_text().split() if ledger.exists() else []
-
-
-async def wait_for(condition: Any, timeout: float, what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def test_killing_the_agent_process_mid_stream_loses_nothing(
@@ -99,18 +72,18 @@ async def test_killing_the_agent_process_mid_stream_loses_nothing(
                 await ref.tell(i)
             await wait_for(lambda: len(handled(ledger)) >= 50, 20, "the first 50")
             os.kill(first.pid, signal.SIGKILL)
-            stop(first)
+            stop_child(first)
             assert len(set(handled(ledger))) < 300, "the kill came too late to test anything"
             second = start_agent(fresh_nats_server, tenant, ledger, **env)
             try:
                 await wait_for(lambda: len(set(handled(ledger))) == 300, 30, "all 300")
             finally:
-                stop(second)
+                stop_child(second)
         # At least once: some may have been handled twice (handled, not yet acked, when
         # the process died); with an idempotent handler the final state is exact.
         assert set(handled(ledger)) == {str(i) for i in range(300)}
     finally:
-        stop(first)
+        stop_child(first)
 
 
 async def test_a_handler_process_that_dies_on_the_last_delivery_is_dead_lettered(
@@ -137,11 +110,11 @@ async def test_a_handler_process_that_dies_on_the_last_delivery_is_dead_lettered
 
             await asyncio.wait_for(dead_lettered(), 15)
             assert dying.wait(5) == 3, "the die message went to the child process"
-            stop(dying)
+            stop_child(dying)
             [letter] = letters
             assert letter.data == b'"die"' and "no verdict" in letter.reason
     finally:
-        stop(dying)
+        stop_child(dying)
 
 
 class Survivor(Actor):

@@ -10,7 +10,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,8 @@ import pytest
 from motadata_actors import Actor, ActorsError, ActorSystem, Context, Settings
 from motadata_actors.actors import summarize
 from motadata_actors.mailbox import NatsCluster, NatsServer, NatsTransport, agents_stream
+
+from ..conftest import start_child, stop_child, wait_for
 
 pytestmark = pytest.mark.anyio
 
@@ -47,45 +48,14 @@ REPLICA = textwrap.dedent(
 
 
 def start_replica(url: str, tenant: str, ledger: Path) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", REPLICA, tenant, str(ledger)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={
-            "NATS_URL": url,
-            "PATH": "/usr/bin:/bin",
-            "SDK_DURABLE_ACK_WAIT": "1",
-            "SDK_DURABLE_PREFETCH": "8",
-        },
-    )
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "ready"
-    return proc
-
-
-def stop(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait()
-    for pipe in (proc.stdin, proc.stdout):
-        if pipe is not None:
-            pipe.close()
+    env = {"NATS_URL": url, "SDK_DURABLE_ACK_WAIT": "1", "SDK_DURABLE_PREFETCH": "8"}
+    return start_child(REPLICA, tenant, str(ledger), env=env)
 
 
 def lines(ledger: Path) -> list[tuple[int, str]]:
     if not ledger.exists():
         return []
     return [(int(p), m) for p, m in (line.split() for line in ledger.read_text().splitlines())]
-
-
-async def wait_for(condition: Any, timeout: float, what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def test_three_replicas_share_the_load_show_in_status_and_a_killed_one_loses_nothing(
@@ -116,7 +86,7 @@ async def test_three_replicas_share_the_load_show_in_status_and_a_killed_one_los
             assert summarize(await system.status(wait=1.0))["worker"]["replicas"] == 2
     finally:
         for proc in replicas:
-            stop(proc)
+            stop_child(proc)
 
 
 async def test_the_status_command_lists_agents_replicas_and_backlog(
