@@ -8,8 +8,9 @@ Scenarios (128-byte payloads; 4 KiB too in the full run):
    nats-py ``request`` with the same payload and headers, the responder in the same process
    and in another OS process (:mod:`~motadata_actors.benchmarks.responder`);
 3. in process: tell and ask vs Pykka and a plain asyncio-queue actor;
-4. durable mailboxes vs raw nats-py JetStream (``bench_durable``), codecs and telemetry
-   (``bench_codecs``, ``bench_telemetry``).
+4. durable mailboxes vs raw nats-py JetStream (``bench_durable``), scale-out with one to
+   three responder processes on one server and a three-node cluster (``bench_scale``),
+   codecs and telemetry (``bench_codecs``, ``bench_telemetry``).
 
 Every repeat runs baseline then ours, back to back, so both see the same machine load.
 Results: a JSON file, a Markdown table and (with matplotlib) a PNG, in ``--out``.
@@ -499,6 +500,23 @@ async def _durable_rows(url: str, repeats: int, n: int) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+async def _scale_rows(url: str, repeats: int, n: int) -> list[dict[str, Any]]:
+    from . import bench_scale
+
+    samples: dict[str, dict[int, list[float]]] = {}
+    for r in range(max(1, repeats // 2)):
+        for where, rates in (await bench_scale.scale_rates(url, n)).items():
+            for replicas, rate in rates.items():
+                samples.setdefault(where, {}).setdefault(replicas, []).append(rate)
+        progress(f"scale out: repeat {r + 1}")
+    return [
+        _row(f"ask, 100 in flight, {k} responder processes, {where}", 128, "asks/s",
+             by_count[k], by_count[1], f"1 responder process, {where}", None)
+        for where, by_count in samples.items()
+        for k in (2, 3)
+    ]  # fmt: skip
+
+
 def await_rows(coro: Coroutine[Any, Any, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """Run a scenario coroutine on a fresh asyncio loop; tag its rows with the loop."""
     rows = asyncio.run(coro)
@@ -671,6 +689,8 @@ def run_suite(out: Path, *, quick: bool) -> dict[str, Any]:
                 rows.append(row)
         progress("durable mailboxes (JetStream) vs raw nats-py JetStream")
         rows += await_rows(_durable_rows(server.url, repeats, 300 if quick else 2000))
+        progress("scale out: 1, 2 and 3 responder processes, one server and a 3-node cluster")
+        rows += await_rows(_scale_rows(server.url, repeats, n))
         progress("telemetry: off, unsampled, 10 % and always sampled (sequential asks)")
         telemetry = bench_telemetry.run(2 if quick else 5, 300 if quick else 3000, server.url)
     progress("in-process scenarios")
