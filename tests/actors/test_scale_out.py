@@ -84,6 +84,10 @@ async def test_three_replicas_share_the_load_show_in_status_and_a_killed_one_los
             assert {m for _, m in lines(ledger)} == {str(i) for i in range(600)}
             # Status now sees two replicas: the killed one no longer answers.
             assert summarize(await system.status(wait=1.0))["worker"]["replicas"] == 2
+            # An ask is handled by exactly one replica, which answers.
+            for i in range(20):
+                pid = await ref.ask(f"ask-{i}", timeout=10)
+                assert [p for p, m in lines(ledger) if m == f"ask-{i}"] == [pid]
     finally:
         for proc in replicas:
             stop_child(proc)
