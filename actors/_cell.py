@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal, final
 
@@ -46,6 +47,7 @@ from motadata_actors._errors import (
 from motadata_actors.mailbox import (
     MESSAGE_ID,
     TENANT_ID,
+    TIMEOUT_MS,
     DurableMessage,
     Incoming,
     Mailbox,
@@ -80,8 +82,8 @@ __all__ = ("ActorCell", "ActorStatistics")
 
 log = get_logger("actors")
 
-_SEEN = 4096  # message ids remembered per actor (replay and duplicate checks, reply cache)
-_Seen = tuple[int, "tuple[bytes, dict[str, str]] | None"]  # (body hash, the reply sent)
+_SEEN = 4096  # message ids remembered per actor, twice over (replay and duplicate checks)
+_REPLY_CACHE = 1024  # replies kept for retried asks
 
 
 @final
@@ -168,12 +170,13 @@ class ActorCell:
         self._handling: set[asyncio.Task[Any]] = set()  # workers inside a handler
         self._stopping = False
         self._expired = False  # the shutdown grace ran out: refuse instead of handling
-        # Message id -> (hash of the body, the reply once sent): answers a retried ask
-        # from cache, drops a repeated core tell, refuses a known id with another body.
-        # Two generations of plain dicts (the newest _SEEN ids at least): O(1) per
-        # message, cheaper than an OrderedDict's move and pop.
-        self._seen: dict[str, _Seen] = {}
-        self._seen_before: dict[str, _Seen] = {}
+        # Message id -> hash of the body: drops a repeated core tell, refuses a known id
+        # with another body. Two generations of plain dicts (the newest _SEEN ids at
+        # least): O(1) per message, cheaper than an OrderedDict's move and pop.
+        self._seen: dict[str, int] = {}
+        self._seen_before: dict[str, int] = {}
+        # Message id -> the reply sent: a retried ask is answered from here.
+        self._replies: OrderedDict[str, tuple[bytes, dict[str, str]]] = OrderedDict()
         self._replay_window = runtime.replay_window
         self.handled = 0
         self.failed = 0
@@ -373,7 +376,7 @@ class ActorCell:
                 try:
                     if durable is None:
                         await self._handle(msg)
-                    elif durable.expired:
+                    elif not self._time_left(durable):
                         await self._expire(durable)
                     else:
                         keep_alive = asyncio.create_task(self._keep_alive(durable))
@@ -453,10 +456,10 @@ class ActorCell:
             await self._reject(msg, CodecError(f"cannot build the message: {exc!r}"))
             return "term"
         if message_id is not None and msg.reply:
-            entry = self._seen.get(message_id) or self._seen_before.get(message_id)
-            if entry is not None and entry[1] is not None:
+            cached = self._replies.get(message_id)
+            if cached is not None:
                 rt.events.record("duplicate", self.path, message_id)
-                await self._publish_reply(msg.reply, *entry[1])
+                await self._publish_reply(msg.reply, *cached)
                 return "ack"
         ctx = Context(rt, self.name, msg)
         actor = self._instance
@@ -550,9 +553,11 @@ class ActorCell:
                 sending than the replay window.
         """
         digest = hash(msg.data)
-        seen = self._seen.get(message_id) or self._seen_before.get(message_id)
+        seen = self._seen.get(message_id)
+        if seen is None:
+            seen = self._seen_before.get(message_id)
         if seen is not None:
-            if seen[0] != digest:
+            if seen != digest:
                 raise ReplayError(f"message id {message_id!r} was seen before with another body")
             if msg.reply or type(msg) is DurableMessage:
                 return False  # a retried ask (answered from the cache), or a redelivery
@@ -572,7 +577,7 @@ class ActorCell:
         if len(seen_now) >= _SEEN:
             self._seen_before = seen_now
             seen_now = self._seen = {}
-        seen_now[message_id] = (digest, None)
+        seen_now[message_id] = digest
         return False
 
     async def _send_reply(self, reply: str, result: object, message_id: str | None) -> None:
@@ -589,9 +594,9 @@ class ActorCell:
         tel = rt.telemetry
         span = tel.start_reply(reply, self.name, headers, len(data)) if tel is not None else None
         if message_id is not None:
-            entry = self._seen.get(message_id) or self._seen_before.get(message_id)
-            if entry is not None:
-                self._seen[message_id] = (entry[0], (data, headers))
+            self._replies[message_id] = (data, headers)
+            if len(self._replies) > _REPLY_CACHE:
+                self._replies.popitem(last=False)
         try:
             await self._publish_reply(reply, data, headers)
         finally:
@@ -647,6 +652,22 @@ class ActorCell:
         await self.dead_letter(msg, reason)
         await self._settle(msg, msg.term)
 
+    @staticmethod
+    def _time_left(msg: DurableMessage) -> bool:
+        """Mark ``msg`` taken; put the time its asker has left in ``Sdk-Timeout-Ms``.
+
+        Returns False when none is left (reckoned now, as it is taken, not when it was
+        pulled into the mailbox).
+        """
+        msg.started = True
+        if msg.deadline is None or msg.headers is None:
+            return True
+        left = msg.deadline - time.time()
+        if left <= 0:
+            return False
+        msg.headers[TIMEOUT_MS] = str(max(1, int(left * 1000)))
+        return True
+
     async def _expire(self, msg: DurableMessage) -> None:
         """Dead-letter a stored request whose asker's time ran out before it was handled."""
         await self.dead_letter(msg, "expired: the ask's Sdk-Timeout-Ms ran out before handling")
@@ -654,6 +675,7 @@ class ActorCell:
 
     async def _settle(self, msg: DurableMessage, verdict: Callable[[], Awaitable[None]]) -> None:
         """Ack, nak or term ``msg``; a lost verdict only means a redelivery later."""
+        msg.started = True  # settled: the mailbox stops keeping it
         try:
             await verdict()
         except ActorsError as exc:

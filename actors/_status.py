@@ -106,8 +106,12 @@ async def gather_status(transport: Transport, tenant: str, wait: float = 0.5) ->
         with anyio.move_on_after(wait):
             async for msg in box:
                 try:
-                    reports.append(json.loads(msg.data))
+                    report = json.loads(msg.data)
                 except ValueError:
+                    report = None
+                if isinstance(report, dict) and isinstance(report.get("process"), str):
+                    reports.append(report)
+                else:  # an error reply (a dropped request), or not ours
                     log.warning("an unreadable status report on %s", inbox)
     finally:
         await sub.unsubscribe()

@@ -277,7 +277,8 @@ class ActorSystem:
             return
         where = detail.split(".")[3] if kind == "dropped" and detail.count(".") >= 4 else "/"
         self._events.record(kind, where, detail)  # type: ignore[arg-type]
-        if kind == "dropped" and reply and self._tg is not None and self._rt is not None:
+        refusable = detail.startswith("sdk.agent.")  # an ask to an actor, not a status query
+        if kind == "dropped" and reply and refusable and self._tg is not None and self._rt:
             self._tg.start_soon(self._refuse_dropped_ask, self._rt, detail, reply)
 
     @staticmethod

@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import itertools
 import json
-import time
+import random
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, final
 
@@ -115,27 +115,55 @@ class JetStreamMailboxes:
         )
 
     async def _ensure_stream(self, tenant: str, subject: str, cfg: DurableConfig) -> None:
-        """Create the tenant's stream, or add ``subject`` to it; report settings drift."""
+        """Create the tenant's stream, or add ``subject`` to it; report settings drift.
+
+        Several processes may edit the stream's subject list at once, and JetStream has no
+        compare-and-set for it: a subject counts as added once it was seen in the list
+        twice, a short random pause apart (a concurrent overwrite shows up in between).
+
+        Raises:
+            ConfigError: JetStream refused the stream or the change (the reason is its own).
+        """
         name = agents_stream(tenant)
         lock = self._locks.setdefault(name, asyncio.Lock())
+        seen_once = False
         async with lock:
-            for _ in range(10):  # other processes may be adding their subjects right now
+            for _ in range(20):
                 try:
                     info = await self._js.stream_info(name)
                 except nats.js.errors.NotFoundError:
                     try:
                         await self._js.add_stream(self._stream_config(tenant, [subject], cfg))
-                        return
-                    except nats.js.errors.BadRequestError:
-                        continue  # created meanwhile by another process: read it again
+                    except nats.js.errors.APIError as exc:
+                        if not await self._exists(name):  # not a race: a refusal
+                            raise ConfigError(
+                                f"JetStream refused to create stream {name}: {exc.description}"
+                            ) from None
+                    continue  # read it back (ours, or another process's)
                 config = info.config
                 self._report_stream_drift(name, config, cfg)
                 if subject in (config.subjects or []):
-                    return
+                    if seen_once:
+                        return
+                    seen_once = True
+                    await asyncio.sleep(random.uniform(0.05, 0.15))
+                    continue
+                seen_once = False
                 config.subjects = [*(config.subjects or []), subject]
-                with contextlib.suppress(nats.js.errors.BadRequestError):
+                try:
                     await self._js.update_stream(config)
-            raise ConnectionLost(f"could not add {subject!r} to stream {name!r} (10 tries)")
+                except nats.js.errors.APIError as exc:
+                    raise ConfigError(
+                        f"JetStream refused adding {subject!r} to stream {name}: {exc.description}"
+                    ) from None
+            raise ConnectionLost(f"could not add {subject!r} to stream {name!r} (20 tries)")
+
+    async def _exists(self, stream: str) -> bool:
+        try:
+            await self._js.stream_info(stream)
+        except nats.js.errors.NotFoundError:
+            return False
+        return True
 
     def _report_stream_drift(self, name: str, config: StreamConfig, cfg: DurableConfig) -> None:
         wanted = {
@@ -305,8 +333,12 @@ class JetStreamMailboxes:
             raise ConnectionLost(f"cannot open the durable mailbox of {agent!r}: {exc!r}") from exc
         prefetch = max(1, min(config.prefetch, capacity))
         running = [True]
+        waiting: list[DurableMessage] = []  # pulled, not yet taken by a worker
         task = asyncio.create_task(
-            self._pull(psub, mailbox, prefetch, config, running), name=f"pull:{subject}"
+            self._pull(psub, mailbox, prefetch, config, running, waiting), name=f"pull:{subject}"
+        )
+        keeper = asyncio.create_task(
+            self._keep_waiting(waiting, config.ack_wait / 2), name=f"keep:{subject}"
         )
         done = False
 
@@ -319,10 +351,17 @@ class JetStreamMailboxes:
             # completes can be swallowed by asyncio.wait_for (Python 3.11); the loop then
             # ends at its next turn (a fetch waits at most _FETCH_WAIT).
             running[0] = False
+            keeper.cancel()
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            try:
                 async with asyncio.timeout(_FETCH_WAIT + 5):
-                    await task
+                    await asyncio.gather(task, keeper, return_exceptions=True)
+            except TimeoutError:
+                log.warning("the pull loop of %s did not stop in time", subject)
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # the caller itself is being cancelled: not ours to swallow
             for sub in (psub, advisories):
                 with contextlib.suppress(nats.errors.Error):
                     await sub.unsubscribe()
@@ -336,6 +375,7 @@ class JetStreamMailboxes:
         prefetch: int,
         config: DurableConfig,
         running: list[bool],
+        waiting: list[DurableMessage],
     ) -> None:
         """Keep up to ``prefetch`` messages queued in ``mailbox``; fetch only what fits."""
         pause = 0.1
@@ -358,21 +398,34 @@ class JetStreamMailboxes:
             for msg in msgs:
                 # Past a stop, what was fetched is not queued: unacked, it comes again.
                 if running[0]:
-                    await mailbox.send(self._wrap(msg, config))
+                    wrapped = self._wrap(msg, config)
+                    waiting.append(wrapped)
+                    await mailbox.send(wrapped)
+
+    @staticmethod
+    async def _keep_waiting(waiting: list[DurableMessage], interval: float) -> None:
+        """Every half ack-wait, in-progress-ack what waits in the mailbox.
+
+        A slow actor with a deep prefetch must not see its queued messages redelivered.
+        """
+        while True:
+            await asyncio.sleep(interval)
+            waiting[:] = [m for m in waiting if not m.started]
+            for m in list(waiting):
+                with contextlib.suppress(ConnectionLost):
+                    await m.in_progress()
 
     @staticmethod
     def _wrap(msg: Msg, config: DurableConfig) -> DurableMessage:
         meta = msg.metadata
         stored_at = meta.timestamp.timestamp()
         headers = dict(msg.headers) if msg.headers else {}
-        expired = False
+        deadline = None
         timeout_ms = headers.get(TIMEOUT_MS)
         if timeout_ms is not None:
-            # The time left, reckoned from when the stream stored the request.
+            # Reckoned from when the stream stored the request, not from delivery.
             with contextlib.suppress(ValueError):
-                left = stored_at + int(timeout_ms) / 1000 - time.time()
-                expired = left <= 0
-                headers[TIMEOUT_MS] = str(max(1, int(left * 1000)))
+                deadline = stored_at + int(timeout_ms) / 1000
 
         def settle(verdict: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
             async def send() -> None:
@@ -395,7 +448,7 @@ class JetStreamMailboxes:
             max_deliver=config.max_deliver,
             stream_seq=meta.sequence.stream,
             stored_at=stored_at,
-            expired=expired,
+            deadline=deadline,
             ack=settle(msg.ack),
             nak=nak,
             in_progress=settle(msg.in_progress),

@@ -21,6 +21,7 @@ import attrs
 import nats
 import nats.errors
 import nats.js.errors
+import nkeys
 from nats.aio.client import Client
 from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 
@@ -104,7 +105,16 @@ class NatsAuth:
             options["password"] = self.password or ""
         if self.nkey_seed is not None:
             seed = self.nkey_seed
-            options["nkeys_seed_str" if seed.startswith("S") else "nkeys_seed"] = seed
+            if seed.startswith("S"):
+                try:
+                    nkeys.from_seed(seed.encode())
+                except Exception:  # nkeys raises its own errors and binascii's
+                    raise ConfigError(
+                        "NATS_NKEY_SEED is not a valid nkey seed (the value is not shown)"
+                    ) from None
+                options["nkeys_seed_str"] = seed
+            else:
+                options["nkeys_seed"] = seed
         if self.creds is not None:
             options["user_credentials"] = self.creds
         if self.tls_ca or self.tls_cert:
@@ -163,7 +173,8 @@ class NatsTransport:
         self._reconnect_buffer = reconnect_buffer
         self._auth = auth or NatsAuth()
         self._last_error: str | None = None
-        self._refused: dict[str, str] = {}  # subject -> the server's permissions violation
+        # (sub | pub, lowercased subject) -> the server's permissions violation
+        self._refused: dict[tuple[str, str], str] = {}
         self._nc: Client | None = None
         self._mailboxes: dict[int, Mailbox[Incoming]] = {}
         self._subs: dict[int, Any] = {}  # nats-py subscriptions feeding our mailboxes
@@ -286,9 +297,10 @@ class NatsTransport:
             # (subject included): 'nats: permissions violation for publish to "sdk.a.b"'.
             # So refusals are matched to call sites case-insensitively.
             subject = text.rsplit('"', 2)[-2] if text.count('"') >= 2 else ""
+            kind = "sub" if "for subscription" in text.lower() else "pub"
             if len(self._refused) > 256:
                 self._refused.clear()
-            self._refused[subject] = text
+            self._refused[(kind, subject)] = text
             log.warning("the NATS server refused %s", text.removeprefix("nats: "))
             self._tell("refused", subject, "")
             return
@@ -303,8 +315,9 @@ class NatsTransport:
 
     async def _on_disconnected(self) -> None:
         if not self._closed:
-            log.warning("disconnected from NATS at %s", ", ".join(self._servers))
-            self._tell("disconnected", ", ".join(self._servers), "")
+            where = ", ".join(redact_url(u) for u in self._servers)
+            log.warning("disconnected from NATS at %s", where)
+            self._tell("disconnected", where, "")
 
     async def _on_reconnected(self) -> None:
         log.info("reconnected to NATS at %s", self.connected_url)
@@ -356,7 +369,7 @@ class NatsTransport:
             await self._round_trip(nc)
         except Exception as exc:
             raise self._translate(exc, subject) from exc
-        refused = self._refused.pop(subject.lower(), None)
+        refused = self._refused.pop(("sub", subject.lower()), None)
         if refused is not None:
             with contextlib.suppress(nats.errors.Error):
                 await sub.unsubscribe()
@@ -437,7 +450,7 @@ class NatsTransport:
         except nats.errors.NoRespondersError:
             raise NoResponders(f"no responders on {subject!r}") from None
         except (TimeoutError, nats.errors.TimeoutError):
-            if self._refused.pop(subject.lower(), None) is not None:
+            if self._refused.pop(("pub", subject.lower()), None) is not None:
                 raise TenantError(
                     f"the NATS server refused publishing to {subject!r} (permissions "
                     "violation): this connection's user may not write it"

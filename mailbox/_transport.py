@@ -173,8 +173,9 @@ class DurableMessage:
     """A message from a durable mailbox, to settle exactly once: ack, nak or term.
 
     ``reply`` is the asker's inbox from ``Sdk-Reply-To`` (never JetStream's ack subject);
-    ``headers`` carry ``Sdk-Timeout-Ms`` as the time *left*, reckoned from when the
-    stream stored the message, and ``expired`` says when none is left.
+    ``deadline`` is when an ask's asker stops waiting (epoch seconds: the stream's stored
+    time plus ``Sdk-Timeout-Ms``), None for tells. Until a worker takes it (``started``),
+    the mailbox keeps it from being redelivered with in-progress acks.
     """
 
     __slots__ = (
@@ -183,11 +184,12 @@ class DurableMessage:
         "_progress",
         "_term",
         "data",
+        "deadline",
         "delivered",
-        "expired",
         "headers",
         "max_deliver",
         "reply",
+        "started",
         "stored_at",
         "stream_seq",
         "subject",
@@ -204,7 +206,7 @@ class DurableMessage:
         max_deliver: int,
         stream_seq: int,
         stored_at: float,
-        expired: bool,
+        deadline: float | None,
         ack: Callable[[], Awaitable[None]],
         nak: Callable[[float], Awaitable[None]],
         in_progress: Callable[[], Awaitable[None]],
@@ -219,7 +221,8 @@ class DurableMessage:
         self.stream_seq = stream_seq
         self.stored_at = stored_at
         """When the stream stored it (seconds since the epoch)."""
-        self.expired = expired
+        self.deadline = deadline
+        self.started = False
         self._ack = ack
         self._nak = nak
         self._progress = in_progress

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import sys
 from collections.abc import Sequence
@@ -20,8 +21,12 @@ def write_tenant_config(tenants: Sequence[str], out: Path, report: TextIO = sys.
     connection settings are printed, for its processes' environment.
     """
     users = [TenantUser(t, password=secrets.token_urlsafe(24)) for t in tenants]
-    out.write_text(server_config(users))
-    out.chmod(0o600)
+    text = server_config(users)
+    # Private before a byte is written: it holds the passwords.
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
     print(f"wrote {out}: start nats-server -c {out} --jetstream --store_dir <dir>", file=report)
     for user in users:
         print(f"\n# tenant {user.tenant}", file=report)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import pytest
@@ -254,3 +255,79 @@ async def test_settings_drift_is_reported_and_streams_apply_changes_it(
     again = StringIO()
     assert await apply_streams(other, tenant, again) == 0
     assert "nothing to change" in again.getvalue()
+
+
+async def test_messages_waiting_in_a_slow_actors_mailbox_are_not_redelivered(
+    nats_server: NatsServer, tenant: str
+) -> None:
+    deliveries: list[Any] = []
+    done = asyncio.Event()
+
+    class Slow(Actor):
+        async def on_message(self, msg: Any, ctx: Context) -> Any:
+            deliveries.append(msg)
+            await asyncio.sleep(0.3)
+            if len(deliveries) >= 8:
+                done.set()
+
+    # Eight pulled at once, 2.4 s of work, a 1 s ack-wait: the last ones wait in the
+    # mailbox for more than two ack-waits, kept there by in-progress acks.
+    config = settings(nats_server, durable_ack_wait=1.0, durable_prefetch=8)
+    async with ActorSystem(tenant, settings=config) as system:
+        ref = await system.spawn(Slow, name="slow", mailbox="durable")
+        for i in range(8):
+            await ref.tell(i)
+        await asyncio.wait_for(done.wait(), 15)
+        await asyncio.sleep(1.5)  # a redelivery would come by now
+        assert deliveries == list(range(8))
+        assert await drained(system, "slow")
+
+
+async def test_an_ask_whose_time_runs_out_while_queued_is_dead_lettered_when_taken(
+    nats_server: NatsServer, tenant: str
+) -> None:
+    taken: list[Any] = []
+
+    class Blocking(Actor):
+        async def on_message(self, msg: Any, ctx: Context) -> Any:
+            taken.append(msg)
+            if msg == "first":
+                await asyncio.sleep(1.0)
+            return msg
+
+    async with ActorSystem(tenant, settings=settings(nats_server)) as system:
+        ref = await system.spawn(Blocking, name="blocking", mailbox="durable")
+        await ref.tell("first")
+        await asyncio.sleep(0.1)  # "first" is being handled; the ask queues behind it
+        with pytest.raises(AskTimeout):
+            await ref.ask("queued", timeout=0.4)
+        [letter] = await dead_letters(system)
+        assert letter.data == b'"queued"' and letter.reason.startswith("expired")
+        assert taken == ["first"]
+
+
+async def test_a_stream_the_server_refuses_is_a_config_error_with_its_reason(
+    nats_server: NatsServer, tenant: str
+) -> None:
+    # Three replicas on a single server: JetStream refuses, and says why.
+    async with ActorSystem(tenant, settings=settings(nats_server, durable_replicas=3)) as system:
+        with pytest.raises(ConfigError, match=r"refused to create stream .*replicas > 1"):
+            await system.spawn(recorder(1), name="worker", mailbox="durable")
+
+
+async def test_durable_agents_spawned_at_once_in_several_systems_all_keep_their_subjects(
+    nats_server: NatsServer, tenant: str
+) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        systems = [
+            await stack.enter_async_context(ActorSystem(tenant, settings=settings(nats_server)))
+            for _ in range(4)
+        ]
+        refs = await asyncio.gather(
+            *(
+                s.spawn(recorder(1), name=f"agent{i}", mailbox="durable")
+                for i, s in enumerate(systems)
+            )
+        )
+        for ref in refs:
+            assert await ref.ask("here?", timeout=5) == {"got": "here?"}
