@@ -399,6 +399,8 @@ class JetStreamMailboxes:
                 # Past a stop, what was fetched is not queued: unacked, it comes again.
                 if running[0]:
                     wrapped = self._wrap(msg, config)
+                    if len(waiting) > 2 * prefetch:  # keep it to what can still wait
+                        waiting[:] = [m for m in waiting if not m.started]
                     waiting.append(wrapped)
                     await mailbox.send(wrapped)
 
