@@ -334,8 +334,21 @@ class JetStreamMailboxes:
         prefetch = max(1, min(config.prefetch, capacity))
         running = [True]
         waiting: list[DurableMessage] = []  # pulled, not yet taken by a worker
+
+        async def reopen() -> bool:
+            """Make the stream and consumer again if they are gone; whether they were."""
+            try:
+                await self._js.consumer_info(agents_stream(tenant), consumer_name(agent))
+                return False
+            except nats.js.errors.NotFoundError:
+                pass
+            await self._ensure_stream(tenant, subject, config)
+            await self._ensure_consumer(tenant, agent, config, capacity)
+            return True
+
         task = asyncio.create_task(
-            self._pull(psub, mailbox, prefetch, config, running, waiting), name=f"pull:{subject}"
+            self._pull(psub, mailbox, prefetch, config, running, waiting, reopen, subject),
+            name=f"pull:{subject}",
         )
         keeper = asyncio.create_task(
             self._keep_waiting(waiting, config.ack_wait / 2), name=f"keep:{subject}"
@@ -376,8 +389,14 @@ class JetStreamMailboxes:
         config: DurableConfig,
         running: list[bool],
         waiting: list[DurableMessage],
+        reopen: Callable[[], Awaitable[bool]],
+        label: str,
     ) -> None:
-        """Keep up to ``prefetch`` messages queued in ``mailbox``; fetch only what fits."""
+        """Keep up to ``prefetch`` messages queued in ``mailbox``; fetch only what fits.
+
+        If the stream or the consumer was deleted under it (an operator recreating the
+        stream, say), it makes them again and goes on.
+        """
         pause = 0.1
         while running[0]:
             want = prefetch - mailbox.statistics().queued
@@ -388,9 +407,21 @@ class JetStreamMailboxes:
                 msgs = await psub.fetch(batch=want, timeout=_FETCH_WAIT)
             except (TimeoutError, nats.errors.TimeoutError):
                 continue  # nothing there: ask again
+            except (nats.js.errors.NotFoundError, nats.js.errors.ServiceUnavailableError):
+                # No consumer answers the pull: deleted (make it again), or JetStream is
+                # electing a leader (wait).
+                try:
+                    if await reopen():
+                        log.warning("durable mailbox %s: its stream or consumer was gone; "
+                                    "made again", label)  # fmt: skip
+                except (ConfigError, ConnectionLost, nats.errors.Error) as exc:
+                    log.warning("durable mailbox %s not made again yet: %s", label, exc)
+                await asyncio.sleep(pause)
+                pause = min(2.0, pause * 2)
+                continue
             except (nats.errors.Error, nats.js.errors.Error, OSError) as exc:
                 # Reconnecting, or the server restarting: what was not acked is redelivered.
-                log.debug("pull from %s paused: %r", psub, exc)
+                log.debug("pull from %s paused: %r", label, exc)
                 await asyncio.sleep(pause)
                 pause = min(2.0, pause * 2)
                 continue

@@ -331,3 +331,23 @@ async def test_durable_agents_spawned_at_once_in_several_systems_all_keep_their_
         )
         for ref in refs:
             assert await ref.ask("here?", timeout=5) == {"got": "here?"}
+
+
+async def test_a_durable_mailbox_whose_stream_is_deleted_makes_it_again(
+    nats_server: NatsServer, tenant: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    rec = recorder(1)
+    async with ActorSystem(tenant, settings=settings(nats_server)) as system:
+        ref = await system.spawn(rec, name="worker", mailbox="durable")
+        transport = system._runtime.transport
+        assert isinstance(transport, NatsTransport)
+        await transport.client.jetstream().delete_stream(agents_stream(tenant))
+        for _ in range(100):  # the pull loop notices and makes stream and consumer again
+            try:
+                await ref.tell("after the delete")
+                break
+            except NoResponders:
+                await asyncio.sleep(0.1)
+        await asyncio.wait_for(rec.done.wait(), 10)
+        assert rec.seen == ["after the delete"]
+        assert "was gone; made again" in caplog.text
