@@ -49,6 +49,7 @@ from motadata_actors.mailbox import (
     TENANT_ID,
     TIMEOUT_MS,
     DurableMessage,
+    DurableTransport,
     Incoming,
     Mailbox,
     Subscription,
@@ -233,7 +234,8 @@ class ActorCell:
             actor = self._new_instance()
             subjects = [] if self.mailbox_kind == "durable" else [agent_inbox(self.name, rt.tenant)]
             if self.mailbox_kind == "durable":
-                durable = rt.transport.durable
+                # getattr: a transport of the application's own may predate durable mailboxes.
+                durable: DurableTransport | None = getattr(rt.transport, "durable", None)
                 if durable is None:
                     raise ConfigError(
                         f"actor {self.name!r}: mailbox='durable' needs JetStream, so NATS: "

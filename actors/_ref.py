@@ -303,7 +303,7 @@ class ActorRef:
         rt.events.record("dead_letter", self.name, reason)
 
     def _durable(self) -> DurableTransport:
-        durable = self._rt.transport.durable
+        durable: DurableTransport | None = getattr(self._rt.transport, "durable", None)
         if durable is None:
             raise ConfigError(
                 f"{self.name!r} has a durable mailbox, which needs JetStream: set "
