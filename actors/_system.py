@@ -24,7 +24,6 @@ from motadata_actors.mailbox import (
     DeadLetter,
     DurableConfig,
     InProcessTransport,
-    NatsAuth,
     NatsServer,
     NatsTransport,
     Transport,
@@ -181,12 +180,8 @@ class ActorSystem:
                             " actors in other processes cannot reach it; set NATS_URL to share"
                             " one, e.g. one started by `python -m motadata_actors server`)"
                         )
-                    transport = NatsTransport(
-                        urls,
-                        name=f"motadata-actors/{self.tenant}",
-                        inbox_prefix=prefix,
-                        reconnect_buffer=settings.reconnect_buffer,
-                        auth=NatsAuth.from_settings(settings),
+                    transport = NatsTransport.from_settings(
+                        settings, self.tenant, name=f"motadata-actors/{self.tenant}", servers=urls
                     )
             await transport.start()
             stack.push_async_callback(transport.aclose)

@@ -353,13 +353,8 @@ class JetStreamMailboxes:
         keeper = asyncio.create_task(
             self._keep_waiting(waiting, config.ack_wait / 2), name=f"keep:{subject}"
         )
-        done = False
 
         async def unsubscribe() -> None:
-            nonlocal done
-            if done:
-                return
-            done = True
             # The flag as well as the cancel: a cancel landing just as nats-py's fetch
             # completes can be swallowed by asyncio.wait_for (Python 3.11); the loop then
             # ends at its next turn (a fetch waits at most _FETCH_WAIT).

@@ -41,7 +41,7 @@ from motadata_actors.telemetry import get_logger
 from ._envelope import check_size
 from ._jetstream import JetStreamMailboxes
 from ._queue import Mailbox
-from ._subjects import check_publish_subject, check_subscribe_subject
+from ._subjects import check_publish_subject, check_subscribe_subject, inbox_prefix
 from ._transport import DeadLetter, Incoming, Subscription
 
 __all__ = ("NatsAuth", "NatsTransport")
@@ -185,6 +185,23 @@ class NatsTransport:
         a message on ``detail``, an ask when ``reply`` is set), ``refused`` (the server
         refused a publish or subscription on ``detail``: permissions), ``disconnected``
         and ``reconnected``."""
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, tenant: str, *, name: str, servers: Sequence[str] | None = None
+    ) -> NatsTransport:
+        """A transport for ``tenant`` as the settings say.
+
+        Servers from ``NATS_URL`` (unless ``servers`` is given), the tenant's inbox prefix,
+        credentials, TLS and the reconnect buffer.
+        """
+        return cls(
+            servers if servers is not None else settings.nats_urls,
+            name=name,
+            inbox_prefix=inbox_prefix(tenant),
+            reconnect_buffer=settings.reconnect_buffer,
+            auth=NatsAuth.from_settings(settings),
+        )
 
     @property
     def client(self) -> Client:
@@ -381,13 +398,8 @@ class NatsTransport:
         sid = sub._id  # nats-py reports slow consumers by sid
         self._mailboxes[sid] = mailbox
         self._subs[sid] = sub
-        done = False
 
         async def unsubscribe() -> None:
-            nonlocal done
-            if done:
-                return
-            done = True
             self._mailboxes.pop(sid, None)
             self._subs.pop(sid, None)
             if nc.is_closed or nc.is_draining:

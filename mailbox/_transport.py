@@ -104,15 +104,17 @@ class Subscription:
         self.subject = subject
         self.queue = queue
         self.mailbox = mailbox
-        self._unsubscribe = unsubscribe
+        self._unsubscribe: Callable[[], Awaitable[None]] | None = unsubscribe
 
     async def unsubscribe(self) -> None:
-        """Stop receiving. Idempotent.
+        """Stop receiving. Idempotent (the transport's own step runs once).
 
         Messages the bus delivered before (this process's own earlier publishes
         included) still land in the mailbox; the mailbox itself stays open.
         """
-        await self._unsubscribe()
+        step, self._unsubscribe = self._unsubscribe, None
+        if step is not None:
+            await step()
 
 
 @final

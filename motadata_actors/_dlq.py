@@ -15,12 +15,10 @@ from motadata_actors.mailbox import (
     MESSAGE_TYPE,
     DeadLetter,
     InProcessTransport,
-    NatsAuth,
     NatsTransport,
     Transport,
     agent_subject,
     check_id,
-    inbox_prefix,
     new_message_id,
 )
 
@@ -35,12 +33,7 @@ def _transport(settings: Settings, tenant: str) -> Transport:
             "NATS_URL is not set: dead letters live on the server the actors use; set NATS_URL "
             "to it (an embedded server keeps nothing after its process ends)"
         )
-    return NatsTransport(
-        settings.nats_urls,
-        name="motadata-actors/dlq",
-        inbox_prefix=inbox_prefix(tenant),
-        auth=NatsAuth.from_settings(settings),
-    )
+    return NatsTransport.from_settings(settings, tenant, name="motadata-actors/dlq")
 
 
 def _line(letter: DeadLetter) -> str:

@@ -8,7 +8,7 @@ from typing import TextIO
 from motadata_actors._errors import ConfigError
 from motadata_actors._settings import Settings
 from motadata_actors.actors import gather_status, summarize
-from motadata_actors.mailbox import NatsAuth, NatsTransport, check_id, inbox_prefix
+from motadata_actors.mailbox import NatsTransport, check_id
 
 __all__ = ("show_status",)
 
@@ -20,12 +20,7 @@ async def show_status(
     check_id(tenant, "tenant")
     if not settings.enable_nats or not settings.nats_urls:
         raise ConfigError("status asks the processes over NATS: set NATS_URL to their server")
-    transport = NatsTransport(
-        settings.nats_urls,
-        name="motadata-actors/status",
-        inbox_prefix=inbox_prefix(tenant),
-        auth=NatsAuth.from_settings(settings),
-    )
+    transport = NatsTransport.from_settings(settings, tenant, name="motadata-actors/status")
     await transport.start()
     try:
         reports = await gather_status(transport, tenant, wait)

@@ -9,10 +9,8 @@ from motadata_actors._errors import ConfigError
 from motadata_actors._settings import Settings
 from motadata_actors.mailbox import (
     DurableConfig,
-    NatsAuth,
     NatsTransport,
     check_id,
-    inbox_prefix,
 )
 
 __all__ = ("apply_streams", "show_streams")
@@ -24,12 +22,7 @@ def _transport(settings: Settings, tenant: str) -> NatsTransport:
             "durable mailboxes live on the NATS server the actors use: set NATS_URL to it "
             "(and ENABLE_NATS=true)"
         )
-    return NatsTransport(
-        settings.nats_urls,
-        name="motadata-actors/streams",
-        inbox_prefix=inbox_prefix(tenant),
-        auth=NatsAuth.from_settings(settings),
-    )
+    return NatsTransport.from_settings(settings, tenant, name="motadata-actors/streams")
 
 
 async def show_streams(settings: Settings, tenant: str, out: TextIO = sys.stdout) -> int:
