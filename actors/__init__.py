@@ -7,6 +7,7 @@ from ._events import EventKind, SupervisionEvent
 from ._policy import AskPolicy, Backoff, RestartIntensity, RestartType, Strategy
 from ._ref import ActorRef
 from ._status import gather_status, status_subject, summarize
+from ._stream import AskStream
 from ._supervisor import Supervisor
 from ._system import ActorSystem
 
@@ -16,6 +17,7 @@ __all__ = (
     "ActorStatistics",
     "ActorSystem",
     "AskPolicy",
+    "AskStream",
     "Backoff",
     "Clock",
     "Context",

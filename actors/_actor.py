@@ -6,12 +6,18 @@ import asyncio
 import contextlib
 from typing import Any, ClassVar, final
 
+from motadata_actors._errors import StreamError
 from motadata_actors.mailbox import CORRELATION_ID, MESSAGE_ID, TIMEOUT_MS, Incoming
 
 from ._ref import ActorRef
 from ._runtime import Runtime
+from ._stream import ReplyStream
 
-__all__ = ("Actor", "Context")
+__all__ = ("Actor", "Context", "NotStreamed")
+
+
+class NotStreamed(StreamError):
+    """Internal: a handler streamed to a plain ask; refused without crashing the actor."""
 
 
 class Actor:
@@ -43,11 +49,17 @@ class Actor:
     async def on_start(self) -> None:
         """Run once before the first message. Raising here makes ``spawn`` fail."""
 
-    async def on_message(self, msg: Any, ctx: Context) -> Any:
+    def on_message(self, msg: Any, ctx: Context) -> Any:
         """Handle one message; the return value is the reply when it was an ask.
 
+        Override it as ``async def`` (the usual case), as a plain ``def`` (run in a
+        worker thread with ``spawn(..., offload=True)``), or as an async generator whose
+        every ``yield`` is one part of a streaming reply (see :meth:`Context.stream` and
+        :meth:`ActorRef.ask_stream`).
+
         An exception is logged, and for an ask travels back to the asker as a
-        :class:`~motadata_actors.RemoteError`; the actor goes on with the next message.
+        :class:`~motadata_actors.RemoteError`; the supervisor then decides what happens
+        to the actor (restart it, by default).
         """
         return None
 
@@ -70,13 +82,14 @@ class Context:
     Made by the system for each message; valid while the handler runs.
     """
 
-    __slots__ = ("_deadline", "_headers", "_msg", "_rt", "actor", "stop_requested")
+    __slots__ = ("_deadline", "_headers", "_msg", "_rt", "_stream", "actor", "stop_requested")
 
     def __init__(self, runtime: Runtime, actor: str, msg: Incoming) -> None:
         self._rt = runtime
         self.actor = actor
         """The name of the actor handling the message."""
         self._msg = msg
+        self._stream: ReplyStream | None = None
         self.stop_requested = False
         """Whether the handler asked the actor to stop after this message."""
         headers = msg.headers
@@ -137,6 +150,32 @@ class Context:
         ``temporary`` one; messages still queued are dead-lettered.
         """
         self.stop_requested = True
+
+    @property
+    def is_stream(self) -> bool:
+        """Whether the asker reads a streaming reply (:meth:`ActorRef.ask_stream`)."""
+        return self._stream is not None
+
+    async def stream(self, part: object) -> None:
+        """Send ``part`` of a streaming reply, waiting while the consumer is a window behind.
+
+        The handler's return value (when not None) comes after the parts, as the last
+        one. To a tell the parts go nowhere (nobody reads them) and this returns at once.
+
+        Raises:
+            StreamError: the message is a plain ask, which takes one reply: the asker
+                should use ``ask_stream``.
+            EncodeError: ``part`` cannot be encoded (nothing was sent).
+            MessageTooLarge: ``part`` exceeds the size limit (nothing was sent).
+        """
+        stream = self._stream
+        if stream is not None:
+            await stream.send(part)
+        elif self._msg.reply:
+            raise NotStreamed(
+                "the handler streams its reply, but this ask takes one reply: ask it with "
+                "ref.ask_stream(...)"
+            )
 
     def ref(self, name: str) -> ActorRef:
         """Return a ref to the actor called ``name`` in the same tenant."""

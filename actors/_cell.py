@@ -42,10 +42,12 @@ from motadata_actors._errors import (
     ConfigError,
     MessageTooLarge,
     ReplayError,
+    StreamError,
     TenantError,
 )
 from motadata_actors.mailbox import (
     MESSAGE_ID,
+    STREAM_WINDOW,
     TENANT_ID,
     TIMEOUT_MS,
     DurableMessage,
@@ -65,7 +67,7 @@ from motadata_actors.mailbox import (
 )
 from motadata_actors.telemetry import get_logger, log_fields
 
-from ._actor import Actor, Context
+from ._actor import Actor, Context, NotStreamed
 from ._ref import ActorRef
 from ._runtime import (
     AGENT_TEMPLATE,
@@ -75,6 +77,7 @@ from ._runtime import (
     current_context,
     reason_line,
 )
+from ._stream import MAX_WINDOW, ReplyStream
 
 if TYPE_CHECKING:
     from ._supervisor import Supervisor
@@ -105,6 +108,9 @@ class ActorStatistics:
             client's pending queue were full (a slow consumer).
         dead_lettered: messages this cell sent to the dead-letter subject.
         mailbox: ``core`` or ``durable``.
+        streams: streaming replies being sent now.
+        stream_outstanding: parts of those sent and not yet taken by their consumers
+            (each stream's share is bounded by its window).
     """
 
     name: str
@@ -117,6 +123,12 @@ class ActorStatistics:
     dropped: int
     dead_lettered: int
     mailbox: str = "core"
+    streams: int = 0
+    stream_outstanding: int = 0
+
+
+class _Overran(Exception):
+    """Internal: a streaming handler was cancelled at its asker's deadline."""
 
 
 class _Crash(Exception):
@@ -179,6 +191,8 @@ class ActorCell:
         # Message id -> the reply sent: a retried ask is answered from here.
         self._replies: OrderedDict[str, tuple[bytes, dict[str, str]]] = OrderedDict()
         self._replay_window = runtime.replay_window
+        self._streams: set[ReplyStream] = set()
+        self._agen_handler = False
         self.handled = 0
         self.failed = 0
         self.rejected = 0
@@ -199,6 +213,8 @@ class ActorCell:
             box.dropped,
             self.dead_lettered,
             self.mailbox_kind,
+            len(self._streams),
+            sum(stream.outstanding for stream in self._streams),
         )
 
     @property
@@ -214,13 +230,16 @@ class ActorCell:
             raise ConfigError(f"spawn needs an Actor subclass or factory, got {actor!r}")
         actor.name = self.name
         actor.ref = self.ref
-        sync = not inspect.iscoroutinefunction(type(actor).on_message)
+        handler = type(actor).on_message
+        agen = inspect.isasyncgenfunction(handler)
+        sync = not agen and not inspect.iscoroutinefunction(handler)
         if self.offload and not sync:
             raise ConfigError(
                 "offload=True runs a synchronous on_message in a worker thread; "
                 f"{type(actor).__name__}.on_message is async"
             )
-        self._sync_handler = sync
+        self._sync_handler = sync or agen  # not a plain coroutine: see _call
+        self._agen_handler = agen
         return actor
 
     async def start(self, task_group: anyio.abc.TaskGroup) -> None:
@@ -466,6 +485,12 @@ class ActorCell:
         ctx = Context(rt, self.name, msg)
         actor = self._instance
         assert actor is not None
+        stream: ReplyStream | None = None
+        if msg.reply and headers is not None and STREAM_WINDOW in headers:
+            stream = await self._open_stream(msg.reply, headers[STREAM_WINDOW])
+            if stream is None:
+                return "term"
+            ctx._stream = stream
         tel = rt.telemetry
         span: Any = None
         otel_token: object = None
@@ -480,7 +505,9 @@ class ActorCell:
         log_token = log_fields.set((rt.tenant, self.name))
         error: BaseException | None = None
         try:
-            if ctx.deadline is None:
+            if stream is not None:
+                result = await self._call_streaming(actor, payload, ctx, stream, msg)
+            elif ctx.deadline is None:
                 result = await self._call(actor, payload, ctx)
             else:
                 # A bare timer that cancels this task at the deadline: the same as
@@ -512,11 +539,28 @@ class ActorCell:
                     return "term"
                 finally:
                     timer.cancel()
+        except asyncio.CancelledError:
+            if stream is None or not stream.cancelled or self.grace_expired():
+                raise
+            me = asyncio.current_task()
+            assert me is not None
+            me.uncancel()
+            rt.events.record("cancelled", self.path, f"stream closed by its consumer after "
+                             f"{stream.sent} part(s)")  # fmt: skip
+            return "ack"
+        except _Overran:
+            self.failed += 1  # the asker times out by itself at the same deadline
+            return "term"
+        except NotStreamed as exc:
+            await self._reject(msg, StreamError(str(exc)))
+            return "term"
         except Exception as exc:
             error = exc
             self.failed += 1
             log.error("actor %s: handler raised on %s", self.path, msg.subject, exc_info=exc)
-            if type(msg) is DurableMessage:
+            if stream is not None:
+                await stream.fail(type(exc).__name__, str(exc), "handler")
+            elif type(msg) is DurableMessage:
                 pass  # redelivered, or dead-lettered after its last delivery: see _work
             elif msg.reply:
                 await self._send_error(msg.reply, type(exc).__name__, str(exc), "handler")
@@ -525,9 +569,14 @@ class ActorCell:
             raise _Crash(exc) from exc
         else:
             self.handled += 1
-            if msg.reply:
+            if stream is not None:
+                await self._end_stream(stream, result)
+            elif msg.reply:
                 await self._send_reply(msg.reply, result, message_id)
         finally:
+            if stream is not None:
+                self._streams.discard(stream)
+                await stream.close()
             log_fields.reset(log_token)
             current_context.reset(token)
             self._leave()
@@ -541,9 +590,81 @@ class ActorCell:
     async def _call(self, actor: Actor, payload: Any, ctx: Context) -> Any:
         if not self._sync_handler:
             return await actor.on_message(payload, ctx)
+        if self._agen_handler:
+            parts = actor.on_message(payload, ctx)
+            try:
+                async for part in parts:
+                    await ctx.stream(part)
+            finally:
+                await parts.aclose()
+            return None
         if self.offload:
             return await anyio.to_thread.run_sync(actor.on_message, payload, ctx)
         return actor.on_message(payload, ctx)
+
+    # -- streaming replies ------------------------------------------------------------
+
+    async def _open_stream(self, reply: str, window_text: str) -> ReplyStream | None:
+        """Start the producing end of a streaming ask; None when it was refused."""
+        rt = self._rt
+        try:
+            window = max(1, min(MAX_WINDOW, int(window_text)))
+        except ValueError:
+            window = rt.stream_window
+        task = asyncio.current_task()
+        assert task is not None
+        stream = ReplyStream(rt, reply, window, task)
+        try:
+            await stream.open()
+        except ActorsError as exc:
+            log.warning("actor %s: cannot open a streaming reply: %r", self.path, exc)
+            await self._send_error(reply, type(exc).__name__, f"stream not opened: {exc}", "sdk")
+            await stream.close()
+            return None
+        self._streams.add(stream)
+        return stream
+
+    async def _call_streaming(
+        self, actor: Actor, payload: Any, ctx: Context, stream: ReplyStream, msg: Incoming
+    ) -> Any:
+        """Run a handler that streams, under its deadline; cancellable by the consumer."""
+        stream.running = True
+        deadline = ctx.deadline
+        timer = None
+        expired: list[bool] = []
+        task = asyncio.current_task()
+        assert task is not None
+        if deadline is not None:
+
+            def expire() -> None:
+                if stream.running:
+                    expired.append(True)
+                    task.cancel()
+
+            timer = asyncio.get_running_loop().call_at(deadline, expire)
+        try:
+            return await self._call(actor, payload, ctx)
+        except asyncio.CancelledError:
+            if not expired or self.grace_expired():
+                raise
+            task.uncancel()
+            self._rt.events.record("overran", self.path, f"stream on {msg.subject}")
+            log.warning("actor %s: streaming handler outlived the asker's deadline; cancelled",
+                        self.path)  # fmt: skip
+            raise _Overran from None
+        finally:
+            stream.running = False  # no await before this: a late cancel cannot land
+            if timer is not None:
+                timer.cancel()
+
+    async def _end_stream(self, stream: ReplyStream, result: object) -> None:
+        try:
+            await stream.end(result, result is not None)
+        except CodecError as exc:
+            log.error("actor %s: cannot send the end of its stream: %s", self.path, exc)
+            await stream.fail(type(exc).__name__, f"final part not sent: {exc}", "sdk")
+        except ActorsError as exc:
+            log.warning("actor %s: end of stream lost: %r", self.path, exc)
 
     # -- replies and dead letters -----------------------------------------------------
 

@@ -19,6 +19,7 @@ EventKind = Literal[
     "retry",  # an ask sent another attempt
     "timeout",  # an ask (or one attempt of it) got no reply in time
     "overran",  # a handler outlived its asker's deadline and was cancelled
+    "cancelled",  # a streaming reply's consumer closed it early: the handler was cancelled
     "dead_letter",  # a message went to sdk.dlq.<to>.<tenant>
     "duplicate",  # a retried ask was answered from the reply cache
     "loop_lag",  # the event loop was blocked (a blocking handler?)

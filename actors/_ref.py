@@ -13,6 +13,7 @@ from motadata_actors._errors import (
     NoResponders,
     RemoteError,
     ReplayError,
+    StreamError,
     TenantError,
 )
 from motadata_actors.mailbox import (
@@ -20,6 +21,8 @@ from motadata_actors.mailbox import (
     CORRELATION_ID,
     ERROR,
     MESSAGE_ID,
+    REPLY_TO,
+    STREAM_WINDOW,
     TIMEOUT_MS,
     DurableTransport,
     agent_subject,
@@ -34,6 +37,7 @@ from motadata_actors.mailbox import (
 
 from ._policy import AskPolicy
 from ._runtime import AGENT_TEMPLATE, MAILBOX_KINDS, MailboxKind, Runtime, current_context
+from ._stream import MAX_WINDOW, AskStream
 
 __all__ = ("ActorRef",)
 
@@ -46,6 +50,7 @@ _SDK_ERRORS: dict[str, type[ActorsError]] = {
     "TenantError": TenantError,
     "MailboxFull": MailboxFull,
     "ReplayError": ReplayError,
+    "StreamError": StreamError,
 }
 
 
@@ -217,6 +222,70 @@ class ActorRef:
             tel.ask_finished(self.name, rt.clock.now() - started, error)
             if span is not None:
                 span.end()
+
+    def ask_stream(
+        self, msg: object, *, timeout: float | None = None, window: int | None = None
+    ) -> AskStream:
+        """Ask for a streaming reply: an async iterator of the handler's parts, in order.
+
+        The handler streams with ``yield`` (an async generator ``on_message``) or
+        :meth:`Context.stream`; its return value, when not None, comes last. Any other
+        handler's reply arrives as the one part. The request is sent when iteration
+        starts; it is never retried.
+
+        Example::
+
+            async with writer.ask_stream(Draft(topic="NATS"), timeout=30) as parts:
+                async for token in parts:
+                    print(token, end="")
+
+        Args:
+            msg: the request.
+            timeout: seconds for the whole stream, from the request to the last part
+                (the policy's ask timeout if omitted; inside a handler, never longer than
+                its own time left).
+            window: parts the handler may send ahead of what this iterator has handed
+                out (``SDK_STREAM_WINDOW`` if omitted): memory stays bounded however
+                slowly the parts are read.
+
+        Raises:
+            ConfigError: ``timeout`` or ``window`` out of range.
+            EncodeError: ``msg`` cannot be encoded (nothing was sent).
+            MessageTooLarge: ``msg`` exceeds the size limit (nothing was sent).
+        """
+        rt = self._rt
+        if timeout is not None and not (isinstance(timeout, (int, float)) and 0 < timeout < 1e9):
+            raise ConfigError(f"timeout must be a positive number of seconds, not {timeout!r}")
+        if window is None:
+            window = rt.stream_window
+        elif type(window) is not int or not 1 <= window <= MAX_WINDOW:
+            raise ConfigError(
+                f"window must be a whole number from 1 to {MAX_WINDOW}, not {window!r}"
+            )
+        budget = float(timeout) if timeout is not None else self._policy.timeout
+        ctx = current_context.get()
+        if ctx is not None:
+            left = ctx.time_left()
+            if left is not None and left < budget:
+                budget = max(0.0, left)
+        sender, subject, headers, data = self._prepare(msg)
+        headers[STREAM_WINDOW] = str(window)
+        tel = rt.telemetry
+        span = None
+        if tel is not None:
+            span = tel.start_send(subject, AGENT_TEMPLATE, sender, self.name, headers, len(data))
+        if self.mailbox == "core":
+
+            async def send(inbox: str, headers: dict[str, str], data: bytes) -> None:
+                await rt.transport.publish(subject, data, headers=headers, reply=inbox)
+
+        else:
+            durable = self._durable()
+
+            async def send(inbox: str, headers: dict[str, str], data: bytes) -> None:
+                await durable.publish(subject, data, headers={**headers, REPLY_TO: inbox})
+
+        return AskStream(self.name, rt, send, headers, data, budget, window, self._error, span)
 
     async def _ask(
         self,

@@ -76,6 +76,7 @@ class Runtime:
     durable: DurableConfig = attrs.field(factory=DurableConfig)
     max_header_size: int = 16 * 1024
     replay_window: float = 300.0
+    stream_window: int = 64
 
     async def publish_event(self, event: object, event_type: str | None) -> None:
         """Publish ``event`` on ``sdk.events.<event_type>.<tenant>``."""

@@ -218,6 +218,7 @@ class ActorSystem:
             durable=DurableConfig.from_settings(settings),
             max_header_size=settings.max_header_size,
             replay_window=settings.replay_window,
+            stream_window=settings.stream_window,
         )
         if isinstance(transport, NatsTransport):
             transport.listener = self._on_transport_event

@@ -27,6 +27,9 @@ __all__ = (
     "MESSAGE_ID",
     "MESSAGE_TYPE",
     "REPLY_TO",
+    "STREAM_END",
+    "STREAM_SEQ",
+    "STREAM_WINDOW",
     "TENANT_ID",
     "TIMEOUT_MS",
     "dead_letter_headers",
@@ -49,6 +52,9 @@ ATTEMPT: Final = "Sdk-Attempt"
 REPLY_TO: Final = "Sdk-Reply-To"
 ERROR: Final = "Sdk-Error"
 DEAD_REASON: Final = "Sdk-Dead-Reason"
+STREAM_SEQ: Final = "Sdk-Stream-Seq"
+STREAM_END: Final = "Sdk-Stream-End"
+STREAM_WINDOW: Final = "Sdk-Stream-Window"
 
 # Unique across processes (random prefix) and cheap per message (a counter).
 _ID_PREFIX: Final = urlsafe_b64encode(os.urandom(9)).decode()

@@ -139,7 +139,10 @@ class InProcessTransport:
         check_publish_subject(subject)
         if self._dead and subject.startswith("sdk.dlq."):
             self._keep_dead_letter(subject, data, headers)
-        await self._deliver(subject, data, headers, reply)
+        if not await self._deliver(subject, data, headers, reply) and reply:
+            # As nats-server does for a client that asked for it (nats-py does): a
+            # message with a reply subject that nobody received gets a 503 status there.
+            await self._deliver(reply, b"", {"Status": "503"}, "")
 
     async def _deliver(
         self, subject: str, data: bytes, headers: Mapping[str, str] | None, reply: str

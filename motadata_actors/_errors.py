@@ -19,6 +19,7 @@ __all__ = (
     "NoResponders",
     "RemoteError",
     "ReplayError",
+    "StreamError",
     "SubjectError",
     "SupervisionError",
     "TenantError",
@@ -148,6 +149,14 @@ class MailboxFull(ActorsError):
 
     Raised by ``send_nowait`` on a full mailbox, and by an ask that a slow actor's NATS
     subscription dropped (the asker hears at once instead of timing out).
+    """
+
+
+class StreamError(ActorsError):
+    """A streaming reply broke: a part missing or out of order, or streamed to a plain ask.
+
+    A stream's parts carry ``Sdk-Stream-Seq`` from 1; the consumer checks each one, so a
+    lost or reordered part ends the stream with this error instead of passing unnoticed.
     """
 
 

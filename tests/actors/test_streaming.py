@@ -1,0 +1,279 @@
+"""Streaming replies: order, flow control, cancellation, errors and deadlines; both transports."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import pytest
+
+from motadata_actors import (
+    Actor,
+    ActorStatistics,
+    ActorSystem,
+    AskStream,
+    AskTimeout,
+    ConfigError,
+    Context,
+    EncodeError,
+    NoResponders,
+    RemoteError,
+    StreamError,
+)
+from motadata_actors.mailbox import (
+    STREAM_END,
+    STREAM_SEQ,
+    STREAM_WINDOW,
+    Incoming,
+    Mailbox,
+    NatsServer,
+    Transport,
+    agent_inbox,
+)
+
+from ..conftest import connect, wait_for
+
+pytestmark = pytest.mark.anyio
+
+
+class Counter(Actor):
+    """Yields 0..n-1; records how far it got and whether it was closed."""
+
+    produced = 0
+    closed = False
+
+    async def on_message(self, msg: Any, ctx: Context) -> AsyncIterator[int]:  # type: ignore[override]
+        type(self).produced = 0
+        type(self).closed = False
+        try:
+            for i in range(msg):
+                type(self).produced = i + 1
+                yield i
+        finally:
+            type(self).closed = True
+
+
+class Writer(Actor):
+    """Streams through ctx.stream and returns a final value; fails on request."""
+
+    async def on_message(self, msg: Any, ctx: Context) -> Any:
+        for word in ("the", "quick", "fox"):
+            await ctx.stream(word)
+        if msg == "fail":
+            raise ValueError("the model went away")
+        if msg == "stall":
+            await asyncio.sleep(3600)
+        return "." if msg == "final" else None
+
+
+class Plain(Actor):
+    async def on_message(self, msg: Any, ctx: Context) -> Any:
+        return {"doubled": msg * 2}
+
+
+async def drain(parts: AskStream, into: list[Any]) -> None:
+    """Append every part of ``parts`` to ``into`` (what came before an error stays)."""
+    async for part in parts:
+        into.append(part)
+
+
+def stats(system: ActorSystem, name: str) -> ActorStatistics:
+    return next(s for s in system.statistics() if s.name == name)
+
+
+async def test_ten_thousand_parts_arrive_in_order(transport: Transport, tenant: str) -> None:
+    async with ActorSystem(tenant, transport=transport) as system:
+        ref = await system.spawn(Counter, name="counter")
+        got = [part async for part in ref.ask_stream(10_000, timeout=60, window=32)]
+        assert got == list(range(10_000))
+        assert stats(system, "counter").streams == 0  # closed on the producer's side
+
+
+async def test_final_value_and_plain_handlers(transport: Transport, tenant: str) -> None:
+    async with ActorSystem(tenant, transport=transport) as system:
+        writer = await system.spawn(Writer, name="writer")
+        plain = await system.spawn(Plain, name="plain")
+        assert [p async for p in writer.ask_stream("final")] == ["the", "quick", "fox", "."]
+        assert [p async for p in writer.ask_stream("none")] == ["the", "quick", "fox"]
+        assert [p async for p in plain.ask_stream(21)] == [{"doubled": 42}]
+
+
+async def test_slow_consumer_bounds_the_producer(nats_server: NatsServer, tenant: str) -> None:
+    window = 8
+    async with ActorSystem(tenant, transport=await connect(nats_server)) as system:
+        ref = await system.spawn(Counter, name="counter")
+        samples: list[int] = []
+        ahead: list[int] = []
+        async with ref.ask_stream(200, timeout=60, window=window) as parts:
+            async for part in parts:
+                if part % 5 == 0:
+                    await asyncio.sleep(0.02)  # a slow reader: let the producer run ahead
+                    samples.append(stats(system, "counter").stream_outstanding)
+                    ahead.append(Counter.produced - (part + 1))
+        assert len(samples) == 40
+        assert max(samples) <= window
+        assert max(samples) >= window // 2  # it did run ahead: the bound was exercised
+        # Produced, not only sent, stays bounded: the window plus the one part waiting for room.
+        assert max(ahead) <= window + 1
+
+
+async def test_cancel_mid_stream_stops_the_producer(transport: Transport, tenant: str) -> None:
+    async with ActorSystem(tenant, transport=transport) as system:
+        ref = await system.spawn(Counter, name="counter")
+        async with ref.ask_stream(10**9, window=16) as parts:
+            async for part in parts:
+                if part == 100:
+                    break
+        await wait_for(lambda: Counter.closed, 5, "the producer to be cancelled")
+        produced = Counter.produced
+        assert produced <= 101 + 16
+        await asyncio.sleep(0.2)
+        assert Counter.produced == produced  # stopped, not just paused
+        assert [e.actor for e in system.events("cancelled")] == ["/counter"]
+        assert stats(system, "counter").restarts == 0  # a cancel is not a crash
+        assert [p async for p in ref.ask_stream(3)] == [0, 1, 2]  # and it serves on
+
+
+async def test_dropped_iterator_cancels_the_producer(tenant: str) -> None:
+    async with ActorSystem(tenant, transport=_inprocess()) as system:
+        ref = await system.spawn(Counter, name="counter")
+        parts = ref.ask_stream(10**9, window=4)
+        assert await anext(parts) == 0
+        del parts  # no aclose: the iterator is collected mid-stream
+        gc.collect()
+        await wait_for(lambda: Counter.closed, 5, "the producer to be cancelled")
+        assert Counter.produced <= 1 + 4
+
+
+async def test_cancelled_consumer_task_cancels_the_producer(
+    nats_server: NatsServer, tenant: str
+) -> None:
+    async with ActorSystem(tenant, transport=await connect(nats_server)) as system:
+        ref = await system.spawn(Counter, name="counter")
+        seen: list[int] = []
+
+        async def consume() -> None:
+            async with ref.ask_stream(10**9, window=4) as parts:
+                async for part in parts:
+                    seen.append(part)
+                    await asyncio.sleep(0.01)  # mostly cancelled here, outside the iterator
+
+        with anyio.move_on_after(0.3):
+            await consume()
+        assert seen
+        await wait_for(lambda: Counter.closed, 5, "the producer to be cancelled")
+        assert Counter.produced <= len(seen) + 4
+
+
+async def test_handler_error_mid_stream_reaches_the_consumer(
+    transport: Transport, tenant: str
+) -> None:
+    async with ActorSystem(tenant, transport=transport) as system:
+        writer = await system.spawn(Writer, name="writer")
+        got: list[str] = []
+        with pytest.raises(RemoteError) as caught:
+            await drain(writer.ask_stream("fail"), got)
+        assert got == ["the", "quick", "fox"]
+        assert caught.value.type_name == "ValueError"
+        assert "the model went away" in str(caught.value)
+
+
+async def test_deadline_ends_a_stalled_stream(transport: Transport, tenant: str) -> None:
+    async with ActorSystem(tenant, transport=transport) as system:
+        writer = await system.spawn(Writer, name="writer")
+        got: list[str] = []
+        with pytest.raises(AskTimeout, match=r"did not end within 0\.5s"):
+            await drain(writer.ask_stream("stall", timeout=0.5), got)
+        assert got == ["the", "quick", "fox"]
+        await wait_for(lambda: bool(system.events("overran")), 5, "the handler to be cancelled")
+        assert stats(system, "writer").restarts == 0
+
+
+async def test_plain_ask_to_a_streaming_handler_is_refused(
+    transport: Transport, tenant: str
+) -> None:
+    async with ActorSystem(tenant, transport=transport) as system:
+        ref = await system.spawn(Counter, name="counter")
+        with pytest.raises(StreamError, match="ask_stream"):
+            await ref.ask(3)
+        await ref.tell(3)  # a tell runs the generator; its parts go nowhere
+        await wait_for(lambda: stats(system, "counter").handled == 1, 5, "the tell")
+        assert stats(system, "counter").restarts == 0
+
+
+async def test_missing_part_is_a_stream_error(transport: Transport, tenant: str) -> None:
+    """A producer that skips a sequence number (a lost part) ends the stream with StreamError."""
+    async with ActorSystem(tenant, transport=transport) as system:
+        box: Mailbox[Incoming] = Mailbox(10)
+        await system.transport.subscribe(agent_inbox("forger", tenant), mailbox=box)
+
+        async def forge() -> None:
+            request = await box.receive()
+            assert request.headers is not None and STREAM_WINDOW in request.headers
+            for seq in (1, 3):
+                await system.transport.publish(
+                    request.reply, b'"part"', headers={STREAM_SEQ: str(seq)}
+                )
+            await system.transport.publish(
+                request.reply, b"", headers={STREAM_SEQ: "4", STREAM_END: "1"}
+            )
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(forge)
+            got: list[str] = []
+            with pytest.raises(StreamError, match="expected part 2, got 3"):
+                await drain(system.ref("forger").ask_stream("go"), got)
+        assert got == ["part"]
+
+
+async def test_no_responders_and_bad_arguments(transport: Transport, tenant: str) -> None:
+    async with ActorSystem(tenant, transport=transport) as system:
+        with pytest.raises(NoResponders, match="nobody"):
+            async for _ in system.ref("nobody").ask_stream("x"):
+                pass
+        ref = system.ref("counter")
+        with pytest.raises(ConfigError, match="window"):
+            ref.ask_stream(1, window=0)
+        with pytest.raises(ConfigError, match="timeout"):
+            ref.ask_stream(1, timeout=-1)
+        with pytest.raises(EncodeError):
+            ref.ask_stream(object())
+
+
+async def test_foreign_window_header_is_tolerated(transport: Transport, tenant: str) -> None:
+    """A malformed Sdk-Stream-Window from a foreign client falls back to the default."""
+    async with ActorSystem(tenant, transport=transport) as system:
+        await system.spawn(Counter, name="counter")
+        box: Mailbox[Incoming] = Mailbox(100)
+        inbox = f"_INBOX_{tenant}.foreign"
+        await system.transport.subscribe(inbox, mailbox=box)
+        await system.transport.publish(
+            f"sdk.agent.x.counter.{tenant}",
+            b"3",
+            headers={STREAM_WINDOW: "lots", "Sdk-Timeout-Ms": "5000"},
+            reply=inbox,
+        )
+        seqs = []
+        for _ in range(4):
+            msg = await box.receive()
+            assert msg.headers is not None
+            seqs.append(msg.headers[STREAM_SEQ])
+        assert seqs == ["1", "2", "3", "4"]
+        assert msg.headers[STREAM_END] == "1"
+
+
+async def test_streaming_from_a_durable_mailbox(nats_server: NatsServer, tenant: str) -> None:
+    async with ActorSystem(tenant, transport=await connect(nats_server)) as system:
+        ref = await system.spawn(Writer, name="writer", mailbox="durable")
+        assert [p async for p in ref.ask_stream("final", timeout=10)] == [
+            "the", "quick", "fox", ".",
+        ]  # fmt: skip
+
+
+def _inprocess() -> Transport:
+    from motadata_actors.mailbox import InProcessTransport
+
+    return InProcessTransport()
