@@ -5,6 +5,7 @@ from ._cell import ActorStatistics
 from ._clock import Clock, ManualClock, SystemClock
 from ._events import EventKind, SupervisionEvent
 from ._policy import AskPolicy, Backoff, RestartIntensity, RestartType, Strategy
+from ._pubsub import Subscribe, Workflow, WorkflowStep
 from ._ref import ActorRef
 from ._status import gather_status, status_subject, summarize
 from ._stream import AskStream
@@ -26,9 +27,12 @@ __all__ = (
     "RestartIntensity",
     "RestartType",
     "Strategy",
+    "Subscribe",
     "Supervisor",
     "SupervisionEvent",
     "SystemClock",
+    "Workflow",
+    "WorkflowStep",
     "gather_status",
     "status_subject",
     "summarize",

@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any, ClassVar, final
+from typing import TYPE_CHECKING, Any, ClassVar, final
 
-from motadata_actors._errors import StreamError
-from motadata_actors.mailbox import CORRELATION_ID, MESSAGE_ID, TIMEOUT_MS, Incoming
+from motadata_actors._errors import ConfigError, StreamError
+from motadata_actors.mailbox import (
+    CORRELATION_ID,
+    MESSAGE_ID,
+    TIMEOUT_MS,
+    Incoming,
+    StartAt,
+    check_token,
+)
 
+from ._pubsub import Subscribe, Workflow
 from ._ref import ActorRef
 from ._runtime import Runtime
 from ._stream import ReplyStream
+
+if TYPE_CHECKING:
+    from ._cell import ActorCell
 
 __all__ = ("Actor", "Context", "NotStreamed")
 
@@ -28,7 +39,9 @@ class Actor:
 
     Class attributes:
         events: event types (``sdk.events.<type>.<tenant>``) this actor receives in
-            its mailbox, like any message. ``"*"`` receives every event of the tenant.
+            its mailbox, like any message: each a type name (``"*"``: every event of the
+            tenant) or a :class:`Subscribe` for a queue group, broadcast, or a durable,
+            replayable subscription. :meth:`subscribe` adds more at run time.
 
     Example::
 
@@ -38,13 +51,65 @@ class Actor:
                     return f"{msg.steps} steps to {msg.goal}"
     """
 
-    events: ClassVar[tuple[str, ...]] = ()
+    events: ClassVar[tuple[str | Subscribe, ...]] = ()
 
     name: str
     """The actor's name, the ``<to>`` token of its subject."""
 
     ref: ActorRef
     """This actor's own address."""
+
+    _sdk_cell: ActorCell  # set by the system with name and ref
+
+    def _cell(self) -> ActorCell:
+        try:
+            return self._sdk_cell
+        except AttributeError:
+            raise ConfigError(
+                "subscriptions belong to a running actor: call this from on_start or a "
+                "handler, after spawn"
+            ) from None
+
+    async def subscribe(self, events: str | Subscribe) -> None:
+        """Receive ``events`` in this actor's mailbox from now on (idempotent).
+
+        A bare string is an event type (``"*"``: all the tenant's events), shared by the
+        actor's replicas; pass a :class:`Subscribe` for the other options. The
+        subscription lasts until :meth:`unsubscribe` or the actor stops, across restarts.
+
+        Raises:
+            SubjectError: the event type is not one subject token.
+            ConfigError: a durable subscription without JetStream.
+            ConnectionLost: the server cannot be reached.
+        """
+        await self._cell().subscribe(Subscribe.of(events))
+
+    async def unsubscribe(self, event_type: str) -> None:
+        """Stop receiving ``event_type`` (every subscription of this actor to it).
+
+        A durable subscription's consumer stays on the server, so subscribing again
+        goes on from where it stopped.
+        """
+        await self._cell().unsubscribe("events", event_type)
+
+    async def follow(self, workflow_id: str, *, start: StartAt = "all") -> None:
+        """Receive the steps of workflow ``workflow_id`` in this actor's mailbox, in order.
+
+        Steps come one at a time, in the order the workflow's stream stored them; each is
+        acknowledged when the handler returns (a failure redelivers it, and nothing after
+        it comes first). Following again after :meth:`unfollow` goes on from there.
+        ``start`` applies the first time (``"all"``: from the first step).
+
+        Raises:
+            SubjectError: ``workflow_id`` is not one subject token.
+            ConfigError: no JetStream (in process, say).
+            ConnectionLost: the server cannot be reached.
+        """
+        await self._cell().follow(check_token(workflow_id, "workflow id"), start)
+
+    async def unfollow(self, workflow_id: str) -> None:
+        """Stop receiving the workflow's steps (its position is kept for a day)."""
+        await self._cell().unsubscribe("workflow", workflow_id)
 
     async def on_start(self) -> None:
         """Run once before the first message. Raising here makes ``spawn`` fail."""
@@ -108,9 +173,26 @@ class Context:
 
     @property
     def sender(self) -> str | None:
-        """The sending agent's name (the ``<from>`` token), None for events."""
+        """The sending agent's name (the ``<from>`` token), None for events and steps."""
         parts = self._msg.subject.split(".")
         return parts[2] if len(parts) == 5 and parts[1] == "agent" else None
+
+    @property
+    def event_type(self) -> str | None:
+        """The event type when the message is an event, else None."""
+        parts = self._msg.subject.split(".")
+        return parts[2] if len(parts) == 4 and parts[1] == "events" else None
+
+    @property
+    def workflow_id(self) -> str | None:
+        """The workflow's id when the message is a step of a followed workflow, else None."""
+        parts = self._msg.subject.split(".")
+        return parts[2] if len(parts) == 4 and parts[1] == "workflow" else None
+
+    @property
+    def sequence(self) -> int | None:
+        """The stream sequence of a kept message (durable event, step, durable mailbox)."""
+        return getattr(self._msg, "stream_seq", None)
 
     @property
     def headers(self) -> dict[str, str]:
@@ -181,9 +263,24 @@ class Context:
         """Return a ref to the actor called ``name`` in the same tenant."""
         return ActorRef(self._rt, name)
 
-    async def publish(self, event: object, *, event_type: str | None = None) -> None:
+    async def publish(
+        self, event: object, *, event_type: str | None = None, durable: bool = False
+    ) -> None:
         """Publish an event on ``sdk.events.<event_type>.<tenant>``.
 
-        The event type defaults to the typed event's wire name with ``.`` as ``_``.
+        The event type defaults to the typed event's wire name with ``.`` as ``_``. A
+        core event (the default) reaches whoever subscribes now, at most once. A
+        ``durable`` one returns once the tenant's events stream stored it: durable
+        subscribers get it at least once, also those that start later.
+
+        Raises:
+            SubjectError: no event type (an untyped event), or not one subject token.
+            EncodeError: ``event`` cannot be encoded.
+            ConfigError: ``durable`` without JetStream.
+            ConnectionLost: the server cannot be reached (durable: no acknowledgement).
         """
-        await self._rt.publish_event(event, event_type)
+        await self._rt.publish_event(event, event_type, durable=durable)
+
+    def workflow(self, workflow_id: str) -> Workflow:
+        """The workflow ``workflow_id`` of this tenant, to publish steps or read its history."""
+        return Workflow(self._rt, workflow_id)

@@ -51,9 +51,9 @@ from motadata_actors.mailbox import (
     TENANT_ID,
     TIMEOUT_MS,
     DurableMessage,
-    DurableTransport,
     Incoming,
     Mailbox,
+    StartAt,
     Subscription,
     agent_inbox,
     dead_letter_headers,
@@ -61,20 +61,23 @@ from motadata_actors.mailbox import (
     dlq_subject,
     encode_body,
     encode_error,
-    event_subject,
     message_id_time,
     message_size,
+    workflow_subject,
 )
 from motadata_actors.telemetry import get_logger, log_fields
 
 from ._actor import Actor, Context, NotStreamed
+from ._pubsub import Subscribe, feed_consumer
 from ._ref import ActorRef
 from ._runtime import (
     AGENT_TEMPLATE,
     EVENT_TEMPLATE,
+    WORKFLOW_TEMPLATE,
     MailboxKind,
     Runtime,
     current_context,
+    needs_durable,
     reason_line,
 )
 from ._stream import MAX_WINDOW, ReplyStream
@@ -192,6 +195,8 @@ class ActorCell:
         self._replies: OrderedDict[str, tuple[bytes, dict[str, str]]] = OrderedDict()
         self._replay_window = runtime.replay_window
         self._streams: set[ReplyStream] = set()
+        # Event subscriptions and followed workflows, made at start or at run time.
+        self._feeds: dict[tuple[str, str, str | None, bool], Subscription] = {}
         self._agen_handler = False
         self.handled = 0
         self.failed = 0
@@ -230,6 +235,7 @@ class ActorCell:
             raise ConfigError(f"spawn needs an Actor subclass or factory, got {actor!r}")
         actor.name = self.name
         actor.ref = self.ref
+        actor._sdk_cell = self
         handler = type(actor).on_message
         agen = inspect.isasyncgenfunction(handler)
         sync = not agen and not inspect.iscoroutinefunction(handler)
@@ -253,26 +259,16 @@ class ActorCell:
             actor = self._new_instance()
             subjects = [] if self.mailbox_kind == "durable" else [agent_inbox(self.name, rt.tenant)]
             if self.mailbox_kind == "durable":
-                # getattr: a transport of the application's own may predate durable mailboxes.
-                durable: DurableTransport | None = getattr(rt.transport, "durable", None)
-                if durable is None:
-                    raise ConfigError(
-                        f"actor {self.name!r}: mailbox='durable' needs JetStream, so NATS: "
-                        "set ENABLE_NATS=true (durable mailboxes do not exist in process)"
-                    )
+                durable = needs_durable(rt, f"actor {self.name!r}: mailbox='durable'")
                 self._subs.append(
                     await durable.open_mailbox(rt.tenant, self.name, self._mailbox, rt.durable)
-                )
-            for event_type in type(actor).events:
-                subjects.append(
-                    f"sdk.events.*.{rt.tenant}"
-                    if event_type == "*"
-                    else event_subject(event_type, rt.tenant)
                 )
             for subject in subjects:
                 self._subs.append(
                     await rt.transport.subscribe(subject, queue=self.name, mailbox=self._mailbox)
                 )
+            for spec in type(actor).events:
+                await self.subscribe(Subscribe.of(spec))
             await actor.on_start()
         except BaseException:
             await self._unsubscribe()
@@ -356,7 +352,8 @@ class ActorCell:
         log.debug("actor %s stopped", self.path)
 
     async def _unsubscribe(self) -> None:
-        subs, self._subs = self._subs, []
+        subs, self._subs = [*self._subs, *self._feeds.values()], []
+        self._feeds = {}
         for sub in subs:
             try:
                 await sub.unsubscribe()
@@ -496,7 +493,13 @@ class ActorCell:
         otel_token: object = None
         started = 0.0
         if tel is not None:
-            template = AGENT_TEMPLATE if msg.subject.startswith("sdk.agent.") else EVENT_TEMPLATE
+            template = (
+                AGENT_TEMPLATE
+                if msg.subject.startswith("sdk.agent.")
+                else EVENT_TEMPLATE
+                if msg.subject.startswith("sdk.events.")
+                else WORKFLOW_TEMPLATE
+            )
             span, otel_token, started = tel.start_process(
                 headers, msg.subject, template, ctx.sender or "-", self.name, len(msg.data)
             )
@@ -601,6 +604,64 @@ class ActorCell:
         if self.offload:
             return await anyio.to_thread.run_sync(actor.on_message, payload, ctx)
         return actor.on_message(payload, ctx)
+
+    # -- events and workflows ---------------------------------------------------------
+
+    async def subscribe(self, spec: Subscribe) -> bool:
+        """Deliver ``spec``'s events into the mailbox; False if already subscribed so.
+
+        Raises:
+            ConfigError: a durable subscription without JetStream.
+            ConnectionLost: the server cannot be reached.
+        """
+        rt = self._rt
+        group = spec.group(self.name)
+        key = ("events", spec.event_type, group, spec.durable)
+        if key in self._feeds:
+            return False
+        subject = spec.subject(rt.tenant)
+        if spec.durable:
+            durable = needs_durable(rt, f"actor {self.name!r}: a durable event subscription")
+            assert group is not None  # Subscribe refuses broadcast with durable
+            sub = await durable.open_feed(
+                "events", rt.tenant, subject, feed_consumer("events", group, spec.event_type),
+                self._mailbox, rt.durable, start=spec.start, agent=self.name,
+            )  # fmt: skip
+        else:
+            sub = await rt.transport.subscribe(subject, queue=group, mailbox=self._mailbox)
+        self._feeds[key] = sub
+        log.debug("actor %s subscribed to %s (group %s)", self.path, subject, group)
+        return True
+
+    async def unsubscribe(self, kind: str, name: str) -> int:
+        """Stop this actor's subscriptions of ``kind`` to ``name``; return how many."""
+        keys = [k for k in self._feeds if k[0] == kind and k[1] == name]
+        for key in keys:
+            sub = self._feeds.pop(key)
+            try:
+                await sub.unsubscribe()
+            except ActorsError as exc:
+                log.debug("actor %s: unsubscribe %s: %r", self.path, sub.subject, exc)
+        return len(keys)
+
+    async def follow(self, workflow_id: str, start: StartAt) -> bool:
+        """Deliver a workflow's steps into the mailbox, in order; False if already following.
+
+        Raises:
+            ConfigError: no JetStream.
+            ConnectionLost: the server cannot be reached.
+        """
+        rt = self._rt
+        key = ("workflow", workflow_id, self.name, True)
+        if key in self._feeds:
+            return False
+        subject = workflow_subject(workflow_id, rt.tenant)
+        durable = needs_durable(rt, f"actor {self.name!r}: following a workflow")
+        self._feeds[key] = await durable.open_feed(
+            "workflows", rt.tenant, subject, feed_consumer("wf", self.name, workflow_id),
+            self._mailbox, rt.durable, start=start, ordered=True, agent=self.name,
+        )  # fmt: skip
+        return True
 
     # -- streaming replies ------------------------------------------------------------
 

@@ -36,7 +36,14 @@ from motadata_actors.mailbox import (
 )
 
 from ._policy import AskPolicy
-from ._runtime import AGENT_TEMPLATE, MAILBOX_KINDS, MailboxKind, Runtime, current_context
+from ._runtime import (
+    AGENT_TEMPLATE,
+    MAILBOX_KINDS,
+    MailboxKind,
+    Runtime,
+    current_context,
+    needs_durable,
+)
 from ._stream import MAX_WINDOW, AskStream
 
 __all__ = ("ActorRef",)
@@ -372,13 +379,7 @@ class ActorRef:
         rt.events.record("dead_letter", self.name, reason)
 
     def _durable(self) -> DurableTransport:
-        durable: DurableTransport | None = getattr(self._rt.transport, "durable", None)
-        if durable is None:
-            raise ConfigError(
-                f"{self.name!r} has a durable mailbox, which needs JetStream: set "
-                "ENABLE_NATS=true (durable mailboxes do not exist in process)"
-            )
-        return durable
+        return needs_durable(self._rt, f"{self.name!r} has a durable mailbox, which")
 
     def _reply_value(self, data: bytes, headers: dict[str, str] | None) -> Any:
         if headers is not None and ERROR in headers:

@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING, Literal, final
 
 import attrs
 
-from motadata_actors._errors import SubjectError
+from motadata_actors._errors import ConfigError, SubjectError
 from motadata_actors.codecs import Codecs, wire_name_of
 from motadata_actors.mailbox import (
     CORRELATION_ID,
     MESSAGE_ID,
     DurableConfig,
+    DurableTransport,
     Transport,
     encode_body,
     event_subject,
@@ -36,7 +37,9 @@ __all__ = (
     "MAILBOX_KINDS",
     "MailboxKind",
     "Runtime",
+    "WORKFLOW_TEMPLATE",
     "current_context",
+    "needs_durable",
     "reason_line",
 )
 
@@ -45,12 +48,24 @@ MAILBOX_KINDS: tuple[MailboxKind, ...] = ("core", "durable")
 
 AGENT_TEMPLATE = "sdk.agent.{from}.{to}.{tenant}"
 EVENT_TEMPLATE = "sdk.events.{event_type}.{tenant}"
+WORKFLOW_TEMPLATE = "sdk.workflow.{workflow_id}.{tenant}"
 
 
 def reason_line(exc: BaseException) -> str:
     """``Type: message`` on one line, bounded, for ``Sdk-Dead-Reason``, logs and spans."""
     text = f"{type(exc).__name__}: {exc}".replace("\r", " ").replace("\n", " ")
     return text[:512]
+
+
+def needs_durable(rt: Runtime, what: str) -> DurableTransport:
+    """The runtime's JetStream side, or a ConfigError saying why ``what`` needs it."""
+    # getattr: a transport of the application's own may predate durable mailboxes.
+    durable: DurableTransport | None = getattr(rt.transport, "durable", None)
+    if durable is None:
+        raise ConfigError(
+            f"{what} needs JetStream, so NATS: set ENABLE_NATS=true (nothing is kept in process)"
+        )
+    return durable
 
 
 current_context: ContextVar[Context | None] = ContextVar("motadata_actors_context", default=None)
@@ -78,8 +93,14 @@ class Runtime:
     replay_window: float = 300.0
     stream_window: int = 64
 
-    async def publish_event(self, event: object, event_type: str | None) -> None:
-        """Publish ``event`` on ``sdk.events.<event_type>.<tenant>``."""
+    async def publish_event(
+        self, event: object, event_type: str | None, *, durable: bool = False
+    ) -> None:
+        """Publish ``event`` on ``sdk.events.<event_type>.<tenant>``.
+
+        ``durable``: through JetStream, returning once the tenant's events stream stored
+        it (the stream is made on first use).
+        """
         if event_type is None:
             wire_name = wire_name_of(event)
             if wire_name is None:
@@ -100,7 +121,12 @@ class Runtime:
             sender = ctx.actor if ctx is not None else self.client_id
             span = tel.start_send(subject, EVENT_TEMPLATE, sender, event_type, headers, len(data))
         try:
-            await self.transport.publish(subject, data, headers=headers)
+            if not durable:
+                await self.transport.publish(subject, data, headers=headers)
+                return
+            store = needs_durable(self, "publish(..., durable=True)")
+            await store.ensure_log("events", self.tenant, self.durable)
+            await store.publish(subject, data, headers=headers)
         finally:
             if span is not None:
                 span.end()

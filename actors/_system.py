@@ -39,6 +39,7 @@ from ._cell import ActorStatistics
 from ._clock import Clock, SystemClock
 from ._events import EventKind, EventLog, SupervisionEvent
 from ._policy import AskPolicy, Backoff, RestartType, Strategy
+from ._pubsub import Workflow
 from ._ref import ActorRef
 from ._runtime import MailboxKind, Runtime
 from ._status import gather_status, serve_status
@@ -455,12 +456,19 @@ class ActorSystem:
         """Stop the root's actors called ``name``; return how many were stopped."""
         return await self.root.stop_child(name, self._grace)
 
-    async def publish(self, event: object, *, event_type: str | None = None) -> None:
-        """Publish an event on ``sdk.events.<event_type>.<tenant>``.
+    async def publish(
+        self, event: object, *, event_type: str | None = None, durable: bool = False
+    ) -> None:
+        """Publish an event on ``sdk.events.<event_type>.<tenant>``; see :meth:`Context.publish`."""
+        await self._runtime.publish_event(event, event_type, durable=durable)
 
-        The event type defaults to the typed event's wire name with ``.`` as ``_``.
+    def workflow(self, workflow_id: str) -> Workflow:
+        """The workflow ``workflow_id`` of this tenant, to publish steps or read its history.
+
+        Raises:
+            SubjectError: ``workflow_id`` is not one subject token.
         """
-        await self._runtime.publish_event(event, event_type)
+        return Workflow(self._runtime, workflow_id)
 
     async def dead_letters(self, *, limit: int = 100) -> list[DeadLetter]:
         """The tenant's kept dead letters, oldest first (at most ``limit``)."""

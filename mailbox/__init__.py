@@ -28,7 +28,7 @@ from ._envelope import (
     new_message_id,
 )
 from ._inprocess import InProcessMessage, InProcessTransport
-from ._jetstream import JetStreamMailboxes, agents_stream, consumer_name
+from ._jetstream import JetStreamMailboxes, agents_stream, consumer_name, log_stream
 from ._nats import NatsAuth, NatsTransport
 from ._queue import Mailbox, MailboxFull, MailboxStatistics
 from ._server import NatsCluster, NatsServer, find_nats_server
@@ -52,7 +52,10 @@ from ._transport import (
     DurableMessage,
     DurableTransport,
     Incoming,
+    LogKind,
     Retention,
+    StartAt,
+    StoredMessage,
     Subscription,
     Transport,
 )
@@ -64,7 +67,11 @@ __all__ = (
     "DurableMessage",
     "DurableTransport",
     "JetStreamMailboxes",
+    "LogKind",
     "Retention",
+    "StartAt",
+    "StoredMessage",
+    "log_stream",
     "agents_stream",
     "consumer_name",
     "CONTENT_TYPE",

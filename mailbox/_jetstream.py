@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import itertools
 import json
 import random
@@ -45,24 +46,35 @@ from motadata_actors._errors import (
     ConfigError,
     ConnectionLost,
     NoResponders,
+    SequenceConflict,
 )
 from motadata_actors.telemetry import get_logger
 
 from ._envelope import MESSAGE_ID, REPLY_TO, TIMEOUT_MS, check_size, dead_letter_headers
 from ._queue import Mailbox
 from ._subjects import agent_inbox, check_publish_subject, dlq_subject
-from ._transport import DurableConfig, DurableMessage, Incoming, Subscription
+from ._transport import (
+    DurableConfig,
+    DurableMessage,
+    Incoming,
+    LogKind,
+    StartAt,
+    StoredMessage,
+    Subscription,
+)
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
     from nats.aio.msg import Msg
     from nats.js import JetStreamContext
 
-__all__ = ("JetStreamMailboxes", "agents_stream", "consumer_name")
+__all__ = ("JetStreamMailboxes", "agents_stream", "consumer_name", "log_stream")
 
 log = get_logger("jetstream")
 
 _JS_TIMEOUT = 5.0
+_WRONG_LAST_SEQUENCE = 10071  # JetStream's error code for Nats-Expected-Last-Subject-Sequence
+_FOLLOWER_IDLE = 24 * 3600.0  # seconds an unread workflow follower's consumer is kept
 _FETCH_WAIT = 1.0  # seconds a pull request lingers on the server when nothing is there
 _RETENTION = {
     "workqueue": RetentionPolicy.WORK_QUEUE,
@@ -81,6 +93,15 @@ def consumer_name(agent: str) -> str:
     return f"agent_{agent}"
 
 
+def log_stream(kind: LogKind, tenant: str) -> str:
+    """The stream keeping a tenant's events or workflows: ``SDK_EVENTS_<tenant>``, ..."""
+    return f"SDK_{kind.upper()}_{tenant}"
+
+
+def _log_subjects(kind: LogKind, tenant: str) -> str:
+    return f"sdk.events.*.{tenant}" if kind == "events" else f"sdk.workflow.*.{tenant}"
+
+
 @final
 class JetStreamMailboxes:
     """A :class:`~motadata_actors.mailbox.DurableTransport` on one nats-py connection.
@@ -97,6 +118,7 @@ class JetStreamMailboxes:
         self._reply_prefix: str | None = None
         self._reply_ids = itertools.count(1)
         self._reply_lock = asyncio.Lock()
+        self._logs: set[str] = set()  # events and workflows streams known to exist
 
     # -- stream and consumer ------------------------------------------------------------
 
@@ -303,55 +325,106 @@ class JetStreamMailboxes:
         """Pull ``agent``'s durable messages into ``mailbox`` until unsubscribed."""
         subject = agent_inbox(agent, tenant)
         capacity = mailbox.statistics().capacity
-        try:
+
+        async def ensure() -> None:
             await self._ensure_stream(tenant, subject, config)
             await self._ensure_consumer(tenant, agent, config, capacity)
-            psub = await self._js.pull_subscribe_bind(
-                consumer_name(agent), stream=agents_stream(tenant)
+
+        return await self._open_pull(
+            agents_stream(tenant), consumer_name(agent), ensure, mailbox, config,
+            tenant=tenant, agent=agent, label=subject, prefetch=config.prefetch,
+        )  # fmt: skip
+
+    async def open_feed(
+        self,
+        kind: LogKind,
+        tenant: str,
+        subject: str,
+        consumer: str,
+        mailbox: Mailbox[Incoming],
+        config: DurableConfig,
+        *,
+        start: StartAt = "all",
+        ordered: bool = False,
+        agent: str,
+    ) -> Subscription:
+        """Pull the tenant's kept events or workflow steps on ``subject`` into ``mailbox``."""
+        stream = log_stream(kind, tenant)
+        capacity = 1 if ordered else mailbox.statistics().capacity
+
+        async def ensure() -> None:
+            await self.ensure_log(kind, tenant, config)
+            await self._ensure_feed_consumer(
+                stream, consumer, subject, config, capacity, start, ordered
             )
 
+        return await self._open_pull(
+            stream, consumer, ensure, mailbox, config, tenant=tenant, agent=agent,
+            label=f"{subject} ({consumer})", prefetch=1 if ordered else config.prefetch,
+        )  # fmt: skip
+
+    async def _open_pull(
+        self,
+        stream: str,
+        consumer: str,
+        ensure: Callable[[], Awaitable[None]],
+        mailbox: Mailbox[Incoming],
+        config: DurableConfig,
+        *,
+        tenant: str,
+        agent: str,
+        label: str,
+        prefetch: int,
+    ) -> Subscription:
+        """Bind to ``consumer`` (made by ``ensure``) and pull from it into ``mailbox``.
+
+        A message whose last delivery ends with no verdict is dead-lettered to
+        ``sdk.dlq.<agent>.<tenant>``.
+        """
+        try:
+            await ensure()
+            psub = await self._js.pull_subscribe_bind(consumer, stream=stream)
+
             async def on_advisory(msg: Msg) -> None:
-                await self._on_max_deliveries(msg, tenant, agent)
+                await self._on_max_deliveries(msg, stream, tenant, agent)
 
             advisories = await self._nc.subscribe(
-                "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES."
-                f"{agents_stream(tenant)}.{consumer_name(agent)}",
-                queue=consumer_name(agent),
+                f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{consumer}",
+                queue=consumer,
                 cb=on_advisory,
             )
         except nats.js.errors.ServiceUnavailableError as exc:
             raise ConfigError(
-                "mailbox='durable' needs JetStream, and the NATS server has it off: start "
-                "nats-server with --jetstream (the embedded server has it on)"
+                "durable mailboxes, events and workflows need JetStream, and the NATS server "
+                "has it off: start nats-server with --jetstream (the embedded server has it on)"
             ) from exc
         except nats.errors.NoRespondersError as exc:
             raise ConfigError(
-                "mailbox='durable' needs JetStream, and the NATS server does not answer its "
-                "API: start nats-server with --jetstream"
+                "durable mailboxes, events and workflows need JetStream, and the NATS server "
+                "does not answer its API: start nats-server with --jetstream"
             ) from exc
         except (nats.errors.Error, OSError) as exc:
-            raise ConnectionLost(f"cannot open the durable mailbox of {agent!r}: {exc!r}") from exc
-        prefetch = max(1, min(config.prefetch, capacity))
+            raise ConnectionLost(f"cannot open {label}: {exc!r}") from exc
+        prefetch = max(1, min(prefetch, mailbox.statistics().capacity))
         running = [True]
         waiting: list[DurableMessage] = []  # pulled, not yet taken by a worker
 
         async def reopen() -> bool:
             """Make the stream and consumer again if they are gone; whether they were."""
             try:
-                await self._js.consumer_info(agents_stream(tenant), consumer_name(agent))
+                await self._js.consumer_info(stream, consumer)
                 return False
             except nats.js.errors.NotFoundError:
                 pass
-            await self._ensure_stream(tenant, subject, config)
-            await self._ensure_consumer(tenant, agent, config, capacity)
+            await ensure()
             return True
 
         task = asyncio.create_task(
-            self._pull(psub, mailbox, prefetch, config, running, waiting, reopen, subject),
-            name=f"pull:{subject}",
+            self._pull(psub, mailbox, prefetch, config, running, waiting, reopen, label),
+            name=f"pull:{label}",
         )
         keeper = asyncio.create_task(
-            self._keep_waiting(waiting, config.ack_wait / 2), name=f"keep:{subject}"
+            self._keep_waiting(waiting, config.ack_wait / 2), name=f"keep:{label}"
         )
 
         async def unsubscribe() -> None:
@@ -365,7 +438,7 @@ class JetStreamMailboxes:
                 async with asyncio.timeout(_FETCH_WAIT + 5):
                     await asyncio.gather(task, keeper, return_exceptions=True)
             except TimeoutError:
-                log.warning("the pull loop of %s did not stop in time", subject)
+                log.warning("the pull loop of %s did not stop in time", label)
             except asyncio.CancelledError:
                 current = asyncio.current_task()
                 if current is not None and current.cancelling():
@@ -374,7 +447,123 @@ class JetStreamMailboxes:
                 with contextlib.suppress(nats.errors.Error):
                     await sub.unsubscribe()
 
-        return Subscription(subject, consumer_name(agent), mailbox, unsubscribe)
+        return Subscription(label, consumer, mailbox, unsubscribe)
+
+    # -- events and workflows -----------------------------------------------------------
+
+    async def ensure_log(self, kind: LogKind, tenant: str, config: DurableConfig) -> None:
+        """Make the tenant's events or workflows stream if it does not exist yet.
+
+        It keeps every message on its subjects (``limits`` retention) for
+        ``config.max_age`` seconds and ``config.max_bytes`` bytes, whoever reads them.
+
+        Raises:
+            ConfigError: the server has no JetStream, or refused the stream.
+            ConnectionLost: the server cannot be reached.
+        """
+        name = log_stream(kind, tenant)
+        if name in self._logs:
+            return
+        config_ = StreamConfig(
+            name=name,
+            description=f"motadata-actors {kind} of tenant {tenant}",
+            subjects=[_log_subjects(kind, tenant)],
+            retention=RetentionPolicy.LIMITS,
+            max_age=config.max_age,
+            max_bytes=config.max_bytes,
+            num_replicas=config.replicas,
+            duplicate_window=config.duplicate_window,
+            storage=StorageType.FILE,
+            discard=DiscardPolicy.OLD,
+        )
+        try:
+            try:
+                await self._js.stream_info(name)
+            except nats.js.errors.NotFoundError:
+                try:
+                    await self._js.add_stream(config_)
+                except nats.js.errors.APIError as exc:
+                    if not await self._exists(name):  # not a race: a refusal
+                        raise ConfigError(
+                            f"JetStream refused to create stream {name}: {exc.description}"
+                        ) from None
+        except nats.js.errors.ServiceUnavailableError as exc:
+            raise ConfigError(
+                f"{kind} kept in JetStream need a server with JetStream on (--jetstream)"
+            ) from exc
+        except nats.errors.NoRespondersError as exc:
+            raise ConfigError(
+                f"{kind} kept in JetStream need a server with JetStream on (--jetstream)"
+            ) from exc
+        except (nats.errors.Error, OSError) as exc:
+            raise ConnectionLost(f"cannot reach stream {name}: {exc!r}") from exc
+        self._logs.add(name)
+
+    async def _ensure_feed_consumer(
+        self,
+        stream: str,
+        consumer: str,
+        subject: str,
+        cfg: DurableConfig,
+        capacity: int,
+        start: StartAt,
+        ordered: bool,
+    ) -> None:
+        try:
+            await self._js.consumer_info(stream, consumer)
+            return  # it exists: it goes on from where it was (start applies to a new one)
+        except nats.js.errors.NotFoundError:
+            pass
+        config = ConsumerConfig(
+            durable_name=consumer,
+            description=f"motadata-actors feed of {subject}",
+            filter_subject=subject,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=cfg.ack_wait,
+            max_deliver=cfg.max_deliver,
+            max_ack_pending=capacity,
+            inactive_threshold=_FOLLOWER_IDLE if ordered else None,
+        )
+        if start == "all":
+            config.deliver_policy = DeliverPolicy.ALL
+        elif start == "new":
+            config.deliver_policy = DeliverPolicy.NEW
+        elif isinstance(start, datetime.datetime):
+            config.deliver_policy = DeliverPolicy.BY_START_TIME
+            config.opt_start_time = start
+        else:
+            config.deliver_policy = DeliverPolicy.BY_START_SEQUENCE
+            config.opt_start_seq = start
+        with contextlib.suppress(nats.js.errors.BadRequestError):  # made meanwhile
+            await self._js.add_consumer(stream, config)
+
+    async def read(
+        self, kind: LogKind, tenant: str, subject: str, *, after: int = 0, limit: int = 10_000
+    ) -> list[StoredMessage]:
+        """The kept messages on ``subject`` with a stream sequence above ``after``, in order.
+
+        Raises:
+            ConnectionLost: the server cannot be reached.
+        """
+        stream = log_stream(kind, tenant)
+        out: list[StoredMessage] = []
+        seq = after + 1
+        try:
+            while len(out) < limit:
+                try:
+                    raw = await self._js.get_msg(stream, seq, subject=subject, next=True)
+                except nats.js.errors.NotFoundError:
+                    break
+                assert raw.seq is not None
+                # get_msg parses headers with the email parser (non-ASCII values as Header).
+                headers = {k: str(v) for k, v in (raw.headers or {}).items()}
+                stamp = raw.time.timestamp() if raw.time is not None else 0.0
+                out.append(StoredMessage(raw.seq, raw.subject or subject, headers,
+                                         raw.data or b"", stamp))  # fmt: skip
+                seq = raw.seq + 1
+        except (nats.errors.Error, nats.js.errors.Error, OSError) as exc:
+            raise ConnectionLost(f"cannot read {subject!r} from {stream}: {exc!r}") from exc
+        return out
 
     async def _pull(
         self,
@@ -483,9 +672,8 @@ class JetStreamMailboxes:
             term=settle(msg.term),
         )
 
-    async def _on_max_deliveries(self, advisory: Msg, tenant: str, agent: str) -> None:
+    async def _on_max_deliveries(self, advisory: Msg, stream: str, tenant: str, agent: str) -> None:
         """Dead-letter a message whose last delivery ended with no verdict (its handler died)."""
-        stream = agents_stream(tenant)
         try:
             seq = int(json.loads(advisory.data)["stream_seq"])
             stored = await self._js.get_msg(stream, seq)
@@ -500,7 +688,8 @@ class JetStreamMailboxes:
         headers = dead_letter_headers(original, reason)
         try:
             await self._nc.publish(dlq_subject(agent, tenant), stored.data or b"", headers=headers)
-            await self._js.delete_msg(stream, seq)
+            if stream == agents_stream(tenant):  # a kept event stays for its other readers
+                await self._js.delete_msg(stream, seq)
         except (nats.errors.Error, nats.js.errors.Error) as exc:
             log.warning("dead letter of %s seq %d lost: %r", agent, seq, exc)
             return
@@ -508,16 +697,32 @@ class JetStreamMailboxes:
 
     # -- sending ------------------------------------------------------------------------
 
-    async def publish(self, subject: str, data: bytes, *, headers: dict[str, str]) -> None:
-        """Store a message; return once the stream acknowledged it."""
+    async def publish(
+        self,
+        subject: str,
+        data: bytes,
+        *,
+        headers: dict[str, str],
+        expect_last_seq: int | None = None,
+    ) -> int:
+        """Store a message; return its stream sequence once the stream acknowledged it."""
         check_publish_subject(subject)
         js_headers = dict(headers)
         message_id = headers.get(MESSAGE_ID)
         if message_id is not None:
             js_headers["Nats-Msg-Id"] = message_id
+        if expect_last_seq is not None:
+            js_headers["Nats-Expected-Last-Subject-Sequence"] = str(expect_last_seq)
         check_size(data, js_headers, self._nc.max_payload)
         try:
-            await self._js.publish(subject, data, headers=js_headers)
+            ack = await self._js.publish(subject, data, headers=js_headers)
+        except nats.js.errors.APIError as exc:
+            if exc.err_code == _WRONG_LAST_SEQUENCE:
+                raise SequenceConflict(
+                    f"{subject!r} moved past sequence {expect_last_seq}: another publisher "
+                    f"went first ({exc.description})"
+                ) from None
+            raise ConnectionLost(f"JetStream refused a message on {subject!r}: {exc}") from exc
         except nats.js.errors.NoStreamResponseError:
             raise NoResponders(
                 f"no durable mailbox captures {subject!r}: spawn that agent with "
@@ -530,6 +735,7 @@ class JetStreamMailboxes:
             ) from None
         except (nats.errors.Error, nats.js.errors.Error, OSError) as exc:
             raise ConnectionLost(f"cannot store a message on {subject!r}: {exc!r}") from exc
+        return ack.seq
 
     async def request(
         self, subject: str, data: bytes, *, headers: dict[str, str], timeout: float

@@ -9,8 +9,9 @@ headers and body together.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Protocol, final
+from typing import Literal, Protocol, final
 
 import attrs
 
@@ -24,7 +25,10 @@ __all__ = (
     "DurableMessage",
     "DurableTransport",
     "Incoming",
+    "LogKind",
     "Retention",
+    "StartAt",
+    "StoredMessage",
     "Subscription",
     "Transport",
 )
@@ -54,17 +58,24 @@ class Incoming(Protocol):
         ...
 
 
-@final
+LogKind = Literal["events", "workflows"]
+"""The tenant's kept logs besides durable mailboxes: ``SDK_EVENTS_<t>``, ``SDK_WORKFLOWS_<t>``."""
+
+StartAt = Literal["all", "new"] | int | datetime.datetime
+"""Where a new durable feed starts: everything kept, only what comes next, a stream
+sequence number, or a point in time."""
+
+
 @attrs.frozen(slots=True)
-class DeadLetter:
-    """A kept dead letter.
+class StoredMessage:
+    """A message kept in a JetStream stream.
 
     Attributes:
-        seq: its sequence number in the tenant's dead-letter store.
-        subject: ``sdk.dlq.<to>.<tenant>``.
-        headers: the original headers plus ``Sdk-Dead-Reason``.
-        data: the original body.
-        time: when it was kept (seconds since the epoch).
+        seq: its sequence number in the stream.
+        subject: the subject it was published on.
+        headers: its headers.
+        data: its body.
+        time: when it was stored (seconds since the epoch).
     """
 
     seq: int
@@ -72,6 +83,16 @@ class DeadLetter:
     headers: dict[str, str]
     data: bytes
     time: float
+
+
+@final
+@attrs.frozen(slots=True)
+class DeadLetter(StoredMessage):
+    """A kept dead letter.
+
+    Its ``subject`` is ``sdk.dlq.<to>.<tenant>``, its ``headers`` the original ones plus
+    ``Sdk-Dead-Reason``, its ``data`` the original body.
+    """
 
     @property
     def reason(self) -> str:
@@ -273,15 +294,77 @@ class DurableTransport(Protocol):
         """
         ...
 
-    async def publish(self, subject: str, data: bytes, *, headers: dict[str, str]) -> None:
-        """Store a message in the stream; return once the server acknowledged it.
+    async def publish(
+        self,
+        subject: str,
+        data: bytes,
+        *,
+        headers: dict[str, str],
+        expect_last_seq: int | None = None,
+    ) -> int:
+        """Store a message in the stream; return its stream sequence once acknowledged.
 
         ``Sdk-Message-Id`` is sent as ``Nats-Msg-Id``: a repeat within the duplicate
         window is stored once.
 
+        Args:
+            subject: where to publish (a stream must capture it).
+            data: the body.
+            headers: the headers.
+            expect_last_seq: store it only if the last message on ``subject`` has this
+                stream sequence (0: none yet).
+
         Raises:
-            NoResponders: no durable mailbox captures ``subject``.
+            NoResponders: no stream captures ``subject``.
+            SequenceConflict: ``expect_last_seq`` was given and is not the last one.
             ConnectionLost: no acknowledgement (the message may or may not be stored).
+        """
+        ...
+
+    async def ensure_log(self, kind: LogKind, tenant: str, config: DurableConfig) -> None:
+        """Make the tenant's events or workflows stream (``limits`` retention) if missing.
+
+        Raises:
+            ConfigError: the server has no JetStream, or refused the stream.
+            ConnectionLost: the server cannot be reached.
+        """
+        ...
+
+    async def open_feed(
+        self,
+        kind: LogKind,
+        tenant: str,
+        subject: str,
+        consumer: str,
+        mailbox: Mailbox[Incoming],
+        config: DurableConfig,
+        *,
+        start: StartAt = "all",
+        ordered: bool = False,
+        agent: str,
+    ) -> Subscription:
+        """Pull what the tenant's ``kind`` stream keeps on ``subject`` into ``mailbox``.
+
+        Every reader opening the same ``consumer`` shares it (each message goes to one of
+        them). ``start`` applies when the consumer is made; an existing one goes on from
+        where it was. ``ordered`` hands out one message at a time (the next only after
+        the previous one was settled), so even redeliveries keep the stream's order.
+        Messages arrive as :class:`DurableMessage`; one whose last delivery fails is
+        dead-lettered to ``sdk.dlq.<agent>.<tenant>``.
+
+        Raises:
+            ConfigError: the server has no JetStream.
+            ConnectionLost: the server cannot be reached.
+        """
+        ...
+
+    async def read(
+        self, kind: LogKind, tenant: str, subject: str, *, after: int = 0, limit: int = 10_000
+    ) -> list[StoredMessage]:
+        """What the ``kind`` stream keeps on ``subject`` past sequence ``after``, in order.
+
+        Raises:
+            ConnectionLost: the server cannot be reached.
         """
         ...
 

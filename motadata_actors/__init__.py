@@ -18,6 +18,7 @@ from motadata_actors._errors import (
     NoResponders,
     RemoteError,
     ReplayError,
+    SequenceConflict,
     StreamError,
     SubjectError,
     SupervisionError,
@@ -35,8 +36,11 @@ from motadata_actors.actors import (
     Backoff,
     Context,
     ManualClock,
+    Subscribe,
     SupervisionEvent,
     Supervisor,
+    Workflow,
+    WorkflowStep,
 )
 from motadata_actors.codecs import message
 from motadata_actors.mailbox import InProcessTransport, NatsServer, NatsTransport
@@ -66,14 +70,18 @@ __all__ = (
     "NoResponders",
     "RemoteError",
     "ReplayError",
+    "SequenceConflict",
     "Settings",
     "StreamError",
     "SubjectError",
+    "Subscribe",
     "SupervisionError",
     "SupervisionEvent",
     "Supervisor",
     "TenantError",
     "TransportClosed",
+    "Workflow",
+    "WorkflowStep",
     "message",
 )
 

@@ -19,6 +19,7 @@ __all__ = (
     "NoResponders",
     "RemoteError",
     "ReplayError",
+    "SequenceConflict",
     "StreamError",
     "SubjectError",
     "SupervisionError",
@@ -149,6 +150,14 @@ class MailboxFull(ActorsError):
 
     Raised by ``send_nowait`` on a full mailbox, and by an ask that a slow actor's NATS
     subscription dropped (the asker hears at once instead of timing out).
+    """
+
+
+class SequenceConflict(ActorsError):
+    """A conditional publish found its subject moved on: another publisher went first.
+
+    Raised by :meth:`Workflow.publish <motadata_actors.Workflow.publish>` with
+    ``expect_seq``; read the history again and decide.
     """
 
 

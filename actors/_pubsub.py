@@ -1,0 +1,244 @@
+"""Events and workflows: what an actor subscribes to, and a workflow's ordered log.
+
+* Events travel on ``sdk.events.<event_type>.<tenant>``. A :class:`Subscribe` names an
+  event type (or ``"*"``, all of the tenant's), who shares it (the actor's name by
+  default, so every actor gets each event once and its replicas split them; or a named
+  queue group; or every replica with ``broadcast``), and whether it is *durable*: read
+  from the tenant's events stream ``SDK_EVENTS_<tenant>`` with a consumer of its own, so
+  it is acknowledged after handling, redelivered after a failure, and replayable from a
+  point in time or sequence by an actor that joins late.
+* A workflow instance's coordination messages travel on
+  ``sdk.workflow.<workflow_id>.<tenant>`` and are always kept, in order, in the tenant's
+  stream ``SDK_WORKFLOWS_<tenant>``. :class:`Workflow` publishes steps (optionally only
+  if nobody else published since a given step) and reads the history; an actor that
+  follows a workflow gets its steps in its mailbox, one at a time, in stream order.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import re
+from typing import Any, Final, final
+
+import attrs
+
+from motadata_actors._errors import ConfigError
+from motadata_actors.mailbox import (
+    CORRELATION_ID,
+    MESSAGE_ID,
+    MESSAGE_TYPE,
+    StartAt,
+    check_id,
+    check_token,
+    decode_body,
+    encode_body,
+    new_message_id,
+    workflow_subject,
+)
+
+from ._runtime import WORKFLOW_TEMPLATE, Runtime, current_context, needs_durable
+
+__all__ = ("Subscribe", "Workflow", "WorkflowStep", "feed_consumer")
+
+_PLAIN: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def _check_start(start: object) -> StartAt:
+    if start in ("all", "new"):
+        return start
+    if type(start) is int and start >= 1:
+        return start
+    if isinstance(start, datetime.datetime):
+        if start.tzinfo is None:
+            raise ConfigError(f"start={start!r} needs a time zone (datetime.now(UTC), say)")
+        return start
+    raise ConfigError(
+        f"start must be 'all', 'new', a stream sequence (int >= 1) or an aware datetime, "
+        f"not {start!r}"
+    )
+
+
+def feed_consumer(prefix: str, group: str, name: str) -> str:
+    """A JetStream consumer name for a feed: readable when ``name`` allows, hashed if not."""
+    if name == "*":
+        name = "all"
+    elif not _PLAIN.fullmatch(name):
+        name = hashlib.sha256(name.encode()).hexdigest()[:16]
+    return f"{prefix}_{group}_{name}"
+
+
+@final
+@attrs.frozen(slots=True)
+class Subscribe:
+    """An actor's subscription to events, for ``Actor.events`` or :meth:`Actor.subscribe`.
+
+    Attributes:
+        event_type: one event type (one subject token), or ``"*"`` for all of the
+            tenant's events.
+        queue: the queue group sharing these events: each event goes to one member.
+            Default: the actor's name (each actor gets each event once; its replicas
+            split them).
+        broadcast: every replica gets every event (no queue group). Core only.
+        durable: read from the tenant's events stream: acknowledged after handling,
+            redelivered after a failure, dead-lettered after the last delivery, kept
+            while nobody listens. One consumer per queue group.
+        start: where a new durable subscription begins: ``"all"`` (everything kept),
+            ``"new"``, a stream sequence, or an aware ``datetime``. An existing one goes
+            on from where it stopped.
+
+    Example::
+
+        class Auditor(Actor):
+            events = ("task_completed", Subscribe("*", durable=True, start="all"))
+    """
+
+    event_type: str = attrs.field()
+    queue: str | None = None
+    broadcast: bool = False
+    durable: bool = False
+    start: StartAt = "all"
+
+    @event_type.validator
+    def _check_type(self, _: object, value: object) -> None:
+        if value != "*":
+            check_token(value, "event type")
+
+    def __attrs_post_init__(self) -> None:
+        if self.queue is not None:
+            check_id(self.queue, "queue group")
+        if self.broadcast and (self.queue is not None or self.durable):
+            raise ConfigError(
+                "broadcast=True delivers to every replica: it takes neither a queue group "
+                "nor durable=True (a durable subscription is shared by its group)"
+            )
+        _check_start(self.start)
+
+    @classmethod
+    def of(cls, spec: str | Subscribe) -> Subscribe:
+        """``spec`` as a :class:`Subscribe` (a bare string is a core subscription)."""
+        if isinstance(spec, Subscribe):
+            return spec
+        if isinstance(spec, str):
+            return cls(spec)
+        raise ConfigError(f"events entries are event types or Subscribe(...), not {spec!r}")
+
+    def subject(self, tenant: str) -> str:
+        """The subject (a wildcard for ``"*"``) this subscription reads."""
+        return f"sdk.events.{self.event_type}.{check_id(tenant, 'tenant')}"
+
+    def group(self, actor: str) -> str | None:
+        """The queue group for ``actor`` (None: broadcast)."""
+        return None if self.broadcast else (self.queue or actor)
+
+
+@final
+@attrs.frozen(slots=True)
+class WorkflowStep:
+    """One kept step of a workflow.
+
+    Attributes:
+        seq: its sequence number in the tenant's workflows stream (increasing in the
+            order the steps were stored; not consecutive across workflows).
+        time: when it was stored (seconds since the epoch).
+        value: the step, decoded (a typed message comes back as its class).
+        message_id: its ``Sdk-Message-Id``.
+        headers: all its headers.
+    """
+
+    seq: int
+    time: float
+    value: Any
+    message_id: str | None
+    headers: dict[str, str]
+
+    @property
+    def message_type(self) -> str | None:
+        """The typed message's wire name, None for plain values."""
+        return self.headers.get(MESSAGE_TYPE)
+
+
+@final
+class Workflow:
+    """One workflow instance: its steps, kept in order on ``sdk.workflow.<id>.<tenant>``.
+
+    Made by :meth:`ActorSystem.workflow` and :meth:`Context.workflow`. Any actor (in any
+    process of the tenant) may publish steps; every reader sees them in the same order.
+    """
+
+    __slots__ = ("_rt", "id", "subject")
+
+    def __init__(self, rt: Runtime, workflow_id: str) -> None:
+        self._rt = rt
+        self.subject = workflow_subject(workflow_id, rt.tenant)
+        self.id = workflow_id
+        """The workflow's id, one subject token."""
+
+    def __repr__(self) -> str:
+        return f"<Workflow {self.id!r} tenant={self._rt.tenant!r}>"
+
+    async def publish(self, step: object, *, expect_seq: int | None = None) -> int:
+        """Append ``step`` to the workflow; return its sequence once JetStream stored it.
+
+        Args:
+            step: the step, a typed message or plain values.
+            expect_seq: append only if the workflow's last step has this sequence (0:
+                only if it has none): a compare-and-set for coordinators that must not
+                act on a stale view.
+
+        Raises:
+            SequenceConflict: ``expect_seq`` is not the last step's sequence.
+            EncodeError: ``step`` cannot be encoded (nothing was stored).
+            MessageTooLarge: ``step`` exceeds the size limit (nothing was stored).
+            ConnectionLost: no acknowledgement (a resend is stored once: same id).
+            ConfigError: no JetStream (in process, say).
+        """
+        rt = self._rt
+        durable = needs_durable(rt, "a workflow")
+        await durable.ensure_log("workflows", rt.tenant, rt.durable)
+        headers = {MESSAGE_ID: new_message_id()}
+        ctx = current_context.get()
+        if ctx is not None:
+            headers[CORRELATION_ID] = ctx.correlation_id
+        data = encode_body(step, rt.codecs.default, headers)
+        tel = rt.telemetry
+        span = None
+        if tel is not None:
+            sender = ctx.actor if ctx is not None else rt.client_id
+            span = tel.start_send(
+                self.subject, WORKFLOW_TEMPLATE, sender, self.id, headers, len(data)
+            )
+        try:
+            return await durable.publish(
+                self.subject, data, headers=headers, expect_last_seq=expect_seq
+            )
+        except BaseException as exc:
+            if span is not None and tel is not None:
+                tel.fail(span, exc)
+            raise
+        finally:
+            if span is not None:
+                span.end()
+
+    async def history(self, *, after: int = 0, limit: int = 10_000) -> list[WorkflowStep]:
+        """The steps kept so far (past sequence ``after``), oldest first.
+
+        Raises:
+            DecodeError: a kept step cannot be decoded (it stays kept).
+            ConnectionLost: the server cannot be reached.
+            ConfigError: no JetStream (in process, say).
+        """
+        rt = self._rt
+        durable = needs_durable(rt, "a workflow")
+        await durable.ensure_log("workflows", rt.tenant, rt.durable)
+        kept = await durable.read("workflows", rt.tenant, self.subject, after=after, limit=limit)
+        return [
+            WorkflowStep(
+                m.seq,
+                m.time,
+                decode_body(m.data, m.headers, rt.codecs),
+                m.headers.get(MESSAGE_ID),
+                m.headers,
+            )
+            for m in kept
+        ]

@@ -1,0 +1,124 @@
+"""Workflows: ordered, kept steps; concurrent publishers; compare-and-set; followers."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, ClassVar
+
+import pytest
+
+from motadata_actors import (
+    Actor,
+    ActorSystem,
+    Context,
+    SequenceConflict,
+    Settings,
+    SubjectError,
+    message,
+)
+from motadata_actors.mailbox import NatsServer
+
+from ..conftest import connect, wait_for
+
+pytestmark = pytest.mark.anyio
+
+
+@message("test.step.v1")
+class Step:
+    publisher: int
+    n: int
+
+
+class Follower(Actor):
+    """Follows workflow ``wf``; records (seq, value); fails once on the step named 'flaky'."""
+
+    seen: ClassVar[list[tuple[int | None, Any]]] = []
+    failed: ClassVar[int] = 0
+
+    async def on_start(self) -> None:
+        await self.follow("wf")
+
+    async def on_message(self, msg: Any, ctx: Context) -> Any:
+        assert ctx.workflow_id == "wf"
+        if msg == "flaky" and Follower.failed == 0:
+            Follower.failed += 1
+            raise RuntimeError("not yet")
+        Follower.seen.append((ctx.sequence, msg))
+
+
+@pytest.fixture(autouse=True)
+def _clear() -> None:
+    Follower.seen.clear()
+    Follower.failed = 0
+
+
+async def test_order_under_concurrent_publishers(nats_server: NatsServer, tenant: str) -> None:
+    """Four publishers at once: one order for every reader, each publisher's steps in its order."""
+    async with ActorSystem(tenant, transport=await connect(nats_server)) as system:
+        await system.spawn(Follower, name="follower")
+        wf = system.workflow("wf")
+
+        async def publisher(p: int) -> list[int]:
+            return [await wf.publish(Step(publisher=p, n=n)) for n in range(25)]
+
+        acked = await asyncio.gather(*(publisher(p) for p in range(4)))
+        history = await wf.history()
+        assert len(history) == 100
+        seqs = [step.seq for step in history]
+        assert seqs == sorted(seqs) and len(set(seqs)) == 100
+        assert sorted(s for run in acked for s in run) == seqs  # what publish returned
+        for p in range(4):
+            mine = [step.value.n for step in history if step.value.publisher == p]
+            assert mine == list(range(25))
+        interleaved = [step.value.publisher for step in history]
+        assert interleaved != sorted(interleaved)  # they did run at the same time
+        await wait_for(lambda: len(Follower.seen) == 100, 20, "the follower to see 100 steps")
+        assert Follower.seen == [(step.seq, step.value) for step in history]
+
+
+async def test_follower_keeps_order_across_a_failure(nats_server: NatsServer, tenant: str) -> None:
+    settings = Settings(nats_urls=(nats_server.url,), durable_backoff=0.05)
+    async with ActorSystem(tenant, settings=settings) as system:
+        wf = system.workflow("wf")
+        for step in ("plan", "flaky", "write", "review"):
+            await wf.publish(step)
+        await system.spawn(Follower, name="follower")  # joins late: replays from the start
+        await wait_for(lambda: len(Follower.seen) == 4, 20, "every step")
+        assert [v for _, v in Follower.seen] == ["plan", "flaky", "write", "review"]
+        assert Follower.failed == 1
+
+
+async def test_compare_and_set_publishing(nats_server: NatsServer, tenant: str) -> None:
+    """Coordinators that append only on the latest view: no lost or doubled decision."""
+    async with ActorSystem(tenant, transport=await connect(nats_server)) as system:
+        wf = system.workflow("claims")
+        assert await wf.publish("open", expect_seq=0) >= 1
+        with pytest.raises(SequenceConflict, match="another publisher"):
+            await wf.publish("open again", expect_seq=0)
+        conflicts = 0
+
+        async def claimer(who: int) -> None:
+            nonlocal conflicts
+            for _ in range(5):
+                while True:
+                    last = (await wf.history())[-1].seq
+                    try:
+                        await wf.publish({"claim": who}, expect_seq=last)
+                        break
+                    except SequenceConflict:
+                        conflicts += 1
+
+        await asyncio.gather(*(claimer(w) for w in range(3)))
+        values = [step.value for step in await wf.history()]
+        assert values[0] == "open" and len(values) == 16
+        assert sorted(v["claim"] for v in values[1:]) == sorted(list(range(3)) * 5)
+        assert conflicts > 0  # the claimers did collide, and every collision was refused
+
+
+async def test_workflow_ids_are_checked(nats_server: NatsServer, tenant: str) -> None:
+    async with ActorSystem(tenant, transport=await connect(nats_server)) as system:
+        with pytest.raises(SubjectError, match="workflow id"):
+            system.workflow("a.b")
+        with pytest.raises(SubjectError, match="workflow id"):
+            system.workflow("*")
+        assert await system.workflow("empty").history() == []
