@@ -80,7 +80,7 @@ from ._runtime import (
     needs_durable,
     reason_line,
 )
-from ._stream import MAX_WINDOW, ReplyStream
+from ._stream import ReplyStream, parse_window
 
 if TYPE_CHECKING:
     from ._supervisor import Supervisor
@@ -668,13 +668,10 @@ class ActorCell:
     async def _open_stream(self, reply: str, window_text: str) -> ReplyStream | None:
         """Start the producing end of a streaming ask; None when it was refused."""
         rt = self._rt
-        try:
-            window = max(1, min(MAX_WINDOW, int(window_text)))
-        except ValueError:
-            window = rt.stream_window
+        window, window_bytes = parse_window(window_text, rt.stream_window, rt.stream_window_bytes)
         task = asyncio.current_task()
         assert task is not None
-        stream = ReplyStream(rt, reply, window, task)
+        stream = ReplyStream(rt, reply, window, window_bytes, task)
         try:
             await stream.open()
         except ActorsError as exc:

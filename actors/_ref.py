@@ -44,7 +44,7 @@ from ._runtime import (
     current_context,
     needs_durable,
 )
-from ._stream import MAX_WINDOW, AskStream
+from ._stream import MAX_WINDOW, AskStream, window_header
 
 __all__ = ("ActorRef",)
 
@@ -231,7 +231,12 @@ class ActorRef:
                 span.end()
 
     def ask_stream(
-        self, msg: object, *, timeout: float | None = None, window: int | None = None
+        self,
+        msg: object,
+        *,
+        timeout: float | None = None,
+        window: int | None = None,
+        window_bytes: int | None = None,
     ) -> AskStream:
         """Ask for a streaming reply: an async iterator of the handler's parts, in order.
 
@@ -254,6 +259,8 @@ class ActorRef:
             window: parts the handler may send ahead of what this iterator has handed
                 out (``SDK_STREAM_WINDOW`` if omitted): memory stays bounded however
                 slowly the parts are read.
+            window_bytes: the same bound in bytes of bodies, one part at least
+                (``SDK_STREAM_WINDOW_BYTES`` if omitted).
 
         Raises:
             ConfigError: ``timeout`` or ``window`` out of range.
@@ -269,6 +276,10 @@ class ActorRef:
             raise ConfigError(
                 f"window must be a whole number from 1 to {MAX_WINDOW}, not {window!r}"
             )
+        if window_bytes is None:
+            window_bytes = rt.stream_window_bytes
+        elif type(window_bytes) is not int or window_bytes < 1:
+            raise ConfigError(f"window_bytes must be a whole number >= 1, not {window_bytes!r}")
         budget = float(timeout) if timeout is not None else self._policy.timeout
         ctx = current_context.get()
         if ctx is not None:
@@ -276,7 +287,7 @@ class ActorRef:
             if left is not None and left < budget:
                 budget = max(0.0, left)
         sender, subject, headers, data = self._prepare(msg)
-        headers[STREAM_WINDOW] = str(window)
+        headers[STREAM_WINDOW] = window_header(window, window_bytes)
         tel = rt.telemetry
         span = None
         if tel is not None:
@@ -292,7 +303,9 @@ class ActorRef:
             async def send(inbox: str, headers: dict[str, str], data: bytes) -> None:
                 await durable.publish(subject, data, headers={**headers, REPLY_TO: inbox})
 
-        return AskStream(self.name, rt, send, headers, data, budget, window, self._error, span)
+        return AskStream(
+            self.name, rt, send, headers, data, budget, window, window_bytes, self._error, span
+        )
 
     async def _ask(
         self,

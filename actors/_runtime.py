@@ -91,7 +91,8 @@ class Runtime:
     durable: DurableConfig = attrs.field(factory=DurableConfig)
     max_header_size: int = 16 * 1024
     replay_window: float = 300.0
-    stream_window: int = 64
+    stream_window: int = 256
+    stream_window_bytes: int = 1024 * 1024
 
     async def publish_event(
         self, event: object, event_type: str | None, *, durable: bool = False

@@ -3,16 +3,17 @@
 Theory of operation:
 
 * The asker subscribes a fresh inbox, then sends the request with that inbox as its reply
-  subject and ``Sdk-Stream-Window: W`` (the header marks a streaming ask) and
-  ``Sdk-Timeout-Ms`` (the deadline of the whole stream).
+  subject, ``Sdk-Stream-Window: <W> <B>`` (parts and bytes; the header marks a streaming
+  ask) and ``Sdk-Timeout-Ms`` (the deadline of the whole stream).
 * The handler's process subscribes the stream's control subject, ``<inbox>.ctl``, and
   publishes each part to the inbox with ``Sdk-Stream-Seq: n`` (from 1). The last message
   carries ``Sdk-Stream-End``: the handler's return value (an empty body when there is
   none), or its error (``Sdk-Error``, as for a plain ask).
-* Flow control is a credit window: the producer may be at most ``W`` parts ahead of what
-  the consumer has *taken from the iterator*. The consumer reports its progress on the
-  control subject (``Sdk-Stream-Seq: n``) every ``W/2`` parts; a producer at the limit
-  waits. So a slow reader holds at most ``W`` parts on either side, never more.
+* Flow control is a credit window: the producer may be at most ``W`` parts, and ``B``
+  bytes of bodies (one part at least), ahead of what the consumer has *taken from the
+  iterator*. The consumer reports its progress on the control subject
+  (``Sdk-Stream-Seq: n``) every ``W/2`` parts or ``B/2`` bytes; a producer at the limit
+  waits. So a slow reader holds at most ``W`` parts and about ``B`` bytes, never more.
 * Closing the iterator early (``break`` inside ``async with``, ``aclose``, a cancelled
   task, or the iterator being dropped) sends ``Sdk-Stream-End: cancel`` on the control
   subject: the handler is cancelled where it is. The deadline ends both ends: the consumer
@@ -28,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self, final
@@ -61,7 +63,7 @@ from ._runtime import Runtime
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
-__all__ = ("AskStream", "ReplyStream", "control_subject")
+__all__ = ("AskStream", "ReplyStream", "control_subject", "parse_window", "window_header")
 
 log = get_logger("stream")
 
@@ -69,6 +71,21 @@ _CANCEL: Final = "cancel"
 _STATUS: Final = "Status"  # the header nats-server's no-responders status comes in
 MAX_WINDOW: Final = 10_000
 _dropped: set[asyncio.Task[None]] = set()  # cancels sent for iterators nobody closed
+
+
+def window_header(window: int, window_bytes: int) -> str:
+    """``Sdk-Stream-Window``'s value: ``<parts> <bytes>``."""
+    return f"{window} {window_bytes}"
+
+
+def parse_window(text: str, parts: int, size: int) -> tuple[int, int]:
+    """Parts and bytes from ``Sdk-Stream-Window``; the defaults for what is malformed."""
+    fields = text.split()
+    with contextlib.suppress(ValueError, IndexError):
+        parts = max(1, min(MAX_WINDOW, int(fields[0])))
+    with contextlib.suppress(ValueError, IndexError):
+        size = max(1, int(fields[1]))
+    return parts, size
 
 
 def control_subject(reply: str) -> str:
@@ -82,8 +99,10 @@ class ReplyStream:
 
     __slots__ = (
         "_box",
+        "_bytes",
         "_credit",
         "_rt",
+        "_sizes",
         "_sub",
         "_task",
         "_watcher",
@@ -93,12 +112,18 @@ class ReplyStream:
         "running",
         "sent",
         "window",
+        "window_bytes",
     )
 
-    def __init__(self, rt: Runtime, reply: str, window: int, task: asyncio.Task[Any]) -> None:
+    def __init__(
+        self, rt: Runtime, reply: str, window: int, window_bytes: int, task: asyncio.Task[Any]
+    ) -> None:
         self._rt = rt
         self.reply = reply
         self.window = window
+        self.window_bytes = window_bytes
+        self._sizes: deque[int] = deque()  # body sizes of the parts not yet taken
+        self._bytes = 0
         self.sent = 0
         """Parts published so far."""
         self.acked = 0
@@ -137,8 +162,12 @@ class ReplyStream:
                 taken = int(headers.get(STREAM_SEQ, ""))
             except ValueError:
                 continue
+            taken = min(taken, self.sent)
             if taken > self.acked:
-                self.acked = min(taken, self.sent)
+                sizes = self._sizes
+                for _ in range(taken - self.acked):
+                    self._bytes -= sizes.popleft()
+                self.acked = taken
                 self._wake()
 
     def _wake(self) -> None:
@@ -156,10 +185,15 @@ class ReplyStream:
         rt = self._rt
         headers: dict[str, str] = {}
         data = encode_body(part, rt.codecs.default, headers)
-        while self.sent - self.acked >= self.window:
+        size = len(data)
+        while self.sent - self.acked >= self.window or (
+            self._bytes + size > self.window_bytes and self.sent > self.acked
+        ):
             self._credit = asyncio.get_running_loop().create_future()
             await self._credit  # the consumer cancelling cancels this task too
         self.sent += 1
+        self._sizes.append(size)
+        self._bytes += size
         headers[STREAM_SEQ] = str(self.sent)
         await rt.transport.publish(self.reply, data, headers=headers)
 
@@ -219,6 +253,7 @@ class AskStream(AsyncIterator[Any]):
         data: bytes,
         budget: float,
         window: int,
+        window_bytes: int,
         error: Callable[[bytes, dict[str, str]], ActorsError],
         span: Span | None,
     ) -> None:
@@ -230,7 +265,11 @@ class AskStream(AsyncIterator[Any]):
         self._budget = budget
         self.window = window
         """How many parts the producer may send ahead of what was taken."""
+        self.window_bytes = window_bytes
+        """How many bytes of bodies the producer may send ahead of what was taken."""
         self._ack_every = max(1, window // 2)
+        self._ack_bytes = max(1, window_bytes // 2)
+        self._unreported = 0  # bytes of bodies taken since the last report
         self._error = error
         self._span = span
         self._inbox = f"{inbox_prefix(rt.tenant)}.{uuid.uuid4().hex}"
@@ -341,9 +380,12 @@ class AskStream(AsyncIterator[Any]):
             await self._cancel()
             raise
         self._taken = expected
-        if not last and expected - self._reported >= self._ack_every:
-            self._reported = expected
-            await self._control({STREAM_SEQ: str(expected)})
+        if not last:
+            self._unreported += len(msg.data)
+            if expected - self._reported >= self._ack_every or self._unreported >= self._ack_bytes:
+                self._reported = expected
+                self._unreported = 0
+                await self._control({STREAM_SEQ: str(expected)})
         return value
 
     async def _timed_out(self) -> AskTimeout:

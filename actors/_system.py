@@ -220,6 +220,7 @@ class ActorSystem:
             max_header_size=settings.max_header_size,
             replay_window=settings.replay_window,
             stream_window=settings.stream_window,
+            stream_window_bytes=settings.stream_window_bytes,
         )
         if isinstance(transport, NatsTransport):
             transport.listener = self._on_transport_event

@@ -10,7 +10,10 @@ Scenarios (128-byte payloads; 4 KiB too in the full run):
 3. in process: tell and ask vs Pykka and a plain asyncio-queue actor;
 4. durable mailboxes vs raw nats-py JetStream (``bench_durable``), scale-out with one to
    three responder processes on one server and a three-node cluster (``bench_scale``),
-   codecs and telemetry (``bench_codecs``, ``bench_telemetry``).
+   codecs and telemetry (``bench_codecs``, ``bench_telemetry``);
+5. streaming replies: the parts per second of one ``ask_stream`` (windows 256, the
+   default, and 64) vs raw nats-py publishing the same parts to another connection
+   (``bench_streaming``).
 
 Every repeat runs baseline then ours, back to back, so both see the same machine load.
 Results: a JSON file, a Markdown table and (with matplotlib) a PNG, in ``--out``.
@@ -39,6 +42,10 @@ from .responder import RAW_SUBJECT
 __all__ = ("run_suite",)
 
 HEADERS_LIKE_OURS = {CONTENT_TYPE: "application/json", MESSAGE_ID: "x" * 16}
+STREAM_SCENARIO = "nats streaming reply"
+"""The streaming rows' scenario names start with this (CI looks them up by it)."""
+STREAM_WINDOWS = (256, 64)
+"""Credit windows the streaming scenario runs with; the first (the default) is the main row."""
 
 
 def progress(text: str) -> None:
@@ -500,6 +507,37 @@ async def _durable_rows(url: str, repeats: int, n: int) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+async def _streaming_rows(url: str, repeats: int, n: int) -> list[dict[str, Any]]:
+    from . import bench_streaming
+
+    payload = "x" * 126  # 128 bytes of JSON
+    body = f'"{payload}"'.encode()
+    s: dict[str, list[float]] = {}
+    for r in range(repeats):
+        s.setdefault("raw_headers", []).append(
+            await bench_streaming.raw_stream(url, n, body, headers=True)
+        )
+        s.setdefault("raw_bare", []).append(
+            await bench_streaming.raw_stream(url, n, body, headers=False)
+        )
+        for window in STREAM_WINDOWS:
+            s.setdefault(f"ours_{window}", []).append(
+                await bench_streaming.our_stream(url, n, payload, window)
+            )
+        progress(f"streaming: repeat {r + 1}/{repeats}")
+    main, *others = STREAM_WINDOWS
+    return [
+        _row(f"{STREAM_SCENARIO}, window {main} (default)", 128, "parts/s", s[f"ours_{main}"],
+             s["raw_headers"], "raw nats-py, same headers", 0.60),
+        _row(f"{STREAM_SCENARIO}, window {main} (default)", 128, "parts/s", s[f"ours_{main}"],
+             s["raw_bare"], "raw nats-py, no headers", None),
+    ] + [
+        _row(f"{STREAM_SCENARIO}, window {w}", 128, "parts/s", s[f"ours_{w}"],
+             s["raw_headers"], "raw nats-py, same headers", None)
+        for w in others
+    ]  # fmt: skip
+
+
 async def _scale_rows(url: str, repeats: int, n: int) -> list[dict[str, Any]]:
     from . import bench_scale
 
@@ -666,6 +704,7 @@ def run_suite(out: Path, *, quick: bool) -> dict[str, Any]:
     """Run every scenario; write ``results.json``, ``results.md`` and ``results.png`` to ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     repeats, n, sizes = (3, 2000, [128]) if quick else (5, 10_000, [128, 4096])
+    stream_parts = 5000 if quick else 50_000  # parts in one streaming reply
     started = time.time()
     progress(
         f"{'quick' if quick else 'full'} run: {repeats} repeats of {n} messages; results in {out}"
@@ -685,6 +724,13 @@ def run_suite(out: Path, *, quick: bool) -> dict[str, Any]:
             progress(f"NATS scenarios on {loop_name} (server {server.url})")
             runner = _runner(loop_name)
             for row in runner(_nats_rows(server.url, repeats, n, sizes)):
+                row["loop"] = loop_name
+                rows.append(row)
+            progress(
+                f"streaming replies on {loop_name}: {stream_parts} parts of 128 B, "
+                f"windows {' and '.join(map(str, STREAM_WINDOWS))}"
+            )
+            for row in runner(_streaming_rows(server.url, repeats, stream_parts)):
                 row["loop"] = loop_name
                 rows.append(row)
         progress("durable mailboxes (JetStream) vs raw nats-py JetStream")

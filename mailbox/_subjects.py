@@ -46,6 +46,7 @@ _TOKEN = re.compile(r"[^\s.*>\x00-\x1f\x7f]+")
 
 _BAD_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
 _CHECKED: set[str] = set()
+_last_inbox = [""]
 _CHECKED_MAX = 4096
 
 SubjectKind = Literal["agent", "events", "workflow", "dlq"]
@@ -84,7 +85,7 @@ def check_publish_subject(subject: str) -> str:
 
     Transports call this on every publish; recently checked subjects are remembered.
     """
-    if subject in _CHECKED:
+    if subject in _CHECKED or subject is _last_inbox[0]:
         return subject
     tokens = subject.split(".") if isinstance(subject, str) else [""]
     if "*" in tokens or ">" in tokens:
@@ -93,7 +94,11 @@ def check_publish_subject(subject: str) -> str:
         raise SubjectError(
             f"invalid subject {subject!r}: empty token, whitespace or control character"
         )
-    if not subject.startswith("_INBOX"):  # reply inboxes are used once: not worth keeping
+    if subject.startswith("_INBOX"):
+        # Reply inboxes are mostly used once: not worth keeping, except the last one (a
+        # streaming reply sends all its parts to one inbox).
+        _last_inbox[0] = subject
+    else:
         if len(_CHECKED) >= _CHECKED_MAX:
             _CHECKED.clear()
         _CHECKED.add(subject)

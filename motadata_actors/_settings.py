@@ -188,6 +188,8 @@ class Settings:
             sending the message (stored, for durable mailboxes) past which it is a replay.
         stream_window: ``SDK_STREAM_WINDOW``, parts of a streaming reply a producer may
             send ahead of what its consumer has taken (the flow-control window).
+        stream_window_bytes: ``SDK_STREAM_WINDOW_BYTES``, the same bound in bytes of
+            bodies (one part is always allowed).
         nats_token: ``NATS_TOKEN``, a token to authenticate with (never shown).
         nats_user: ``NATS_USER``, a user name (with ``NATS_PASSWORD``).
         nats_password: ``NATS_PASSWORD`` (never shown).
@@ -227,7 +229,8 @@ class Settings:
     reconnect_buffer: int = 2 * 1024 * 1024
     max_header_size: int = 16 * 1024
     replay_window: float = 300.0
-    stream_window: int = 64
+    stream_window: int = 256
+    stream_window_bytes: int = 1024 * 1024
     nats_token: str | None = attrs.field(default=None, repr=secret_repr)
     nats_user: str | None = None
     nats_password: str | None = attrs.field(default=None, repr=secret_repr)
@@ -277,7 +280,8 @@ class Settings:
             reconnect_buffer=_count(env, "SDK_RECONNECT_BUFFER", 2 * 1024 * 1024),
             max_header_size=_count(env, "SDK_MAX_HEADER_SIZE", 16 * 1024),
             replay_window=_positive(env, "SDK_REPLAY_WINDOW", 300.0),
-            stream_window=_count(env, "SDK_STREAM_WINDOW", 64),
+            stream_window=_count(env, "SDK_STREAM_WINDOW", 256),
+            stream_window_bytes=_count(env, "SDK_STREAM_WINDOW_BYTES", 1024 * 1024),
             nats_token=_text(env, "NATS_TOKEN"),
             nats_user=_text(env, "NATS_USER"),
             nats_password=_text(env, "NATS_PASSWORD"),

@@ -18,6 +18,7 @@ from motadata_actors import (
     AskTimeout,
     ConfigError,
     Context,
+    DecodeError,
     EncodeError,
     NoResponders,
     RemoteError,
@@ -120,6 +121,27 @@ async def test_slow_consumer_bounds_the_producer(nats_server: NatsServer, tenant
         assert max(ahead) <= window + 1
 
 
+class Big(Actor):
+    """Streams ``msg`` parts of 10 KiB."""
+
+    async def on_message(self, msg: Any, ctx: Context) -> AsyncIterator[str]:
+        for _ in range(msg):
+            yield "x" * 10_240
+
+
+async def test_window_in_bytes_bounds_large_parts(nats_server: NatsServer, tenant: str) -> None:
+    async with ActorSystem(tenant, transport=await connect(nats_server)) as system:
+        ref = await system.spawn(Big, name="big")
+        samples: list[int] = []
+        async with ref.ask_stream(60, window=1000, window_bytes=50_000) as parts:
+            async for _ in parts:
+                await asyncio.sleep(0.01)
+                samples.append(stats(system, "big").stream_outstanding)
+        assert len(samples) == 60
+        # 50,000 bytes hold four 10 KiB parts (10,242 bytes of JSON each), never five.
+        assert max(samples) == 4
+
+
 async def test_cancel_mid_stream_stops_the_producer(transport: Transport, tenant: str) -> None:
     async with ActorSystem(tenant, transport=transport) as system:
         ref = await system.spawn(Counter, name="counter")
@@ -165,7 +187,7 @@ async def test_cancelled_consumer_task_cancels_the_producer(
             await consume()
         assert seen
         await wait_for(lambda: Counter.closed, 5, "the producer to be cancelled")
-        assert Counter.produced <= len(seen) + 4
+        assert Counter.produced <= len(seen) + 4 + 1  # the window, and one waiting for room
 
 
 async def test_handler_error_mid_stream_reaches_the_consumer(
@@ -179,6 +201,29 @@ async def test_handler_error_mid_stream_reaches_the_consumer(
         assert got == ["the", "quick", "fox"]
         assert caught.value.type_name == "ValueError"
         assert "the model went away" in str(caught.value)
+
+
+class Careless(Actor):
+    """Streams one good part, then one it cannot encode or one over the size limit."""
+
+    async def on_message(self, msg: Any, ctx: Context) -> AsyncIterator[Any]:
+        yield "fine"
+        yield object() if msg == "unencodable" else "x" * 2_000_000
+
+
+@pytest.mark.parametrize("bad", ["unencodable", "oversized"])
+async def test_a_part_that_cannot_be_sent_ends_the_stream(
+    transport: Transport, tenant: str, bad: str
+) -> None:
+    async with ActorSystem(tenant, transport=transport) as system:
+        ref = await system.spawn(Careless, name="careless")
+        got: list[str] = []
+        with pytest.raises(RemoteError) as caught:
+            await drain(ref.ask_stream(bad), got)
+        assert got == ["fine"]
+        assert caught.value.type_name == (
+            "EncodeError" if bad == "unencodable" else "MessageTooLarge"
+        )
 
 
 async def test_deadline_ends_a_stalled_stream(transport: Transport, tenant: str) -> None:
@@ -204,29 +249,45 @@ async def test_plain_ask_to_a_streaming_handler_is_refused(
         assert stats(system, "counter").restarts == 0
 
 
-async def test_missing_part_is_a_stream_error(transport: Transport, tenant: str) -> None:
-    """A producer that skips a sequence number (a lost part) ends the stream with StreamError."""
+@pytest.mark.parametrize(
+    ("second", "error", "match"),
+    [
+        ((b'"part"', "3"), StreamError, "expected part 2, got 3"),  # a lost part
+        ((b'"part"', None), StreamError, "without Sdk-Stream-Seq"),  # a foreign message
+        ((b"{not json", "2"), DecodeError, "malformed"),  # garbage bytes
+    ],
+)
+async def test_a_broken_stream_is_a_typed_error(
+    transport: Transport,
+    tenant: str,
+    second: tuple[bytes, str | None],
+    error: type[Exception],
+    match: str,
+) -> None:
+    """A forged producer's bad second part ends the stream with a typed error, first part kept."""
     async with ActorSystem(tenant, transport=transport) as system:
         box: Mailbox[Incoming] = Mailbox(10)
         await system.transport.subscribe(agent_inbox("forger", tenant), mailbox=box)
+        cancels: Mailbox[Incoming] = Mailbox(10)
 
         async def forge() -> None:
             request = await box.receive()
             assert request.headers is not None and STREAM_WINDOW in request.headers
-            for seq in (1, 3):
-                await system.transport.publish(
-                    request.reply, b'"part"', headers={STREAM_SEQ: str(seq)}
-                )
+            await system.transport.subscribe(f"{request.reply}.ctl", mailbox=cancels)
+            await system.transport.publish(request.reply, b'"part"', headers={STREAM_SEQ: "1"})
+            data, seq = second
             await system.transport.publish(
-                request.reply, b"", headers={STREAM_SEQ: "4", STREAM_END: "1"}
+                request.reply, data, headers={STREAM_SEQ: seq} if seq else None
             )
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(forge)
             got: list[str] = []
-            with pytest.raises(StreamError, match="expected part 2, got 3"):
+            with pytest.raises(error, match=match):
                 await drain(system.ref("forger").ask_stream("go"), got)
         assert got == ["part"]
+        cancel = await cancels.receive()  # the consumer told the producer to stop
+        assert cancel.headers == {STREAM_END: "cancel"}
 
 
 async def test_no_responders_and_bad_arguments(transport: Transport, tenant: str) -> None:
