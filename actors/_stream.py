@@ -355,32 +355,36 @@ class AskStream(AsyncIterator[Any]):
         headers = msg.headers or {}
         expected = self._taken + 1
         if headers.get(_STATUS) == "503":
-            await self._finish(None)
-            raise NoResponders(
+            nobody = NoResponders(
                 f"no actor named {self._name!r} serves tenant {self._rt.tenant!r} "
                 f"on {self._rt.transport.description}{self._rt.no_responders_hint}"
             )
+            await self._finish(nobody)
+            raise nobody
         seq = headers.get(STREAM_SEQ)
         if seq != str(expected):
-            await self._cancel()
-            raise StreamError(
+            broken = StreamError(
                 f"stream from {self._name!r}: expected part {expected}, got "
                 f"{seq if seq is not None else 'a message without Sdk-Stream-Seq'}"
             )
+            await self._cancel(broken)
+            raise broken
         last = STREAM_END in headers
-        if last:
-            await self._finish(None)
-            if ERROR in headers:
-                raise self._error(msg.data, headers)
-            if CONTENT_TYPE not in headers:  # the handler returned nothing to add
-                raise StopAsyncIteration
+        if last and (ERROR in headers or CONTENT_TYPE not in headers):
+            error = self._error(msg.data, headers) if ERROR in headers else None
+            await self._finish(error)
+            if error is not None:
+                raise error
+            raise StopAsyncIteration  # the handler returned nothing to add
         try:
             value = decode_body(msg.data, headers, self._rt.codecs)
-        except ActorsError:
-            await self._cancel()
+        except ActorsError as exc:
+            await self._cancel(exc)
             raise
         self._taken = expected
-        if not last:
+        if last:
+            await self._finish(None)
+        else:
             self._unreported += len(msg.data)
             if expected - self._reported >= self._ack_every or self._unreported >= self._ack_bytes:
                 self._reported = expected
@@ -389,11 +393,12 @@ class AskStream(AsyncIterator[Any]):
         return value
 
     async def _timed_out(self) -> AskTimeout:
-        await self._cancel()
-        return AskTimeout(
+        late = AskTimeout(
             f"stream from {self._name!r} did not end within {self._budget:.3g}s "
             f"({self._taken} part(s) received)"
         )
+        await self._cancel(late)
+        return late
 
     async def _control(self, headers: dict[str, str]) -> None:
         try:
@@ -401,12 +406,12 @@ class AskStream(AsyncIterator[Any]):
         except ActorsError as exc:
             log.debug("stream from %s: control message lost: %r", self._name, exc)
 
-    async def _cancel(self) -> None:
+    async def _cancel(self, error: BaseException | None = None) -> None:
         """Tell the producer to stop, and end this side (also from a cancelled task)."""
         with anyio.CancelScope(shield=True):
             if not self._done:
                 await self._control({STREAM_END: _CANCEL})
-            await self._finish(None)
+            await self._finish(error)
 
     async def _finish(self, error: BaseException | None) -> None:
         if self._done:

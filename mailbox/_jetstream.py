@@ -248,29 +248,35 @@ class JetStreamMailboxes:
     # -- administration -----------------------------------------------------------------
 
     async def describe(self, tenant: str) -> list[str]:
-        """Lines describing the tenant's stream and each agent's consumer; [] if none."""
-        name = agents_stream(tenant)
-        try:
-            info = await self._js.stream_info(name)
-            consumers = await self._js.consumers_info(name)
-        except nats.js.errors.NotFoundError:
-            return []
-        except (nats.errors.Error, OSError) as exc:
-            raise ConnectionLost(f"cannot read stream {name!r}: {exc!r}") from exc
-        c, st = info.config, info.state
-        lines = [
-            f"stream {name}: {st.messages} message(s), {st.bytes} bytes; retention "
-            f"{getattr(c.retention, 'value', c.retention)}, max_age {c.max_age}s, max_bytes "
-            f"{c.max_bytes}, replicas {c.num_replicas}, duplicate_window {c.duplicate_window}s",
-            f"  subjects: {', '.join(c.subjects or [])}",
-        ]
-        for ci in sorted(consumers, key=lambda ci: ci.name):
-            cc = ci.config
-            lines.append(
-                f"  consumer {ci.name}: {ci.num_pending} waiting, {ci.num_ack_pending} being "
-                f"handled, {ci.num_redelivered} redelivered; ack_wait {cc.ack_wait}s, "
-                f"max_deliver {cc.max_deliver}, max_ack_pending {cc.max_ack_pending}"
-            )
+        """Lines describing the tenant's streams and their consumers; [] if it has none.
+
+        The streams: durable mailboxes, and the kept events and workflows when they exist.
+        """
+        lines: list[str] = []
+        for name in (agents_stream(tenant), log_stream("events", tenant),
+                     log_stream("workflows", tenant)):  # fmt: skip
+            try:
+                info = await self._js.stream_info(name)
+                consumers = await self._js.consumers_info(name)
+            except nats.js.errors.NotFoundError:
+                continue
+            except (nats.errors.Error, OSError) as exc:
+                raise ConnectionLost(f"cannot read stream {name!r}: {exc!r}") from exc
+            c, st = info.config, info.state
+            lines += [
+                f"stream {name}: {st.messages} message(s), {st.bytes} bytes; retention "
+                f"{getattr(c.retention, 'value', c.retention)}, max_age {c.max_age}s, max_bytes "
+                f"{c.max_bytes}, replicas {c.num_replicas}, duplicate_window "
+                f"{c.duplicate_window}s",
+                f"  subjects: {', '.join(c.subjects or [])}",
+            ]
+            for ci in sorted(consumers, key=lambda ci: ci.name):
+                cc = ci.config
+                lines.append(
+                    f"  consumer {ci.name}: {ci.num_pending} waiting, {ci.num_ack_pending} "
+                    f"being handled, {ci.num_redelivered} redelivered; ack_wait {cc.ack_wait}s, "
+                    f"max_deliver {cc.max_deliver}, max_ack_pending {cc.max_ack_pending}"
+                )
         return lines
 
     async def apply(self, tenant: str, cfg: DurableConfig, capacity: int) -> list[str]:

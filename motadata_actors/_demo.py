@@ -1,15 +1,20 @@
-"""The demo: a planner asks a researcher and a writer, tells a monitor, publishes an event.
+"""The demo: a planner runs a three-step workflow with a researcher and a streaming writer.
 
-It runs on the embedded nats-server, or wherever the settings point.
+The planner asks the researcher for facts, streams a draft from the writer (one part per
+word), tells a monitor how it goes and publishes a ``task_completed`` event. Each step of
+the goal's workflow (research, write, publish) is kept in JetStream on
+``sdk.workflow.<id>.acme``; a tracker follows the workflow and reports every step, in
+order. It runs on the embedded nats-server, or wherever the settings point.
 
-A wiretap subscribed to ``sdk.>`` and the tenant's reply inbox prints who sent what
-on which subject, as the server delivered it.
+A wiretap subscribed to ``sdk.>`` and the tenant's reply inbox prints who sent what on
+which subject, as the server delivered it (JetStream's own traffic left out).
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import AsyncIterator
 from typing import Any, TextIO
 
 import anyio
@@ -17,7 +22,15 @@ import anyio
 from motadata_actors._settings import Settings
 from motadata_actors.actors import Actor, ActorSystem, Context
 from motadata_actors.codecs import message
-from motadata_actors.mailbox import ERROR, MESSAGE_TYPE, TIMEOUT_MS, Incoming, Mailbox
+from motadata_actors.mailbox import (
+    ERROR,
+    MESSAGE_TYPE,
+    STREAM_END,
+    STREAM_SEQ,
+    TIMEOUT_MS,
+    Incoming,
+    Mailbox,
+)
 
 __all__ = ("run_demo",)
 
@@ -54,6 +67,22 @@ class Progress:
     step: str
 
 
+@message("demo.track.v1")
+class Track:
+    """Ask the tracker to follow a workflow."""
+
+    workflow_id: str
+
+
+@message("demo.step.v1")
+class Step:
+    """One step of a goal's workflow."""
+
+    number: int
+    name: str
+    detail: str
+
+
 @message("demo.task_completed.v1")
 class TaskCompleted:
     """The event published when a goal is done."""
@@ -72,12 +101,31 @@ class Researcher(Actor):
 
 
 class Writer(Actor):
-    """Answers Draft with a paragraph."""
+    """Streams a paragraph for a Draft, one word per part (as an LLM streams tokens)."""
+
+    async def on_message(self, msg: Any, ctx: Context) -> AsyncIterator[str]:
+        if not isinstance(msg, Draft):
+            raise TypeError(f"writer does not understand {type(msg).__name__}")
+        text = f"On {msg.topic}: " + "; ".join(msg.facts) + "."
+        for word in text.split(" "):
+            yield word
+
+
+class Tracker(Actor):
+    """Follows the workflows it is told about and reports their steps, in order."""
+
+    def __init__(self) -> None:
+        self.steps: list[str] = []
+        self.done = asyncio.Event()
 
     async def on_message(self, msg: Any, ctx: Context) -> Any:
-        if isinstance(msg, Draft):
-            return f"On {msg.topic}: " + "; ".join(msg.facts) + "."
-        raise TypeError(f"writer does not understand {type(msg).__name__}")
+        if isinstance(msg, Track):
+            await self.follow(msg.workflow_id)  # from its first step, even if it started
+        elif isinstance(msg, Step):
+            self.steps.append(f"{msg.number}. {msg.name} ({msg.detail})")
+            if msg.number == 3:
+                self.done.set()
+        return None
 
 
 class Monitor(Actor):
@@ -99,28 +147,47 @@ class Monitor(Actor):
 
 
 class Planner(Actor):
-    """Plans a goal: research, then write, reporting progress and a final event."""
+    """Runs a goal's workflow: research, write (streamed), publish; reports progress."""
 
     async def on_message(self, msg: Any, ctx: Context) -> Any:
         if not isinstance(msg, Goal):
             raise TypeError(f"planner does not understand {type(msg).__name__}")
+        workflow = ctx.workflow("goal-1")
+        await ctx.ref("tracker").tell(Track(workflow_id=workflow.id))
         monitor = ctx.ref("monitor")
         await monitor.tell(Progress(step="researching"))
         facts = await ctx.ref("researcher").ask(Research(topic=msg.topic), timeout=2.0)
+        await workflow.publish(Step(number=1, name="research", detail=f"{len(facts)} facts"))
         await monitor.tell(Progress(step="writing"))
-        text: str = await ctx.ref("writer").ask(Draft(topic=msg.topic, facts=facts), timeout=2.0)
-        await ctx.publish(TaskCompleted(topic=msg.topic, words=len(text.split())))
-        return text
+        draft = Draft(topic=msg.topic, facts=facts)
+        async with ctx.ref("writer").ask_stream(draft, timeout=2.0) as parts:
+            words = [word async for word in parts]
+        await workflow.publish(Step(number=2, name="write", detail=f"{len(words)} words streamed"))
+        await ctx.publish(TaskCompleted(topic=msg.topic, words=len(words)))
+        await workflow.publish(Step(number=3, name="publish", detail="task_completed sent"))
+        return " ".join(words)
 
 
-def _describe(msg: Incoming) -> str:
+def _describe(msg: Incoming) -> str | None:
     headers = msg.headers or {}
-    if ERROR in headers:
+    if (
+        "Status" in headers
+        or msg.reply.startswith("$JS.")
+        or msg.data.startswith((b'{"stream"', b'{"type":"io.nats.jetstream.api'))
+    ):
+        return None  # JetStream's own: API replies, pull status, deliveries, acknowledgements
+    if msg.subject.endswith(".ctl"):
+        kind = f"stream credit {headers.get(STREAM_SEQ, '')}".strip()
+    elif ERROR in headers:
         kind = f"error {headers[ERROR]}"
+    elif STREAM_SEQ in headers:
+        kind = f"stream part {headers[STREAM_SEQ]}{' (end)' if STREAM_END in headers else ''}"
     elif msg.subject.startswith("_INBOX"):
         kind = "reply"
     elif msg.subject.startswith("sdk.events."):
         kind = "event"
+    elif msg.subject.startswith("sdk.workflow."):
+        kind = "workflow step (kept)"
     elif TIMEOUT_MS in headers:
         kind = f"ask (timeout {headers[TIMEOUT_MS]} ms)"
     else:
@@ -137,7 +204,9 @@ def _describe(msg: Incoming) -> str:
 
 async def _wiretap(tap: Mailbox[Incoming], out: TextIO) -> None:
     async for msg in tap:
-        print(_describe(msg), file=out, flush=True)
+        line = _describe(msg)
+        if line is not None:
+            print(line, file=out, flush=True)
 
 
 async def run_demo(settings: Settings | None = None, out: TextIO = sys.stdout) -> str:
@@ -155,6 +224,8 @@ async def run_demo(settings: Settings | None = None, out: TextIO = sys.stdout) -
             tg.start_soon(_wiretap, tap, out)
             monitor = Monitor()
             await system.spawn(lambda: monitor, name="monitor")
+            tracker = Tracker()
+            await system.spawn(lambda: tracker, name="tracker")
             await system.spawn(Researcher, name="researcher")
             await system.spawn(Writer, name="writer")
             planner = await system.spawn(Planner, name="planner")
@@ -162,10 +233,12 @@ async def run_demo(settings: Settings | None = None, out: TextIO = sys.stdout) -
             text: str = await planner.ask(Goal(topic="actor systems"), timeout=5.0)
             with anyio.fail_after(5.0):
                 await monitor.done.wait()
+                await tracker.done.wait()
             for sub in subs:
                 await sub.unsubscribe()
             await anyio.sleep(0.05)  # deliveries already under way still reach the tap
             tap.close()
         print(f"planner replied: {text}", file=out)
         print(f"monitor saw: {', '.join(monitor.seen)}", file=out)
+        print(f"tracker followed workflow goal-1: {'; '.join(tracker.steps)}", file=out)
     return text

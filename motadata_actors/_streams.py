@@ -1,4 +1,8 @@
-"""``python -m motadata_actors streams show | apply``: a tenant's durable-mailbox stream."""
+"""``python -m motadata_actors streams show | apply``: a tenant's JetStream streams.
+
+``show`` lists the durable mailboxes' stream and, when they exist, the kept events and
+workflows; ``apply`` brings the durable mailboxes' stream and consumers to the settings.
+"""
 
 from __future__ import annotations
 
@@ -34,7 +38,7 @@ async def show_streams(settings: Settings, tenant: str, out: TextIO = sys.stdout
         lines = await transport.durable.describe(tenant)
     finally:
         await transport.aclose()
-    for line in lines or [f"tenant {tenant!r} has no durable mailboxes yet"]:
+    for line in lines or [f"tenant {tenant!r} has no durable mailboxes, events or workflows yet"]:
         print(line, file=out)
     return len(lines)
 

@@ -115,6 +115,26 @@ async def test_compare_and_set_publishing(nats_server: NatsServer, tenant: str) 
         assert conflicts > 0  # the claimers did collide, and every collision was refused
 
 
+async def test_streams_show_lists_events_and_workflows(
+    nats_server: NatsServer, tenant: str
+) -> None:
+    import io
+
+    from motadata_actors._streams import show_streams
+
+    async with ActorSystem(tenant, transport=await connect(nats_server)) as system:
+        await system.spawn(Follower, name="follower")
+        await system.workflow("wf").publish("plan")
+        await system.publish("e", event_type="tick", durable=True)
+        await wait_for(lambda: len(Follower.seen) == 1, 10, "the step")
+        out = io.StringIO()
+        await show_streams(Settings(nats_urls=(nats_server.url,)), tenant, out)
+        text = out.getvalue()
+        assert f"stream SDK_WORKFLOWS_{tenant}: 1 message(s)" in text
+        assert f"stream SDK_EVENTS_{tenant}: 1 message(s)" in text
+        assert "consumer wf_follower_wf: 0 waiting" in text
+
+
 async def test_workflow_ids_are_checked(nats_server: NatsServer, tenant: str) -> None:
     async with ActorSystem(tenant, transport=await connect(nats_server)) as system:
         with pytest.raises(SubjectError, match="workflow id"):

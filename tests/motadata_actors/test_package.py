@@ -86,10 +86,17 @@ def test_demo_runs_from_the_clone_and_from_elsewhere(where: str, tmp_path: Path)
         "sdk.agent.planner.writer.acme",
         "sdk.agent.planner.monitor.acme",
         "sdk.events.demo_task_completed_v1.acme",
+        "sdk.workflow.goal-1.acme",
     ):
         assert subject in text, subject
-    assert "planner replied: On actor systems:" in text
-    assert "monitor saw: researching, writing, completed actor systems" in text
+    assert "stream part 1 " in text and "stream part 19 (end)" in text
+    assert "jetstream.api" not in text  # the wiretap leaves JetStream's own traffic out
+    assert "planner replied: On actor systems: fact 1" in text
+    assert "monitor saw: researching, writing, completed actor systems (18 words)" in text
+    assert (
+        "tracker followed workflow goal-1: 1. research (3 facts); 2. write (18 words "
+        "streamed); 3. publish (task_completed sent)"
+    ) in text
 
 
 def test_help_lists_the_commands() -> None:

@@ -117,6 +117,61 @@ async def test_a_conversation_is_one_trace_with_conventional_spans(
     assert client_send.attributes["messaging.operation.name"] == "send"
 
 
+class Hub(Actor):
+    """Streams two parts, then publishes an event and a workflow step, in one trace."""
+
+    async def on_message(self, msg: Any, ctx: Context) -> Any:
+        await ctx.stream("a")
+        await ctx.stream("b")
+        await ctx.publish("done", event_type="hub_done", durable=True)
+        await ctx.workflow("wf").publish("step")
+        return "c"
+
+
+class Listener(Actor):
+    events = ("hub_done",)
+
+    async def on_start(self) -> None:
+        await self.follow("wf")
+
+    async def on_message(self, msg: Any, ctx: Context) -> Any:
+        return None
+
+
+async def test_streams_events_and_workflow_steps_are_traced(
+    spans: tuple[TracerProvider, InMemorySpanExporter], nats_server: NatsServer, tenant: str
+) -> None:
+    provider, exporter = spans
+    async with ActorSystem(
+        tenant, transport=await connect(nats_server), tracer_provider=provider
+    ) as system:
+        listener = await system.spawn(Listener, name="listener")
+        hub = await system.spawn(Hub, name="hub")
+        assert [p async for p in hub.ask_stream("go", timeout=10)] == ["a", "b", "c"]
+        for _ in range(100):
+            handled = next(s for s in system.statistics() if s.name == "listener").handled
+            if handled == 2:
+                break
+            await anyio.sleep(0.05)
+        assert listener.name == "listener"
+    named = by_name(exporter.get_finished_spans())
+    ask = named[f"send {TEMPLATE}"][0]
+    assert ask.attributes["sdk.stream.parts"] == 3  # the consumer's span counts the parts
+    hub_process = next(
+        s for s in named[f"process {TEMPLATE}"] if s.attributes["sdk.agent.to"] == "hub"
+    )
+    assert hub_process.parent.span_id == ask.context.span_id
+    event_send = named["send sdk.events.{event_type}.{tenant}"][0]
+    step_send = named["send sdk.workflow.{workflow_id}.{tenant}"][0]
+    event_process = named["process sdk.events.{event_type}.{tenant}"][0]
+    step_process = named["process sdk.workflow.{workflow_id}.{tenant}"][0]
+    for send in (event_send, step_send):
+        assert send.parent.span_id == hub_process.context.span_id
+    assert event_process.parent.span_id == event_send.context.span_id
+    assert step_process.parent.span_id == step_send.context.span_id
+    assert len({s.context.trace_id for spans_ in named.values() for s in spans_}) == 1
+
+
 async def test_errors_timeouts_and_retries_are_recorded_on_spans(
     spans: tuple[TracerProvider, InMemorySpanExporter], tenant: str, nats_server: NatsServer
 ) -> None:
