@@ -269,9 +269,10 @@ class Context:
         """Publish an event on ``sdk.events.<event_type>.<tenant>``.
 
         The event type defaults to the typed event's wire name with ``.`` as ``_``. A
-        core event (the default) reaches whoever subscribes now, at most once. A
-        ``durable`` one returns once the tenant's events stream stored it: durable
-        subscribers get it at least once, also those that start later.
+        core event (the default) is not acknowledged: it reaches the subscribers of the
+        moment, at most once. A ``durable`` one returns once the tenant's events stream
+        stored it: durable subscribers get it at least once, also those that start later.
+        (Once that stream exists it keeps core events too: it captures the subject.)
 
         Raises:
             SubjectError: no event type (an untyped event), or not one subject token.

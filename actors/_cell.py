@@ -44,6 +44,7 @@ from motadata_actors._errors import (
     ReplayError,
     StreamError,
     TenantError,
+    TransportClosed,
 )
 from motadata_actors.mailbox import (
     MESSAGE_ID,
@@ -197,6 +198,7 @@ class ActorCell:
         self._streams: set[ReplyStream] = set()
         # Event subscriptions and followed workflows, made at start or at run time.
         self._feeds: dict[tuple[str, str, str | None, bool], Subscription] = {}
+        self._feeds_lock = asyncio.Lock()
         self._agen_handler = False
         self.handled = 0
         self.failed = 0
@@ -553,6 +555,8 @@ class ActorCell:
             return "ack"
         except _Overran:
             self.failed += 1  # the asker times out by itself at the same deadline
+            if type(msg) is DurableMessage:
+                await self.dead_letter(msg, "the streaming handler outlived the asker's deadline")
             return "term"
         except NotStreamed as exc:
             await self._reject(msg, StreamError(str(exc)))
@@ -613,36 +617,23 @@ class ActorCell:
         Raises:
             ConfigError: a durable subscription without JetStream.
             ConnectionLost: the server cannot be reached.
+            TransportClosed: the actor is stopping.
         """
         rt = self._rt
         group = spec.group(self.name)
-        key = ("events", spec.event_type, group, spec.durable)
-        if key in self._feeds:
-            return False
         subject = spec.subject(rt.tenant)
-        if spec.durable:
+
+        async def open_() -> Subscription:
+            if not spec.durable:
+                return await rt.transport.subscribe(subject, queue=group, mailbox=self._mailbox)
             durable = needs_durable(rt, f"actor {self.name!r}: a durable event subscription")
             assert group is not None  # Subscribe refuses broadcast with durable
-            sub = await durable.open_feed(
+            return await durable.open_feed(
                 "events", rt.tenant, subject, feed_consumer("events", group, spec.event_type),
                 self._mailbox, rt.durable, start=spec.start, agent=self.name,
             )  # fmt: skip
-        else:
-            sub = await rt.transport.subscribe(subject, queue=group, mailbox=self._mailbox)
-        self._feeds[key] = sub
-        log.debug("actor %s subscribed to %s (group %s)", self.path, subject, group)
-        return True
 
-    async def unsubscribe(self, kind: str, name: str) -> int:
-        """Stop this actor's subscriptions of ``kind`` to ``name``; return how many."""
-        keys = [k for k in self._feeds if k[0] == kind and k[1] == name]
-        for key in keys:
-            sub = self._feeds.pop(key)
-            try:
-                await sub.unsubscribe()
-            except ActorsError as exc:
-                log.debug("actor %s: unsubscribe %s: %r", self.path, sub.subject, exc)
-        return len(keys)
+        return await self._add_feed(("events", spec.event_type, group, spec.durable), open_)
 
     async def follow(self, workflow_id: str, start: StartAt) -> bool:
         """Deliver a workflow's steps into the mailbox, in order; False if already following.
@@ -650,18 +641,55 @@ class ActorCell:
         Raises:
             ConfigError: no JetStream.
             ConnectionLost: the server cannot be reached.
+            TransportClosed: the actor is stopping.
         """
         rt = self._rt
-        key = ("workflow", workflow_id, self.name, True)
-        if key in self._feeds:
-            return False
         subject = workflow_subject(workflow_id, rt.tenant)
         durable = needs_durable(rt, f"actor {self.name!r}: following a workflow")
-        self._feeds[key] = await durable.open_feed(
-            "workflows", rt.tenant, subject, feed_consumer("wf", self.name, workflow_id),
-            self._mailbox, rt.durable, start=start, ordered=True, agent=self.name,
-        )  # fmt: skip
+
+        async def open_() -> Subscription:
+            return await durable.open_feed(
+                "workflows", rt.tenant, subject, feed_consumer("wf", self.name, workflow_id),
+                self._mailbox, rt.durable, start=start, ordered=True, agent=self.name,
+            )  # fmt: skip
+
+        return await self._add_feed(("workflow", workflow_id, self.name, True), open_)
+
+    async def _add_feed(
+        self, key: tuple[str, str, str | None, bool], open_: Callable[[], Awaitable[Subscription]]
+    ) -> bool:
+        # One at a time: two handlers subscribing alike must not both subscribe (one would
+        # be unreachable by unsubscribe), and a subscription made while the actor stops
+        # must not outlive it.
+        async with self._feeds_lock:
+            self._check_not_stopping()
+            if key in self._feeds:
+                return False
+            sub = await open_()
+            try:
+                self._check_not_stopping()  # shutdown may have begun meanwhile
+            except TransportClosed:
+                await sub.unsubscribe()
+                raise
+            self._feeds[key] = sub
+        log.debug("actor %s: subscribed to %s", self.path, sub.subject)
         return True
+
+    def _check_not_stopping(self) -> None:
+        if self._stopping:
+            raise TransportClosed(f"actor {self.path} is stopping: no new subscriptions")
+
+    async def unsubscribe(self, kind: str, name: str) -> int:
+        """Stop this actor's subscriptions of ``kind`` to ``name``; return how many."""
+        async with self._feeds_lock:
+            keys = [k for k in self._feeds if k[0] == kind and k[1] == name]
+            subs = [self._feeds.pop(key) for key in keys]
+        for sub in subs:
+            try:
+                await sub.unsubscribe()
+            except ActorsError as exc:
+                log.debug("actor %s: unsubscribe %s: %r", self.path, sub.subject, exc)
+        return len(subs)
 
     # -- streaming replies ------------------------------------------------------------
 
@@ -695,9 +723,8 @@ class ActorCell:
         if deadline is not None:
 
             def expire() -> None:
-                if stream.running:
+                if stream.cancel_handler():  # not if the consumer's cancel came first
                     expired.append(True)
-                    task.cancel()
 
             timer = asyncio.get_running_loop().call_at(deadline, expire)
         try:
@@ -822,7 +849,14 @@ class ActorCell:
         await self.dead_letter(msg, reason)
 
     async def _durable_failed(self, msg: DurableMessage, exc: BaseException) -> None:
-        """Redeliver after a backoff, or, after the last delivery, dead-letter and drop it."""
+        """Redeliver after a backoff, or, after the last delivery, dead-letter and drop it.
+
+        A streaming ask is never redelivered: its asker already got the error and left.
+        """
+        if msg.reply and msg.headers is not None and STREAM_WINDOW in msg.headers:
+            await self.dead_letter(msg, f"streaming handler failed: {reason_line(exc)}")
+            await self._settle(msg, msg.term)
+            return
         if not msg.last_delivery:
             delay = self._rt.durable.redelivery_delay(msg.delivered)
             await self._settle(msg, lambda: msg.nak(delay))

@@ -60,12 +60,14 @@ def _check_start(start: object) -> StartAt:
 
 
 def feed_consumer(prefix: str, group: str, name: str) -> str:
-    """A JetStream consumer name for a feed: readable when ``name`` allows, hashed if not."""
-    if name == "*":
-        name = "all"
-    elif not _PLAIN.fullmatch(name):
-        name = hashlib.sha256(name.encode()).hexdigest()[:16]
-    return f"{prefix}_{group}_{name}"
+    """A JetStream consumer name for a feed: ``<prefix>_<group>_<name>_<digest>``.
+
+    The digest of all three keeps names apart that the readable part would confuse
+    (``a_b`` following ``c`` and ``a`` following ``b_c``; the types ``*`` and ``all``).
+    """
+    digest = hashlib.sha256(f"{prefix}\0{group}\0{name}".encode()).hexdigest()[:12]
+    readable = "all" if name == "*" else name[:32] if _PLAIN.fullmatch(name) else "x"
+    return f"{prefix}_{group}_{readable}_{digest}"
 
 
 @final
@@ -177,7 +179,9 @@ class Workflow:
     def __repr__(self) -> str:
         return f"<Workflow {self.id!r} tenant={self._rt.tenant!r}>"
 
-    async def publish(self, step: object, *, expect_seq: int | None = None) -> int:
+    async def publish(
+        self, step: object, *, expect_seq: int | None = None, message_id: str | None = None
+    ) -> int:
         """Append ``step`` to the workflow; return its sequence once JetStream stored it.
 
         Args:
@@ -185,18 +189,20 @@ class Workflow:
             expect_seq: append only if the workflow's last step has this sequence (0:
                 only if it has none): a compare-and-set for coordinators that must not
                 act on a stale view.
+            message_id: the step's ``Sdk-Message-Id`` (a new one if omitted). Resending
+                after ``ConnectionLost`` with the same id stores the step once (within
+                ``SDK_DURABLE_DUPLICATE_WINDOW``) and returns its sequence.
 
         Raises:
             SequenceConflict: ``expect_seq`` is not the last step's sequence.
             EncodeError: ``step`` cannot be encoded (nothing was stored).
             MessageTooLarge: ``step`` exceeds the size limit (nothing was stored).
-            ConnectionLost: no acknowledgement (a resend is stored once: same id).
+            ConnectionLost: no acknowledgement: the step may or may not be stored.
             ConfigError: no JetStream (in process, say).
         """
         rt = self._rt
         durable = needs_durable(rt, "a workflow")
-        await durable.ensure_log("workflows", rt.tenant, rt.durable)
-        headers = {MESSAGE_ID: new_message_id()}
+        headers = {MESSAGE_ID: message_id if message_id is not None else new_message_id()}
         ctx = current_context.get()
         if ctx is not None:
             headers[CORRELATION_ID] = ctx.correlation_id
@@ -209,9 +215,10 @@ class Workflow:
                 self.subject, WORKFLOW_TEMPLATE, sender, self.id, headers, len(data)
             )
         try:
-            return await durable.publish(
-                self.subject, data, headers=headers, expect_last_seq=expect_seq
-            )
+            return await durable.append(
+                "workflows", rt.tenant, rt.durable, self.subject, data,
+                headers=headers, expect_last_seq=expect_seq,
+            )  # fmt: skip
         except BaseException as exc:
             if span is not None and tel is not None:
                 tel.fail(span, exc)
@@ -230,7 +237,6 @@ class Workflow:
         """
         rt = self._rt
         durable = needs_durable(rt, "a workflow")
-        await durable.ensure_log("workflows", rt.tenant, rt.durable)
         kept = await durable.read("workflows", rt.tenant, self.subject, after=after, limit=limit)
         return [
             WorkflowStep(

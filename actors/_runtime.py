@@ -126,8 +126,7 @@ class Runtime:
                 await self.transport.publish(subject, data, headers=headers)
                 return
             store = needs_durable(self, "publish(..., durable=True)")
-            await store.ensure_log("events", self.tenant, self.durable)
-            await store.publish(subject, data, headers=headers)
+            await store.append("events", self.tenant, self.durable, subject, data, headers=headers)
         finally:
             if span is not None:
                 span.end()

@@ -10,10 +10,13 @@ Theory of operation:
   carries ``Sdk-Stream-End``: the handler's return value (an empty body when there is
   none), or its error (``Sdk-Error``, as for a plain ask).
 * Flow control is a credit window: the producer may be at most ``W`` parts, and ``B``
-  bytes of bodies (one part at least), ahead of what the consumer has *taken from the
-  iterator*. The consumer reports its progress on the control subject
-  (``Sdk-Stream-Seq: n``) every ``W/2`` parts or ``B/2`` bytes; a producer at the limit
-  waits. So a slow reader holds at most ``W`` parts and about ``B`` bytes, never more.
+  bytes of bodies, ahead of what the consumer has *taken from the iterator*. The
+  consumer reports its progress on the control subject (``Sdk-Stream-Seq: n``) every
+  ``W/2`` parts or ``B/2`` bytes; a producer at the limit waits. A part that does not fit
+  in what is left of ``B`` still goes while less than ``B/2`` is out (else, with the
+  consumer waiting for ``B/2`` before it reports, neither side would move). So a slow
+  reader holds at most ``W`` parts and ``B`` bytes (``B/2`` plus one part when parts
+  are larger than the rest of the window).
 * Closing the iterator early (``break`` inside ``async with``, ``aclose``, a cancelled
   task, or the iterator being dropped) sends ``Sdk-Stream-End: cancel`` on the control
   subject: the handler is cancelled where it is. The deadline ends both ends: the consumer
@@ -29,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
@@ -88,6 +92,12 @@ def parse_window(text: str, parts: int, size: int) -> tuple[int, int]:
     return parts, size
 
 
+def _expire(ref: weakref.ref[AskStream]) -> None:
+    stream = ref()
+    if stream is not None:
+        stream.expire()
+
+
 def control_subject(reply: str) -> str:
     """The subject a stream's consumer reports progress and cancels on: ``<inbox>.ctl``."""
     return f"{reply}.ctl"
@@ -95,12 +105,23 @@ def control_subject(reply: str) -> str:
 
 @final
 class ReplyStream:
-    """The producing end of one streaming reply; made by the actor cell per streaming ask."""
+    """The producing end of one streaming reply; made by the actor cell per streaming ask.
+
+    Parts go out with the control subject as their reply subject (the first, and one in
+    every quarter window): when the consumer's inbox has no subscriber any more (it
+    stopped, its process died, or it cancelled before this side listened), the server
+    answers such a part with a no-responders status on the control subject, which this
+    side takes as a cancel.
+    """
 
     __slots__ = (
         "_box",
         "_bytes",
+        "_cancel_requested",
         "_credit",
+        "_half_bytes",
+        "_lock",
+        "_probe_every",
         "_rt",
         "_sizes",
         "_sub",
@@ -108,6 +129,7 @@ class ReplyStream:
         "_watcher",
         "acked",
         "cancelled",
+        "control",
         "reply",
         "running",
         "sent",
@@ -120,8 +142,11 @@ class ReplyStream:
     ) -> None:
         self._rt = rt
         self.reply = reply
+        self.control = control_subject(reply)
         self.window = window
         self.window_bytes = window_bytes
+        self._half_bytes = max(1, window_bytes // 2)  # the consumer reports at least this often
+        self._probe_every = max(1, window // 4)
         self._sizes: deque[int] = deque()  # body sizes of the parts not yet taken
         self._bytes = 0
         self.sent = 0
@@ -129,10 +154,12 @@ class ReplyStream:
         self.acked = 0
         """Parts the consumer reported taken."""
         self.cancelled = False
-        """Whether the consumer closed the stream early."""
+        """Whether the consumer closed the stream early (or is gone)."""
         self.running = False  # set by the cell while the handler runs: only then cancel it
         self._task = task  # the handler's task, cancelled when the consumer cancels
+        self._cancel_requested = False
         self._credit: asyncio.Future[None] | None = None
+        self._lock = asyncio.Lock()  # parts from concurrent tasks go out one at a time
         self._sub: Subscription | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._box: Mailbox[Incoming] = Mailbox(16)
@@ -142,21 +169,29 @@ class ReplyStream:
         """Parts sent and not yet taken by the consumer (never above :attr:`window`)."""
         return self.sent - self.acked
 
+    def cancel_handler(self) -> bool:
+        """Cancel the running handler, once whoever asks (the consumer or the deadline).
+
+        Returns whether this call did it: the caller that did owns the one ``uncancel``.
+        """
+        if not self.running or self._cancel_requested:
+            return False
+        self._cancel_requested = True
+        self._task.cancel()
+        return True
+
     async def open(self) -> None:
         """Listen on the control subject before the first part goes out."""
-        self._sub = await self._rt.transport.subscribe(
-            control_subject(self.reply), mailbox=self._box
-        )
+        self._sub = await self._rt.transport.subscribe(self.control, mailbox=self._box)
         self._watcher = asyncio.create_task(self._watch(), name=f"stream-control:{self.reply}")
 
     async def _watch(self) -> None:
         async for msg in self._box:
             headers = msg.headers or {}
-            if headers.get(STREAM_END) == _CANCEL:
+            if headers.get(STREAM_END) == _CANCEL or headers.get(_STATUS) == "503":
                 self.cancelled = True
                 self._wake()
-                if self.running:
-                    self._task.cancel()
+                self.cancel_handler()
                 return
             try:
                 taken = int(headers.get(STREAM_SEQ, ""))
@@ -186,16 +221,26 @@ class ReplyStream:
         headers: dict[str, str] = {}
         data = encode_body(part, rt.codecs.default, headers)
         size = len(data)
-        while self.sent - self.acked >= self.window or (
-            self._bytes + size > self.window_bytes and self.sent > self.acked
-        ):
-            self._credit = asyncio.get_running_loop().create_future()
-            await self._credit  # the consumer cancelling cancels this task too
-        self.sent += 1
-        self._sizes.append(size)
-        self._bytes += size
-        headers[STREAM_SEQ] = str(self.sent)
-        await rt.transport.publish(self.reply, data, headers=headers)
+        async with self._lock:
+            # Past the byte window only while half of it is out: the consumer reports
+            # every half window, so a large part after small ones cannot wait forever.
+            while self.sent - self.acked >= self.window or (
+                self._bytes + size > self.window_bytes and self._bytes >= self._half_bytes
+            ):
+                self._credit = asyncio.get_running_loop().create_future()
+                await self._credit  # the consumer cancelling cancels this task too
+            seq = self.sent + 1
+            headers[STREAM_SEQ] = str(seq)
+            # The control subject as reply subject on the first part and every quarter
+            # window after: enough for the server to tell us the consumer is gone
+            # (within a window), without the longer command on every part.
+            if seq == 1 or seq % self._probe_every == 0:
+                await rt.transport.publish(self.reply, data, headers=headers, reply=self.control)
+            else:
+                await rt.transport.publish(self.reply, data, headers=headers)
+            self.sent = seq  # only once it went out: a refused part leaves no gap
+            self._sizes.append(size)
+            self._bytes += size
 
     async def end(self, result: object, has_result: bool) -> None:
         """Publish the last message: the handler's return value, or an empty body."""
@@ -311,7 +356,8 @@ class AskStream(AsyncIterator[Any]):
         self._started = True
         rt = self._rt
         loop = asyncio.get_running_loop()
-        self._timer = loop.call_at(loop.time() + self._budget, self._expire)
+        # A weak reference: the loop must not keep a dropped iterator alive until then.
+        self._timer = loop.call_at(loop.time() + self._budget, _expire, weakref.ref(self))
         try:
             self._sub = await rt.transport.subscribe(self._inbox, mailbox=self._box)
             self._headers[TIMEOUT_MS] = str(max(1, round(self._budget * 1000)))
@@ -320,7 +366,8 @@ class AskStream(AsyncIterator[Any]):
             await self._finish(exc)
             raise
 
-    def _expire(self) -> None:
+    def expire(self) -> None:
+        """The deadline passed: wake the waiting reader (it raises :class:`AskTimeout`)."""
         self._expired = True
         if self._waiter is not None:
             self._waiter.cancel()
@@ -362,6 +409,12 @@ class AskStream(AsyncIterator[Any]):
             await self._finish(nobody)
             raise nobody
         seq = headers.get(STREAM_SEQ)
+        if ERROR in headers and seq in (None, str(expected)):
+            # The handler failed (its stream ends here), or the actor refused the request
+            # before any stream began (a plain error reply, with no sequence number).
+            error = self._error(msg.data, headers)
+            await self._finish(error)
+            raise error
         if seq != str(expected):
             broken = StreamError(
                 f"stream from {self._name!r}: expected part {expected}, got "
@@ -370,11 +423,8 @@ class AskStream(AsyncIterator[Any]):
             await self._cancel(broken)
             raise broken
         last = STREAM_END in headers
-        if last and (ERROR in headers or CONTENT_TYPE not in headers):
-            error = self._error(msg.data, headers) if ERROR in headers else None
-            await self._finish(error)
-            if error is not None:
-                raise error
+        if last and CONTENT_TYPE not in headers:
+            await self._finish(None)
             raise StopAsyncIteration  # the handler returned nothing to add
         try:
             value = decode_body(msg.data, headers, self._rt.codecs)
@@ -387,10 +437,14 @@ class AskStream(AsyncIterator[Any]):
         else:
             self._unreported += len(msg.data)
             if expected - self._reported >= self._ack_every or self._unreported >= self._ack_bytes:
-                self._reported = expected
-                self._unreported = 0
-                await self._control({STREAM_SEQ: str(expected)})
+                await self._report()
         return value
+
+    async def _report(self) -> None:
+        """Tell the producer how many parts were taken: it may send that many more."""
+        self._reported = self._taken
+        self._unreported = 0
+        await self._control({STREAM_SEQ: str(self._taken)})
 
     async def _timed_out(self) -> AskTimeout:
         late = AskTimeout(

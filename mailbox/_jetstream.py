@@ -359,7 +359,8 @@ class JetStreamMailboxes:
         capacity = 1 if ordered else mailbox.statistics().capacity
 
         async def ensure() -> None:
-            await self.ensure_log(kind, tenant, config)
+            self._logs.discard(stream)  # opening or reopening: make sure it is there
+            await self._ensure_log(kind, tenant, config)
             await self._ensure_feed_consumer(
                 stream, consumer, subject, config, capacity, start, ordered
             )
@@ -457,7 +458,31 @@ class JetStreamMailboxes:
 
     # -- events and workflows -----------------------------------------------------------
 
-    async def ensure_log(self, kind: LogKind, tenant: str, config: DurableConfig) -> None:
+    async def append(
+        self,
+        kind: LogKind,
+        tenant: str,
+        config: DurableConfig,
+        subject: str,
+        data: bytes,
+        *,
+        headers: dict[str, str],
+        expect_last_seq: int | None = None,
+    ) -> int:
+        """Store a message in the tenant's ``kind`` stream (made on first use); its sequence."""
+        await self._ensure_log(kind, tenant, config)
+        try:
+            return await self.publish(
+                subject, data, headers=headers, expect_last_seq=expect_last_seq
+            )
+        except NoResponders:  # the stream was deleted under us: make it again, once
+            self._logs.discard(log_stream(kind, tenant))
+            await self._ensure_log(kind, tenant, config)
+            return await self.publish(
+                subject, data, headers=headers, expect_last_seq=expect_last_seq
+            )
+
+    async def _ensure_log(self, kind: LogKind, tenant: str, config: DurableConfig) -> None:
         """Make the tenant's events or workflows stream if it does not exist yet.
 
         It keeps every message on its subjects (``limits`` retention) for
@@ -516,10 +541,16 @@ class JetStreamMailboxes:
         ordered: bool,
     ) -> None:
         try:
-            await self._js.consumer_info(stream, consumer)
-            return  # it exists: it goes on from where it was (start applies to a new one)
+            info = await self._js.consumer_info(stream, consumer)
         except nats.js.errors.NotFoundError:
             pass
+        else:  # it exists: it goes on from where it was (start applies to a new one)
+            if info.config.filter_subject != subject:
+                raise ConfigError(
+                    f"consumer {consumer} of {stream} reads {info.config.filter_subject!r}, "
+                    f"not {subject!r}: delete it (nats consumer rm) or use another name"
+                )
+            return
         config = ConsumerConfig(
             durable_name=consumer,
             description=f"motadata-actors feed of {subject}",
@@ -589,7 +620,9 @@ class JetStreamMailboxes:
         """
         pause = 0.1
         while running[0]:
-            want = prefetch - mailbox.statistics().queued
+            # This consumer's own messages waiting in the mailbox, not the mailbox's whole
+            # queue: an actor's other subscriptions must not starve this one.
+            want = prefetch - sum(1 for m in waiting if not m.started)
             if want <= 0:
                 await asyncio.sleep(0.005)  # the actor is busy: its queue is full enough
                 continue

@@ -321,12 +321,26 @@ class DurableTransport(Protocol):
         """
         ...
 
-    async def ensure_log(self, kind: LogKind, tenant: str, config: DurableConfig) -> None:
-        """Make the tenant's events or workflows stream (``limits`` retention) if missing.
+    async def append(
+        self,
+        kind: LogKind,
+        tenant: str,
+        config: DurableConfig,
+        subject: str,
+        data: bytes,
+        *,
+        headers: dict[str, str],
+        expect_last_seq: int | None = None,
+    ) -> int:
+        """Store a message in the tenant's events or workflows stream; return its sequence.
+
+        The stream (``limits`` retention, ``config``'s age, size and replicas) is made on
+        first use, and made again if it was deleted.
 
         Raises:
+            SequenceConflict: ``expect_last_seq`` was given and is not the last one.
             ConfigError: the server has no JetStream, or refused the stream.
-            ConnectionLost: the server cannot be reached.
+            ConnectionLost: no acknowledgement (the message may or may not be stored).
         """
         ...
 

@@ -19,6 +19,7 @@ from motadata_actors import (
     Settings,
     SubjectError,
     Subscribe,
+    TransportClosed,
     message,
 )
 from motadata_actors.mailbox import InProcessTransport, NatsServer, Transport
@@ -243,3 +244,51 @@ async def test_durable_publish_needs_jetstream(tenant: str) -> None:
             await system.publish(1, event_type="x", durable=True)
         with pytest.raises(ConfigError, match="ENABLE_NATS"):
             await system.workflow("w").publish("step")
+
+
+class Racer(Actor):
+    """Subscribes from two handlers at once (concurrency 2), then unsubscribes."""
+
+    async def on_message(self, msg: Any, ctx: Context) -> Any:
+        if msg == "subscribe":
+            await self.subscribe("race")
+        elif msg == "unsubscribe":
+            await self.unsubscribe("race")
+        else:
+            Recorder.seen.append((self.name, ctx.event_type, msg))
+        return "ok"
+
+
+async def test_concurrent_subscribes_make_one_subscription(
+    transport: Transport, tenant: str
+) -> None:
+    async with ActorSystem(tenant, transport=transport) as system:
+        ref = await system.spawn(Racer, name="racer", concurrency=2)
+        await asyncio.gather(ref.ask("subscribe"), ref.ask("subscribe"))
+        await system.publish("one", event_type="race")
+        await wait_for(lambda: count("racer") == 1, 5, "the event")
+        await ref.ask("unsubscribe")
+        await system.publish("two", event_type="race")
+        await ref.ask("flush")  # FIFO: an event delivered before this is seen by now
+        await asyncio.sleep(0.05)
+        assert [v for n, _, v in Recorder.seen if n == "racer"] == ["one", "flush"]
+
+
+class LateSubscriber(Actor):
+    """Subscribes in on_stop, when the actor is already stopping."""
+
+    refused: ClassVar[list[str]] = []
+
+    async def on_stop(self) -> None:
+        try:
+            await self.subscribe("late")
+        except TransportClosed as exc:
+            LateSubscriber.refused.append(str(exc))
+
+
+async def test_no_subscription_outlives_its_actor(transport: Transport, tenant: str) -> None:
+    LateSubscriber.refused.clear()
+    async with ActorSystem(tenant, transport=transport) as system:
+        await system.spawn(LateSubscriber, name="late")
+        assert await system.stop("late") == 1
+    assert len(LateSubscriber.refused) == 1 and "stopping" in LateSubscriber.refused[0]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import gc
 from collections.abc import AsyncIterator
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 import anyio
 import pytest
@@ -16,14 +17,18 @@ from motadata_actors import (
     ActorSystem,
     AskStream,
     AskTimeout,
+    CodecError,
     ConfigError,
     Context,
     DecodeError,
     EncodeError,
     NoResponders,
     RemoteError,
+    Settings,
     StreamError,
+    message,
 )
+from motadata_actors.codecs import TypeRegistry
 from motadata_actors.mailbox import (
     STREAM_END,
     STREAM_SEQ,
@@ -162,7 +167,7 @@ async def test_cancel_mid_stream_stops_the_producer(transport: Transport, tenant
 async def test_dropped_iterator_cancels_the_producer(tenant: str) -> None:
     async with ActorSystem(tenant, transport=_inprocess()) as system:
         ref = await system.spawn(Counter, name="counter")
-        parts = ref.ask_stream(10**9, window=4)
+        parts = ref.ask_stream(10**9, timeout=600, window=4)  # a deadline far away
         assert await anext(parts) == 0
         del parts  # no aclose: the iterator is collected mid-stream
         gc.collect()
@@ -204,11 +209,13 @@ async def test_handler_error_mid_stream_reaches_the_consumer(
 
 
 class Careless(Actor):
-    """Streams one good part, then one it cannot encode or one over the size limit."""
+    """Streams one good part, then one it cannot encode or one over a size limit."""
 
     async def on_message(self, msg: Any, ctx: Context) -> AsyncIterator[Any]:
         yield "fine"
-        yield object() if msg == "unencodable" else "x" * 2_000_000
+        if msg == "unencodable":
+            yield object()
+        yield "x" * (100_000 if msg == "big-for-the-server" else 2_000_000)
 
 
 @pytest.mark.parametrize("bad", ["unencodable", "oversized"])
@@ -286,8 +293,10 @@ async def test_a_broken_stream_is_a_typed_error(
             with pytest.raises(error, match=match):
                 await drain(system.ref("forger").ask_stream("go"), got)
         assert got == ["part"]
-        cancel = await cancels.receive()  # the consumer told the producer to stop
-        assert cancel.headers == {STREAM_END: "cancel"}
+        control = [await cancels.receive()]  # progress reports, then the cancel
+        while control[-1].headers and STREAM_END not in control[-1].headers:
+            control.append(await cancels.receive())
+        assert control[-1].headers == {STREAM_END: "cancel"}  # the producer was told to stop
 
 
 async def test_no_responders_and_bad_arguments(transport: Transport, tenant: str) -> None:
@@ -338,3 +347,171 @@ def _inprocess() -> Transport:
     from motadata_actors.mailbox import InProcessTransport
 
     return InProcessTransport()
+
+
+class Uneven(Actor):
+    """A small part, then one bigger than what is left of the byte window."""
+
+    async def on_message(self, msg: Any, ctx: Context) -> AsyncIterator[str]:
+        yield "x" * 100
+        yield "y" * 950
+        yield "z"
+
+
+async def test_uneven_parts_do_not_deadlock_the_byte_window(
+    transport: Transport, tenant: str
+) -> None:
+    async with ActorSystem(tenant, transport=transport) as system:
+        ref = await system.spawn(Uneven, name="uneven")
+        parts = [p async for p in ref.ask_stream(1, timeout=30, window_bytes=1000)]
+        assert [len(p) for p in parts] == [100, 950, 1]
+
+
+class Busy(Actor):
+    """Blocks on its first message until released; then streams whatever it is asked."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.produced = 0
+
+    async def on_message(self, msg: Any, ctx: Context) -> AsyncIterator[int]:
+        if msg == "block":
+            await self.release.wait()
+            return
+        for i in range(msg):
+            self.produced = i + 1
+            yield i
+
+
+async def test_cancel_before_the_producer_listens_still_stops_it(
+    transport: Transport, tenant: str
+) -> None:
+    """The consumer leaves while its request waits in a busy mailbox: no part is wasted for long."""
+    async with ActorSystem(tenant, transport=transport) as system:
+        busy = Busy()
+        ref = await system.spawn(lambda: busy, name="busy")
+        await ref.tell("block")
+        async with ref.ask_stream(10**9, timeout=60, window=4) as parts:
+            with anyio.move_on_after(0.1):
+                await anext(parts)  # nothing comes: the actor is busy
+        busy.release.set()
+        await wait_for(lambda: system.events("cancelled") != [], 10, "the stream to be cancelled")
+        assert busy.produced <= 1 + 4 + 1
+        assert stats(system, "busy").streams == 0
+        assert [p async for p in ref.ask_stream(2, timeout=10)] == [0, 1]  # and it serves on
+
+
+class Parallel(Actor):
+    """Streams from three tasks at once through ctx.stream."""
+
+    async def on_message(self, msg: Any, ctx: Context) -> Any:
+        async def source(name: str) -> None:
+            for i in range(6):
+                await ctx.stream(f"{name}{i}")
+
+        await asyncio.gather(*(source(n) for n in "abc"))
+        return "done"
+
+
+async def test_concurrent_ctx_stream_keeps_order_and_window(
+    transport: Transport, tenant: str
+) -> None:
+    async with ActorSystem(tenant, transport=transport) as system:
+        ref = await system.spawn(Parallel, name="parallel")
+        parts = [p async for p in ref.ask_stream(1, timeout=30, window=2)]
+        assert parts[-1] == "done" and len(parts) == 19
+        for name in "abc":
+            assert [p for p in parts if p[0] == name] == [f"{name}{i}" for i in range(6)]
+
+
+class SlowCleanup(Actor):
+    """Stalls after one part; its cleanup takes a while and must run to its end."""
+
+    cleaned: ClassVar[list[str]] = []
+
+    async def on_message(self, msg: Any, ctx: Context) -> AsyncIterator[Any]:
+        if msg == "probe":  # how many cancel requests the worker task carries
+            task = asyncio.current_task()
+            assert task is not None
+            yield task.cancelling()
+            return
+        try:
+            yield "first"
+            await asyncio.sleep(3600)
+        finally:
+            await asyncio.sleep(0.2)  # e.g. closing an LLM connection
+            SlowCleanup.cleaned.append("done")
+
+
+async def test_deadline_cancels_once_and_cleanup_completes(
+    transport: Transport, tenant: str
+) -> None:
+    SlowCleanup.cleaned.clear()
+    async with ActorSystem(tenant, transport=transport) as system:
+        ref = await system.spawn(SlowCleanup, name="slow")
+        got: list[str] = []
+        with pytest.raises(AskTimeout):
+            await drain(ref.ask_stream("stall", timeout=0.5), got)
+        assert got == ["first"]
+        await wait_for(lambda: SlowCleanup.cleaned == ["done"], 5, "the cleanup to finish")
+        assert [e.kind for e in system.events() if e.actor == "/slow"] == ["started", "overran"]
+        assert [p async for p in ref.ask_stream("probe", timeout=10)] == [0]  # no stale cancel
+
+
+@message("test.unknown_elsewhere.v1")
+class UnknownElsewhere:
+    text: str
+
+
+async def test_a_refused_streaming_ask_is_its_typed_error(
+    nats_server: NatsServer, tenant: str
+) -> None:
+    """Refused before any stream began (a type the actor's registry lacks): a CodecError."""
+    receiver = ActorSystem(tenant, transport=await connect(nats_server), registry=TypeRegistry())
+    async with receiver, ActorSystem(tenant, transport=await connect(nats_server)) as sender:
+        await receiver.spawn(Plain, name="plain")
+        with pytest.raises(CodecError, match="rejected by 'plain'"):
+            await drain(sender.ref("plain").ask_stream(UnknownElsewhere(text="hi"), timeout=5), [])
+
+
+async def test_a_part_the_server_refuses_ends_the_stream_in_order(tmp_path: Path) -> None:
+    """A part under the SDK's limit but over the server's max_payload: the right error, no gap."""
+    conf = tmp_path / "small.conf"
+    conf.write_text("max_payload: 65536\n")
+    async with NatsServer(args=["-c", str(conf)]) as server:
+        system = ActorSystem("small", transport=await connect(server))
+        async with system:
+            ref = await system.spawn(Careless, name="careless")
+            got: list[str] = []
+            with pytest.raises(RemoteError) as caught:
+                await drain(ref.ask_stream("big-for-the-server"), got)
+            assert got == ["fine"]
+            assert caught.value.type_name == "MessageTooLarge"
+
+
+class Gone(Actor):
+    """Crashes mid-stream from a durable mailbox; counts its runs."""
+
+    runs: ClassVar[int] = 0
+
+    async def on_message(self, msg: Any, ctx: Context) -> AsyncIterator[int]:
+        Gone.runs += 1
+        yield 1
+        raise ValueError("mid-stream")
+
+
+async def test_a_failed_durable_streaming_ask_is_not_run_again(
+    nats_server: NatsServer, tenant: str
+) -> None:
+    Gone.runs = 0
+    settings = Settings(nats_urls=(nats_server.url,), durable_backoff=0.05)
+    async with ActorSystem(tenant, settings=settings) as system:
+        ref = await system.spawn(Gone, name="gone", mailbox="durable")
+        got: list[int] = []
+        with pytest.raises(RemoteError, match="mid-stream"):
+            await drain(ref.ask_stream("go", timeout=10), got)
+        assert got == [1]
+        await wait_for(lambda: bool(system.events("dead_letter")), 5, "the dead letter")
+        await asyncio.sleep(0.5)  # a redelivery would come within the backoff
+        assert Gone.runs == 1
+        assert "streaming handler failed" in (await system.dead_letters())[0].reason

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any, ClassVar
 
 import pytest
@@ -132,7 +133,7 @@ async def test_streams_show_lists_events_and_workflows(
         text = out.getvalue()
         assert f"stream SDK_WORKFLOWS_{tenant}: 1 message(s)" in text
         assert f"stream SDK_EVENTS_{tenant}: 1 message(s)" in text
-        assert "consumer wf_follower_wf: 0 waiting" in text
+        assert re.search(r"consumer wf_follower_wf_[0-9a-f]{12}: 0 waiting", text), text
 
 
 async def test_workflow_ids_are_checked(nats_server: NatsServer, tenant: str) -> None:
@@ -142,3 +143,64 @@ async def test_workflow_ids_are_checked(nats_server: NatsServer, tenant: str) ->
         with pytest.raises(SubjectError, match="workflow id"):
             system.workflow("*")
         assert await system.workflow("empty").history() == []
+
+
+class Named(Actor):
+    """Follows the workflow named in its messages; records (own name, workflow, step)."""
+
+    seen: ClassVar[list[tuple[str, str | None, Any]]] = []
+
+    async def on_message(self, msg: Any, ctx: Context) -> Any:
+        if isinstance(msg, dict):
+            await self.follow(msg["follow"])
+            return "ok"
+        Named.seen.append((self.name, ctx.workflow_id, msg))
+        return None
+
+
+async def test_followers_whose_names_look_alike_get_only_their_workflow(
+    nats_server: NatsServer, tenant: str
+) -> None:
+    """Actor a_b follows c, actor a follows b_c: their consumers must not be one."""
+    Named.seen.clear()
+    async with ActorSystem(tenant, transport=await connect(nats_server)) as system:
+        ab = await system.spawn(Named, name="a_b")
+        a = await system.spawn(Named, name="a")
+        assert await ab.ask({"follow": "c"}) == "ok"
+        assert await a.ask({"follow": "b_c"}) == "ok"
+        for i in range(4):
+            await system.workflow("c").publish(f"c{i}")
+            await system.workflow("b_c").publish(f"bc{i}")
+        await wait_for(lambda: len(Named.seen) == 8, 10, "every step")
+        assert sorted(Named.seen) == sorted(
+            [("a_b", "c", f"c{i}") for i in range(4)] + [("a", "b_c", f"bc{i}") for i in range(4)]
+        )
+
+
+async def test_a_deleted_workflow_stream_is_made_again(
+    nats_server: NatsServer, tenant: str
+) -> None:
+    import nats
+
+    async with ActorSystem(tenant, transport=await connect(nats_server)) as system:
+        wf = system.workflow("w1")
+        await wf.publish("before")
+        nc = await nats.connect(nats_server.url)
+        try:
+            await nc.jetstream().delete_stream(f"SDK_WORKFLOWS_{tenant}")
+        finally:
+            await nc.close()
+        assert await wf.history() == []
+        await wf.publish("after")
+        assert [step.value for step in await wf.history()] == ["after"]
+
+
+async def test_a_resend_with_the_same_id_is_stored_once(
+    nats_server: NatsServer, tenant: str
+) -> None:
+    async with ActorSystem(tenant, transport=await connect(nats_server)) as system:
+        wf = system.workflow("idem")
+        first = await wf.publish("charge", message_id="charge-order-42")
+        again = await wf.publish("charge", message_id="charge-order-42")  # after ConnectionLost
+        assert again == first
+        assert [step.message_id for step in await wf.history()] == ["charge-order-42"]
