@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, final
 
 from motadata_actors._errors import ConfigError, StreamError
 from motadata_actors.mailbox import (
+    ATTEMPT,
     CORRELATION_ID,
     MESSAGE_ID,
     TIMEOUT_MS,
@@ -18,7 +19,7 @@ from motadata_actors.mailbox import (
 
 from ._pubsub import Subscribe, Workflow
 from ._ref import ActorRef
-from ._runtime import Runtime
+from ._runtime import MailboxKind, Runtime
 from ._stream import ReplyStream
 
 if TYPE_CHECKING:
@@ -190,6 +191,19 @@ class Context:
         return parts[2] if len(parts) == 4 and parts[1] == "workflow" else None
 
     @property
+    def attempt(self) -> int:
+        """Which delivery this is, from 1.
+
+        JetStream's count for a kept message (a redelivery after a failure or a crash is 2
+        and up), ``Sdk-Attempt`` for a retried core ask.
+        """
+        delivered: int | None = getattr(self._msg, "delivered", None)
+        if delivered is not None:
+            return delivered
+        attempt = self._headers.get(ATTEMPT)
+        return int(attempt) if attempt is not None and attempt.isdigit() else 1
+
+    @property
     def sequence(self) -> int | None:
         """The stream sequence of a kept message (durable event, step, durable mailbox)."""
         return getattr(self._msg, "stream_seq", None)
@@ -259,9 +273,13 @@ class Context:
                 "ref.ask_stream(...)"
             )
 
-    def ref(self, name: str) -> ActorRef:
-        """Return a ref to the actor called ``name`` in the same tenant."""
-        return ActorRef(self._rt, name)
+    def ref(self, name: str, *, mailbox: MailboxKind = "core") -> ActorRef:
+        """Return a ref to the actor called ``name`` in the same tenant.
+
+        ``mailbox="durable"`` for an agent spawned with a durable mailbox: tells and asks
+        to it are then stored by JetStream before they count as sent.
+        """
+        return ActorRef(self._rt, name, mailbox=mailbox)
 
     async def publish(
         self, event: object, *, event_type: str | None = None, durable: bool = False

@@ -395,8 +395,18 @@ class ActorRef:
         return needs_durable(self._rt, f"{self.name!r} has a durable mailbox, which")
 
     def _reply_value(self, data: bytes, headers: dict[str, str] | None) -> Any:
-        if headers is not None and ERROR in headers:
-            raise self._error(data, headers)
+        if headers is not None:
+            if ERROR in headers:
+                raise self._error(data, headers)
+        elif data.startswith(b'{"stream":') and b'"seq":' in data:
+            # JetStream's acknowledgement, not a reply: the agent's inbox is captured by a
+            # durable mailbox, and this core ask raced its PubAck.
+            raise ConfigError(
+                f"{self.name!r} has a durable mailbox: ask it through a durable ref "
+                f"(system.ref({self.name!r}, mailbox='durable') or ctx.ref(..., "
+                "mailbox='durable')). This request was stored and will be handled, but "
+                "its reply cannot reach a core ask"
+            )
         return decode_body(data, headers, self._rt.codecs)
 
     def _error(self, data: bytes, headers: dict[str, str]) -> ActorsError:

@@ -218,9 +218,12 @@ class Supervisor:
         """Whether no failure or exit waits for a decision."""
         return self._events.empty() and not self._deciding
 
-    def ref(self, name: str) -> ActorRef:
-        """A ref to ``name`` with this supervisor's ask policy."""
-        return ActorRef(self._rt, name, self.ask_policy)
+    def ref(self, name: str, *, mailbox: MailboxKind = "core") -> ActorRef:
+        """A ref to ``name`` with this supervisor's ask policy.
+
+        ``mailbox="durable"`` for an agent spawned with a durable mailbox.
+        """
+        return ActorRef(self._rt, name, self.ask_policy, mailbox=mailbox)
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop this supervisor and its subtree (children newest first) and detach it."""

@@ -127,6 +127,15 @@ class ActorSystem:
         return self._runtime.transport
 
     @property
+    def codecs(self) -> Codecs:
+        """The codecs in use (after entry).
+
+        To decode a dead letter's body, say:
+        ``motadata_actors.mailbox.decode_body(letter.data, letter.headers, system.codecs)``.
+        """
+        return self._runtime.codecs
+
+    @property
     def embedded_server(self) -> NatsServer | None:
         """The embedded nats-server this system started, if any."""
         return self._server
@@ -187,7 +196,10 @@ class ActorSystem:
             await transport.start()
             stack.push_async_callback(transport.aclose)
             kept = await transport.capture_dead_letters(
-                self.tenant, max_messages=settings.dlq_max_messages, max_age=settings.dlq_max_age
+                self.tenant,
+                max_messages=settings.dlq_max_messages,
+                max_age=settings.dlq_max_age,
+                replicas=settings.durable_replicas,
             )
             if not kept:
                 log.warning(

@@ -77,5 +77,9 @@ class Codecs:
             return self._by_name["json"]
         codec = self._by_content_type.get(content_type)
         if codec is None:
-            raise CodecError(f"unsupported Content-Type {content_type!r}")
+            # "application/json; charset=utf-8", "Application/JSON": parameters and case
+            # do not change the format (RFC 9110).
+            codec = self._by_content_type.get(content_type.split(";", 1)[0].strip().lower())
+            if codec is None:
+                raise CodecError(f"unsupported Content-Type {content_type!r}")
         return codec

@@ -225,7 +225,9 @@ class InProcessTransport:
             letters.popleft()
         letters.append(DeadLetter(next(self._dead_seq), subject, dict(headers or {}), data, now))
 
-    async def capture_dead_letters(self, tenant: str, *, max_messages: int, max_age: float) -> bool:
+    async def capture_dead_letters(
+        self, tenant: str, *, max_messages: int, max_age: float, replicas: int = 1
+    ) -> bool:
         """Keep the tenant's dead letters in a bounded list (oldest dropped first)."""
         if tenant not in self._dead:
             self._dead[tenant] = (deque(maxlen=max_messages), max_age)

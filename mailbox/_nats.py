@@ -492,9 +492,12 @@ class NatsTransport:
             return ConnectionLost(f"NATS connection failed on {subject!r}: {exc!r}")
         return exc
 
-    async def capture_dead_letters(self, tenant: str, *, max_messages: int, max_age: float) -> bool:
+    async def capture_dead_letters(
+        self, tenant: str, *, max_messages: int, max_age: float, replicas: int = 1
+    ) -> bool:
         """Create (or bring up to date) the tenant's dead-letter stream over ``sdk.dlq.*.<tenant>``.
 
+        ``replicas`` applies when the stream is made; an existing stream keeps its own.
         Returns False when the server has no JetStream.
         """
         js = self.client.jetstream(timeout=_JS_TIMEOUT)
@@ -505,12 +508,15 @@ class NatsTransport:
             max_age=max_age,
             storage=StorageType.FILE,
             discard=DiscardPolicy.OLD,
+            num_replicas=replicas,
             description=f"motadata-actors dead letters of tenant {tenant}",
         )
         try:
             try:
                 await js.add_stream(config)
             except nats.js.errors.BadRequestError:  # it exists with other limits
+                name = dead_letter_stream(tenant)
+                config.num_replicas = (await js.stream_info(name)).config.num_replicas
                 await js.update_stream(config)
         except (nats.js.errors.ServiceUnavailableError, nats.errors.NoRespondersError):
             return False

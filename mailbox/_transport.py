@@ -461,8 +461,12 @@ class Transport(Protocol):
         """
         ...
 
-    async def capture_dead_letters(self, tenant: str, *, max_messages: int, max_age: float) -> bool:
+    async def capture_dead_letters(
+        self, tenant: str, *, max_messages: int, max_age: float, replicas: int = 1
+    ) -> bool:
         """Keep ``sdk.dlq.*.<tenant>`` messages (bounded), so none is lost when nobody listens.
+
+        ``replicas``: copies kept in a cluster, when the store is made.
 
         Returns False when the bus cannot keep them (a server without JetStream).
         """

@@ -133,6 +133,15 @@ def _parser() -> argparse.ArgumentParser:
         "--tenant", action="append", required=True, help="a tenant id (repeat for each)"
     )
     config.add_argument("--out", required=True, help="the configuration file to write")
+    apidoc = commands.add_parser(
+        "apidoc",
+        help="build the API reference (HTML, from the docstrings) with pdoc",
+        description=(
+            "Renders the public modules' docstrings to static HTML with pdoc (the 'docs' "
+            "extra). Any pdoc warning fails the build."
+        ),
+    )
+    apidoc.add_argument("--out", default="build/api", help="output directory (default: build/api)")
     status = commands.add_parser(
         "status",
         help="which agents run, their replicas and mailbox depth (needs NATS_URL)",
@@ -210,6 +219,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             from motadata_actors._tenants import write_tenant_config
 
             write_tenant_config(args.tenant, Path(args.out))
+        elif args.command == "apidoc":
+            from pathlib import Path
+
+            from motadata_actors._apidoc import build_api_reference
+
+            pages = build_api_reference(Path(args.out))
+            print(f"API reference: {len(pages)} pages in {args.out}/ (open index.html)")
         elif args.command == "streams":
             from motadata_actors._streams import apply_streams, show_streams
 

@@ -10,9 +10,13 @@ from typing import TextIO
 from motadata_actors._errors import ConfigError
 from motadata_actors._settings import Settings
 from motadata_actors.mailbox import (
+    ATTEMPT,
     DEAD_REASON,
     MESSAGE_ID,
     MESSAGE_TYPE,
+    REPLY_TO,
+    STREAM_WINDOW,
+    TIMEOUT_MS,
     DeadLetter,
     InProcessTransport,
     NatsTransport,
@@ -23,6 +27,8 @@ from motadata_actors.mailbox import (
 )
 
 __all__ = ("list_dead_letters", "replay_dead_letters")
+
+_NOT_REPLAYED = frozenset({DEAD_REASON, TIMEOUT_MS, ATTEMPT, REPLY_TO, STREAM_WINDOW})
 
 
 def _transport(settings: Settings, tenant: str) -> Transport:
@@ -72,8 +78,9 @@ async def replay_dead_letters(
 ) -> int:
     """Resend dead letters to their agents (all, or the given sequence numbers).
 
-    Each goes to ``sdk.agent.dlq.<to>.<tenant>`` with its original headers, less the dead
-    reason and with a fresh message id; it is removed from the store unless ``keep``.
+    Each goes to ``sdk.agent.dlq.<to>.<tenant>`` as a tell, with its original headers less
+    the dead reason and an ask's deadline, attempt and reply inbox, and with a fresh
+    message id; it is removed from the store unless ``keep``.
     Returns how many.
     """
     check_id(tenant, "tenant")
@@ -86,7 +93,9 @@ async def replay_dead_letters(
         for letter in letters:
             if wanted and letter.seq not in wanted:
                 continue
-            headers = {k: v for k, v in letter.headers.items() if k != DEAD_REASON}
+            # The ask's old deadline, attempt and reply inbox no longer mean anything: the
+            # replay is a tell, handled without the asker's long-past deadline.
+            headers = {k: v for k, v in letter.headers.items() if k not in _NOT_REPLAYED}
             # A deliberate resend: a fresh id, or receivers would refuse an old one as a
             # replay (SDK_REPLAY_WINDOW).
             headers[MESSAGE_ID] = new_message_id()

@@ -2,17 +2,226 @@
 
 Code written against the seed documents keeps working; new code should use
 :class:`~motadata_actors.ActorSystem` and :class:`~motadata_actors.codecs.Codecs`
-directly. Each factory returns a real component, never a placeholder.
+directly (see ``docs/migration.md``). Each factory returns a real component, never a
+placeholder: :func:`create_nats_client` a client on a real nats-server,
+:func:`create_otel_tracer` an OpenTelemetry SDK tracer, :func:`create_codec_manager`
+one of the real codecs.
 """
 
 from __future__ import annotations
 
-from typing import Any, final
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Any, Self, final
 
-from motadata_actors._errors import ConfigError
+from motadata_actors._errors import ConfigError, TransportClosed
+from motadata_actors._settings import Settings
 from motadata_actors.codecs import CODEC_NAMES, Codec, Codecs, Limits, TypeRegistry
+from motadata_actors.mailbox import (
+    CONTENT_TYPE,
+    Incoming,
+    Mailbox,
+    NatsServer,
+    NatsTransport,
+    Subscription,
+    check_id,
+)
+from motadata_actors.telemetry import get_logger
 
-__all__ = ("CodecManager", "create_codec_manager", "create_otel_tracer")
+__all__ = (
+    "CodecManager",
+    "NatsClient",
+    "create_codec_manager",
+    "create_nats_client",
+    "create_otel_tracer",
+)
+
+log = get_logger("integrations")
+
+Callback = Callable[[Incoming], Awaitable[None] | None]
+"""What :meth:`NatsClient.subscribe` calls for each message (``msg.data`` is the body)."""
+
+
+@final
+class NatsClient:
+    """The seed documents' NATS client: ``connect``, ``publish``, ``subscribe``, ``close``.
+
+    Built on :class:`~motadata_actors.mailbox.NatsTransport`: the same subject checks, size
+    limits, credentials (``NATS_*`` settings) and typed errors. Without a URL (argument or
+    ``NATS_URL``) it starts an embedded nats-server on a free loopback port and stops it on
+    :meth:`close`. Callbacks run one message at a time per subscription, in a task of
+    their own; one that raises is logged and the next message is delivered.
+    """
+
+    def __init__(
+        self, url: str | None = None, *, tenant: str = "default", settings: Settings | None = None
+    ) -> None:
+        self._url = url
+        self._tenant = check_id(tenant, "tenant")
+        self._settings = settings
+        self._capacity = 1000
+        self._transport: NatsTransport | None = None
+        self._server: NatsServer | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._subs: list[Subscription] = []
+        self._codec: Codec | None = None
+
+    @property
+    def url(self) -> str | None:
+        """The server this client is connected to, once connected."""
+        return self._transport.connected_url if self._transport is not None else None
+
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def connect(self) -> None:
+        """Connect (a no-op when connected).
+
+        Raises:
+            ConnectionLost: no server answers at the URL.
+            ConfigError: bad settings or credentials.
+        """
+        if self._transport is not None:
+            return
+        settings = self._settings if self._settings is not None else Settings.from_env()
+        urls = [self._url] if self._url else list(settings.nats_urls)
+        if not urls:
+            self._server = NatsServer()
+            await self._server.__aenter__()
+            urls = [self._server.url]
+        try:
+            transport = NatsTransport.from_settings(
+                settings, self._tenant, name="motadata-actors/nats-client", servers=urls
+            )
+            await transport.start()
+        except BaseException:
+            await self._stop_server()
+            raise
+        self._transport = transport
+        self._codec = Codecs(settings.codec).default
+        self._capacity = settings.mailbox_capacity
+
+    def _connected(self) -> NatsTransport:
+        if self._transport is None:
+            raise TransportClosed("the NATS client is not connected: await client.connect()")
+        return self._transport
+
+    async def publish(
+        self, subject: str, payload: Any = b"", *, headers: dict[str, str] | None = None
+    ) -> None:
+        """Publish ``payload`` on ``subject``: bytes as they are, other values encoded.
+
+        A value that is not bytes is encoded with the ``CODEC_TYPE`` codec and sent with
+        its ``Content-Type`` header.
+
+        Raises:
+            SubjectError: a wildcard, empty token or whitespace in ``subject``.
+            EncodeError: ``payload`` is outside the value model.
+            MessageTooLarge: more than the server's ``max_payload``.
+            TransportClosed: not connected.
+        """
+        transport = self._connected()
+        if not isinstance(payload, (bytes, bytearray, memoryview)):
+            assert self._codec is not None
+            headers = {**(headers or {}), CONTENT_TYPE: self._codec.content_type}
+            payload = self._codec.encode_inline(payload)
+        await transport.publish(subject, bytes(payload), headers=headers)
+
+    async def subscribe(
+        self, subject: str, callback: Callback, *, queue: str | None = None
+    ) -> Subscription:
+        """Call ``callback(msg)`` for each message on ``subject`` (wildcards allowed).
+
+        ``msg`` has ``.subject``, ``.data`` (bytes), ``.headers`` and ``.reply``; the
+        callback may be a plain function or a coroutine function. Returns the
+        subscription (``await sub.unsubscribe()`` stops it).
+
+        Raises:
+            SubjectError: an invalid subject.
+            TransportClosed: not connected.
+        """
+        transport = self._connected()
+        box: Mailbox[Incoming] = Mailbox(self._capacity)
+        sub = await transport.subscribe(subject, queue=queue, mailbox=box)
+        task = asyncio.create_task(self._deliver(box, callback, subject), name=f"seed:{subject}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        self._subs.append(sub)
+        return sub
+
+    @staticmethod
+    async def _deliver(box: Mailbox[Incoming], callback: Callback, subject: str) -> None:
+        async for msg in box:
+            try:
+                result = callback(msg)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.exception("NATS client callback on %s raised; the next message goes on",
+                              subject)  # fmt: skip
+
+    async def request(self, subject: str, payload: Any = b"", *, timeout: float = 5.0) -> Incoming:
+        """Publish and wait for the first reply (bytes payloads as they are).
+
+        Raises:
+            NoResponders: nobody subscribes to ``subject``.
+            AskTimeout: no reply within ``timeout``.
+            TransportClosed: not connected.
+        """
+        transport = self._connected()
+        headers: dict[str, str] | None = None
+        if not isinstance(payload, (bytes, bytearray, memoryview)):
+            assert self._codec is not None
+            headers = {CONTENT_TYPE: self._codec.content_type}
+            payload = self._codec.encode_inline(payload)
+        return await transport.request(subject, bytes(payload), headers=headers, timeout=timeout)
+
+    async def close(self) -> None:
+        """Unsubscribe, let callbacks finish what was delivered, and close. Idempotent.
+
+        An embedded server this client started is stopped.
+        """
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            for sub in self._subs:
+                await sub.unsubscribe()
+                sub.mailbox.close()
+            self._subs.clear()
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+            await transport.aclose()
+        await self._stop_server()
+
+    async def _stop_server(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            await server.__aexit__(None, None, None)
+
+
+def create_nats_client(
+    url: str | None = None, *, tenant: str = "default", settings: Settings | None = None
+) -> NatsClient:
+    """Return a :class:`NatsClient` (as the seed documents' factory); ``await connect()`` it.
+
+    ``url`` defaults to ``NATS_URL``; with neither, ``connect`` starts an embedded
+    nats-server that :meth:`NatsClient.close` stops. ``tenant`` names its reply inboxes
+    (``_INBOX_<tenant>``), as a tenant's NATS user is allowed.
+
+    Raises:
+        SubjectError: ``tenant`` is not a valid id.
+    """
+    return NatsClient(url, tenant=tenant, settings=settings)
 
 
 @final

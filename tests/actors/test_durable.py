@@ -27,6 +27,8 @@ from motadata_actors.mailbox import (
     encode_body,
 )
 
+from ..conftest import connect
+
 pytestmark = pytest.mark.anyio
 
 
@@ -351,3 +353,20 @@ async def test_a_durable_mailbox_whose_stream_is_deleted_makes_it_again(
         await asyncio.wait_for(rec.done.wait(), 10)
         assert rec.seen == ["after the delete"]
         assert "was gone; made again" in caplog.text
+
+
+class _Echo(Actor):
+    async def on_message(self, msg: Any, ctx: Context) -> Any:
+        return {"attempt": ctx.attempt, "msg": msg}
+
+
+async def test_a_core_ask_to_a_durable_agent_says_how_to_ask_it(
+    nats_server: NatsServer, tenant: str
+) -> None:
+    """The core request races JetStream's PubAck: a clear ConfigError, not the PubAck."""
+    async with ActorSystem(tenant, transport=await connect(nats_server)) as system:
+        await system.spawn(_Echo, name="echo", mailbox="durable")
+        with pytest.raises(ConfigError, match="mailbox='durable'"):
+            await system.ref("echo").ask("hi", timeout=5)
+        durable = system.ref("echo", mailbox="durable")
+        assert await durable.ask("hi", timeout=5) == {"attempt": 1, "msg": "hi"}

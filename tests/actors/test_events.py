@@ -6,7 +6,6 @@ import asyncio
 import datetime
 import textwrap
 from collections import Counter
-from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -57,8 +56,20 @@ def count(name: str) -> int:
 CHILD = textwrap.dedent(
     """
     import asyncio, sys
-    from motadata_actors import ActorSystem, Subscribe
-    from tests.actors.test_events import recorder
+    from collections import Counter
+    from motadata_actors import Actor, ActorSystem, Subscribe
+
+    seen = Counter()
+
+    def recorder(*events):
+        class Sub(Actor):
+            async def on_message(self, msg, ctx):
+                if msg == "counts":
+                    return dict(seen)
+                seen[self.name] += 1
+
+        Sub.events = events
+        return Sub
 
     async def main():
         async with ActorSystem(sys.argv[1]) as system:
@@ -80,8 +91,7 @@ async def test_events_fan_out_across_two_processes(
     fresh_nats_server: NatsServer, tenant: str
 ) -> None:
     """Broadcast reaches every replica; a queue group and an actor's replicas split events."""
-    root = str(Path(__file__).resolve().parents[2])
-    child = start_child(CHILD, tenant, env={"NATS_URL": fresh_nats_server.url, "PYTHONPATH": root})
+    child = start_child(CHILD, tenant, env={"NATS_URL": fresh_nats_server.url})
     try:
         settings = Settings(nats_urls=(fresh_nats_server.url,))
         async with ActorSystem(tenant, settings=settings) as system:

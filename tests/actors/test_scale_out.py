@@ -186,8 +186,10 @@ async def test_a_durable_mailbox_with_three_replicas_loses_nothing_acknowledged_
         ref = await system.spawn(Keep, name="keeper", mailbox="durable")
         transport = system.transport
         assert isinstance(transport, NatsTransport)
-        info = await transport.client.jetstream().stream_info(agents_stream(tenant))
-        assert info.config.num_replicas == 3
+        js = transport.client.jetstream()
+        assert (await js.stream_info(agents_stream(tenant))).config.num_replicas == 3
+        # The dead letters are kept on three nodes as well.
+        assert (await js.stream_info(f"SDK_DLQ_{tenant}")).config.num_replicas == 3
         acked: set[int] = set()
         loop = asyncio.get_running_loop()
         for i in range(300):

@@ -317,3 +317,8 @@ def test_codecs_by_name_and_content_type() -> None:
         Codecs("yaml")
     with pytest.raises(CodecError, match="unsupported Content-Type"):
         cs.for_content_type("text/plain")
+    # Parameters and case do not change the format (a foreign client's charset, say).
+    assert cs.for_content_type("application/json; charset=utf-8").name == "json"
+    assert cs.for_content_type("Application/MsgPack").name == "msgpack"
+    with pytest.raises(CodecError, match="unsupported Content-Type"):
+        cs.for_content_type("text/plain; charset=utf-8")

@@ -1,12 +1,23 @@
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
-from motadata_actors import ConfigError, DecodeError, EncodeError
+from motadata_actors import (
+    ConfigError,
+    ConnectionLost,
+    DecodeError,
+    EncodeError,
+    NoResponders,
+    Settings,
+    SubjectError,
+    TransportClosed,
+)
 from motadata_actors.codecs import CODEC_NAMES
-from motadata_actors.integrations import create_codec_manager
+from motadata_actors.integrations import create_codec_manager, create_nats_client
+from motadata_actors.mailbox import Incoming, NatsServer
 
 from ..codecs.messages import Point, Task, registry
 
@@ -54,3 +65,54 @@ def test_create_otel_tracer_returns_a_real_tracer_in_a_fresh_process(tmp_path: P
     trace_id, service = out.stdout.split()
     assert len(trace_id) == 32 and int(trace_id, 16) != 0
     assert service == "seed-app"
+
+
+@pytest.mark.anyio
+async def test_nats_client_publishes_subscribes_and_requests(nats_server: NatsServer) -> None:
+    got: list[tuple[str, bytes]] = []
+    done = asyncio.Event()
+
+    async def on_msg(msg: Incoming) -> None:
+        got.append((msg.subject, msg.data))
+        if len(got) == 3:
+            done.set()
+
+    def broken(msg: Incoming) -> None:
+        raise RuntimeError("a callback's bug")
+
+    async with create_nats_client(nats_server.url) as client:
+        assert client.url == nats_server.url
+        await client.subscribe("seed.>", callback=on_msg)
+        await client.subscribe("seed.a", callback=broken)  # logged; delivery goes on
+        await client.publish(subject="seed.a", payload=b"raw bytes")
+        await client.publish(subject="seed.b", payload={"n": 1})  # encoded by CODEC_TYPE
+        await client.publish(subject="seed.a", payload=b"again")
+        await asyncio.wait_for(done.wait(), 5)
+        assert got == [("seed.a", b"raw bytes"), ("seed.b", b'{"n":1}'), ("seed.a", b"again")]
+
+        async def echo(msg: Incoming) -> None:
+            await client.publish(subject=msg.reply, payload=msg.data.upper())
+
+        await client.subscribe("seed.echo", callback=echo)
+        reply = await client.request("seed.echo", b"hello", timeout=5)
+        assert reply.data == b"HELLO"
+        with pytest.raises(NoResponders):
+            await client.request("other.nobody", b"x", timeout=1)
+        with pytest.raises(SubjectError):
+            await client.publish(subject="seed.*", payload=b"x")
+    with pytest.raises(TransportClosed, match="connect"):
+        await client.publish(subject="seed.a", payload=b"closed")
+
+
+@pytest.mark.anyio
+async def test_nats_client_without_a_url_runs_an_embedded_server() -> None:
+    client = create_nats_client(settings=Settings())
+    await client.connect()
+    try:
+        url = client.url
+        assert url is not None and url.startswith("nats://127.0.0.1:")
+        assert not url.endswith(":4222")
+    finally:
+        await client.close()
+    with pytest.raises(ConnectionLost):  # the embedded server was stopped with the client
+        await create_nats_client(url, settings=Settings()).connect()

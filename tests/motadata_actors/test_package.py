@@ -224,3 +224,18 @@ def test_dlq_without_nats_url_says_how_to_fix_it() -> None:
     )
     assert out.returncode == 1
     assert "NATS_URL is not set" in out.stderr
+
+
+def test_api_reference_builds_without_warnings(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "motadata_actors", "apidoc", "--out", str(tmp_path / "api")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "API reference: 7 pages" in out.stdout
+    actors = (tmp_path / "api" / "motadata_actors" / "actors.html").read_text()
+    for documented in ("ask_stream", "Subscribe", "Workflow", "Supervisor", "AskPolicy"):
+        assert documented in actors, documented
+    assert "create_nats_client" in (tmp_path / "api/motadata_actors/integrations.html").read_text()
