@@ -305,8 +305,10 @@ class ActorCell:
             except Exception:
                 log.exception("actor %s: on_stop raised", self.path)
 
-    async def revive(self, exc: BaseException | None) -> None:
+    async def revive(self, exc: BaseException | None, cause: str = "") -> None:
         """Make a fresh instance, run its ``on_restart(exc)``, resume taking messages.
+
+        ``cause`` says why when ``exc`` is not this actor's own failure (a sibling's, say).
 
         Raises:
             Exception: whatever the factory or ``on_restart`` raised (a failed restart).
@@ -319,7 +321,8 @@ class ActorCell:
         self._instance = actor
         self.generation += 1
         self.restarts += 1
-        self._rt.events.record("restarted", self.path, reason_line(exc) if exc else "exited")
+        detail = reason_line(exc) if exc else cause or "exited"
+        self._rt.events.record("restarted", self.path, detail)
         log.info("actor %s restarted%s", self.path, f" after {reason_line(exc)}" if exc else "")
         self._running.set()
 

@@ -211,9 +211,8 @@ class Workflow:
         span = None
         if tel is not None:
             sender = ctx.actor if ctx is not None else rt.client_id
-            span = tel.start_send(
-                self.subject, WORKFLOW_TEMPLATE, sender, self.id, headers, len(data)
-            )
+            # "-": no single recipient (workflow ids must not use up the agent label).
+            span = tel.start_send(self.subject, WORKFLOW_TEMPLATE, sender, "-", headers, len(data))
         try:
             return await durable.append(
                 "workflows", rt.tenant, rt.durable, self.subject, data,

@@ -120,7 +120,9 @@ class Runtime:
         span = None
         if tel is not None:
             sender = ctx.actor if ctx is not None else self.client_id
-            span = tel.start_send(subject, EVENT_TEMPLATE, sender, event_type, headers, len(data))
+            # No single recipient ("-"): event types must not use up the bounded agent
+            # label of the metrics; the span's destination name carries the type.
+            span = tel.start_send(subject, EVENT_TEMPLATE, sender, "-", headers, len(data))
         try:
             if not durable:
                 await self.transport.publish(subject, data, headers=headers)

@@ -279,17 +279,21 @@ class Supervisor:
         for child in reversed(self._children):
             await child.node.halt()
 
-    async def revive(self, exc: BaseException | None) -> None:
-        """Restart the whole subtree, oldest first, with a fresh restart history."""
+    async def revive(self, exc: BaseException | None, cause: str = "") -> None:
+        """Restart the whole subtree, oldest first, with a fresh restart history.
+
+        ``cause`` says why when ``exc`` is not this subtree's own failure.
+        """
         self._intensity.reset()
         self.generation += 1
+        where = self.path or "/"
         for child in list(self._children):
             try:
-                await child.node.revive(None)
+                await child.node.revive(None, f"its supervisor {where} restarted")
             except Exception as failure:
                 self._rt.events.record("crashed", child.node.path, reason_line(failure))
                 self.child_failed(child.node, failure, child.node.generation)
-        self._rt.events.record("restarted", self.path or "/", reason_line(exc) if exc else "")
+        self._rt.events.record("restarted", where, reason_line(exc) if exc else cause)
 
     async def stop_accepting(self) -> None:
         """Stop every actor in the subtree from taking new messages."""
@@ -366,7 +370,11 @@ class Supervisor:
                 self._remove(child.node)
                 continue
             try:
-                await child.node.revive(exc if child is failed else None)
+                if child is failed:
+                    await child.node.revive(exc)
+                else:
+                    why = f"{self.strategy}: its sibling {failed.node.path} failed"
+                    await child.node.revive(None, why)
             except Exception as failure:
                 self._rt.events.record("crashed", child.node.path, reason_line(failure))
                 log.warning("%s failed to restart: %s", child.node.path, reason_line(failure))

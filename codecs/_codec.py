@@ -121,7 +121,7 @@ class ValueCodec:
         except (TypeError, ValueError, OverflowError) as exc:
             raise EncodeError(self.name, wire_name, f"{type(exc).__name__}: {exc}") from exc
         if len(data) > self.limits.max_size:
-            raise MessageTooLarge(len(data), self.limits.max_size)
+            raise MessageTooLarge(len(data), self.limits.max_size, part="body")
         return data
 
     def _check_size(self, data: bytes, wire_name: str | None) -> None:

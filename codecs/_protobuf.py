@@ -312,7 +312,7 @@ class ProtobufCodec(ValueCodec):
         except ModelError as exc:
             raise EncodeError(self.name, wire_name, str(exc)) from None
         if len(data) > self.limits.max_size:
-            raise MessageTooLarge(len(data), self.limits.max_size)
+            raise MessageTooLarge(len(data), self.limits.max_size, part="body")
         return data
 
     def _to_message(self, cls: type, fields: dict[str, Any]) -> Message:

@@ -86,10 +86,16 @@ class DecodeError(CodecError):
 
 
 class MessageTooLarge(CodecError):
-    """The encoded message (headers and body together) exceeds the server's limit.
+    """A message exceeds a size limit.
 
-    Raised before anything is sent: nats-server drops the whole connection on an
-    oversized message, so it must never reach the wire.
+    The limit is on its body (``SDK_MAX_MESSAGE_SIZE``), its headers
+    (``SDK_MAX_HEADER_SIZE``), or headers and body together (``SDK_MAX_MESSAGE_SIZE`` and
+    the server's ``max_payload``). Raised before anything is sent: nats-server drops the
+    whole connection on an oversized message, so it must never reach the wire.
+
+    Attributes:
+        size: the bytes counted.
+        limit: the limit they exceed.
     """
 
     def __init__(self, size: int, limit: int, *, part: str = "message") -> None:

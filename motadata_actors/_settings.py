@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Literal, TypeVar, final
+from typing import Any, Literal, TypeVar, final
 from urllib.parse import urlsplit
 
 import attrs
@@ -241,12 +241,21 @@ class Settings:
     nats_tls_key: str | None = None
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read settings from ``environ`` (``os.environ`` when omitted).
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read settings from ``environ`` (``os.environ`` when omitted), then ``overrides``.
+
+        Overrides are field names: ``Settings.from_env(durable_max_deliver=2)`` keeps
+        the rest of the environment (``Settings(...)`` alone would not read it).
 
         Raises:
-            ConfigError: a variable has a value that cannot be used; the message names it.
+            ConfigError: a variable has a value that cannot be used (the message names
+                it), or an override names no setting.
         """
+        if overrides:
+            unknown = sorted(set(overrides) - {a.name for a in attrs.fields(cls)})
+            if unknown:
+                raise ConfigError(f"no such setting: {', '.join(unknown)}")
+            return attrs.evolve(cls.from_env(environ), **overrides)
         env = os.environ if environ is None else environ
         codec = env.get("CODEC_TYPE", "json").strip().lower()
         if codec not in _CODECS:

@@ -132,6 +132,9 @@ async def test_rest_for_one_restarts_the_failed_child_and_those_after_it(
     await settle(system, "restarted", 2)
     assert Worker.log == ["stop c", "stop b", "restart b RuntimeError", "restart c None"]
     assert await a.ask("hi", timeout=5) == ["a", 1]
+    why = {e.actor: e.detail for e in system.events("restarted")}
+    assert why["/workers/b"].startswith("RuntimeError")
+    assert why["/workers/c"] == "rest_for_one: its sibling /workers/b failed"
 
 
 async def test_messages_sent_during_a_restart_wait_in_the_mailbox(tenant: str) -> None:

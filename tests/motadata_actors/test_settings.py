@@ -62,3 +62,15 @@ def test_limits_come_from_the_environment() -> None:
     assert (s.max_message_size, s.max_depth, s.max_length) == (4096, 8, 50)
     with pytest.raises(ConfigError, match="SDK_MAX_DEPTH"):
         Settings.from_env({"SDK_MAX_DEPTH": "0"})
+
+
+def test_overrides_keep_the_rest_of_the_environment() -> None:
+    env = {"CODEC_TYPE": "msgpack", "SDK_DURABLE_MAX_DELIVER": "7"}
+    settings = Settings.from_env(env, durable_max_deliver=2, ask_timeout=1.5)
+    assert (settings.codec, settings.durable_max_deliver, settings.ask_timeout) == (
+        "msgpack",
+        2,
+        1.5,
+    )
+    with pytest.raises(ConfigError, match="no such setting: durable_max_delivery"):
+        Settings.from_env(env, durable_max_delivery=2)

@@ -167,6 +167,7 @@ async def test_streams_events_and_workflow_steps_are_traced(
     step_process = named["process sdk.workflow.{workflow_id}.{tenant}"][0]
     for send in (event_send, step_send):
         assert send.parent.span_id == hub_process.context.span_id
+        assert send.attributes["sdk.agent.to"] == "-"  # no single recipient
     assert event_process.parent.span_id == event_send.context.span_id
     assert step_process.parent.span_id == step_send.context.span_id
     assert len({s.context.trace_id for spans_ in named.values() for s in spans_}) == 1
