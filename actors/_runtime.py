@@ -110,7 +110,15 @@ class Runtime:
                     "take it from their wire name"
                 )
             event_type = wire_name.replace(".", "_")
-        subject = event_subject(event_type, self.tenant)
+            try:
+                subject = event_subject(event_type, self.tenant)
+            except SubjectError as exc:
+                raise SubjectError(
+                    f"{exc}: the event type comes from the wire name {wire_name!r}; pass "
+                    "event_type=... (one token of at most 64 characters)"
+                ) from None
+        else:
+            subject = event_subject(event_type, self.tenant)
         headers = {MESSAGE_ID: new_message_id()}
         ctx = current_context.get()
         if ctx is not None:

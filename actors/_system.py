@@ -220,7 +220,9 @@ class ActorSystem:
             tenant=self.tenant,
             transport=transport,
             codecs=codecs,
-            max_size=min(limits.max_size, transport.max_payload),
+            # Headers and body together, as the server counts them; the body alone is
+            # checked against SDK_MAX_MESSAGE_SIZE by the codec, on both sides alike.
+            max_size=transport.max_payload,
             ask_policy=ask,
             mailbox_capacity=settings.mailbox_capacity,
             client_id=self._client_id,

@@ -126,8 +126,11 @@ class Researcher(Actor):
             raise ValueError(f"cannot parse {msg.text.rsplit('/', 1)[-1]}: not a PDF file")
         await anyio.sleep(0.1 * msg.number)  # reading, thinking
         finding = KNOWLEDGE[msg.number]
+        # The mailbox is at least once: a redelivery (after a crash past this line) must
+        # not record the finding twice, so the step's id comes from the message's own.
         await ctx.workflow(msg.run_id).publish(
-            Step(agent=self.label, name="finding", detail=f"#{msg.number}: {finding}")
+            Step(agent=self.label, name="finding", detail=f"#{msg.number}: {finding}"),
+            message_id=f"{ctx.message_id}.finding",
         )
         return finding
 

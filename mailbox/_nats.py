@@ -499,6 +499,9 @@ class NatsTransport:
 
         ``replicas`` applies when the stream is made; an existing stream keeps its own.
         Returns False when the server has no JetStream.
+
+        Raises:
+            ConfigError: JetStream refused the stream (more replicas than servers, say).
         """
         js = self.client.jetstream(timeout=_JS_TIMEOUT)
         config = StreamConfig(
@@ -523,8 +526,11 @@ class NatsTransport:
         except nats.errors.TimeoutError:
             return False
         except nats.js.errors.APIError as exc:
-            log.warning("dead-letter stream for tenant %r: %s", tenant, exc)
-            return False
+            raise ConfigError(
+                f"JetStream refused the dead-letter stream {dead_letter_stream(tenant)}: "
+                f"{exc.description} (check SDK_DURABLE_REPLICAS against the cluster's size, "
+                "and SDK_DLQ_MAX_MESSAGES / SDK_DLQ_MAX_AGE)"
+            ) from None
         return True
 
     async def dead_letters(self, tenant: str, *, limit: int = 100) -> list[DeadLetter]:

@@ -122,7 +122,7 @@ def _parser() -> argparse.ArgumentParser:
             "permissions allow only that tenant's subjects (agents, events, workflows, dead "
             "letters, system, its reply inbox, JetStream inside its own account), with a "
             "fresh password each, and prints each tenant's NATS_USER/NATS_PASSWORD. For "
-            "production, the same shape with JWTs and .creds files: see the README."
+            "production, the same shape with JWTs and .creds files: see docs/tenancy.md."
         ),
     )
     tenants_commands = tenants.add_subparsers(

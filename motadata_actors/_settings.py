@@ -154,8 +154,9 @@ class Settings:
         enable_otel: ``ENABLE_OTEL``.
         ask_timeout: ``SDK_ASK_TIMEOUT``, default seconds for an ask.
         mailbox_capacity: ``SDK_MAILBOX_CAPACITY``, messages an actor's mailbox holds.
-        max_message_size: ``SDK_MAX_MESSAGE_SIZE``, bytes of one message, headers and
-            body together (the server's ``max_payload`` caps it too).
+        max_message_size: ``SDK_MAX_MESSAGE_SIZE``, bytes of one message's body, checked
+            by sender and receiver alike (headers are bounded by ``SDK_MAX_HEADER_SIZE``,
+            and headers and body together by the server's ``max_payload``).
         max_depth: ``SDK_MAX_DEPTH``, deepest nesting of lists, maps and messages.
         max_length: ``SDK_MAX_LENGTH``, most items in one list or map.
         ask_attempts: ``SDK_ASK_ATTEMPTS``, how many times an ask is sent by default.

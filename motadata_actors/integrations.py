@@ -11,12 +11,15 @@ one of the real codecs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, Self, final
 
-from motadata_actors._errors import ConfigError, TransportClosed
+import anyio
+
+from motadata_actors._errors import ActorsError, ConfigError, TransportClosed
 from motadata_actors._settings import Settings
 from motadata_actors.codecs import CODEC_NAMES, Codec, Codecs, Limits, TypeRegistry
 from motadata_actors.mailbox import (
@@ -45,14 +48,62 @@ Callback = Callable[[Incoming], Awaitable[None] | None]
 
 
 @final
+class _SharedServer:
+    """One embedded nats-server per process for every client without a URL.
+
+    Started by the first such client, stopped when the last one closes: two clients of
+    one process (a publisher and a subscriber, say) meet on the same server.
+    """
+
+    def __init__(self) -> None:
+        self._server: NatsServer | None = None
+        self._users = 0
+        self._locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
+
+    def _lock(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        lock = self._locks.get(loop)
+        if lock is None:  # an asyncio lock belongs to one loop: one per loop (tests run many)
+            self._locks = {k: v for k, v in self._locks.items() if not k.is_closed()}
+            lock = self._locks[loop] = asyncio.Lock()
+        return lock
+
+    async def acquire(self) -> str:
+        """Start the server if needed; return its URL."""
+        async with self._lock():
+            if self._server is None:
+                server = NatsServer()
+                await server.__aenter__()
+                self._server = server
+                log.warning(
+                    "no NATS_URL: the NATS client runs an embedded nats-server at %s for "
+                    "this process (other processes cannot reach it)", server.url,
+                )  # fmt: skip
+            self._users += 1
+            return self._server.url
+
+    async def release(self) -> None:
+        """Stop the server when no client uses it any more."""
+        async with self._lock():
+            self._users -= 1
+            if self._users == 0 and self._server is not None:
+                server, self._server = self._server, None
+                await server.__aexit__(None, None, None)
+
+
+_embedded = _SharedServer()
+
+
+@final
 class NatsClient:
     """The seed documents' NATS client: ``connect``, ``publish``, ``subscribe``, ``close``.
 
     Built on :class:`~motadata_actors.mailbox.NatsTransport`: the same subject checks, size
     limits, credentials (``NATS_*`` settings) and typed errors. Without a URL (argument or
-    ``NATS_URL``) it starts an embedded nats-server on a free loopback port and stops it on
-    :meth:`close`. Callbacks run one message at a time per subscription, in a task of
-    their own; one that raises is logged and the next message is delivered.
+    ``NATS_URL``) it uses an embedded nats-server on a free loopback port, shared by every
+    such client of the process and stopped when the last one closes. Callbacks run one
+    message at a time per subscription, in a task of their own; one that raises is logged
+    (logger ``motadata_actors.integrations``) and the next message is delivered.
     """
 
     def __init__(
@@ -63,10 +114,11 @@ class NatsClient:
         self._settings = settings
         self._capacity = 1000
         self._transport: NatsTransport | None = None
-        self._server: NatsServer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._subs: list[Subscription] = []
         self._codec: Codec | None = None
+        self._on_embedded = False
+        self._closing = False
 
     @property
     def url(self) -> str | None:
@@ -95,11 +147,10 @@ class NatsClient:
         if self._transport is not None:
             return
         settings = self._settings if self._settings is not None else Settings.from_env()
-        urls = [self._url] if self._url else list(settings.nats_urls)
+        urls = [u.strip() for u in self._url.split(",")] if self._url else list(settings.nats_urls)
         if not urls:
-            self._server = NatsServer()
-            await self._server.__aenter__()
-            urls = [self._server.url]
+            urls = [await _embedded.acquire()]
+            self._on_embedded = True
         try:
             transport = NatsTransport.from_settings(
                 settings, self._tenant, name="motadata-actors/nats-client", servers=urls
@@ -116,6 +167,12 @@ class NatsClient:
         if self._transport is None:
             raise TransportClosed("the NATS client is not connected: await client.connect()")
         return self._transport
+
+    def _open(self) -> NatsTransport:
+        """The transport, for new subscriptions: refused once closing began."""
+        if self._closing:
+            raise TransportClosed("the NATS client is closing")
+        return self._connected()
 
     async def publish(
         self, subject: str, payload: Any = b"", *, headers: dict[str, str] | None = None
@@ -151,7 +208,7 @@ class NatsClient:
             SubjectError: an invalid subject.
             TransportClosed: not connected.
         """
-        transport = self._connected()
+        transport = self._open()
         box: Mailbox[Incoming] = Mailbox(self._capacity)
         sub = await transport.subscribe(subject, queue=queue, mailbox=box)
         task = asyncio.create_task(self._deliver(box, callback, subject), name=f"seed:{subject}")
@@ -187,26 +244,45 @@ class NatsClient:
             payload = self._codec.encode_inline(payload)
         return await transport.request(subject, bytes(payload), headers=headers, timeout=timeout)
 
-    async def close(self) -> None:
+    async def close(self, grace: float = 5.0) -> None:
         """Unsubscribe, let callbacks finish what was delivered, and close. Idempotent.
 
-        An embedded server this client started is stopped.
+        Callbacks still running after ``grace`` seconds are cancelled; the client can
+        publish until then (a callback forwarding a result still can). Called from a
+        callback, it does not wait for that callback. The connection is closed whatever
+        happens, also when this call is cancelled.
         """
-        transport, self._transport = self._transport, None
-        if transport is not None:
+        transport = self._transport
+        if transport is None or self._closing:
+            return
+        self._closing = True
+        try:
             for sub in self._subs:
-                await sub.unsubscribe()
+                with contextlib.suppress(ActorsError):
+                    await sub.unsubscribe()
                 sub.mailbox.close()
             self._subs.clear()
-            if self._tasks:
-                await asyncio.gather(*self._tasks, return_exceptions=True)
-            await transport.aclose()
-        await self._stop_server()
+            current = asyncio.current_task()
+            others = [task for task in self._tasks if task is not current]
+            if others:
+                _, late = await asyncio.wait(others, timeout=grace)
+                for task in late:
+                    task.cancel()
+                if late:
+                    log.warning("NATS client: %d callback(s) cancelled after %gs at close",
+                                len(late), grace)  # fmt: skip
+                    await asyncio.wait(late)
+        finally:
+            self._transport = None
+            with anyio.CancelScope(shield=True):
+                await transport.aclose()
+                await self._stop_server()
+            self._closing = False
 
     async def _stop_server(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            await server.__aexit__(None, None, None)
+        if self._on_embedded:
+            self._on_embedded = False
+            await _embedded.release()
 
 
 def create_nats_client(

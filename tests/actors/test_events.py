@@ -138,6 +138,14 @@ async def test_wildcard_and_typed_events(transport: Transport, tenant: str) -> N
         with pytest.raises(SubjectError, match="event type"):
             await system.publish("x", event_type="a.b")
 
+        @message("research.pipeline.findings.for_a_rather_long_question_name.published.v1")
+        class LongName:
+            text: str
+
+        with pytest.raises(SubjectError, match=r"pass event_type=\.\.\."):
+            await system.publish(LongName(text="t"))
+        await system.publish(LongName(text="t"), event_type="findings_published")
+
 
 class Dynamic(Recorder):
     async def on_message(self, msg: Any, ctx: Context) -> Any:

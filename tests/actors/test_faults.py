@@ -182,3 +182,21 @@ async def test_connection_loss_and_recovery_are_recorded_and_a_tell_meanwhile_is
     finally:
         for server in servers:
             server.stop()
+
+
+class Length(Actor):
+    async def on_message(self, msg: Any, ctx: Context) -> Any:
+        return len(msg)
+
+
+async def test_what_a_sender_accepts_its_receiver_takes(transport_any: Any, tenant: str) -> None:
+    """SDK_MAX_MESSAGE_SIZE bounds the body on both sides: a body at the limit plus its
+    headers is sent and handled; one byte more is refused before sending."""
+    settings = Settings(max_message_size=10_000)
+    async with ActorSystem(tenant, transport=transport_any, settings=settings) as system:
+        ref = await system.spawn(Length, name="length")
+        at_limit = "x" * (10_000 - 2)  # a JSON string: 10,000 bytes with its quotes
+        assert await ref.ask(at_limit, timeout=5) == 9_998
+        assert system.statistics()[0].rejected == 0
+        with pytest.raises(MessageTooLarge, match="body of 10001 bytes"):
+            await ref.tell("x" * (10_000 - 1))

@@ -28,9 +28,10 @@ class Recorder(Actor):
 
 
 async def test_a_replayed_ask_is_a_tell_with_no_deadline(
-    nats_server: NatsServer, tenant: str
+    fresh_nats_server: NatsServer, tenant: str
 ) -> None:
-    settings = Settings(nats_urls=(nats_server.url,), ask_attempts=2)
+    # A server of its own: a subscriber of another test on sdk.> would answer for nobody.
+    settings = Settings(nats_urls=(fresh_nats_server.url,), ask_attempts=2)
     async with ActorSystem(tenant, settings=settings) as system:
         # Nobody serves "later" yet: both attempts of the ask fail, and it is dead-lettered
         # with its Sdk-Timeout-Ms and Sdk-Attempt.

@@ -105,14 +105,84 @@ async def test_nats_client_publishes_subscribes_and_requests(nats_server: NatsSe
 
 
 @pytest.mark.anyio
-async def test_nats_client_without_a_url_runs_an_embedded_server() -> None:
-    client = create_nats_client(settings=Settings())
-    await client.connect()
+async def test_clients_without_a_url_share_one_embedded_server() -> None:
+    """A publisher and a subscriber of one process meet; the server stops with the last."""
+    sub_client = create_nats_client(settings=Settings())
+    pub_client = create_nats_client(settings=Settings())
+    await sub_client.connect()
+    await pub_client.connect()
+    url = sub_client.url
     try:
-        url = client.url
-        assert url is not None and url.startswith("nats://127.0.0.1:")
-        assert not url.endswith(":4222")
+        assert url is not None and url == pub_client.url
+        assert url.startswith("nats://127.0.0.1:") and not url.endswith(":4222")
+        got = asyncio.Event()
+        await sub_client.subscribe("seed.x", callback=lambda msg: got.set())
+        await pub_client.publish(subject="seed.x", payload=b"hi")
+        await asyncio.wait_for(got.wait(), 5)
+        await pub_client.close()
+        await sub_client.publish(subject="seed.x", payload=b"still up")  # one user left
     finally:
-        await client.close()
-    with pytest.raises(ConnectionLost):  # the embedded server was stopped with the client
+        await pub_client.close()
+        await sub_client.close()
+    with pytest.raises(ConnectionLost):  # the last client stopped it
         await create_nats_client(url, settings=Settings()).connect()
+
+
+@pytest.mark.anyio
+async def test_close_lets_callbacks_finish_and_always_closes(nats_server: NatsServer) -> None:
+    forwarded: list[bytes] = []
+    results = asyncio.Event()
+    async with create_nats_client(nats_server.url) as collector:
+
+        async def collect(msg: Incoming) -> None:
+            forwarded.append(msg.data)
+            if len(forwarded) == 3:
+                results.set()
+
+        await collector.subscribe("seed.results", callback=collect)
+        worker = create_nats_client(f"{nats_server.url}, {nats_server.url}")  # a list works
+        await worker.connect()
+
+        async def work(msg: Incoming) -> None:
+            await asyncio.sleep(0.2)  # still at it when close() begins
+            await worker.publish(subject="seed.results", payload=msg.data.upper())
+
+        await worker.subscribe("seed.jobs", callback=work)
+        for job in (b"a", b"b", b"c"):
+            await collector.publish(subject="seed.jobs", payload=job)
+        await asyncio.sleep(0.05)  # delivered to the worker's callback queue
+        await worker.close()  # waits for the three callbacks, which can still publish
+        await asyncio.wait_for(results.wait(), 5)
+        assert forwarded == [b"A", b"B", b"C"]
+
+        stuck = create_nats_client(nats_server.url)
+        await stuck.connect()
+        blocked = asyncio.Event()
+
+        async def forever(msg: Incoming) -> None:
+            blocked.set()
+            await asyncio.sleep(3600)
+
+        await stuck.subscribe("seed.stuck", callback=forever)
+        await collector.publish(subject="seed.stuck", payload=b"x")
+        await asyncio.wait_for(blocked.wait(), 5)
+        await asyncio.wait_for(stuck.close(grace=0.2), 5)  # cancelled after the grace
+        assert stuck.url is None
+        with pytest.raises(TransportClosed):
+            await stuck.publish(subject="seed.x", payload=b"closed")
+
+
+@pytest.mark.anyio
+async def test_a_callback_may_close_its_own_client(nats_server: NatsServer) -> None:
+    client = create_nats_client(nats_server.url)
+    await client.connect()
+    closed = asyncio.Event()
+
+    async def stop(msg: Incoming) -> None:
+        await client.close()  # must not wait for this very callback
+        closed.set()
+
+    await client.subscribe("seed.stop", callback=stop)
+    await client.publish(subject="seed.stop", payload=b"now")
+    await asyncio.wait_for(closed.wait(), 5)
+    assert client.url is None
