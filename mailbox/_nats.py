@@ -175,6 +175,7 @@ class NatsTransport:
         self._last_error: str | None = None
         # (sub | pub, lowercased subject) -> the server's permissions violation
         self._refused: dict[tuple[str, str], str] = {}
+        self._keeps_dead_letters = False  # a stream keeps sdk.dlq.*: store them with an ack
         self._nc: Client | None = None
         self._mailboxes: dict[int, Mailbox[Incoming]] = {}
         self._subs: dict[int, Any] = {}  # nats-py subscriptions feeding our mailboxes
@@ -359,10 +360,30 @@ class NatsTransport:
         nc = self.client
         check_publish_subject(subject)
         check_size(data, headers, nc.max_payload)
+        if self._keeps_dead_letters and nc.is_connected and subject.startswith("sdk.dlq."):
+            # Connected: stored with an ack. Reconnecting: buffered like any message (and
+            # stored once it reaches the server), not held up waiting for an ack.
+            await self._keep_dead_letter(subject, data, headers)
+            return
         try:
             await nc.publish(subject, data, reply, headers)  # type: ignore[arg-type]
         except Exception as exc:
             raise self._translate(exc, subject) from exc
+
+    async def _keep_dead_letter(
+        self, subject: str, data: bytes, headers: Mapping[str, str] | None
+    ) -> None:
+        """Store a dead letter and wait for the stream's acknowledgement.
+
+        Dead letters are rare, and this way one is listed (``dead_letters``) as soon as
+        dead-lettering returned. No ``Nats-Msg-Id``: two dead letters of one message (a
+        retry's, a redelivery's) are both kept.
+        """
+        js = self.client.jetstream(timeout=_JS_TIMEOUT)
+        try:
+            await js.publish(subject, data, headers=dict(headers) if headers else None)
+        except (nats.errors.Error, nats.js.errors.Error, OSError) as exc:
+            raise ConnectionLost(f"dead letter on {subject!r} not stored: {exc!r}") from exc
 
     async def subscribe(
         self, subject: str, *, queue: str | None = None, mailbox: Mailbox[Incoming]
@@ -531,6 +552,7 @@ class NatsTransport:
                 f"{exc.description} (check SDK_DURABLE_REPLICAS against the cluster's size, "
                 "and SDK_DLQ_MAX_MESSAGES / SDK_DLQ_MAX_AGE)"
             ) from None
+        self._keeps_dead_letters = True
         return True
 
     async def dead_letters(self, tenant: str, *, limit: int = 100) -> list[DeadLetter]:

@@ -37,7 +37,7 @@ async def test_a_replayed_ask_is_a_tell_with_no_deadline(
         # with its Sdk-Timeout-Ms and Sdk-Attempt.
         with pytest.raises(NoResponders):
             await system.ref("later").ask("do it", timeout=0.3)
-        letters = await system.dead_letters()
+        letters = await system.dead_letters()  # stored before the ask raised
         assert [letter.to for letter in letters] == ["later"]
         assert {"Sdk-Timeout-Ms", "Sdk-Attempt"} <= set(letters[0].headers)
         await system.spawn(Recorder, name="later")
