@@ -360,7 +360,7 @@ class NatsTransport:
         nc = self.client
         check_publish_subject(subject)
         check_size(data, headers, nc.max_payload)
-        if self._keeps_dead_letters and nc.is_connected and subject.startswith("sdk.dlq."):
+        if self._keeps_dead_letters and subject.startswith("sdk.dlq.") and nc.is_connected:
             # Connected: stored with an ack. Reconnecting: buffered like any message (and
             # stored once it reaches the server), not held up waiting for an ack.
             await self._keep_dead_letter(subject, data, headers)
