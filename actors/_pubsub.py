@@ -25,19 +25,16 @@ import attrs
 
 from motadata_actors._errors import ConfigError
 from motadata_actors.mailbox import (
-    CORRELATION_ID,
     MESSAGE_ID,
     MESSAGE_TYPE,
     StartAt,
     check_id,
     check_token,
     decode_body,
-    encode_body,
-    new_message_id,
     workflow_subject,
 )
 
-from ._runtime import WORKFLOW_TEMPLATE, Runtime, current_context, needs_durable
+from ._runtime import WORKFLOW_TEMPLATE, Runtime, needs_durable
 
 __all__ = ("Subscribe", "Workflow", "WorkflowStep", "feed_consumer")
 
@@ -202,29 +199,14 @@ class Workflow:
         """
         rt = self._rt
         durable = needs_durable(rt, "a workflow")
-        headers = {MESSAGE_ID: message_id if message_id is not None else new_message_id()}
-        ctx = current_context.get()
-        if ctx is not None:
-            headers[CORRELATION_ID] = ctx.correlation_id
-        data = encode_body(step, rt.codecs.default, headers)
-        tel = rt.telemetry
-        span = None
-        if tel is not None:
-            sender = ctx.actor if ctx is not None else rt.client_id
-            # "-": no single recipient (workflow ids must not use up the agent label).
-            span = tel.start_send(self.subject, WORKFLOW_TEMPLATE, sender, "-", headers, len(data))
-        try:
+
+        async def append(data: bytes, headers: dict[str, str]) -> int:
             return await durable.append(
                 "workflows", rt.tenant, rt.durable, self.subject, data,
                 headers=headers, expect_last_seq=expect_seq,
             )  # fmt: skip
-        except BaseException as exc:
-            if span is not None and tel is not None:
-                tel.fail(span, exc)
-            raise
-        finally:
-            if span is not None:
-                span.end()
+
+        return await rt.send_to_many(self.subject, WORKFLOW_TEMPLATE, step, append, message_id)
 
     async def history(self, *, after: int = 0, limit: int = 10_000) -> list[WorkflowStep]:
         """The steps kept so far (past sequence ``after``), oldest first.

@@ -5,8 +5,9 @@ Internal: the public face of this is :class:`~motadata_actors.ActorSystem`.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Literal, final
+from typing import TYPE_CHECKING, Literal, TypeVar, final
 
 import attrs
 
@@ -68,6 +69,8 @@ def needs_durable(rt: Runtime, what: str) -> DurableTransport:
     return durable
 
 
+T = TypeVar("T")
+
 current_context: ContextVar[Context | None] = ContextVar("motadata_actors_context", default=None)
 """The context of the message the running task is handling, if any."""
 
@@ -119,24 +122,52 @@ class Runtime:
                 ) from None
         else:
             subject = event_subject(event_type, self.tenant)
-        headers = {MESSAGE_ID: new_message_id()}
+        if not durable:
+
+            async def send(data: bytes, headers: dict[str, str]) -> None:
+                await self.transport.publish(subject, data, headers=headers)
+
+        else:
+            store = needs_durable(self, "publish(..., durable=True)")
+
+            async def send(data: bytes, headers: dict[str, str]) -> None:
+                await store.append(
+                    "events", self.tenant, self.durable, subject, data, headers=headers
+                )
+
+        await self.send_to_many(subject, EVENT_TEMPLATE, event, send)
+
+    async def send_to_many(
+        self,
+        subject: str,
+        template: str,
+        body: object,
+        send: Callable[[bytes, dict[str, str]], Awaitable[T]],
+        message_id: str | None = None,
+    ) -> T:
+        """Send a message with no single recipient (an event, a workflow step) by ``send``.
+
+        Makes the headers (message id, the conversation's correlation id) and the body, and
+        the send span when telemetry is on. ``sdk.agent.to`` is ``-``: event types and
+        workflow ids must not use up the bounded agent label of the metrics (the span's
+        destination name carries them).
+        """
+        headers = {MESSAGE_ID: message_id if message_id is not None else new_message_id()}
         ctx = current_context.get()
         if ctx is not None:
             headers[CORRELATION_ID] = ctx.correlation_id
-        data = encode_body(event, self.codecs.default, headers)
+        data = encode_body(body, self.codecs.default, headers)
         tel = self.telemetry
-        span = None
-        if tel is not None:
-            sender = ctx.actor if ctx is not None else self.client_id
-            # No single recipient ("-"): event types must not use up the bounded agent
-            # label of the metrics; the span's destination name carries the type.
-            span = tel.start_send(subject, EVENT_TEMPLATE, sender, "-", headers, len(data))
+        if tel is None:
+            return await send(data, headers)
+        sender = ctx.actor if ctx is not None else self.client_id
+        span = tel.start_send(subject, template, sender, "-", headers, len(data))
         try:
-            if not durable:
-                await self.transport.publish(subject, data, headers=headers)
-                return
-            store = needs_durable(self, "publish(..., durable=True)")
-            await store.append("events", self.tenant, self.durable, subject, data, headers=headers)
+            return await send(data, headers)
+        except BaseException as exc:
+            if span is not None:
+                tel.fail(span, exc)
+            raise
         finally:
             if span is not None:
                 span.end()
