@@ -14,10 +14,9 @@ from motadata_actors.mailbox import (
     TIMEOUT_MS,
     Incoming,
     StartAt,
-    check_token,
 )
 
-from ._pubsub import Subscribe, Workflow
+from ._pubsub import Subscribe, Workflow, check_start
 from ._ref import ActorRef
 from ._runtime import MailboxKind, Runtime
 from ._stream import ReplyStream
@@ -103,10 +102,11 @@ class Actor:
 
         Raises:
             SubjectError: ``workflow_id`` is not one subject token.
-            ConfigError: no JetStream (in process, say).
+            ConfigError: no JetStream (in process, say), or ``start`` is not "all", "new",
+                a stream sequence or an aware datetime.
             ConnectionLost: the server cannot be reached.
         """
-        await self._cell().follow(check_token(workflow_id, "workflow id"), start)
+        await self._cell().follow(workflow_id, check_start(start))
 
     async def unfollow(self, workflow_id: str) -> None:
         """Stop receiving the workflow's steps (its position is kept for a day)."""

@@ -61,7 +61,6 @@ from motadata_actors.mailbox import (
     decode_body,
     dlq_subject,
     encode_body,
-    encode_error,
     message_id_time,
     message_size,
     workflow_subject,
@@ -133,6 +132,10 @@ class ActorStatistics:
 
 class _Overran(Exception):
     """Internal: a streaming handler was cancelled at its asker's deadline."""
+
+
+class _Closed(Exception):
+    """Internal: a streaming handler was cancelled because its consumer closed the stream."""
 
 
 class _Crash(Exception):
@@ -547,16 +550,10 @@ class ActorCell:
                     return "term"
                 finally:
                     timer.cancel()
-        except asyncio.CancelledError:
-            if stream is None or not stream.cancelled or self.grace_expired():
-                raise
-            me = asyncio.current_task()
-            assert me is not None
-            me.uncancel()
-            rt.events.record("cancelled", self.path, f"stream closed by its consumer after "
-                             f"{stream.sent} part(s)")  # fmt: skip
-            return "ack"
+        except _Closed:
+            return "ack"  # the consumer closed the stream: the handler was cancelled
         except _Overran:
+            error = TimeoutError("the streaming handler outlived the asker's deadline")
             self.failed += 1  # the asker times out by itself at the same deadline
             if type(msg) is DurableMessage:
                 await self.dead_letter(msg, "the streaming handler outlived the asker's deadline")
@@ -716,13 +713,17 @@ class ActorCell:
     async def _call_streaming(
         self, actor: Actor, payload: Any, ctx: Context, stream: ReplyStream, msg: Incoming
     ) -> Any:
-        """Run a handler that streams, under its deadline; cancellable by the consumer."""
+        """Run a handler that streams, under its deadline; cancellable by the consumer.
+
+        Raises:
+            _Overran: cancelled at the deadline.
+            _Closed: cancelled because the consumer closed the stream (or is gone).
+        """
         stream.running = True
         deadline = ctx.deadline
         timer = None
         expired: list[bool] = []
-        task = asyncio.current_task()
-        assert task is not None
+        task = stream.task
         if deadline is not None:
 
             def expire() -> None:
@@ -733,13 +734,17 @@ class ActorCell:
         try:
             return await self._call(actor, payload, ctx)
         except asyncio.CancelledError:
-            if not expired or self.grace_expired():
-                raise
+            if self.grace_expired() or not (expired or stream.cancelled):
+                raise  # not ours: the system is being torn down
             task.uncancel()
-            self._rt.events.record("overran", self.path, f"stream on {msg.subject}")
-            log.warning("actor %s: streaming handler outlived the asker's deadline; cancelled",
-                        self.path)  # fmt: skip
-            raise _Overran from None
+            if expired:
+                self._rt.events.record("overran", self.path, f"stream on {msg.subject}")
+                log.warning("actor %s: streaming handler outlived the asker's deadline; "
+                            "cancelled", self.path)  # fmt: skip
+                raise _Overran from None
+            self._rt.events.record("cancelled", self.path, "stream closed by its consumer "
+                                   f"after {stream.sent} part(s)")  # fmt: skip
+            raise _Closed from None
         finally:
             stream.running = False  # no await before this: a late cancel cannot land
             if timer is not None:
@@ -823,12 +828,7 @@ class ActorCell:
             log.warning("actor %s: reply lost: %r", self.path, exc)
 
     async def _send_error(self, reply: str, type_name: str, message: str, origin: str) -> None:
-        rt = self._rt
-        data, headers = encode_error(type_name, message[:4096], rt.codecs.default, origin=origin)
-        try:
-            await rt.transport.publish(reply, data, headers=headers)
-        except ActorsError as exc:
-            log.warning("actor %s: error reply lost: %r", self.path, exc)
+        await self._rt.send_error(reply, type_name, message, origin)
 
     async def _reject(self, msg: Incoming, exc: ActorsError) -> None:
         self.rejected += 1

@@ -36,12 +36,13 @@ from motadata_actors.mailbox import (
 
 from ._runtime import WORKFLOW_TEMPLATE, Runtime, needs_durable
 
-__all__ = ("Subscribe", "Workflow", "WorkflowStep", "feed_consumer")
+__all__ = ("Subscribe", "Workflow", "WorkflowStep", "check_start", "feed_consumer")
 
 _PLAIN: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
-def _check_start(start: object) -> StartAt:
+def check_start(start: object) -> StartAt:
+    """``start`` if it is a valid :data:`StartAt`, else a ConfigError saying what is."""
     if start in ("all", "new"):
         return start
     if type(start) is int and start >= 1:
@@ -111,7 +112,7 @@ class Subscribe:
                 "broadcast=True delivers to every replica: it takes neither a queue group "
                 "nor durable=True (a durable subscription is shared by its group)"
             )
-        _check_start(self.start)
+        check_start(self.start)
 
     @classmethod
     def of(cls, spec: str | Subscribe) -> Subscribe:

@@ -108,10 +108,10 @@ class ActorRef:
         return self._policy
 
     def _prepare(self, msg: object) -> tuple[str, str, dict[str, str], bytes]:
-        # Sizes are checked once per side: the codec refuses a body over
+        # Sizes are checked alike on both sides: the codec refuses a body over
         # SDK_MAX_MESSAGE_SIZE, the transport headers plus body over the server's
-        # max_payload (so the connection is never dropped), and the receiver headers plus
-        # body over SDK_MAX_MESSAGE_SIZE.
+        # max_payload (so the connection is never dropped); the receiver checks the same,
+        # and its headers against SDK_MAX_HEADER_SIZE.
         rt = self._rt
         ctx = current_context.get()
         headers = {MESSAGE_ID: new_message_id()}

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Literal, TypeVar, final
 
 import attrs
 
-from motadata_actors._errors import ConfigError, SubjectError
+from motadata_actors._errors import ActorsError, ConfigError, SubjectError
 from motadata_actors.codecs import Codecs, wire_name_of
 from motadata_actors.mailbox import (
     CORRELATION_ID,
@@ -20,10 +20,11 @@ from motadata_actors.mailbox import (
     DurableTransport,
     Transport,
     encode_body,
+    encode_error,
     event_subject,
     new_message_id,
 )
-from motadata_actors.telemetry import Telemetry
+from motadata_actors.telemetry import Telemetry, get_logger
 
 from ._clock import Clock
 from ._events import EventLog
@@ -70,6 +71,7 @@ def needs_durable(rt: Runtime, what: str) -> DurableTransport:
 
 
 T = TypeVar("T")
+log = get_logger("actors")
 
 current_context: ContextVar[Context | None] = ContextVar("motadata_actors_context", default=None)
 """The context of the message the running task is handling, if any."""
@@ -136,6 +138,26 @@ class Runtime:
                 )
 
         await self.send_to_many(subject, EVENT_TEMPLATE, event, send)
+
+    async def send_error(
+        self,
+        reply: str,
+        type_name: str,
+        message: str,
+        origin: str,
+        extra: dict[str, str] | None = None,
+    ) -> None:
+        """Send an error reply (``Sdk-Error``, plus ``extra`` headers); never raises.
+
+        ``origin`` is ``handler`` when user code raised, ``sdk`` when the framework refused.
+        """
+        data, headers = encode_error(type_name, message[:4096], self.codecs.default, origin=origin)
+        if extra:
+            headers.update(extra)
+        try:
+            await self.transport.publish(reply, data, headers=headers)
+        except ActorsError as exc:
+            log.warning("error reply to %s lost: %r", reply, exc)
 
     async def send_to_many(
         self,

@@ -56,9 +56,10 @@ from motadata_actors.mailbox import (
     Mailbox,
     Subscription,
     decode_body,
+    drop_inbox,
     encode_body,
-    encode_error,
     inbox_prefix,
+    keep_inbox,
 )
 from motadata_actors.telemetry import get_logger
 
@@ -125,7 +126,6 @@ class ReplyStream:
         "_rt",
         "_sizes",
         "_sub",
-        "_task",
         "_watcher",
         "acked",
         "cancelled",
@@ -133,6 +133,7 @@ class ReplyStream:
         "reply",
         "running",
         "sent",
+        "task",
         "window",
         "window_bytes",
     )
@@ -156,7 +157,8 @@ class ReplyStream:
         self.cancelled = False
         """Whether the consumer closed the stream early (or is gone)."""
         self.running = False  # set by the cell while the handler runs: only then cancel it
-        self._task = task  # the handler's task, cancelled when the consumer cancels
+        self.task = task
+        """The handler's task, cancelled when the consumer cancels."""
         self._cancel_requested = False
         self._credit: asyncio.Future[None] | None = None
         self._lock = asyncio.Lock()  # parts from concurrent tasks go out one at a time
@@ -177,11 +179,16 @@ class ReplyStream:
         if not self.running or self._cancel_requested:
             return False
         self._cancel_requested = True
-        self._task.cancel()
+        self.task.cancel()
         return True
 
     async def open(self) -> None:
-        """Listen on the control subject before the first part goes out."""
+        """Listen on the control subject before the first part goes out.
+
+        Raises:
+            SubjectError: the reply subject is not one to publish on.
+        """
+        keep_inbox(self.reply)  # checked once here, not for every part
         self._sub = await self._rt.transport.subscribe(self.control, mailbox=self._box)
         self._watcher = asyncio.create_task(self._watch(), name=f"stream-control:{self.reply}")
 
@@ -253,17 +260,12 @@ class ReplyStream:
 
     async def fail(self, type_name: str, message: str, origin: str) -> None:
         """Publish the last message as an error (``Sdk-Error``); never raises."""
-        rt = self._rt
-        data, headers = encode_error(type_name, message[:4096], rt.codecs.default, origin=origin)
-        headers[STREAM_SEQ] = str(self.sent + 1)
-        headers[STREAM_END] = "1"
-        try:
-            await rt.transport.publish(self.reply, data, headers=headers)
-        except ActorsError as exc:
-            log.warning("stream to %s: error part lost: %r", self.reply, exc)
+        end = {STREAM_SEQ: str(self.sent + 1), STREAM_END: "1"}
+        await self._rt.send_error(self.reply, type_name, message, origin, end)
 
     async def close(self) -> None:
         """Stop listening on the control subject."""
+        drop_inbox(self.reply)
         if self._watcher is not None:
             self._watcher.cancel()
         if self._sub is not None:
@@ -318,6 +320,7 @@ class AskStream(AsyncIterator[Any]):
         self._error = error
         self._span = span
         self._inbox = f"{inbox_prefix(rt.tenant)}.{uuid.uuid4().hex}"
+        self._control_subject = control_subject(self._inbox)
         self._box: Mailbox[Incoming] = Mailbox(window + 4)
         self._sub: Subscription | None = None
         self._started = False
@@ -373,6 +376,8 @@ class AskStream(AsyncIterator[Any]):
             self._waiter.cancel()
 
     def _deadline_passed(self) -> bool:
+        # A method, not the attribute: type checkers would take the flag, tested once,
+        # for a constant across the await that the deadline timer interrupts.
         return self._expired
 
     async def __anext__(self) -> Any:
@@ -456,7 +461,7 @@ class AskStream(AsyncIterator[Any]):
 
     async def _control(self, headers: dict[str, str]) -> None:
         try:
-            await self._rt.transport.publish(control_subject(self._inbox), b"", headers=headers)
+            await self._rt.transport.publish(self._control_subject, b"", headers=headers)
         except ActorsError as exc:
             log.debug("stream from %s: control message lost: %r", self._name, exc)
 

@@ -12,7 +12,6 @@ import anyio
 import anyio.abc
 
 from motadata_actors._errors import (
-    ActorsError,
     CodecError,
     ConfigError,
     SupervisionError,
@@ -28,7 +27,6 @@ from motadata_actors.mailbox import (
     NatsTransport,
     Transport,
     check_id,
-    encode_error,
     inbox_prefix,
 )
 from motadata_actors.telemetry import Telemetry, get_logger
@@ -300,11 +298,7 @@ class ActorSystem:
             f"the mailbox on {subject} is full (a slow actor): the ask was dropped; "
             "retry later, raise SDK_MAILBOX_CAPACITY, or use a durable mailbox"
         )
-        data, headers = encode_error("MailboxFull", message, rt.codecs.default, origin="sdk")
-        try:
-            await rt.transport.publish(reply, data, headers=headers)
-        except ActorsError as exc:
-            log.debug("could not tell an asker its ask was dropped: %r", exc)
+        await rt.send_error(reply, "MailboxFull", message, "sdk")
 
     def _escalated(self, error: SupervisionError) -> None:
         """The root gave up: fail the task group, which cancels the ``async with`` block."""

@@ -478,9 +478,15 @@ class JetStreamMailboxes:
         except NoResponders:  # the stream was deleted under us: make it again, once
             self._logs.discard(log_stream(kind, tenant))
             await self._ensure_log(kind, tenant, config)
+        try:
             return await self.publish(
                 subject, data, headers=headers, expect_last_seq=expect_last_seq
             )
+        except NoResponders:
+            raise NoResponders(
+                f"stream {log_stream(kind, tenant)} does not capture {subject!r} (deleted "
+                "again, or changed by hand?)"
+            ) from None
 
     async def _ensure_log(self, kind: LogKind, tenant: str, config: DurableConfig) -> None:
         """Make the tenant's events or workflows stream if it does not exist yet.
@@ -518,11 +524,7 @@ class JetStreamMailboxes:
                         raise ConfigError(
                             f"JetStream refused to create stream {name}: {exc.description}"
                         ) from None
-        except nats.js.errors.ServiceUnavailableError as exc:
-            raise ConfigError(
-                f"{kind} kept in JetStream need a server with JetStream on (--jetstream)"
-            ) from exc
-        except nats.errors.NoRespondersError as exc:
+        except (nats.js.errors.ServiceUnavailableError, nats.errors.NoRespondersError) as exc:
             raise ConfigError(
                 f"{kind} kept in JetStream need a server with JetStream on (--jetstream)"
             ) from exc
@@ -622,7 +624,8 @@ class JetStreamMailboxes:
         while running[0]:
             # This consumer's own messages waiting in the mailbox, not the mailbox's whole
             # queue: an actor's other subscriptions must not starve this one.
-            want = prefetch - sum(1 for m in waiting if not m.started)
+            waiting[:] = [m for m in waiting if not m.started]
+            want = prefetch - len(waiting)
             if want <= 0:
                 await asyncio.sleep(0.005)  # the actor is busy: its queue is full enough
                 continue
@@ -653,8 +656,6 @@ class JetStreamMailboxes:
                 # Past a stop, what was fetched is not queued: unacked, it comes again.
                 if running[0]:
                     wrapped = self._wrap(msg, config)
-                    if len(waiting) > 2 * prefetch:  # keep it to what can still wait
-                        waiting[:] = [m for m in waiting if not m.started]
                     waiting.append(wrapped)
                     await mailbox.send(wrapped)
 
@@ -726,7 +727,14 @@ class JetStreamMailboxes:
         original = {k: str(v) for k, v in (stored.headers or {}).items()}
         headers = dead_letter_headers(original, reason)
         try:
-            await self._nc.publish(dlq_subject(agent, tenant), stored.data or b"", headers=headers)
+            try:  # stored with an ack, as every dead letter while connected
+                await self._js.publish(
+                    dlq_subject(agent, tenant), stored.data or b"", headers=headers
+                )
+            except nats.js.errors.NoStreamResponseError:  # no dead-letter stream: published
+                await self._nc.publish(
+                    dlq_subject(agent, tenant), stored.data or b"", headers=headers
+                )
             if stream == agents_stream(tenant):  # a kept event stays for its other readers
                 await self._js.delete_msg(stream, seq)
         except (nats.errors.Error, nats.js.errors.Error) as exc:

@@ -31,8 +31,10 @@ __all__ = (
     "check_subscribe_subject",
     "check_token",
     "dlq_subject",
+    "drop_inbox",
     "event_subject",
     "inbox_prefix",
+    "keep_inbox",
     "parse_subject",
     "workflow_subject",
 )
@@ -46,7 +48,7 @@ _TOKEN = re.compile(r"[^\s.*>\x00-\x1f\x7f]+")
 
 _BAD_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
 _CHECKED: set[str] = set()
-_last_inbox = [""]
+_KEPT_INBOXES: set[str] = set()  # reply inboxes used many times: streaming replies
 _CHECKED_MAX = 4096
 
 SubjectKind = Literal["agent", "events", "workflow", "dlq"]
@@ -85,7 +87,7 @@ def check_publish_subject(subject: str) -> str:
 
     Transports call this on every publish; recently checked subjects are remembered.
     """
-    if subject in _CHECKED or subject is _last_inbox[0]:
+    if subject in _CHECKED or subject in _KEPT_INBOXES:
         return subject
     tokens = subject.split(".") if isinstance(subject, str) else [""]
     if "*" in tokens or ">" in tokens:
@@ -94,15 +96,28 @@ def check_publish_subject(subject: str) -> str:
         raise SubjectError(
             f"invalid subject {subject!r}: empty token, whitespace or control character"
         )
-    if subject.startswith("_INBOX"):
-        # Reply inboxes are mostly used once: not worth keeping, except the last one (a
-        # streaming reply sends all its parts to one inbox).
-        _last_inbox[0] = subject
-    else:
+    if not subject.startswith("_INBOX"):  # reply inboxes are used once: see keep_inbox
         if len(_CHECKED) >= _CHECKED_MAX:
             _CHECKED.clear()
         _CHECKED.add(subject)
     return subject
+
+
+def keep_inbox(subject: str) -> None:
+    """Check a reply inbox that will take many messages once, until :func:`drop_inbox`.
+
+    A streaming reply sends all its parts to one inbox; other inboxes are used once and
+    are not remembered.
+
+    Raises:
+        SubjectError: not a subject one can publish on.
+    """
+    _KEPT_INBOXES.add(check_publish_subject(subject))
+
+
+def drop_inbox(subject: str) -> None:
+    """Forget an inbox :func:`keep_inbox` remembered."""
+    _KEPT_INBOXES.discard(subject)
 
 
 def check_subscribe_subject(subject: str) -> tuple[str, ...]:

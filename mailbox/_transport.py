@@ -340,6 +340,7 @@ class DurableTransport(Protocol):
         Raises:
             SequenceConflict: ``expect_last_seq`` was given and is not the last one.
             ConfigError: the server has no JetStream, or refused the stream.
+            NoResponders: the stream, made again, still does not capture ``subject``.
             ConnectionLost: no acknowledgement (the message may or may not be stored).
         """
         ...

@@ -189,11 +189,18 @@ class NatsClient:
             TransportClosed: not connected.
         """
         transport = self._connected()
-        if not isinstance(payload, (bytes, bytearray, memoryview)):
-            assert self._codec is not None
-            headers = {**(headers or {}), CONTENT_TYPE: self._codec.content_type}
-            payload = self._codec.encode_inline(payload)
-        await transport.publish(subject, bytes(payload), headers=headers)
+        data, headers = self._encode(payload, headers)
+        await transport.publish(subject, data, headers=headers)
+
+    def _encode(
+        self, payload: Any, headers: dict[str, str] | None
+    ) -> tuple[bytes, dict[str, str] | None]:
+        """Bytes as they are; other values encoded by the codec, with its Content-Type."""
+        if isinstance(payload, (bytes, bytearray, memoryview)):
+            return bytes(payload), headers
+        assert self._codec is not None
+        headers = {**(headers or {}), CONTENT_TYPE: self._codec.content_type}
+        return self._codec.encode_inline(payload), headers
 
     async def subscribe(
         self, subject: str, callback: Callback, *, queue: str | None = None
@@ -237,12 +244,8 @@ class NatsClient:
             TransportClosed: not connected.
         """
         transport = self._connected()
-        headers: dict[str, str] | None = None
-        if not isinstance(payload, (bytes, bytearray, memoryview)):
-            assert self._codec is not None
-            headers = {CONTENT_TYPE: self._codec.content_type}
-            payload = self._codec.encode_inline(payload)
-        return await transport.request(subject, bytes(payload), headers=headers, timeout=timeout)
+        data, headers = self._encode(payload, None)
+        return await transport.request(subject, data, headers=headers, timeout=timeout)
 
     async def close(self, grace: float = 5.0) -> None:
         """Unsubscribe, let callbacks finish what was delivered, and close. Idempotent.

@@ -11,6 +11,7 @@ import pytest
 from motadata_actors import (
     Actor,
     ActorSystem,
+    ConfigError,
     Context,
     SequenceConflict,
     Settings,
@@ -136,8 +137,22 @@ async def test_streams_show_lists_events_and_workflows(
         assert re.search(r"consumer wf_follower_wf_[0-9a-f]{12}: 0 waiting", text), text
 
 
+class BadFollower(Actor):
+    async def on_message(self, msg: Any, ctx: Context) -> Any:
+        try:
+            await self.follow(msg[0], start=msg[1])
+        except (SubjectError, ConfigError) as exc:
+            return type(exc).__name__
+        return "followed"
+
+
 async def test_workflow_ids_are_checked(nats_server: NatsServer, tenant: str) -> None:
     async with ActorSystem(tenant, transport=await connect(nats_server)) as system:
+        follower = await system.spawn(BadFollower, name="bad")
+        assert await follower.ask(["a.b", "all"]) == "SubjectError"
+        assert await follower.ask(["w", 0]) == "ConfigError"  # not a stream sequence
+        assert await follower.ask(["w", "bogus"]) == "ConfigError"
+        assert await follower.ask(["w", 1]) == "followed"
         with pytest.raises(SubjectError, match="workflow id"):
             system.workflow("a.b")
         with pytest.raises(SubjectError, match="workflow id"):
