@@ -53,6 +53,7 @@ from motadata_actors.mailbox import (
     TIMEOUT_MS,
     DurableMessage,
     Incoming,
+    InProcessMessage,
     Mailbox,
     StartAt,
     Subscription,
@@ -128,6 +129,19 @@ class ActorStatistics:
     mailbox: str = "core"
     streams: int = 0
     stream_outstanding: int = 0
+
+
+def _without_reply(msg: Incoming) -> Incoming:
+    """``msg`` as a message nobody waits on: events and workflow steps are never asks.
+
+    A durable publish is a request whose reply subject is JetStream's acknowledgement
+    inbox, and core subscribers of the subject see that reply subject too: answering it
+    would race the acknowledgement (and the publisher would take the answer for it).
+    """
+    if type(msg) is InProcessMessage:
+        return InProcessMessage(msg.subject, "", msg.data, msg.headers)
+    msg.reply = ""  # type: ignore[misc]  # nats-py's Msg and DurableMessage are mutable
+    return msg
 
 
 class _Overran(Exception):
@@ -457,6 +471,8 @@ class ActorCell:
         dead-lettered, or past its time. A crash raises :class:`_Crash`.
         """
         rt = self._rt
+        if msg.reply and not msg.subject.startswith("sdk.agent."):
+            msg = _without_reply(msg)
         headers = msg.headers
         try:
             if headers is not None:

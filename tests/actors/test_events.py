@@ -310,3 +310,28 @@ async def test_no_subscription_outlives_its_actor(transport: Transport, tenant: 
         await system.spawn(LateSubscriber, name="late")
         assert await system.stop("late") == 1
     assert len(LateSubscriber.refused) == 1 and "stopping" in LateSubscriber.refused[0]
+
+
+class Answering(Actor):
+    """A core subscriber whose handler returns a value (as if it could answer)."""
+
+    events = ("ping",)
+    asks: ClassVar[list[bool]] = []
+
+    async def on_message(self, msg: Any, ctx: Context) -> Any:
+        Answering.asks.append(ctx.is_ask)
+        return {"answer": msg}  # must go nowhere: an event has no asker
+
+
+async def test_a_durable_publish_is_not_answered_by_core_subscribers(
+    nats_server: NatsServer, tenant: str
+) -> None:
+    """JetStream's publish is a request: core subscribers see its reply subject, and an
+    answer from them would race the acknowledgement the publisher waits for."""
+    Answering.asks.clear()
+    async with ActorSystem(tenant, transport=await connect(nats_server)) as system:
+        await system.spawn(Answering, name="answering")
+        for i in range(30):
+            await system.publish(i, event_type="ping", durable=True)  # never a stray answer
+        await wait_for(lambda: len(Answering.asks) == 30, 10, "every event")
+        assert Answering.asks == [False] * 30
