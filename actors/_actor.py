@@ -150,7 +150,9 @@ class Context:
 
     __slots__ = ("_deadline", "_headers", "_msg", "_rt", "_stream", "actor", "stop_requested")
 
-    def __init__(self, runtime: Runtime, actor: str, msg: Incoming) -> None:
+    def __init__(
+        self, runtime: Runtime, actor: str, msg: Incoming, headers: dict[str, str] | None
+    ) -> None:
         self._rt = runtime
         self.actor = actor
         """The name of the actor handling the message."""
@@ -158,7 +160,6 @@ class Context:
         self._stream: ReplyStream | None = None
         self.stop_requested = False
         """Whether the handler asked the actor to stop after this message."""
-        headers = msg.headers
         self._headers: dict[str, str] = headers if headers is not None else {}
         timeout_ms = self._headers.get(TIMEOUT_MS)
         self._deadline: float | None = None

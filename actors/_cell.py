@@ -64,6 +64,7 @@ from motadata_actors.mailbox import (
     encode_body,
     message_id_time,
     message_size,
+    received_headers,
     workflow_subject,
 )
 from motadata_actors.telemetry import get_logger, log_fields
@@ -473,8 +474,8 @@ class ActorCell:
         rt = self._rt
         if msg.reply and not msg.subject.startswith("sdk.agent."):
             msg = _without_reply(msg)
-        headers = msg.headers
         try:
+            headers = received_headers(msg.headers)
             if headers is not None:
                 tenant = headers.get(TENANT_ID)
                 if tenant is not None and tenant != rt.tenant:
@@ -503,7 +504,7 @@ class ActorCell:
                 rt.events.record("duplicate", self.path, message_id)
                 await self._publish_reply(msg.reply, *cached)
                 return "ack"
-        ctx = Context(rt, self.name, msg)
+        ctx = Context(rt, self.name, msg, headers)
         actor = self._instance
         assert actor is not None
         stream: ReplyStream | None = None

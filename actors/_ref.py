@@ -33,6 +33,7 @@ from motadata_actors.mailbox import (
     dlq_subject,
     encode_body,
     new_message_id,
+    received_headers,
 )
 
 from ._policy import AskPolicy
@@ -395,6 +396,7 @@ class ActorRef:
         return needs_durable(self._rt, f"{self.name!r} has a durable mailbox, which")
 
     def _reply_value(self, data: bytes, headers: dict[str, str] | None) -> Any:
+        headers = received_headers(headers)
         if headers is not None:
             if ERROR in headers:
                 raise self._error(data, headers)

@@ -43,6 +43,7 @@ import anyio
 from motadata_actors._errors import (
     ActorsError,
     AskTimeout,
+    CodecError,
     NoResponders,
     StreamError,
 )
@@ -60,6 +61,7 @@ from motadata_actors.mailbox import (
     encode_body,
     inbox_prefix,
     keep_inbox,
+    received_headers,
 )
 from motadata_actors.telemetry import get_logger
 
@@ -194,7 +196,10 @@ class ReplyStream:
 
     async def _watch(self) -> None:
         async for msg in self._box:
-            headers = msg.headers or {}
+            try:
+                headers = received_headers(msg.headers) or {}
+            except CodecError:
+                continue  # not a control message of ours
             if headers.get(STREAM_END) == _CANCEL or headers.get(_STATUS) == "503":
                 self.cancelled = True
                 self._wake()
@@ -404,7 +409,11 @@ class AskStream(AsyncIterator[Any]):
         return await self._part(msg)
 
     async def _part(self, msg: Incoming) -> Any:
-        headers = msg.headers or {}
+        try:
+            headers = received_headers(msg.headers) or {}
+        except CodecError as exc:
+            await self._cancel(exc)
+            raise
         expected = self._taken + 1
         if headers.get(_STATUS) == "503":
             nobody = NoResponders(

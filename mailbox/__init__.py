@@ -26,6 +26,7 @@ from ._envelope import (
     message_id_time,
     message_size,
     new_message_id,
+    received_headers,
 )
 from ._inprocess import InProcessMessage, InProcessTransport
 from ._jetstream import JetStreamMailboxes, agents_stream, consumer_name, log_stream
@@ -122,6 +123,7 @@ __all__ = (
     "message_id_time",
     "message_size",
     "new_message_id",
+    "received_headers",
     "parse_subject",
     "server_config",
     "tenant_permissions",

@@ -40,6 +40,7 @@ __all__ = (
     "message_id_time",
     "message_size",
     "new_message_id",
+    "received_headers",
 )
 
 CONTENT_TYPE: Final = "Content-Type"
@@ -55,6 +56,17 @@ DEAD_REASON: Final = "Sdk-Dead-Reason"
 STREAM_SEQ: Final = "Sdk-Stream-Seq"
 STREAM_END: Final = "Sdk-Stream-End"
 STREAM_WINDOW: Final = "Sdk-Stream-Window"
+
+# Every header a receiver reads, in the case our senders write it. Received names are
+# matched without regard to case (HTTP's rule, which NATS headers follow), so a foreign
+# client's ``sdk-tenant-id`` is checked like ``Sdk-Tenant-Id``.
+_KNOWN: Final = (
+    CONTENT_TYPE, MESSAGE_TYPE, MESSAGE_ID, CORRELATION_ID, TENANT_ID, TIMEOUT_MS,
+    ATTEMPT, REPLY_TO, ERROR, DEAD_REASON, STREAM_SEQ, STREAM_END, STREAM_WINDOW,
+    "traceparent", "tracestate", "baggage", "Nats-Msg-Id", "Status", "Description",
+)  # fmt: skip
+_KNOWN_NAMES: Final = frozenset(_KNOWN)
+_CANONICAL: Final = {name.lower(): name for name in _KNOWN}
 
 # Unique across processes (random prefix) and cheap per message (a counter).
 _ID_PREFIX: Final = urlsafe_b64encode(os.urandom(9)).decode()
@@ -85,6 +97,34 @@ def message_id_time(message_id: str) -> int | None:
         return int(seconds, 16)
     except ValueError:  # letters past f
         return None
+
+
+def received_headers(headers: dict[str, str] | None) -> dict[str, str] | None:
+    """Received headers with every name a receiver reads in its canonical case.
+
+    Returns ``headers`` itself when every name already is (what our senders write: a few
+    set lookups); otherwise a new dict, other names kept as they came.
+
+    Raises:
+        CodecError: one name appears twice in different cases (``Sdk-Tenant-Id`` and
+            ``sdk-tenant-id``): which one counts would be a guess, so the message is refused.
+    """
+    if not headers:
+        return headers
+    for name in headers:
+        if name not in _KNOWN_NAMES:
+            break
+    else:
+        return headers
+    out: dict[str, str] = {}
+    seen: set[str] = set()
+    for name, value in headers.items():
+        lowered = name.lower()
+        if lowered in seen:
+            raise CodecError(f"header {name!r} appears more than once, in different cases")
+        seen.add(lowered)
+        out[_CANONICAL.get(lowered, name)] = value
+    return out
 
 
 def message_size(data: bytes, headers: Mapping[str, str] | None) -> int:

@@ -43,6 +43,7 @@ from nats.js.api import (
 
 from motadata_actors._errors import (
     AskTimeout,
+    CodecError,
     ConfigError,
     ConnectionLost,
     NoResponders,
@@ -50,7 +51,14 @@ from motadata_actors._errors import (
 )
 from motadata_actors.telemetry import get_logger
 
-from ._envelope import MESSAGE_ID, REPLY_TO, TIMEOUT_MS, check_size, dead_letter_headers
+from ._envelope import (
+    MESSAGE_ID,
+    REPLY_TO,
+    TIMEOUT_MS,
+    check_size,
+    dead_letter_headers,
+    received_headers,
+)
 from ._queue import Mailbox
 from ._subjects import agent_inbox, check_publish_subject, dlq_subject
 from ._transport import (
@@ -677,6 +685,9 @@ class JetStreamMailboxes:
         meta = msg.metadata
         stored_at = meta.timestamp.timestamp()
         headers = dict(msg.headers) if msg.headers else {}
+        # A header in two cases is left for the actor to refuse (it dead-letters it).
+        with contextlib.suppress(CodecError):
+            headers = received_headers(headers) or {}
         deadline = None
         timeout_ms = headers.get(TIMEOUT_MS)
         if timeout_ms is not None:

@@ -153,3 +153,61 @@ async def test_invalid_utf8_in_headers_is_refused_as_nats_py_hands_it_over(
         )
         assert await ref.ask("after", timeout=5) == "after"
         assert actor.handled == ["after"]
+
+
+@pytest.mark.parametrize("name", ["sdk-tenant-id", "SDK-TENANT-ID", "sDk-TeNaNt-Id"])
+async def test_a_forged_tenant_is_refused_whatever_the_case_of_its_header(
+    transport: Transport, tenant: str, name: str
+) -> None:
+    actor = counter()
+    async with ActorSystem(tenant, transport=transport) as system:
+        ref = await system.spawn(actor, name="target")
+        subject = agent_subject("mallory", "target", tenant)
+        forged = {**headers(new_message_id()), name: "someone-else"}
+        reply = await transport.request(subject, b'"steal"', headers=forged, timeout=5)
+        assert reply.headers is not None and reply.headers["Sdk-Error"] == "TenantError"
+        [letter] = await letters(system, 1)
+        assert letter.reason.startswith("TenantError")
+        assert await ref.ask("after", timeout=5) == "after"
+        assert actor.handled == ["after"]
+
+
+async def test_headers_a_receiver_reads_are_matched_without_regard_to_case(
+    transport: Transport, tenant: str
+) -> None:
+    """A foreign client writing lowercase names gets the same treatment as ours."""
+    seen: list[tuple[str | None, str]] = []
+
+    class Probe(Actor):
+        async def on_message(self, msg: Any, ctx: Context) -> Any:
+            seen.append((ctx.message_id, ctx.correlation_id))
+            return msg
+
+    async with ActorSystem(tenant, transport=transport) as system:
+        await system.spawn(Probe, name="probe")
+        subject = agent_subject("foreign", "probe", tenant)
+        lower = {
+            "content-type": "application/msgpack",
+            "sdk-message-id": "m-1",
+            "sdk-correlation-id": "c-1",
+            "sdk-tenant-id": tenant,
+        }
+        reply = await transport.request(subject, b"\xa2hi", headers=lower, timeout=5)
+        assert reply.data == b'"hi"'  # decoded as MessagePack by its lowercase Content-Type
+        assert seen == [("m-1", "c-1")]
+
+
+async def test_one_header_twice_in_different_cases_is_refused(
+    transport: Transport, tenant: str
+) -> None:
+    actor = counter()
+    async with ActorSystem(tenant, transport=transport) as system:
+        await system.spawn(actor, name="target")
+        subject = agent_subject("mallory", "target", tenant)
+        twice = {**headers(new_message_id()), "Sdk-Tenant-Id": tenant, "sdk-tenant-id": "other"}
+        reply = await transport.request(subject, b'"x"', headers=twice, timeout=5)
+        assert reply.headers is not None and reply.headers["Sdk-Error"] == "CodecError"
+        assert b"more than once" in reply.data
+        [letter] = await letters(system, 1)
+        assert "appears more than once" in letter.reason
+        assert actor.handled == []

@@ -93,3 +93,29 @@ def test_message_ids_carry_the_second_they_were_made_and_others_are_not_judged()
         "abcdefghijkl.zzzzzzzz.1", "abcdefghijkl." + "\u0663" * 8 + ".1",
     ):  # fmt: skip
         assert message_id_time(foreign) is None
+
+
+def test_received_headers_are_canonical_names_without_regard_to_case() -> None:
+    from motadata_actors.mailbox import received_headers
+
+    ours = {"Content-Type": "application/json", "Sdk-Message-Id": "x"}
+    assert received_headers(ours) is ours  # our own senders' names: no copy
+    assert received_headers(None) is None
+    foreign = {"content-type": "application/cbor", "SDK-TENANT-ID": "a", "X-Custom": "1"}
+    assert received_headers(foreign) == {
+        "Content-Type": "application/cbor",
+        "Sdk-Tenant-Id": "a",
+        "X-Custom": "1",
+    }
+
+
+@pytest.mark.parametrize(
+    "pair",
+    [("Sdk-Tenant-Id", "sdk-tenant-id"), ("X-Custom", "x-CUSTOM"), ("traceparent", "Traceparent")],
+)
+def test_received_headers_refuse_one_name_in_two_cases(pair: tuple[str, str]) -> None:
+    from motadata_actors import CodecError
+    from motadata_actors.mailbox import received_headers
+
+    with pytest.raises(CodecError, match="more than once"):
+        received_headers({pair[0]: "a", pair[1]: "b"})
