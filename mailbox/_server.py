@@ -12,7 +12,9 @@ Rules:
   ``PR_SET_PDEATHSIG`` before it runs the binary (Linux). The signal follows the
   thread that started it, so start it from the thread that owns the system.
 * ``stop()`` signals it by pid, waits, kills it if it lingers, and removes the
-  temporary directory (JetStream store, log, ports file) it made.
+  temporary directory (JetStream store, log, ports file) it made. A directory left by
+  an owner that was killed (SIGKILL runs no cleanup) names that owner in an ``owner``
+  file; the next start removes it once neither the owner nor its server runs.
 """
 
 from __future__ import annotations
@@ -44,6 +46,66 @@ __all__ = ("NatsCluster", "NatsServer", "find_nats_server")
 log = get_logger("server")
 
 _PR_SET_PDEATHSIG = 1
+_TMP_PREFIXES = ("motadata-nats-", "motadata-cluster-")
+_OWNER_FILE = "owner"
+_UNOWNED_GRACE = 60.0  # seconds: a directory without an owner file may be starting up
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    try:  # Linux: the state letter follows the command name in parentheses
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _make_tmp(prefix: str) -> Path:
+    """A fresh temporary directory naming its owner, after removing those dead owners left."""
+    _sweep_stale_dirs()
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    (path / _OWNER_FILE).write_text(str(os.getpid()))
+    return path
+
+
+def _sweep_stale_dirs() -> None:
+    """Remove our temporary directories whose owner and servers no longer run.
+
+    A process killed by SIGKILL cannot remove its embedded server's directory (the
+    server dies with it: ``PR_SET_PDEATHSIG``), so the next start does. Only this user's
+    directories; a pid found alive (even reused by another program) keeps its directory.
+    """
+    root = Path(tempfile.gettempdir())
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    try:
+        candidates = [p for p in root.iterdir() if p.name.startswith(_TMP_PREFIXES)]
+    except OSError:
+        return
+    now = time.time()
+    for path in candidates:
+        try:
+            info = path.stat()
+            if uid is not None and info.st_uid != uid:
+                continue
+            owner_file = path / _OWNER_FILE
+            if owner_file.exists():
+                pids = [int(owner_file.read_text().strip() or 0)]
+            elif now - info.st_mtime > _UNOWNED_GRACE:
+                pids = []  # made before owner files: judged by its servers alone
+            else:
+                continue
+            # A server's ports file is named <binary>_<pid>.ports.
+            pids += [int(p.stem.rpartition("_")[2]) for p in path.glob("*.ports")]
+        except (OSError, ValueError):
+            continue
+        if not any(pid > 0 and _alive(pid) for pid in pids):
+            shutil.rmtree(path, ignore_errors=True)
+            log.info("removed %s, left by a process that no longer runs", path)
 
 
 def find_nats_server() -> str:
@@ -134,7 +196,7 @@ class NatsServer:
         if self._proc is not None:
             raise ConnectionLost("nats-server already started")
         binary = find_nats_server()
-        self._tmp = Path(tempfile.mkdtemp(prefix="motadata-nats-"))
+        self._tmp = _make_tmp("motadata-nats-")
         cmd = [
             binary,
             "--addr", "127.0.0.1",
@@ -330,7 +392,7 @@ class NatsCluster:
         Raises:
             ConnectionLost: a node did not start.
         """
-        self._tmp = Path(tempfile.mkdtemp(prefix="motadata-cluster-"))
+        self._tmp = _make_tmp("motadata-cluster-")
         self._route_ports = [_free_loopback_port() for _ in range(self._size)]
         try:
             self.nodes = [self._node(i) for i in range(self._size)]
