@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, Self, final
 
@@ -40,6 +39,7 @@ from ._policy import AskPolicy, Backoff, RestartType, Strategy
 from ._pubsub import Workflow
 from ._ref import ActorRef
 from ._runtime import MailboxKind, Runtime
+from ._signals import watch_signals
 from ._status import gather_status, serve_status
 from ._supervisor import Supervisor
 
@@ -49,6 +49,12 @@ log = get_logger("system")
 
 _LAG_INTERVAL = 0.25
 _LAG_WARN = 0.1
+
+
+async def _shielded(close: Callable[[], Awaitable[None]]) -> None:
+    """Run ``close`` to its end even when the exiting block was cancelled."""
+    with anyio.CancelScope(shield=True):
+        await close()
 
 
 @final
@@ -81,6 +87,13 @@ class ActorSystem:
         meter_provider: an OpenTelemetry meter provider; turns telemetry on. With
             ``ENABLE_OTEL=true`` and no providers, the global ones are used (built from
             ``OTEL_*`` by :func:`motadata_actors.telemetry.setup` if none was set).
+        handle_signals: stop gracefully on SIGINT and SIGTERM (what Docker and Kubernetes
+            send) while the system runs: the ``async with`` block is cancelled, handlers
+            drain within ``SDK_SHUTDOWN_GRACE``, ``on_stop`` runs, leftovers are
+            dead-lettered, then exit raises ``SystemExit(128 + signal)`` (130 for SIGINT,
+            143 for SIGTERM): the program ends without a traceback, as a shell expects.
+            Only where the signal's handler is still Python's default: a handler the
+            program installed is left alone. A second signal acts at once.
 
     Example::
 
@@ -100,6 +113,7 @@ class ActorSystem:
         clock: Clock | None = None,
         tracer_provider: Any = None,
         meter_provider: Any = None,
+        handle_signals: bool = True,
     ) -> None:
         self.tenant = check_id(tenant, "tenant")
         self._client_id = check_id(client_id, "client_id")
@@ -114,8 +128,9 @@ class ActorSystem:
         self._stack: contextlib.AsyncExitStack | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._grace = 10.0
-        self._lag_scope: anyio.CancelScope | None = None
-        self._status_scope: anyio.CancelScope | None = None
+        self._body: anyio.CancelScope | None = None
+        self._handle_signals = handle_signals
+        self._stop_signal: int | None = None
         self._tracer_provider = tracer_provider
         self._meter_provider = meter_provider
 
@@ -156,6 +171,8 @@ class ActorSystem:
         return self._rt
 
     async def __aenter__(self) -> Self:
+        if self._stack is not None:
+            raise ConfigError("this ActorSystem is already running: enter it once")
         settings = self._settings if self._settings is not None else Settings.from_env()
         try:
             limits = Limits(
@@ -166,54 +183,61 @@ class ActorSystem:
             codecs = Codecs(settings.codec, registry=self._registry, limits=limits)
         except CodecError as exc:
             raise ConfigError(f"CODEC_TYPE={settings.codec!r}: {exc}") from None
-        ask = AskPolicy(timeout=settings.ask_timeout, attempts=settings.ask_attempts)
         telemetry = self._telemetry(settings)
         self._grace = settings.shutdown_grace
+        self._stop_signal = None
+        # Everything entry makes goes on one stack, so a failure at any step releases what
+        # the steps before it made (server, connection, task group, actors) and exit
+        # unwinds it all in reverse order.
         stack = contextlib.AsyncExitStack()
         try:
-            hint = ""
-            transport = self._transport
-            if transport is None:
-                prefix = inbox_prefix(self.tenant)
-                if not settings.enable_nats:
-                    transport = InProcessTransport(inbox_prefix=prefix)
-                else:
-                    urls = list(settings.nats_urls)
-                    if not urls:
-                        self._server = await stack.enter_async_context(NatsServer())
-                        urls = [self._server.url]
-                        log.info("embedded nats-server for tenant %r at %s", self.tenant, urls[0])
-                        hint = (
-                            f" (this process runs a private embedded nats-server at {urls[0]}:"
-                            " actors in other processes cannot reach it; set NATS_URL to share"
-                            " one, e.g. one started by `python -m motadata_actors server`)"
-                        )
-                    transport = NatsTransport.from_settings(
-                        settings, self.tenant, name=f"motadata-actors/{self.tenant}", servers=urls
-                    )
-            await transport.start()
-            stack.push_async_callback(transport.aclose)
-            kept = await transport.capture_dead_letters(
-                self.tenant,
-                max_messages=settings.dlq_max_messages,
-                max_age=settings.dlq_max_age,
-                replicas=settings.durable_replicas,
-            )
-            if not kept:
-                log.warning(
-                    "dead letters of tenant %r are published but not kept: the server at %s "
-                    "has no JetStream", self.tenant, transport.description,
-                )  # fmt: skip
-            # Entered by hand, not on the stack: __aexit__ must leave it outside the
-            # shielded scope that closes the rest (anyio scopes nest strictly).
-            tg = anyio.create_task_group()
-            await tg.__aenter__()
-            self._tg = tg
-        except BaseException:
-            await stack.aclose()
-            self._server = None
+            await self._start(stack, settings, codecs, telemetry)
+        except BaseException as exc:
+            await self._close(stack, exc)
             raise
         self._stack = stack
+        return self
+
+    async def _start(
+        self,
+        stack: contextlib.AsyncExitStack,
+        settings: Settings,
+        codecs: Codecs,
+        telemetry: Telemetry | None,
+    ) -> None:
+        hint = ""
+        transport = self._transport
+        if transport is None:
+            prefix = inbox_prefix(self.tenant)
+            if not settings.enable_nats:
+                transport = InProcessTransport(inbox_prefix=prefix)
+            else:
+                urls = list(settings.nats_urls)
+                if not urls:
+                    self._server = await stack.enter_async_context(NatsServer())
+                    urls = [self._server.url]
+                    log.info("embedded nats-server for tenant %r at %s", self.tenant, urls[0])
+                    hint = (
+                        f" (this process runs a private embedded nats-server at {urls[0]}:"
+                        " actors in other processes cannot reach it; set NATS_URL to share"
+                        " one, e.g. one started by `python -m motadata_actors server`)"
+                    )
+                transport = NatsTransport.from_settings(
+                    settings, self.tenant, name=f"motadata-actors/{self.tenant}", servers=urls
+                )
+        await transport.start()
+        stack.push_async_callback(_shielded, transport.aclose)
+        kept = await transport.capture_dead_letters(
+            self.tenant,
+            max_messages=settings.dlq_max_messages,
+            max_age=settings.dlq_max_age,
+            replicas=settings.durable_replicas,
+        )
+        if not kept:
+            log.warning(
+                "dead letters of tenant %r are published but not kept: the server at %s "
+                "has no JetStream", self.tenant, transport.description,
+            )  # fmt: skip
         self._rt = Runtime(
             tenant=self.tenant,
             transport=transport,
@@ -221,7 +245,7 @@ class ActorSystem:
             # Headers and body together, as the server counts them; the body alone is
             # checked against SDK_MAX_MESSAGE_SIZE by the codec, on both sides alike.
             max_size=transport.max_payload,
-            ask_policy=ask,
+            ask_policy=AskPolicy(timeout=settings.ask_timeout, attempts=settings.ask_attempts),
             mailbox_capacity=settings.mailbox_capacity,
             client_id=self._client_id,
             clock=self._clock,
@@ -236,6 +260,7 @@ class ActorSystem:
         )
         if isinstance(transport, NatsTransport):
             transport.listener = self._on_transport_event
+            stack.callback(setattr, transport, "listener", None)
         if telemetry is not None:
             self._events.listener = telemetry.count_event
             telemetry.meter.create_observable_gauge(
@@ -244,19 +269,76 @@ class ActorSystem:
                 unit="{message}",
                 description="Messages waiting in an actor's mailbox",
             )
-        self._root = Supervisor(
+        tg = self._tg = await stack.enter_async_context(anyio.create_task_group())
+        root = self._root = Supervisor(
             self._rt, "", None, tg,
             strategy="one_for_one",
             max_restarts=settings.root_max_restarts,
             within=settings.root_within,
             on_escalate=self._escalated,
         )  # fmt: skip
-        await self._root._start()
-        self._lag_scope = anyio.CancelScope()
-        tg.start_soon(self._watch_loop_lag, self._lag_scope, name="loop-lag")
-        self._status_scope = anyio.CancelScope()
-        await tg.start(self._serve_status, self._status_scope, name="status")
-        return self
+        lag, status = anyio.CancelScope(), anyio.CancelScope()
+        stack.push_async_callback(self._stop_actors, root, (lag, status))
+        await root._start()
+        tg.start_soon(self._watch_loop_lag, lag, name="loop-lag")
+        await tg.start(self._serve_status, status, name="status")
+        # The block runs inside a scope of its own: a signal cancels the block alone, and
+        # exit then stops the actors as it would at the block's end.
+        self._body = stack.enter_context(anyio.CancelScope())
+        if self._handle_signals:
+            stack.callback(watch_signals(self._on_signal))
+
+    def _on_signal(self, sig: int) -> None:
+        """SIGINT or SIGTERM: end the ``async with`` block; exit stops the actors gracefully."""
+        self._stop_signal = sig
+        if self._body is not None:
+            self._body.cancel()
+
+    async def _stop_actors(
+        self, root: Supervisor, background: tuple[anyio.CancelScope, ...]
+    ) -> None:
+        # Shielded: a cancelled or failing block still stops its actors. Every actor
+        # stops taking messages first, then they stop newest first.
+        with anyio.CancelScope(shield=True):
+            deadline = anyio.current_time() + self._grace
+            await root.stop_accepting()
+            await root.shutdown(deadline)
+        for scope in background:
+            scope.cancel()
+
+    async def _close(self, stack: contextlib.AsyncExitStack, exc: BaseException | None) -> bool:
+        """Unwind what entry made; return whether ``exc`` (the block's) was absorbed.
+
+        Only typed errors leave here: the block's own exception as it was (the task group
+        does not wrap it), and :class:`SupervisionError` when a failure escalated past the
+        root. The block's cancellation by a signal is absorbed.
+        """
+        try:
+            return bool(
+                await stack.__aexit__(
+                    type(exc) if exc is not None else None,
+                    exc,
+                    exc.__traceback__ if exc is not None else None,
+                )
+            )
+        except BaseExceptionGroup as group:
+            escalated, rest = group.split(SupervisionError)
+            if rest is not None:
+                own, others = rest.split(lambda e: e is exc)
+                if others is not None:
+                    raise  # a failure of our own tasks: a bug, shown whole
+                if own is not None:
+                    if escalated is not None:
+                        log.error("failure escalated past the root: %s", escalated.exceptions[0])
+                    return False  # the block's own exception goes on as it was
+            assert escalated is not None
+            raise escalated.exceptions[0] from None
+        finally:
+            self._rt = None
+            self._root = None
+            self._tg = None
+            self._body = None
+            self._server = None
 
     def _telemetry(self, settings: Settings) -> Telemetry | None:
         tracer, meter = self._tracer_provider, self._meter_provider
@@ -356,42 +438,11 @@ class ActorSystem:
         stack, self._stack = self._stack, None
         if stack is None:
             return
-        tg, self._tg = self._tg, None
-        root, self._root = self._root, None
-        if self._rt is not None and isinstance(self._rt.transport, NatsTransport):
-            self._rt.transport.listener = None
-        assert tg is not None and root is not None
-        failure: SupervisionError | None = None
-        try:
-            # Shielded: a cancelled or failing block still stops its actors. Every
-            # actor stops taking messages first, then they stop newest first.
-            with anyio.CancelScope(shield=True):
-                deadline = anyio.current_time() + self._grace
-                await root.stop_accepting()
-                await root.shutdown(deadline)
-            for scope in (self._lag_scope, self._status_scope):
-                if scope is not None:
-                    scope.cancel()
-            self._rt = None
-            # Only a cancellation belongs to the task group (a root escalation cancels
-            # the block); the block's own exceptions propagate by themselves.
-            passed = exc if isinstance(exc, asyncio.CancelledError) else None
-            try:
-                await tg.__aexit__(type(passed) if passed else None, passed, None)
-            except BaseExceptionGroup as group:
-                match, rest = group.split(SupervisionError)
-                if rest is not None:
-                    raise
-                assert match is not None
-                failure = match.exceptions[0]  # type: ignore[assignment]
-        finally:
-            with anyio.CancelScope(shield=True):
-                try:
-                    await stack.aclose()
-                finally:
-                    self._server = None
-        if failure is not None:
-            raise failure from None
+        absorbed = await self._close(stack, exc)
+        if self._stop_signal is not None and (exc is None or absorbed):
+            # Stopped by SIGINT or SIGTERM: end the program as the signal would have, after
+            # the graceful stop, and without a traceback.
+            raise SystemExit(128 + self._stop_signal)
 
     async def spawn(
         self,

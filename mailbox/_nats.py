@@ -287,6 +287,30 @@ class NatsTransport:
             # nats-py reads this option on every reconnect; there is no setter.
             self._nc.options["max_reconnect_attempts"] = -1
             self._nc.options["reconnect_time_wait"] = 1.0
+        await self._probe_inbox(nc)
+
+    async def _probe_inbox(self, nc: Client) -> None:
+        """Fail at once when the user may not receive replies on our inbox prefix.
+
+        Otherwise the first request would wait out its timeout (the server refuses the
+        inbox subscription only in an asynchronous error). One subscription and one
+        round trip at connect.
+
+        Raises:
+            TenantError: the reply inbox is refused (the connection is closed).
+        """
+        try:
+            sub = await nc.subscribe(f"{self._inbox_prefix}.probe")
+            await self._round_trip(nc)
+            await sub.unsubscribe()
+            self._check_inbox_allowed()
+        except TenantError:
+            self._closed = True
+            with contextlib.suppress(Exception):
+                await nc.close()
+            raise
+        except nats.errors.Error as exc:
+            raise self._translate(exc, self._inbox_prefix) from exc
 
     def _connect_failure(self, exc: BaseException) -> str:
         """Why connecting failed, with what to set; never a secret."""
@@ -545,6 +569,7 @@ class NatsTransport:
         except (nats.js.errors.ServiceUnavailableError, nats.errors.NoRespondersError):
             return False
         except nats.errors.TimeoutError:
+            self._check_inbox_allowed()
             return False
         except nats.js.errors.APIError as exc:
             raise ConfigError(
@@ -554,6 +579,21 @@ class NatsTransport:
             ) from None
         self._keeps_dead_letters = True
         return True
+
+    def _check_inbox_allowed(self) -> None:
+        """Raise if the server refused our reply inbox: no request can ever be answered.
+
+        Raises:
+            TenantError: the user may not subscribe to ``<inbox_prefix>.>`` (credentials of
+                another tenant, most likely).
+        """
+        prefix = self._inbox_prefix.lower() + "."
+        if any(kind == "sub" and subject.startswith(prefix) for kind, subject in self._refused):
+            raise TenantError(
+                f"the NATS server refused this connection's reply inbox {self._inbox_prefix}.>"
+                " (permissions violation): the credentials belong to another tenant, or the "
+                "user may not receive replies"
+            )
 
     async def dead_letters(self, tenant: str, *, limit: int = 100) -> list[DeadLetter]:
         """The tenant's kept dead letters, oldest first, read from its stream."""
@@ -580,9 +620,18 @@ class NatsTransport:
                 seq = raw.seq + 1
         except nats.js.errors.NotFoundError:
             pass  # no (more) messages, or no stream
+        except (nats.errors.NoRespondersError, nats.js.errors.ServiceUnavailableError):
+            raise self._no_jetstream("dead letters") from None
         except nats.errors.Error as exc:
             raise ConnectionLost(f"cannot read dead letters of {tenant!r}: {exc!r}") from exc
         return out
+
+    def _no_jetstream(self, what: str) -> ConfigError:
+        return ConfigError(
+            f"the NATS server at {self.description} has no JetStream, which keeps {what}: "
+            "start it with JetStream on (nats-server -js, or `jetstream {}` in its "
+            "configuration; the embedded server and `python -m motadata_actors server` have it)"
+        )
 
     async def drop_dead_letter(self, tenant: str, seq: int) -> None:
         """Delete one message from the tenant's dead-letter stream."""
@@ -591,6 +640,8 @@ class NatsTransport:
             await js.delete_msg(dead_letter_stream(tenant), seq)
         except nats.js.errors.NotFoundError:
             pass
+        except (nats.errors.NoRespondersError, nats.js.errors.ServiceUnavailableError):
+            raise self._no_jetstream("dead letters") from None
         except nats.errors.Error as exc:
             raise ConnectionLost(f"cannot delete dead letter {seq} of {tenant!r}: {exc!r}") from exc
 

@@ -118,8 +118,8 @@ def test_embedded_server_dies_with_its_owner_on_sigkill(tmp_path: Path) -> None:
 
         async def main():
             async with ActorSystem("owner", settings=Settings()) as system:
-                print(system.embedded_server.pid, flush=True)
                 print(system.embedded_server.tmp_dir, flush=True)
+                print(system.embedded_server.pid, flush=True)
                 await asyncio.sleep(60)
 
         asyncio.run(main())
@@ -128,9 +128,9 @@ def test_embedded_server_dies_with_its_owner_on_sigkill(tmp_path: Path) -> None:
     with subprocess.Popen(
         [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=tmp_path
     ) as owner:
-        _kill_owner_and_check(owner)
         assert owner.stdout is not None
         left = Path(owner.stdout.readline().strip())
+        _kill_owner_and_check(owner)
     # SIGKILL ran no cleanup: the directory stays until the next server starts.
     assert left.name.startswith("motadata-nats-") and left.is_dir()
     with NatsServer() as server:

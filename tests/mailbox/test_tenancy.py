@@ -7,6 +7,7 @@ tenant); every connection first checks it reached that very server by its server
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import nats
 import nats.errors
 import nats.js.errors
@@ -89,6 +91,55 @@ async def test_each_tenant_works_normally_inside_its_own_account(tenant_server: 
             durable = await system.spawn(Echo, name="keeper", mailbox="durable")
             assert await core.ask("hello", timeout=5) == "hello"
             assert await durable.ask("kept", timeout=5) == "kept"  # JetStream API allowed
+
+
+def open_sockets() -> int:
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the listing's own descriptor, closed by now
+            count += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+    return count
+
+
+@pytest.fixture(scope="module")
+def no_status_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    """A server whose one user may do everything but serve ``sdk.system.*`` (status)."""
+    conf = tmp_path_factory.mktemp("nostatus") / "server.conf"
+    conf.write_text(
+        'authorization { users = [ { user: "u", password: "p", '
+        'permissions: { subscribe: { deny: ["sdk.system.>"] } } } ] }\n'
+    )
+    with NatsServer(server_name=f"nostatus-{uuid.uuid4().hex[:8]}", args=["-c", str(conf)]) as s:
+        yield s
+
+
+async def test_a_refused_entry_releases_everything_and_raises_only_the_typed_error(
+    no_status_server: NatsServer,
+) -> None:
+    """Entry fails late (the status subject is refused, after the task group): nothing leaks."""
+    refused = Settings(nats_urls=(no_status_server.url,), nats_user="u", nats_password="p")
+    async with ActorSystem("a", settings=Settings()) as outer:  # its own embedded server
+        await outer.spawn(Echo, name="echo")
+        tasks, sockets = len(asyncio.all_tasks()), open_sockets()
+        for _ in range(3):
+            with pytest.raises(TenantError, match=r"sdk\.system\.b"):
+                async with ActorSystem("b", settings=refused):
+                    raise AssertionError("entered although the status subject is refused")
+        assert len(asyncio.all_tasks()) == tasks, "a failed entry left tasks running"
+        assert open_sockets() == sockets, "a failed entry left a connection open"
+        assert await outer.ref("echo").ask("still here", timeout=5) == "still here"
+    # The enclosing system exits cleanly (before: a RuntimeError about cancel scopes).
+
+
+async def test_credentials_of_another_tenant_fail_at_connect_naming_the_inbox(
+    tenant_server: NatsServer,
+) -> None:
+    """Tenant b's system with a's user: its reply inbox is refused; said at once, not after
+    a JetStream request's timeout (and not as 'no JetStream')."""
+    with anyio.fail_after(3):
+        with pytest.raises(TenantError, match="reply inbox _INBOX_b"):
+            async with ActorSystem("b", settings=settings(tenant_server, "a")):
+                raise AssertionError("entered with another tenant's credentials")
 
 
 async def test_a_tenant_cannot_subscribe_to_another_tenants_subjects(
