@@ -188,6 +188,20 @@ class JetStreamMailboxes:
                     ) from None
             raise ConnectionLost(f"could not add {subject!r} to stream {name!r} (20 tries)")
 
+    async def captures(self, tenant: str, agent: str) -> bool:
+        """Whether ``agent`` has a durable mailbox: the tenant's stream captures its inbox.
+
+        Raises:
+            ConnectionLost: JetStream did not answer.
+        """
+        try:
+            info = await self._js.stream_info(agents_stream(tenant))
+        except nats.js.errors.NotFoundError:
+            return False
+        except (nats.errors.Error, nats.js.errors.Error, OSError) as exc:
+            raise ConnectionLost(f"cannot read stream {agents_stream(tenant)!r}: {exc!r}") from exc
+        return agent_inbox(agent, tenant) in (info.config.subjects or [])
+
     async def _exists(self, stream: str) -> bool:
         try:
             await self._js.stream_info(stream)

@@ -70,11 +70,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     dlq = commands.add_parser(
         "dlq",
-        help="list or replay a tenant's dead letters (needs NATS_URL)",
+        help="list, replay or drop a tenant's dead letters (needs NATS_URL)",
         description=(
             "Dead letters are messages that could not be delivered or handled; the tenant's "
             "dead-letter stream keeps them. `list` shows them, `replay` resends them to their "
-            "agents (on sdk.agent.dlq.<to>.<tenant>) and removes them unless --keep."
+            "agents (on sdk.agent.dlq.<to>.<tenant>), `drop` deletes them. A replayed letter "
+            "is removed only once a live mailbox took it (a durable agent's stream stored "
+            "it, or a core agent answered it without an error); otherwise it is kept, the "
+            "reason is printed, and the command exits with 1."
         ),
     )
     dlq_commands = dlq.add_subparsers(dest="dlq_command", metavar="ACTION", required=True)
@@ -92,6 +95,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     replay.add_argument(
         "--keep", action="store_true", help="keep them in the store after resending"
+    )
+    replay.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds a core agent has to answer each one (default SDK_ASK_TIMEOUT)",
+    )
+    drop = dlq_commands.add_parser("drop", help="delete dead letters for good")
+    drop.add_argument("--tenant", required=True, help="the tenant id")
+    drop.add_argument(
+        "--seq", type=int, action="append", default=[], help="a sequence number (repeatable)"
     )
     streams = commands.add_parser(
         "streams",
@@ -202,13 +216,25 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             run_suite(Path(args.out), quick=args.quick)
         elif args.command == "dlq":
-            from motadata_actors._dlq import list_dead_letters, replay_dead_letters
+            from motadata_actors._dlq import (
+                drop_dead_letters,
+                list_dead_letters,
+                replay_dead_letters,
+            )
 
             settings = Settings.from_env()
             if args.dlq_command == "list":
                 asyncio.run(list_dead_letters(settings, args.tenant, args.limit))
+            elif args.dlq_command == "drop":
+                asyncio.run(drop_dead_letters(settings, args.tenant, args.seq))
             else:
-                asyncio.run(replay_dead_letters(settings, args.tenant, args.seq, keep=args.keep))
+                _, failed = asyncio.run(
+                    replay_dead_letters(
+                        settings, args.tenant, args.seq, keep=args.keep, timeout=args.timeout
+                    )
+                )
+                if failed:
+                    return 1
         elif args.command == "status":
             from motadata_actors._status_cli import show_status
 

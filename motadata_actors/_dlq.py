@@ -1,4 +1,9 @@
-"""``python -m motadata_actors dlq list | replay``: show and resend a tenant's dead letters."""
+"""``python -m motadata_actors dlq list | replay | drop``: a tenant's dead letters.
+
+A letter leaves the store only once a live mailbox took its message: a durable agent's
+stream stored it, or a core agent answered it. Anything else keeps the letter, says why,
+and makes the command exit non-zero.
+"""
 
 from __future__ import annotations
 
@@ -7,33 +12,39 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TextIO
 
-from motadata_actors._errors import ConfigError
+from motadata_actors._errors import ActorsError, CodecError, ConfigError
 from motadata_actors._settings import Settings
+from motadata_actors.codecs import Codecs
 from motadata_actors.mailbox import (
     ATTEMPT,
+    CONTENT_TYPE,
     DEAD_REASON,
+    ERROR,
     MESSAGE_ID,
     MESSAGE_TYPE,
     REPLY_TO,
     STREAM_WINDOW,
     TIMEOUT_MS,
     DeadLetter,
-    InProcessTransport,
     NatsTransport,
-    Transport,
     agent_subject,
     check_id,
+    decode_error,
     new_message_id,
 )
 
-__all__ = ("list_dead_letters", "replay_dead_letters")
+__all__ = ("drop_dead_letters", "list_dead_letters", "replay_dead_letters")
 
 _NOT_REPLAYED = frozenset({DEAD_REASON, TIMEOUT_MS, ATTEMPT, REPLY_TO, STREAM_WINDOW})
+_BODY_SHOWN = 60
 
 
-def _transport(settings: Settings, tenant: str) -> Transport:
+def _transport(settings: Settings, tenant: str) -> NatsTransport:
     if not settings.enable_nats:
-        return InProcessTransport()
+        raise ConfigError(
+            "dead letters are kept by JetStream: with ENABLE_NATS=false nothing outlives the "
+            "process that dead-lettered it"
+        )
     if not settings.nats_urls:
         raise ConfigError(
             "NATS_URL is not set: dead letters live on the server the actors use; set NATS_URL "
@@ -42,18 +53,40 @@ def _transport(settings: Settings, tenant: str) -> Transport:
     return NatsTransport.from_settings(settings, tenant, name="motadata-actors/dlq")
 
 
-def _line(letter: DeadLetter) -> str:
+def _codecs(settings: Settings) -> Codecs:
+    return Codecs(settings.codec)
+
+
+def _body(letter: DeadLetter, codecs: Codecs) -> str:
+    """The body for a person to read: decoded by its content type when it can be.
+
+    Typed messages are shown as plain values (this process need not know their classes).
+    """
+    content_type = letter.headers.get(CONTENT_TYPE)
+    try:
+        value = codecs.for_content_type(content_type).decode(letter.data)
+        text = repr(value)
+    except CodecError:
+        text = repr(letter.data)
+    return text if len(text) <= _BODY_SHOWN else text[: _BODY_SHOWN - 3] + "..."
+
+
+def _line(letter: DeadLetter, codecs: Codecs) -> str:
     when = datetime.fromtimestamp(letter.time, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
     kind = letter.headers.get(MESSAGE_TYPE, "-")
-    body = letter.data[:60].decode(errors="replace")
-    return f"{letter.seq:>6}  {when}  {letter.to:<16} {kind:<24} {letter.reason}  {body}"
+    return (
+        f"{letter.seq:>6}  {when}  {letter.to:<16} {kind:<24} {letter.reason}  "
+        f"{_body(letter, codecs)}"
+    )
 
 
 async def list_dead_letters(
-    settings: Settings, tenant: str, limit: int, out: TextIO = sys.stdout
+    settings: Settings, tenant: str, limit: int, out: TextIO | None = None
 ) -> int:
-    """Print the tenant's kept dead letters; return how many."""
+    """Print the tenant's kept dead letters, bodies decoded; return how many."""
     check_id(tenant, "tenant")
+    out = out if out is not None else sys.stdout
+    codecs = _codecs(settings)
     transport = _transport(settings, tenant)
     await transport.start()
     try:
@@ -64,8 +97,33 @@ async def list_dead_letters(
     if letters:
         print(f"{'seq':>6}  {'kept (UTC)':<19}  {'to':<16} {'type':<24} reason  body", file=out)
     for letter in letters:
-        print(_line(letter), file=out)
+        print(_line(letter, codecs), file=out)
     return len(letters)
+
+
+async def _replay_one(
+    transport: NatsTransport, tenant: str, letter: DeadLetter, timeout: float, codecs: Codecs
+) -> str | None:
+    """Resend one letter; None once a live mailbox took it, else why it must stay."""
+    # The ask's old deadline, attempt and reply inbox no longer mean anything, and a
+    # deliberate resend gets a fresh id (receivers refuse an old one as a replay).
+    headers = {k: v for k, v in letter.headers.items() if k not in _NOT_REPLAYED}
+    headers[MESSAGE_ID] = new_message_id()
+    subject = agent_subject("dlq", letter.to, tenant)
+    try:
+        if await transport.durable.captures(tenant, letter.to):
+            await transport.durable.publish(subject, letter.data, headers=headers)
+            return None  # stored: the durable mailbox delivers it at least once
+        # A core mailbox keeps nothing: sent as an ask, the letter goes once it is answered.
+        headers[TIMEOUT_MS] = str(max(1, round(timeout * 1000)))
+        reply = await transport.request(subject, letter.data, headers=headers, timeout=timeout)
+    except ActorsError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    if reply.headers is not None and ERROR in reply.headers:
+        type_name, message, origin = decode_error(reply.data, reply.headers, codecs)
+        who = "refused by" if origin == "sdk" else "the handler failed in"
+        return f"{who} {letter.to!r}: {type_name}: {message}"
+    return None
 
 
 async def replay_dead_letters(
@@ -74,39 +132,72 @@ async def replay_dead_letters(
     seqs: Sequence[int],
     *,
     keep: bool,
-    out: TextIO = sys.stdout,
-) -> int:
+    timeout: float | None = None,
+    out: TextIO | None = None,
+) -> tuple[int, int]:
     """Resend dead letters to their agents (all, or the given sequence numbers).
 
-    Each goes to ``sdk.agent.dlq.<to>.<tenant>`` as a tell, with its original headers less
-    the dead reason and an ask's deadline, attempt and reply inbox, and with a fresh
-    message id; it is removed from the store unless ``keep``.
-    Returns how many.
+    Each goes to ``sdk.agent.dlq.<to>.<tenant>`` with its original headers less the dead
+    reason and an ask's old deadline, attempt and reply inbox, and with a fresh message
+    id. To a durable agent it is stored by JetStream (then handled at least once); to a
+    core agent it is sent as an ask with ``timeout`` (``SDK_ASK_TIMEOUT`` when None). The
+    letter is removed (unless ``keep``) only once the stream stored it or the agent
+    answered without an error; otherwise it stays and the reason is printed.
+
+    Returns:
+        ``(replayed, kept)``: how many went through, how many stayed because they failed.
     """
     check_id(tenant, "tenant")
+    out = out if out is not None else sys.stdout
+    codecs = _codecs(settings)
+    wait = timeout if timeout is not None else settings.ask_timeout
     transport = _transport(settings, tenant)
     await transport.start()
-    sent = 0
+    replayed = failed = 0
     try:
         letters = await transport.dead_letters(tenant, limit=1_000_000)
         wanted = set(seqs)
+        for seq in sorted(wanted - {letter.seq for letter in letters}):
+            print(f"no dead letter {seq} of tenant {tenant!r}", file=out)
+            failed += 1
         for letter in letters:
             if wanted and letter.seq not in wanted:
                 continue
-            # The ask's old deadline, attempt and reply inbox no longer mean anything: the
-            # replay is a tell, handled without the asker's long-past deadline.
-            headers = {k: v for k, v in letter.headers.items() if k not in _NOT_REPLAYED}
-            # A deliberate resend: a fresh id, or receivers would refuse an old one as a
-            # replay (SDK_REPLAY_WINDOW).
-            headers[MESSAGE_ID] = new_message_id()
-            await transport.publish(
-                agent_subject("dlq", letter.to, tenant), letter.data, headers=headers
-            )
+            why = await _replay_one(transport, tenant, letter, wait, codecs)
+            if why is not None:
+                print(f"kept {letter.seq} (to {letter.to}): {why}", file=out)
+                failed += 1
+                continue
             if not keep:
                 await transport.drop_dead_letter(tenant, letter.seq)
             print(f"replayed {letter.seq} to {letter.to}", file=out)
-            sent += 1
+            replayed += 1
     finally:
         await transport.aclose()
-    print(f"{sent} dead letter(s) replayed", file=out)
-    return sent
+    print(f"{replayed} dead letter(s) replayed, {failed} failed", file=out)
+    return replayed, failed
+
+
+async def drop_dead_letters(
+    settings: Settings, tenant: str, seqs: Sequence[int], out: TextIO | None = None
+) -> int:
+    """Delete the given dead letters for good; return how many were there."""
+    check_id(tenant, "tenant")
+    out = out if out is not None else sys.stdout
+    if not seqs:
+        raise ConfigError("name the letters to drop with --seq (see `dlq list`)")
+    transport = _transport(settings, tenant)
+    await transport.start()
+    dropped = 0
+    try:
+        present = {letter.seq for letter in await transport.dead_letters(tenant, limit=1_000_000)}
+        for seq in seqs:
+            if seq not in present:
+                print(f"no dead letter {seq} of tenant {tenant!r}", file=out)
+                continue
+            await transport.drop_dead_letter(tenant, seq)
+            print(f"dropped {seq}", file=out)
+            dropped += 1
+    finally:
+        await transport.aclose()
+    return dropped
