@@ -8,7 +8,7 @@ that names the variable and says what is accepted.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeVar, final
 from urllib.parse import urlsplit
 
@@ -30,6 +30,7 @@ _CAPACITY = 1000
 _MAX_SIZE = 1024 * 1024 - 4096  # below nats-server's default max_payload of 1 MiB
 _MAX_DEPTH = 32
 _MAX_LENGTH = 100_000
+_WEEK = 7 * 24 * 3600.0
 
 
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -141,16 +142,83 @@ def _urls(raw: str) -> tuple[str, ...]:
     return urls
 
 
+def _codec(env: Mapping[str, str]) -> CodecName:
+    raw = env.get("CODEC_TYPE", "json")
+    for codec in _CODECS:
+        if raw.strip().lower() == codec:
+            return codec
+    raise ConfigError(f"CODEC_TYPE={raw!r} is not one of {', '.join(_CODECS)}")
+
+
+# How each setting is read from an environment: one place for names and defaults.
+_READERS: dict[str, Callable[[Mapping[str, str]], Any]] = {
+    "nats_urls": lambda env: _urls(env.get("NATS_URL", "")),
+    "enable_nats": lambda env: _flag(env, "ENABLE_NATS", True),
+    "codec": _codec,
+    "enable_codec": lambda env: _flag(env, "ENABLE_CODEC", True),
+    "enable_otel": lambda env: _flag(env, "ENABLE_OTEL", False),
+    "ask_timeout": lambda env: _positive(env, "SDK_ASK_TIMEOUT", 5.0),
+    "mailbox_capacity": lambda env: _count(env, "SDK_MAILBOX_CAPACITY", _CAPACITY),
+    "max_message_size": lambda env: _count(env, "SDK_MAX_MESSAGE_SIZE", _MAX_SIZE),
+    "max_depth": lambda env: _count(env, "SDK_MAX_DEPTH", _MAX_DEPTH),
+    "max_length": lambda env: _count(env, "SDK_MAX_LENGTH", _MAX_LENGTH),
+    "ask_attempts": lambda env: _count(env, "SDK_ASK_ATTEMPTS", 1),
+    "shutdown_grace": lambda env: _positive(env, "SDK_SHUTDOWN_GRACE", 10.0),
+    "root_max_restarts": lambda env: _count(env, "SDK_ROOT_MAX_RESTARTS", 10),
+    "root_within": lambda env: _positive(env, "SDK_ROOT_WITHIN", 5.0),
+    "dlq_max_messages": lambda env: _count(env, "SDK_DLQ_MAX_MESSAGES", 10_000),
+    "dlq_max_age": lambda env: _positive(env, "SDK_DLQ_MAX_AGE", _WEEK),
+    "durable_max_deliver": lambda env: _count(env, "SDK_DURABLE_MAX_DELIVER", 5),
+    "durable_ack_wait": lambda env: _positive(env, "SDK_DURABLE_ACK_WAIT", 30.0),
+    "durable_backoff": lambda env: _positive(env, "SDK_DURABLE_BACKOFF", 0.5),
+    "durable_backoff_max": lambda env: _positive(env, "SDK_DURABLE_BACKOFF_MAX", 30.0),
+    "durable_prefetch": lambda env: _count(env, "SDK_DURABLE_PREFETCH", 64),
+    "durable_retention": lambda env: _choice(
+        env, "SDK_DURABLE_RETENTION", _RETENTIONS, "workqueue"
+    ),
+    "durable_max_age": lambda env: _positive(env, "SDK_DURABLE_MAX_AGE", _WEEK),
+    "durable_max_bytes": lambda env: _bytes_limit(env, "SDK_DURABLE_MAX_BYTES"),
+    "durable_replicas": lambda env: _choice(env, "SDK_DURABLE_REPLICAS", (1, 3, 5), 1),
+    "durable_duplicate_window": lambda env: _positive(env, "SDK_DURABLE_DUPLICATE_WINDOW", 120.0),
+    "reconnect_buffer": lambda env: _count(env, "SDK_RECONNECT_BUFFER", 2 * 1024 * 1024),
+    "max_header_size": lambda env: _count(env, "SDK_MAX_HEADER_SIZE", 16 * 1024),
+    "replay_window": lambda env: _positive(env, "SDK_REPLAY_WINDOW", 300.0),
+    "stream_window": lambda env: _count(env, "SDK_STREAM_WINDOW", 256),
+    "stream_window_bytes": lambda env: _count(env, "SDK_STREAM_WINDOW_BYTES", 1024 * 1024),
+    "nats_token": lambda env: _text(env, "NATS_TOKEN"),
+    "nats_user": lambda env: _text(env, "NATS_USER"),
+    "nats_password": lambda env: _text(env, "NATS_PASSWORD"),
+    "nats_nkey_seed": lambda env: _text(env, "NATS_NKEY_SEED"),
+    "nats_creds": lambda env: _file(env, "NATS_CREDS"),
+    "nats_tls_ca": lambda env: _file(env, "NATS_TLS_CA"),
+    "nats_tls_cert": lambda env: _file(env, "NATS_TLS_CERT"),
+    "nats_tls_key": lambda env: _file(env, "NATS_TLS_KEY"),
+}
+
+
+def _from_env(name: str, **kwargs: Any) -> Any:
+    """A field whose default is read from ``os.environ`` when the settings are made."""
+    read = _READERS[name]
+    return attrs.field(factory=lambda: read(os.environ), **kwargs)
+
+
 @final
 @attrs.frozen(slots=True)
 class Settings:
     """Everything the SDK reads from the environment.
+
+    ``Settings()`` reads the environment; ``Settings(codec="cbor")`` is the environment
+    with that one setting overridden (``NATS_URL`` and the rest still apply). For the
+    built-in defaults alone, whatever the environment says: ``Settings.from_env({})``.
 
     Attributes:
         nats_urls: servers to connect to (``NATS_URL``, comma-separated); empty means
             start an embedded nats-server.
         enable_nats: ``ENABLE_NATS``; false runs on the in-process transport.
         codec: ``CODEC_TYPE``, the codec for messages this process sends.
+        enable_codec: ``ENABLE_CODEC``, the seed API's switch: false makes the seed
+            :class:`~motadata_actors.integrations.NatsClient` send payloads as the bytes
+            they are and refuse other values (actors always encode).
         enable_otel: ``ENABLE_OTEL``.
         ask_timeout: ``SDK_ASK_TIMEOUT``, default seconds for an ask.
         mailbox_capacity: ``SDK_MAILBOX_CAPACITY``, messages an actor's mailbox holds.
@@ -202,102 +270,64 @@ class Settings:
         nats_tls_key: ``NATS_TLS_KEY``, the client certificate's key file.
     """
 
-    nats_urls: tuple[str, ...] = attrs.field(default=(), repr=_urls_repr)
-    enable_nats: bool = True
-    codec: CodecName = "json"
-    enable_otel: bool = False
-    ask_timeout: float = 5.0
-    mailbox_capacity: int = _CAPACITY
-    max_message_size: int = _MAX_SIZE
-    max_depth: int = _MAX_DEPTH
-    max_length: int = _MAX_LENGTH
-    ask_attempts: int = 1
-    shutdown_grace: float = 10.0
-    root_max_restarts: int = 10
-    root_within: float = 5.0
-    dlq_max_messages: int = 10_000
-    dlq_max_age: float = 7 * 24 * 3600.0
-    durable_max_deliver: int = 5
-    durable_ack_wait: float = 30.0
-    durable_backoff: float = 0.5
-    durable_backoff_max: float = 30.0
-    durable_prefetch: int = 64
-    durable_retention: Retention = "workqueue"
-    durable_max_age: float = 7 * 24 * 3600.0
-    durable_max_bytes: int = -1
-    durable_replicas: int = 1
-    durable_duplicate_window: float = 120.0
-    reconnect_buffer: int = 2 * 1024 * 1024
-    max_header_size: int = 16 * 1024
-    replay_window: float = 300.0
-    stream_window: int = 256
-    stream_window_bytes: int = 1024 * 1024
-    nats_token: str | None = attrs.field(default=None, repr=secret_repr)
-    nats_user: str | None = None
-    nats_password: str | None = attrs.field(default=None, repr=secret_repr)
-    nats_nkey_seed: str | None = attrs.field(default=None, repr=secret_repr)
-    nats_creds: str | None = None
-    nats_tls_ca: str | None = None
-    nats_tls_cert: str | None = None
-    nats_tls_key: str | None = None
+    nats_urls: tuple[str, ...] = _from_env("nats_urls", repr=_urls_repr)
+    enable_nats: bool = _from_env("enable_nats")
+    codec: CodecName = _from_env("codec")  # noqa: RUF009 (an attrs field, not a call per instance)
+    enable_codec: bool = _from_env("enable_codec")
+    enable_otel: bool = _from_env("enable_otel")
+    ask_timeout: float = _from_env("ask_timeout")
+    mailbox_capacity: int = _from_env("mailbox_capacity")
+    max_message_size: int = _from_env("max_message_size")
+    max_depth: int = _from_env("max_depth")
+    max_length: int = _from_env("max_length")
+    ask_attempts: int = _from_env("ask_attempts")
+    shutdown_grace: float = _from_env("shutdown_grace")
+    root_max_restarts: int = _from_env("root_max_restarts")
+    root_within: float = _from_env("root_within")
+    dlq_max_messages: int = _from_env("dlq_max_messages")
+    dlq_max_age: float = _from_env("dlq_max_age")
+    durable_max_deliver: int = _from_env("durable_max_deliver")
+    durable_ack_wait: float = _from_env("durable_ack_wait")
+    durable_backoff: float = _from_env("durable_backoff")
+    durable_backoff_max: float = _from_env("durable_backoff_max")
+    durable_prefetch: int = _from_env("durable_prefetch")
+    durable_retention: Retention = _from_env("durable_retention")  # noqa: RUF009
+    durable_max_age: float = _from_env("durable_max_age")
+    durable_max_bytes: int = _from_env("durable_max_bytes")
+    durable_replicas: int = _from_env("durable_replicas")
+    durable_duplicate_window: float = _from_env("durable_duplicate_window")
+    reconnect_buffer: int = _from_env("reconnect_buffer")
+    max_header_size: int = _from_env("max_header_size")
+    replay_window: float = _from_env("replay_window")
+    stream_window: int = _from_env("stream_window")
+    stream_window_bytes: int = _from_env("stream_window_bytes")
+    nats_token: str | None = _from_env("nats_token", repr=secret_repr)
+    nats_user: str | None = _from_env("nats_user")
+    nats_password: str | None = _from_env("nats_password", repr=secret_repr)
+    nats_nkey_seed: str | None = _from_env("nats_nkey_seed", repr=secret_repr)
+    nats_creds: str | None = _from_env("nats_creds")
+    nats_tls_ca: str | None = _from_env("nats_tls_ca")
+    nats_tls_cert: str | None = _from_env("nats_tls_cert")
+    nats_tls_key: str | None = _from_env("nats_tls_key")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Read settings from ``environ`` (``os.environ`` when omitted), then ``overrides``.
 
-        Overrides are field names: ``Settings.from_env(durable_max_deliver=2)`` keeps
-        the rest of the environment (``Settings(...)`` alone would not read it).
+        Overrides are field names: ``Settings.from_env(durable_max_deliver=2)`` is the same
+        as ``Settings(durable_max_deliver=2)``; ``Settings.from_env({})`` gives the
+        built-in defaults.
 
         Raises:
             ConfigError: a variable has a value that cannot be used (the message names
                 it), or an override names no setting.
         """
-        if overrides:
-            unknown = sorted(set(overrides) - {a.name for a in attrs.fields(cls)})
-            if unknown:
-                raise ConfigError(f"no such setting: {', '.join(unknown)}")
-            return attrs.evolve(cls.from_env(environ), **overrides)
+        unknown = sorted(set(overrides) - set(_READERS))
+        if unknown:
+            raise ConfigError(f"no such setting: {', '.join(unknown)}")
         env = os.environ if environ is None else environ
-        codec = env.get("CODEC_TYPE", "json").strip().lower()
-        if codec not in _CODECS:
-            raise ConfigError(f"CODEC_TYPE={codec!r} is not one of {', '.join(_CODECS)}")
-        return cls(
-            nats_urls=_urls(env.get("NATS_URL", "")),
-            enable_nats=_flag(env, "ENABLE_NATS", True),
-            codec=codec,
-            enable_otel=_flag(env, "ENABLE_OTEL", False),
-            ask_timeout=_positive(env, "SDK_ASK_TIMEOUT", 5.0),
-            mailbox_capacity=_count(env, "SDK_MAILBOX_CAPACITY", _CAPACITY),
-            max_message_size=_count(env, "SDK_MAX_MESSAGE_SIZE", _MAX_SIZE),
-            max_depth=_count(env, "SDK_MAX_DEPTH", _MAX_DEPTH),
-            max_length=_count(env, "SDK_MAX_LENGTH", _MAX_LENGTH),
-            ask_attempts=_count(env, "SDK_ASK_ATTEMPTS", 1),
-            shutdown_grace=_positive(env, "SDK_SHUTDOWN_GRACE", 10.0),
-            root_max_restarts=_count(env, "SDK_ROOT_MAX_RESTARTS", 10),
-            root_within=_positive(env, "SDK_ROOT_WITHIN", 5.0),
-            dlq_max_messages=_count(env, "SDK_DLQ_MAX_MESSAGES", 10_000),
-            dlq_max_age=_positive(env, "SDK_DLQ_MAX_AGE", 7 * 24 * 3600.0),
-            durable_max_deliver=_count(env, "SDK_DURABLE_MAX_DELIVER", 5),
-            durable_ack_wait=_positive(env, "SDK_DURABLE_ACK_WAIT", 30.0),
-            durable_backoff=_positive(env, "SDK_DURABLE_BACKOFF", 0.5),
-            durable_backoff_max=_positive(env, "SDK_DURABLE_BACKOFF_MAX", 30.0),
-            durable_prefetch=_count(env, "SDK_DURABLE_PREFETCH", 64),
-            durable_retention=_choice(env, "SDK_DURABLE_RETENTION", _RETENTIONS, "workqueue"),
-            durable_max_age=_positive(env, "SDK_DURABLE_MAX_AGE", 7 * 24 * 3600.0),
-            durable_max_bytes=_bytes_limit(env, "SDK_DURABLE_MAX_BYTES"),
-            durable_replicas=_choice(env, "SDK_DURABLE_REPLICAS", (1, 3, 5), 1),
-            durable_duplicate_window=_positive(env, "SDK_DURABLE_DUPLICATE_WINDOW", 120.0),
-            reconnect_buffer=_count(env, "SDK_RECONNECT_BUFFER", 2 * 1024 * 1024),
-            max_header_size=_count(env, "SDK_MAX_HEADER_SIZE", 16 * 1024),
-            replay_window=_positive(env, "SDK_REPLAY_WINDOW", 300.0),
-            stream_window=_count(env, "SDK_STREAM_WINDOW", 256),
-            stream_window_bytes=_count(env, "SDK_STREAM_WINDOW_BYTES", 1024 * 1024),
-            nats_token=_text(env, "NATS_TOKEN"),
-            nats_user=_text(env, "NATS_USER"),
-            nats_password=_text(env, "NATS_PASSWORD"),
-            nats_nkey_seed=_text(env, "NATS_NKEY_SEED"),
-            nats_creds=_file(env, "NATS_CREDS"),
-            nats_tls_ca=_file(env, "NATS_TLS_CA"),
-            nats_tls_cert=_file(env, "NATS_TLS_CERT"),
-            nats_tls_key=_file(env, "NATS_TLS_KEY"),
-        )
+        values = {
+            name: overrides[name] if name in overrides else read(env)
+            for name, read in _READERS.items()
+        }
+        return cls(**values)

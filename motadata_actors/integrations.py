@@ -18,8 +18,9 @@ from types import TracebackType
 from typing import Any, Self, final
 
 import anyio
+from opentelemetry import propagate
 
-from motadata_actors._errors import ActorsError, ConfigError, TransportClosed
+from motadata_actors._errors import ActorsError, ConfigError, EncodeError, TransportClosed
 from motadata_actors._settings import Settings
 from motadata_actors.codecs import CODEC_NAMES, Codec, Codecs, Limits, TypeRegistry
 from motadata_actors.mailbox import (
@@ -160,7 +161,7 @@ class NatsClient:
             await self._stop_server()
             raise
         self._transport = transport
-        self._codec = Codecs(settings.codec).default
+        self._codec = Codecs(settings.codec).default if settings.enable_codec else None
         self._capacity = settings.mailbox_capacity
 
     def _connected(self) -> NatsTransport:
@@ -180,11 +181,14 @@ class NatsClient:
         """Publish ``payload`` on ``subject``: bytes as they are, other values encoded.
 
         A value that is not bytes is encoded with the ``CODEC_TYPE`` codec and sent with
-        its ``Content-Type`` header.
+        its ``Content-Type`` header (with ``ENABLE_CODEC=false``, only bytes are sent).
+        Inside an OpenTelemetry span (``create_otel_tracer``), its trace context goes along
+        in ``traceparent``/``tracestate``, so a receiver's span joins the same trace.
 
         Raises:
             SubjectError: a wildcard, empty token or whitespace in ``subject``.
-            EncodeError: ``payload`` is outside the value model.
+            EncodeError: ``payload`` is outside the value model, or not bytes with
+                ``ENABLE_CODEC=false``.
             MessageTooLarge: more than the server's ``max_payload``.
             TransportClosed: not connected.
         """
@@ -195,10 +199,23 @@ class NatsClient:
     def _encode(
         self, payload: Any, headers: dict[str, str] | None
     ) -> tuple[bytes, dict[str, str] | None]:
-        """Bytes as they are; other values encoded by the codec, with its Content-Type."""
+        """Bytes as they are; other values encoded by the codec, with its Content-Type.
+
+        The active span's trace context is added to the headers (a no-op without one).
+        """
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        if carrier:
+            headers = {**carrier, **(headers or {})}
         if isinstance(payload, (bytes, bytearray, memoryview)):
             return bytes(payload), headers
-        assert self._codec is not None
+        if self._codec is None:
+            raise EncodeError(
+                "raw",
+                None,
+                f"ENABLE_CODEC=false sends payloads as they are: pass bytes, not "
+                f"{type(payload).__name__}, or set ENABLE_CODEC=true to encode with CODEC_TYPE",
+            )
         headers = {**(headers or {}), CONTENT_TYPE: self._codec.content_type}
         return self._codec.encode_inline(payload), headers
 
@@ -342,16 +359,21 @@ class CodecManager:
 
 
 def create_codec_manager(
-    codec_type: str = "json",
+    codec_type: str | None = None,
     *,
     registry: TypeRegistry | None = None,
     limits: Limits | None = None,
 ) -> CodecManager:
     """Return a :class:`CodecManager` for ``codec_type`` (as the seed documents' factory).
 
+    Without ``codec_type``, the ``CODEC_TYPE`` setting's codec (JSON when unset).
+
     Raises:
-        ConfigError: ``codec_type`` is not one of json, msgpack, cbor, protobuf.
+        ConfigError: ``codec_type`` is not one of json, msgpack, cbor, protobuf, or
+            ``CODEC_TYPE`` has a value that is not.
     """
+    if codec_type is None:
+        codec_type = Settings.from_env().codec
     if codec_type not in CODEC_NAMES:
         raise ConfigError(f"codec_type={codec_type!r} is not one of {', '.join(CODEC_NAMES)}")
     return CodecManager(Codecs(codec_type, registry=registry, limits=limits).default)

@@ -188,3 +188,85 @@ async def test_a_callback_may_close_its_own_client(nats_server: NatsServer) -> N
     await client.publish(subject="seed.stop", payload=b"now")
     await asyncio.wait_for(closed.wait(), 5)
     assert client.url is None
+
+
+def test_the_codec_manager_without_an_argument_follows_codec_type(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CODEC_TYPE", "cbor")
+    assert create_codec_manager().codec_type == "cbor"
+    monkeypatch.setenv("CODEC_TYPE", "yaml")
+    with pytest.raises(ConfigError, match="CODEC_TYPE='yaml'"):
+        create_codec_manager()
+    assert create_codec_manager("msgpack").codec_type == "msgpack"  # an argument wins
+
+
+@pytest.mark.anyio
+async def test_enable_codec_false_sends_bytes_only(
+    nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ENABLE_CODEC", "false")
+    got: list[Incoming] = []
+    async with create_nats_client(nats_server.url) as client:
+        await client.subscribe("seed.raw", callback=got.append)
+        with pytest.raises(EncodeError, match="ENABLE_CODEC=false"):
+            await client.publish(subject="seed.raw", payload={"n": 1})
+        await client.publish(subject="seed.raw", payload=b"as is")
+        for _ in range(100):
+            if got:
+                break
+            await asyncio.sleep(0.02)
+    assert [m.data for m in got] == [b"as is"]
+    assert not (got[0].headers or {}).get("Content-Type")
+
+
+@pytest.mark.anyio
+async def test_the_seed_client_carries_the_active_spans_context(nats_server: NatsServer) -> None:
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+
+    tracer = TracerProvider().get_tracer("seed-test")
+    got: list[Incoming] = []
+    async with create_nats_client(nats_server.url) as client:
+        await client.subscribe("seed.traced", callback=got.append)
+        with tracer.start_as_current_span("work") as span:
+            await client.publish(subject="seed.traced", payload={"n": 1})
+        await client.publish(subject="seed.traced", payload=b"outside any span")
+        for _ in range(100):
+            if len(got) == 2:
+                break
+            await asyncio.sleep(0.02)
+    trace_id = format(span.get_span_context().trace_id, "032x")
+    span_id = format(span.get_span_context().span_id, "016x")
+    assert got[0].headers is not None
+    assert got[0].headers["traceparent"].startswith(f"00-{trace_id}-{span_id}-")
+    assert "traceparent" not in (got[1].headers or {})
+    assert trace.get_current_span() is trace.INVALID_SPAN
+
+
+def test_telemetry_setup_says_when_nothing_exports_or_the_port_is_grpcs(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from motadata_actors.telemetry import setup
+
+    for name in (
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_TRACES_EXPORTER",
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    setup(set_global=False)
+    assert "nothing exports it" in caplog.text
+    caplog.clear()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317")
+    import importlib.util
+
+    if importlib.util.find_spec("opentelemetry.exporter") is not None:
+        setup(set_global=False)
+    else:  # without the 'otlp' extra (not part of 'dev') it says which to install
+        with pytest.raises(ConfigError, match=r"motadata-actors\[otlp\]"):
+            setup(set_global=False)
+    assert "OTEL_EXPORTER_OTLP_PROTOCOL=grpc" in caplog.text
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "thrift")
+    with pytest.raises(ConfigError, match="OTEL_EXPORTER_OTLP_PROTOCOL='thrift'"):
+        setup(set_global=False)

@@ -7,8 +7,30 @@ from motadata_actors import ConfigError, Settings
 
 def test_defaults_with_an_empty_environment() -> None:
     s = Settings.from_env({})
-    assert s == Settings()
     assert (s.nats_urls, s.enable_nats, s.codec, s.enable_otel) == ((), True, "json", False)
+    assert s.enable_codec is True
+
+
+def test_overriding_one_setting_keeps_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings(codec=...) used to drop NATS_URL: the program ran on a private server."""
+    monkeypatch.setenv("NATS_URL", "nats://127.0.0.1:4500")
+    monkeypatch.setenv("SDK_ASK_TIMEOUT", "2.5")
+    monkeypatch.setenv("ENABLE_CODEC", "false")
+    s = Settings(codec="cbor")
+    assert (s.codec, s.nats_urls, s.ask_timeout, s.enable_codec) == (
+        "cbor",
+        ("nats://127.0.0.1:4500",),
+        2.5,
+        False,
+    )
+    assert Settings() == Settings.from_env()
+    assert Settings.from_env({}).nats_urls == ()  # the built-in defaults, whatever the env
+    # A bad variable is named even when another setting is overridden...
+    monkeypatch.setenv("SDK_MAX_DEPTH", "zero")
+    with pytest.raises(ConfigError, match="SDK_MAX_DEPTH"):
+        Settings(codec="cbor")
+    # ...and not when that very setting is given.
+    assert Settings(max_depth=4).max_depth == 4
 
 
 def test_several_nats_urls_are_split() -> None:
