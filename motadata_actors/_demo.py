@@ -147,24 +147,36 @@ class Monitor(Actor):
 
 
 class Planner(Actor):
-    """Runs a goal's workflow: research, write (streamed), publish; reports progress."""
+    """Runs a goal's workflow: research, write (streamed), publish; reports progress.
+
+    Without JetStream (in process) the steps are not kept, so none are published.
+    """
+
+    def __init__(self, keep_steps: bool = True) -> None:
+        self.keep_steps = keep_steps
 
     async def on_message(self, msg: Any, ctx: Context) -> Any:
         if not isinstance(msg, Goal):
             raise TypeError(f"planner does not understand {type(msg).__name__}")
         workflow = ctx.workflow("goal-1")
-        await ctx.ref("tracker").tell(Track(workflow_id=workflow.id))
+
+        async def step(number: int, name: str, detail: str) -> None:
+            if self.keep_steps:
+                await workflow.publish(Step(number=number, name=name, detail=detail))
+
+        if self.keep_steps:
+            await ctx.ref("tracker").tell(Track(workflow_id=workflow.id))
         monitor = ctx.ref("monitor")
         await monitor.tell(Progress(step="researching"))
         facts = await ctx.ref("researcher").ask(Research(topic=msg.topic), timeout=2.0)
-        await workflow.publish(Step(number=1, name="research", detail=f"{len(facts)} facts"))
+        await step(1, "research", f"{len(facts)} facts")
         await monitor.tell(Progress(step="writing"))
         draft = Draft(topic=msg.topic, facts=facts)
         async with ctx.ref("writer").ask_stream(draft, timeout=2.0) as parts:
             words = [word async for word in parts]
-        await workflow.publish(Step(number=2, name="write", detail=f"{len(words)} words streamed"))
+        await step(2, "write", f"{len(words)} words streamed")
         await ctx.publish(TaskCompleted(topic=msg.topic, words=len(words)))
-        await workflow.publish(Step(number=3, name="publish", detail="task_completed sent"))
+        await step(3, "publish", "task_completed sent")
         return " ".join(words)
 
 
@@ -210,11 +222,21 @@ async def _wiretap(tap: Mailbox[Incoming], out: TextIO) -> None:
 
 
 async def run_demo(settings: Settings | None = None, out: TextIO = sys.stdout) -> str:
-    """Run the demo and return the writer's text."""
+    """Run the demo and return the writer's text.
+
+    With ``ENABLE_NATS=false`` it runs in process, without the workflow (JetStream keeps
+    workflow steps) and says so.
+    """
+    settings = settings if settings is not None else Settings()
+    keep_steps = settings.enable_nats
     async with ActorSystem(tenant=TENANT, settings=settings) as system:
         server = system.embedded_server
         where = f"embedded nats-server at {server.url}" if server else system.transport.description
+        if not keep_steps:
+            where = "the in-process transport (ENABLE_NATS=false)"
         print(f"motadata-actors demo: tenant {TENANT!r} on {where}", file=out)
+        if not keep_steps:
+            print("  no workflow steps: JetStream keeps them (set ENABLE_NATS=true)", file=out)
         tap: Mailbox[Incoming] = Mailbox(10_000)
         subs = [
             await system.transport.subscribe("sdk.>", mailbox=tap),
@@ -225,10 +247,13 @@ async def run_demo(settings: Settings | None = None, out: TextIO = sys.stdout) -
             monitor = Monitor()
             await system.spawn(lambda: monitor, name="monitor")
             tracker = Tracker()
-            await system.spawn(lambda: tracker, name="tracker")
+            if keep_steps:
+                await system.spawn(lambda: tracker, name="tracker")
+            else:
+                tracker.done.set()
             await system.spawn(Researcher, name="researcher")
             await system.spawn(Writer, name="writer")
-            planner = await system.spawn(Planner, name="planner")
+            planner = await system.spawn(lambda: Planner(keep_steps), name="planner")
             print(f"  {'subject':<40} {'kind':<22} {'type':<24} body", file=out)
             text: str = await planner.ask(Goal(topic="actor systems"), timeout=5.0)
             with anyio.fail_after(5.0):
@@ -240,5 +265,6 @@ async def run_demo(settings: Settings | None = None, out: TextIO = sys.stdout) -
             tap.close()
         print(f"planner replied: {text}", file=out)
         print(f"monitor saw: {', '.join(monitor.seen)}", file=out)
-        print(f"tracker followed workflow goal-1: {'; '.join(tracker.steps)}", file=out)
+        if keep_steps:
+            print(f"tracker followed workflow goal-1: {'; '.join(tracker.steps)}", file=out)
     return text

@@ -64,6 +64,25 @@ def test_stdlib_codecs_and_mailbox_are_not_shadowed() -> None:
     assert str(ROOT) not in [str(Path(p).resolve()) for p in sys.path if p]
 
 
+def test_demo_runs_in_process_without_the_workflow(tmp_path: Path) -> None:
+    """ENABLE_NATS=false: what needs no JetStream runs, and it says what is left out."""
+    env = {k: v for k, v in os.environ.items() if k not in {"NATS_URL", "CODEC_TYPE"}}
+    out = subprocess.run(
+        [sys.executable, "-m", "motadata_actors", "demo"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**env, "ENABLE_NATS": "false"},
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr
+    assert "on the in-process transport (ENABLE_NATS=false)" in out.stdout
+    assert "no workflow steps: JetStream keeps them (set ENABLE_NATS=true)" in out.stdout
+    assert "planner replied: On actor systems: fact 1" in out.stdout
+    assert "monitor saw: researching, writing, completed actor systems (18 words)" in out.stdout
+
+
 @pytest.mark.parametrize("where", ["root", "elsewhere"])
 def test_demo_runs_from_the_clone_and_from_elsewhere(where: str, tmp_path: Path) -> None:
     env = {
