@@ -105,6 +105,8 @@ async def gather_status(transport: Transport, tenant: str, wait: float = 0.5) ->
         await transport.publish(status_subject(tenant), b"{}", reply=inbox)
         with anyio.move_on_after(wait):
             async for msg in box:
+                if (msg.headers or {}).get("Status") == "503":
+                    break  # the server's no-responders: no process of the tenant runs
                 try:
                     report = json.loads(msg.data)
                 except ValueError:

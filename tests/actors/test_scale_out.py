@@ -125,6 +125,20 @@ async def test_the_status_command_lists_agents_replicas_and_backlog(
         assert f"stream {agents_stream(tenant)}" in text
 
 
+async def test_status_of_a_tenant_with_no_processes_is_empty_and_quiet(
+    nats_server: NatsServer, tenant: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from io import StringIO
+
+    from motadata_actors._status_cli import show_status
+
+    out = StringIO()
+    settings = Settings(nats_urls=(nats_server.url,))
+    assert await show_status(settings, tenant, 0.3, out) == 0
+    assert "0 process(es) answered" in out.getvalue()
+    assert "unreadable" not in caplog.text  # the server's no-responders is not a report
+
+
 class Echo(Actor):
     async def on_message(self, msg: Any, ctx: Context) -> Any:
         return msg
