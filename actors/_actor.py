@@ -148,12 +148,27 @@ class Context:
     Made by the system for each message; valid while the handler runs.
     """
 
-    __slots__ = ("_deadline", "_headers", "_msg", "_rt", "_stream", "actor", "stop_requested")
+    __slots__ = (
+        "_alone",
+        "_deadline",
+        "_headers",
+        "_msg",
+        "_rt",
+        "_stream",
+        "actor",
+        "stop_requested",
+    )
 
     def __init__(
-        self, runtime: Runtime, actor: str, msg: Incoming, headers: dict[str, str] | None
+        self,
+        runtime: Runtime,
+        actor: str,
+        msg: Incoming,
+        headers: dict[str, str] | None,
+        alone: bool = False,
     ) -> None:
         self._rt = runtime
+        self._alone = alone  # the actor handles one message at a time: it cannot ask itself
         self.actor = actor
         """The name of the actor handling the message."""
         self._msg = msg

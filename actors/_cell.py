@@ -116,6 +116,8 @@ class ActorStatistics:
         streams: streaming replies being sent now.
         stream_outstanding: parts of those sent and not yet taken by their consumers
             (each stream's share is bounded by its window).
+        path: where it sits in the supervision tree (``/workers/writer``): the name
+            :meth:`ActorSystem.events` uses for it.
     """
 
     name: str
@@ -130,6 +132,7 @@ class ActorStatistics:
     mailbox: str = "core"
     streams: int = 0
     stream_outstanding: int = 0
+    path: str = ""
 
 
 def _without_reply(msg: Incoming) -> Incoming:
@@ -240,6 +243,7 @@ class ActorCell:
             self.mailbox_kind,
             len(self._streams),
             sum(stream.outstanding for stream in self._streams),
+            self.path,
         )
 
     @property
@@ -504,7 +508,7 @@ class ActorCell:
                 rt.events.record("duplicate", self.path, message_id)
                 await self._publish_reply(msg.reply, *cached)
                 return "ack"
-        ctx = Context(rt, self.name, msg, headers)
+        ctx = Context(rt, self.name, msg, headers, self.concurrency == 1)
         actor = self._instance
         assert actor is not None
         stream: ReplyStream | None = None

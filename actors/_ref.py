@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, final
+from typing import TYPE_CHECKING, Any, final
 
 from motadata_actors._errors import (
     ActorsError,
@@ -46,6 +46,9 @@ from ._runtime import (
     needs_durable,
 )
 from ._stream import MAX_WINDOW, AskStream, window_header
+
+if TYPE_CHECKING:
+    from ._actor import Context
 
 __all__ = ("ActorRef",)
 
@@ -207,6 +210,7 @@ class ActorRef:
         budget = policy.timeout
         ctx = current_context.get()
         if ctx is not None:
+            self._check_not_self(ctx)
             left = ctx.time_left()
             if left is not None and left < budget:
                 if left <= 0:
@@ -284,6 +288,7 @@ class ActorRef:
         budget = float(timeout) if timeout is not None else self._policy.timeout
         ctx = current_context.get()
         if ctx is not None:
+            self._check_not_self(ctx)
             left = ctx.time_left()
             if left is not None and left < budget:
                 budget = max(0.0, left)
@@ -391,6 +396,16 @@ class ActorRef:
         except ActorsError:
             return
         rt.events.record("dead_letter", self.name, reason)
+
+    def _check_not_self(self, ctx: Context) -> None:
+        """Refuse at once an ask that would wait on the very handler making it."""
+        if ctx._alone and ctx.actor == self.name:
+            raise ConfigError(
+                f"actor {self.name!r} asked itself from its own handler: with concurrency=1 "
+                "the ask would wait for the handler that is waiting for it (until the "
+                "timeout). Call the logic directly, tell yourself instead, or spawn with "
+                "concurrency=2 or more"
+            )
 
     def _durable(self) -> DurableTransport:
         return needs_durable(self._rt, f"{self.name!r} has a durable mailbox, which")

@@ -133,7 +133,9 @@ class Supervisor:
 
         Args:
             actor: an :class:`Actor` subclass, or a callable returning a fresh instance
-                (called again for every restart).
+                (called again for every restart): ``lambda: Greeter("hello")`` or
+                ``functools.partial(Greeter, "hello")`` for constructor arguments. Not an
+                instance: a restart needs a new one.
             name: the agent name (lowercase ``[a-z0-9_-]``); the same name spawned again
                 (here or in another process) is a replica sharing the load.
             restart: ``permanent`` (always restarted), ``transient`` (restarted after a
@@ -148,11 +150,17 @@ class Supervisor:
 
         Raises:
             SubjectError: ``name`` is not a valid agent name.
-            ConfigError: a bad restart type, concurrency, offload or mailbox, or a durable
-                mailbox without JetStream.
+            ConfigError: an instance instead of a class or factory, a bad restart type,
+                concurrency, offload or mailbox, or a durable mailbox without JetStream.
             Exception: whatever the actor's constructor or ``on_start`` raised.
         """
         check_id(name, "agent name")
+        if isinstance(actor, Actor):
+            kind = type(actor).__name__
+            raise ConfigError(
+                f"spawn takes an Actor class or a factory, not an instance: pass {kind}, or "
+                f"lambda: {kind}(...) for constructor arguments (each restart makes a new one)"
+            )
         self._check_open()
         if restart not in RESTART_TYPES:
             raise ConfigError(f"restart must be one of {', '.join(RESTART_TYPES)}, not {restart!r}")

@@ -443,3 +443,56 @@ async def test_shared_server_reached_by_another_system(
     async with ActorSystem(tenant, transport=a) as one, ActorSystem(tenant, transport=b) as two:
         await one.spawn(Greeter, name="greeter")
         assert await two.ref("greeter").ask("across", timeout=5) == "across"
+
+
+class Welcomer(Actor):
+    def __init__(self, greeting: str = "hello") -> None:
+        self.greeting = greeting
+
+    async def on_message(self, msg: Any, ctx: Context) -> Any:
+        return f"{self.greeting} {msg}"
+
+
+async def test_spawning_an_instance_says_to_pass_the_class_or_a_factory(tenant: str) -> None:
+    async with ActorSystem(tenant, transport=InProcessTransport()) as system:
+        with pytest.raises(
+            ConfigError, match=r"not an instance: pass Welcomer, or lambda: Welcomer"
+        ):
+            await system.spawn(Welcomer("hi"), name="greeter")  # type: ignore[arg-type]
+        ref = await system.spawn(lambda: Welcomer("hi"), name="greeter")
+        assert await ref.ask("there", timeout=5) == "hi there"
+
+
+class Narcissus(Actor):
+    async def on_message(self, msg: Any, ctx: Context) -> Any:
+        if msg == "reflect":
+            return await ctx.ref(ctx.actor).ask("mirror", timeout=30)
+        if msg == "stream":
+            async with ctx.ref(ctx.actor).ask_stream("mirror", timeout=30) as parts:
+                return [p async for p in parts]
+        return "image"
+
+
+async def test_an_actor_asking_itself_is_told_at_once(transport: Transport, tenant: str) -> None:
+    async with ActorSystem(tenant, transport=transport) as system:
+        alone = await system.spawn(Narcissus, name="narcissus")
+        with anyio.fail_after(5):  # not the 30 s the self-ask would have waited
+            for question in ("reflect", "stream"):
+                with pytest.raises(RemoteError, match="asked itself from its own handler"):
+                    await alone.ask(question, timeout=30)
+        # With room for two handlers at once, asking oneself works.
+        pair = await system.spawn(Narcissus, name="pair", concurrency=2)
+        assert await pair.ask("reflect", timeout=5) == "image"
+
+
+async def test_statistics_name_actors_by_path_like_events(tenant: str) -> None:
+    async with ActorSystem(tenant, transport=InProcessTransport()) as system:
+        workers = await system.spawn_supervisor(name="workers")
+        await workers.spawn(Welcomer, name="writer")
+        await system.spawn(Welcomer, name="solo")
+        paths = [s.path for s in system.statistics()]
+        assert paths == ["/workers/writer", "/solo"]
+        started = {e.actor for e in system.events("started")}
+        assert set(paths) <= started
+        assert await system.stop("solo") == 1
+        assert [s.path for s in system.statistics()] == ["/workers/writer"]
