@@ -651,7 +651,8 @@ class ActorCell:
             assert group is not None  # Subscribe refuses broadcast with durable
             return await durable.open_feed(
                 "events", rt.tenant, subject, feed_consumer("events", group, spec.event_type),
-                self._mailbox, rt.durable, start=spec.start, agent=self.name,
+                self._mailbox, rt.durable, start=spec.start, ordered=spec.ordered,
+                agent=self.name,
             )  # fmt: skip
 
         return await self._add_feed(("events", spec.event_type, group, spec.durable), open_)

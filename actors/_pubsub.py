@@ -86,6 +86,11 @@ class Subscribe:
         start: where a new durable subscription begins: ``"all"`` (everything kept),
             ``"new"``, a stream sequence, or an aware ``datetime``. An existing one goes
             on from where it stopped.
+        ordered: durable only: events are handed out one at a time in stream order, and
+            one that fails holds back those after it until it succeeds or is
+            dead-lettered (after ``SDK_DURABLE_MAX_DELIVER`` deliveries). Without it a
+            failed event is redelivered after a backoff while later ones go on, so they
+            can overtake it. Ordered costs a round trip per event.
 
     Example::
 
@@ -98,6 +103,7 @@ class Subscribe:
     broadcast: bool = False
     durable: bool = False
     start: StartAt = "all"
+    ordered: bool = False
 
     @event_type.validator
     def _check_type(self, _: object, value: object) -> None:
@@ -113,6 +119,11 @@ class Subscribe:
                 "nor durable=True (a durable subscription is shared by its group)"
             )
         check_start(self.start)
+        if self.ordered and not self.durable:
+            raise ConfigError(
+                "ordered=True needs durable=True: only a kept event can hold back the ones "
+                "after it until it is handled"
+            )
 
     @classmethod
     def of(cls, spec: str | Subscribe) -> Subscribe:

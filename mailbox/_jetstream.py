@@ -384,7 +384,7 @@ class JetStreamMailboxes:
             self._logs.discard(stream)  # opening or reopening: make sure it is there
             await self._ensure_log(kind, tenant, config)
             await self._ensure_feed_consumer(
-                stream, consumer, subject, config, capacity, start, ordered
+                stream, consumer, subject, config, capacity, start, kind == "workflows"
             )
 
         return await self._open_pull(
@@ -562,8 +562,14 @@ class JetStreamMailboxes:
         cfg: DurableConfig,
         capacity: int,
         start: StartAt,
-        ordered: bool,
+        expires: bool,
     ) -> None:
+        """Make the feed's consumer, or bring its ``max_ack_pending`` to ``capacity``.
+
+        ``capacity`` 1 makes an ordered feed: the server hands out the next message only
+        once the one before was acked or terminated. ``expires``: the server deletes the
+        consumer after a day unread (workflow followers).
+        """
         try:
             info = await self._js.consumer_info(stream, consumer)
         except nats.js.errors.NotFoundError:
@@ -574,6 +580,9 @@ class JetStreamMailboxes:
                     f"consumer {consumer} of {stream} reads {info.config.filter_subject!r}, "
                     f"not {subject!r}: delete it (nats consumer rm) or use another name"
                 )
+            if info.config.max_ack_pending != capacity:  # made ordered, or no longer
+                info.config.max_ack_pending = capacity
+                await self._js.add_consumer(stream, info.config)  # create-or-update
             return
         config = ConsumerConfig(
             durable_name=consumer,
@@ -583,7 +592,7 @@ class JetStreamMailboxes:
             ack_wait=cfg.ack_wait,
             max_deliver=cfg.max_deliver,
             max_ack_pending=capacity,
-            inactive_threshold=_FOLLOWER_IDLE if ordered else None,
+            inactive_threshold=_FOLLOWER_IDLE if expires else None,
         )
         if start == "all":
             config.deliver_policy = DeliverPolicy.ALL

@@ -229,6 +229,41 @@ async def test_durable_event_failures_redeliver_then_dead_letter(
         assert "last delivery (3)" in letters[0].reason
 
 
+class Sequencer(Actor):
+    """Records durable events in the order handled; fails once on 5 (a passing fault)."""
+
+    events = (Subscribe("step", durable=True, ordered=True),)
+    handled: ClassVar[list[int]] = []
+    failures: ClassVar[int] = 0
+
+    async def on_message(self, msg: Any, ctx: Context) -> Any:
+        if msg == 5 and Sequencer.failures == 0:
+            Sequencer.failures += 1
+            raise RuntimeError("five is not ready yet")
+        Sequencer.handled.append(msg)
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+async def test_an_ordered_durable_subscription_holds_back_events_after_a_failure(
+    nats_server: NatsServer, tenant: str, concurrency: int
+) -> None:
+    """Before: 0,1,2,3,4,6,7,8,9,5 (the failed event redelivered after the rest)."""
+    Sequencer.handled, Sequencer.failures = [], 0
+    settings = Settings(nats_urls=(nats_server.url,), durable_backoff=0.05)
+    async with ActorSystem(tenant, settings=settings) as system:
+        await system.spawn(Sequencer, name="sequencer", concurrency=concurrency)
+        for n in range(10):
+            await system.publish(n, event_type="step", durable=True)
+        await wait_for(lambda: len(Sequencer.handled) == 10, 20, "ten events")
+        assert Sequencer.handled == list(range(10))
+        assert Sequencer.failures == 1
+
+
+async def test_ordered_needs_durable() -> None:
+    with pytest.raises(ConfigError, match="ordered=True needs durable=True"):
+        Subscribe("step", ordered=True)
+
+
 async def test_subscription_errors_are_typed(tenant: str) -> None:
     with pytest.raises(ConfigError, match="broadcast"):
         Subscribe("x", broadcast=True, durable=True)

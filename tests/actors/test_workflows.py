@@ -90,6 +90,38 @@ async def test_follower_keeps_order_across_a_failure(nats_server: NatsServer, te
         assert Follower.failed == 1
 
 
+class BusyFollower(Actor):
+    """Follows ``wf`` with four workers; fails twice on step 7 (published while it runs)."""
+
+    seen: ClassVar[list[int]] = []
+    failed: ClassVar[int] = 0
+
+    async def on_start(self) -> None:
+        await self.follow("wf")
+
+    async def on_message(self, msg: Any, ctx: Context) -> Any:
+        if msg == 7 and BusyFollower.failed < 2:
+            BusyFollower.failed += 1
+            raise RuntimeError("step 7 failed")
+        await asyncio.sleep(0.001 * (msg % 3))  # uneven handling times
+        BusyFollower.seen.append(msg)
+
+
+async def test_a_live_follower_keeps_step_order_under_injected_failures(
+    nats_server: NatsServer, tenant: str
+) -> None:
+    BusyFollower.seen, BusyFollower.failed = [], 0
+    settings = Settings(nats_urls=(nats_server.url,), durable_backoff=0.05)
+    async with ActorSystem(tenant, settings=settings) as system:
+        await system.spawn(BusyFollower, name="busy", concurrency=4)
+        wf = system.workflow("wf")
+        for n in range(20):
+            await wf.publish(n)
+        await wait_for(lambda: len(BusyFollower.seen) == 20, 30, "twenty steps")
+        assert BusyFollower.seen == list(range(20))
+        assert BusyFollower.failed == 2
+
+
 async def test_compare_and_set_publishing(nats_server: NatsServer, tenant: str) -> None:
     """Coordinators that append only on the latest view: no lost or doubled decision."""
     async with ActorSystem(tenant, transport=await connect(nats_server)) as system:
