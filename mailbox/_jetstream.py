@@ -42,6 +42,7 @@ from nats.js.api import (
 )
 
 from motadata_actors._errors import (
+    ActorsError,
     AskTimeout,
     CodecError,
     ConfigError,
@@ -83,6 +84,7 @@ log = get_logger("jetstream")
 _JS_TIMEOUT = 5.0
 _WRONG_LAST_SEQUENCE = 10071  # JetStream's error code for Nats-Expected-Last-Subject-Sequence
 _FOLLOWER_IDLE = 24 * 3600.0  # seconds an unread workflow follower's consumer is kept
+_PROBE_TIMEOUT = 1.0  # seconds to ask JetStream's API why no stream answered
 _FETCH_WAIT = 1.0  # seconds a pull request lingers on the server when nothing is there
 _RETENTION = {
     "workqueue": RetentionPolicy.WORK_QUEUE,
@@ -805,10 +807,7 @@ class JetStreamMailboxes:
                 ) from None
             raise ConnectionLost(f"JetStream refused a message on {subject!r}: {exc}") from exc
         except nats.js.errors.NoStreamResponseError:
-            raise NoResponders(
-                f"no durable mailbox captures {subject!r}: spawn that agent with "
-                "mailbox='durable' (once, anywhere) so its messages are kept"
-            ) from None
+            raise await self._why_no_stream(subject) from None
         except (TimeoutError, nats.errors.TimeoutError):
             raise ConnectionLost(
                 f"no acknowledgement from JetStream for {subject!r} within {_JS_TIMEOUT}s: "
@@ -817,6 +816,33 @@ class JetStreamMailboxes:
         except (nats.errors.Error, nats.js.errors.Error, OSError) as exc:
             raise ConnectionLost(f"cannot store a message on {subject!r}: {exc!r}") from exc
         return ack.seq
+
+    async def _why_no_stream(self, subject: str) -> ActorsError:
+        """Why no stream answered a publish on ``subject``; nothing was stored either way.
+
+        No stream captures it: :class:`NoResponders` (spawn the durable agent). A stream
+        does, or JetStream's API did not answer: its leader is being elected (a node of the
+        cluster was lost), which takes seconds: :class:`ConnectionLost`, worth a retry.
+        """
+        try:
+            stream = await self._nc.jetstream(timeout=_PROBE_TIMEOUT).find_stream_name_by_subject(
+                subject
+            )
+        except nats.js.errors.NotFoundError:
+            return NoResponders(
+                f"no durable mailbox captures {subject!r}: spawn that agent with "
+                "mailbox='durable' (once, anywhere) so its messages are kept"
+            )
+        except (nats.errors.Error, nats.js.errors.Error, OSError) as exc:
+            return ConnectionLost(
+                f"JetStream did not store the message on {subject!r} and its API does not "
+                f"answer ({type(exc).__name__}): a leader election in the cluster? Nothing "
+                "was stored; retry"
+            )
+        return ConnectionLost(
+            f"stream {stream} captures {subject!r} but did not answer: its leader is being "
+            "elected (a node of the cluster was lost?). Nothing was stored; retry"
+        )
 
     async def request(
         self, subject: str, data: bytes, *, headers: dict[str, str], timeout: float

@@ -16,7 +16,15 @@ from typing import Any
 
 import pytest
 
-from motadata_actors import Actor, ActorsError, ActorSystem, Context, Settings
+from motadata_actors import (
+    Actor,
+    ActorsError,
+    ActorSystem,
+    ConnectionLost,
+    Context,
+    NoResponders,
+    Settings,
+)
 from motadata_actors.actors import summarize
 from motadata_actors.mailbox import NatsCluster, NatsServer, NatsTransport, agents_stream
 
@@ -219,3 +227,49 @@ async def test_a_durable_mailbox_with_three_replicas_loses_nothing_acknowledged_
                     await asyncio.sleep(0.2)  # reconnecting, or the stream re-electing
         await wait_for(lambda: acked <= got, 60, "every acknowledged message handled")
         assert len(acked) == 300, f"only {len(acked)} acknowledged"
+
+
+async def test_a_durable_tell_while_the_stream_leader_is_elected_is_a_connection_lost(
+    cluster: NatsCluster, tenant: str
+) -> None:
+    """Before: NoResponders ('spawn the agent') for 4-8 s after the leader was killed."""
+    got: set[int] = set()
+
+    class Keep(Actor):
+        async def on_message(self, msg: Any, ctx: Context) -> Any:
+            got.add(msg)
+
+    settings = Settings(nats_urls=tuple(cluster.urls), durable_replicas=3)
+    async with ActorSystem(tenant, settings=settings) as owner:
+        await owner.spawn(Keep, name="keeper", mailbox="durable")
+        transport = owner.transport
+        assert isinstance(transport, NatsTransport)
+        info = await transport.client.jetstream().stream_info(agents_stream(tenant))
+        assert info.cluster is not None and info.cluster.leader is not None
+        leader = next(
+            i for i, n in enumerate(cluster.nodes) if n.server_name == info.cluster.leader
+        )
+        other = next(n.url for i, n in enumerate(cluster.nodes) if i != leader)
+        # The publisher stays connected through the election: its node is not the leader.
+        publisher = Settings(nats_urls=(other,), durable_replicas=3)
+        async with ActorSystem(tenant, settings=publisher, client_id="pub") as system:
+            ref = system.ref("keeper", mailbox="durable")
+            acked: set[int] = set()
+            errors: list[ActorsError] = []
+            loop = asyncio.get_running_loop()
+            for i in range(400):
+                if i == 50:
+                    cluster.kill(leader)
+                give_up = loop.time() + 30
+                while loop.time() < give_up:
+                    try:
+                        await ref.tell(i)
+                        acked.add(i)
+                        break
+                    except ActorsError as exc:
+                        errors.append(exc)
+                        await asyncio.sleep(0.1)
+            assert len(acked) == 400
+            assert not [e for e in errors if isinstance(e, NoResponders)], errors[:3]
+            assert all(isinstance(e, ConnectionLost) for e in errors), errors[:3]
+        await wait_for(lambda: acked <= got, 60, "every acknowledged message handled")
