@@ -53,9 +53,20 @@ RUN_ID = "run-1"
 START = time.monotonic()
 
 
+HELD: list[str] | None = None  # lines said while the report streams in, printed after it
+
+
 def say(who: str, text: str) -> None:
-    """Print one line of the story: seconds since start, who, what."""
-    print(f"{time.monotonic() - START:5.2f}s {who:>13} | {text}", flush=True)
+    """Print one line of the story: seconds since start, who, what.
+
+    While the report streams in word by word, lines wait for it to end (a supervisor's
+    restart note would otherwise land in the middle of the report's line).
+    """
+    line = f"{time.monotonic() - START:5.2f}s {who:>13} | {text}"
+    if HELD is not None:
+        HELD.append(line)
+    else:
+        print(line, flush=True)
 
 
 # -- messages -------------------------------------------------------------------------------
@@ -193,10 +204,11 @@ class Planner(Actor):
 
 async def main() -> None:
     """Spawn the agents, run one question through them, then report what happened."""
+    global HELD
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    # settings= instead of the environment: a failed durable message is delivered twice
+    # Two settings over the environment's: a failed durable message is delivered twice
     # (0.1 s apart) before it is dead-lettered.
     settings = Settings(durable_max_deliver=2, durable_backoff=0.1)
 
@@ -222,10 +234,14 @@ async def main() -> None:
                 words = 0
                 async for word in report:  # the writer's words, relayed by the planner
                     if words == 0:
+                        HELD = []
                         print(f"{time.monotonic() - START:5.2f}s {'report':>13} | ", end="")
                     print(word, end=" ", flush=True)
                     words += 1
                 print()
+                held, HELD = HELD or [], None
+                for line in held:
+                    print(line, flush=True)
         say("main", f"the report is complete: {words} words")
 
         while not team.idle:  # a restart may still be under way: let the supervisor finish

@@ -454,7 +454,10 @@ async def test_deadline_cancels_once_and_cleanup_completes(
             await drain(ref.ask_stream("stall", timeout=0.5), got)
         assert got == ["first"]
         await wait_for(lambda: SlowCleanup.cleaned == ["done"], 5, "the cleanup to finish")
-        assert [e.kind for e in system.events() if e.actor == "/slow"] == ["started", "overran"]
+        # Cancelled once: by its own deadline (overran) or by the consumer's cancel, sent at
+        # the same moment from the other end (whichever lands first; under load, either).
+        kinds = [e.kind for e in system.events() if e.actor == "/slow"]
+        assert kinds in (["started", "overran"], ["started", "cancelled"]), kinds
         assert [p async for p in ref.ask_stream("probe", timeout=10)] == [0]  # no stale cancel
 
 
