@@ -172,7 +172,7 @@ class NatsTransport:
         self._reconnect = reconnect
         self._reconnect_buffer = reconnect_buffer
         self._auth = auth or NatsAuth()
-        self._last_error: str | None = None
+        self._connect_errors: list[Exception] = []  # nats-py's reports while connecting
         # (sub | pub, lowercased subject) -> the server's permissions violation
         self._refused: dict[tuple[str, str], str] = {}
         self._keeps_dead_letters = False  # a stream keeps sdk.dlq.*: store them with an ack
@@ -254,6 +254,7 @@ class NatsTransport:
             return
         options = self._auth.connect_options()
         nc = Client()
+        self._connect_errors = []
         try:
             await nc.connect(
                 self._servers,
@@ -289,26 +290,41 @@ class NatsTransport:
             self._nc.options["reconnect_time_wait"] = 1.0
 
     def _connect_failure(self, exc: BaseException) -> str:
-        """Why connecting failed, with what to set; never a secret."""
+        """Why connecting failed, with what to set; never a secret.
+
+        Every error of every try counts, not only the last (nor nats-py's ``last_error``,
+        which ends as ``NoServersError``): after a refused login's -ERR, nats-py's close of
+        that attempt often reports a ``ConnectionResetError`` too (the server reset the
+        socket our PING reached after it closed), and which came last varied.
+        """
         where = ", ".join(redact_url(u) for u in self._servers)
-        seen = (self._last_error or "").lower()
-        text = f"{type(exc).__name__}: {exc}".lower()
-        if "authorization" in seen or "authorization" in text or "authentication" in seen:
+        seen = [*self._connect_errors, exc]
+        texts = [f"{type(e).__name__}: {e}".lower() for e in seen]
+        if any("authoriz" in t or "authentic" in t for t in texts):
             hint = (
                 "the server refused the credentials: check NATS_TOKEN, NATS_USER/NATS_PASSWORD, "
                 "NATS_NKEY_SEED or NATS_CREDS"
             )
-        elif "certificate" in seen or "certificate" in text or "ssl" in text or "tls" in seen:
+        elif any(isinstance(e, ssl.SSLError) for e in seen) or any(
+            "certificate" in t for t in texts
+        ):
             hint = (
                 "the TLS handshake failed: set NATS_TLS_CA to the CA that signed the server's "
                 "certificate (and NATS_TLS_CERT/NATS_TLS_KEY if it asks for a client certificate)"
             )
         else:
-            hint = f"{type(exc).__name__}"
+            last = next(
+                (e for e in reversed(seen) if not isinstance(e, nats.errors.NoServersError)), exc
+            )
+            hint = f"{type(last).__name__}: {last}".rstrip(": ")
         return f"cannot connect to NATS at {where}: {hint}"
 
     async def _on_error(self, exc: Exception) -> None:
-        self._last_error = f"{type(exc).__name__}: {exc}"
+        if self._nc is None:  # connecting: start() says why it failed, from all of them
+            if len(self._connect_errors) < 64:
+                self._connect_errors.append(exc)
+            log.info("NATS connect attempt failed: %s: %s", type(exc).__name__, exc)
+            return
         text = str(exc)
         if "permissions violation" in text.lower():
             # nats-py reports a refused SUB or PUB only here, later, and lowercased whole

@@ -46,6 +46,7 @@ pytestmark = pytest.mark.anyio
 PASSWORDS = {"a": f"pw-a-{uuid.uuid4().hex}", "b": f"pw-b-{uuid.uuid4().hex}"}
 SEED = nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER)
 NKEY = nkeys.from_seed(SEED).public_key.decode()
+TOKEN = f"tok-{uuid.uuid4().hex}"
 
 
 @pytest.fixture(scope="module")
@@ -198,6 +199,33 @@ async def test_token_authentication(caplog: pytest.LogCaptureFixture) -> None:
             await NatsTransport([s.url], auth=NatsAuth(token="nope"), reconnect=False).start()
         assert token not in str(info.value) and token not in caplog.text
         assert token not in repr(Settings.from_env(env))
+
+
+@pytest.fixture(scope="module")
+def token_server() -> Iterator[NatsServer]:
+    with NatsServer(server_name=f"token-{uuid.uuid4().hex[:8]}", args=["--auth", TOKEN]) as s:
+        yield s
+
+
+@pytest.mark.parametrize("kind", ["token", "password", "nkey"])
+async def test_every_refused_login_names_the_credential_settings(
+    kind: str, tenant_server: NatsServer, token_server: NatsServer
+) -> None:
+    # The server's -ERR and its closing the socket race the client's PING: each attempt's
+    # errors come in varying order (and a reset can hide the -ERR). The hint must not.
+    if kind == "token":
+        server, bad = token_server, NatsAuth(token=f"wrong-{uuid.uuid4().hex}")
+    elif kind == "password":
+        server, bad = tenant_server, NatsAuth(user="a", password=f"wrong-{uuid.uuid4().hex}")
+    else:
+        seed = nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER).decode()
+        server, bad = tenant_server, NatsAuth(nkey_seed=seed)
+    async with asyncio.timeout(50):
+        for _ in range(30):
+            transport = NatsTransport([server.url], auth=bad)  # reconnecting, as systems do
+            with pytest.raises(ConnectionLost, match="refused the credentials: check NATS_TOKEN"):
+                await transport.start()
+            await transport.aclose()
 
 
 async def test_tls_with_client_certificates(tmp_path: Path) -> None:
