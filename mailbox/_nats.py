@@ -35,7 +35,7 @@ from motadata_actors._errors import (
     TenantError,
     TransportClosed,
 )
-from motadata_actors._settings import Settings, redact_url, secret_repr
+from motadata_actors._settings import Settings, redact_url, secret_repr, valid_url
 from motadata_actors.telemetry import get_logger
 
 from ._envelope import check_size
@@ -245,6 +245,7 @@ class NatsTransport:
         """Connect to the first reachable server; a no-op when already connected.
 
         Raises:
+            ConfigError: a server URL that cannot be used (secrets not shown).
             ConnectionLost: no server could be reached.
             TransportClosed: the transport was closed.
         """
@@ -252,6 +253,11 @@ class NatsTransport:
             raise TransportClosed("NATS transport is closed")
         if self._nc is not None:
             return
+        for url in self._servers:
+            if not valid_url(url):
+                raise ConfigError(
+                    f"invalid NATS server URL {redact_url(url)!r}: use nats://host:port (or tls://)"
+                )
         options = self._auth.connect_options()
         nc = Client()
         self._connect_errors = []
