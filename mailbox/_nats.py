@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import ssl
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, final
+from urllib.parse import ParseResult
 
 import attrs
 import nats
@@ -23,6 +25,7 @@ import nats.errors
 import nats.js.errors
 import nkeys
 from nats.aio.client import Client
+from nats.aio.transport import TcpTransport
 from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 
 from motadata_actors._errors import (
@@ -50,6 +53,64 @@ log = get_logger("nats")
 
 _DRAIN_TIMEOUT = 5.0
 _JS_TIMEOUT = 5.0
+_CONNECT_TRIES = 2  # per server, on the first connect (max_reconnect_attempts=1, below)
+_RETRY_WAIT = 0.25  # between them
+
+
+@final
+class _TcpTransport(TcpTransport):
+    """nats-py's TCP transport, with a fault of nats-py 2.16 fixed.
+
+    nats-py takes a transport object of its ``Transport`` interface; it makes a
+    ``TcpTransport`` itself unless one is set (``Client._transport``) before ``connect``,
+    and keeps it for every attempt and reconnect. :meth:`NatsTransport.start` sets this one.
+
+    1. A failed TLS upgrade must not hang the close that follows. nats-py connects in
+       plaintext, reads INFO, then upgrades with ``loop.start_tls``, which moves the socket
+       to an SSL protocol. When the handshake fails (an untrusted certificate), asyncio
+       closes the socket and tells only the SSL protocol; the plaintext stream writer
+       nats-py still holds never learns, so its ``wait_closed()`` waits for ever. nats-py
+       awaits exactly that in ``Client._close`` after every failed attempt (and in
+       ``close()``): entering a system never returned. Here, after a failed upgrade the
+       socket is known closed, and ``wait_closed`` does not wait.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]  # nats-py's transports are untyped
+        self._upgrade_failed = False
+
+    async def connect(self, uri: ParseResult, buffer_size: int, connect_timeout: int) -> None:
+        # nats-py reuses this object for the next attempt without closing the last one's
+        # streams when the attempt failed while reconnecting: close them first.
+        if self._io_writer is not None:
+            self._io_writer.close()
+        self._upgrade_failed = False
+        await super().connect(uri, buffer_size, connect_timeout)
+
+    async def connect_tls(
+        self,
+        uri: str | ParseResult,
+        ssl_context: ssl.SSLContext,
+        buffer_size: int,
+        connect_timeout: int,
+    ) -> None:
+        try:
+            await super().connect_tls(uri, ssl_context, buffer_size, connect_timeout)
+        except BaseException:
+            # start_tls closed the socket (on failure, timeout or cancellation alike).
+            self._upgrade_failed = True
+            raise
+
+    def __bool__(self) -> bool:
+        # nats-py makes a transport of its own when the one it has is falsy, and
+        # TcpTransport is falsy until connected: this one must stay.
+        return True
+
+    async def wait_closed(self) -> None:
+        if self._upgrade_failed:
+            return  # the socket is closed; the plaintext writer would never hear of it
+        if self._io_writer is not None:
+            await self._io_writer.wait_closed()
 
 
 @final
@@ -129,6 +190,12 @@ class NatsAuth:
                 ) from None
             options["tls"] = context
         return options
+
+
+def _scheme(url: str) -> str:
+    """A server URL's scheme, as nats-py reads it (none means ``nats``)."""
+    scheme, sep, _ = url.partition("://")
+    return scheme.lower() if sep else "nats"
 
 
 def dead_letter_stream(tenant: str) -> str:
@@ -244,9 +311,13 @@ class NatsTransport:
     async def start(self) -> None:
         """Connect to the first reachable server; a no-op when already connected.
 
+        Each server is tried twice, each step of a try (TCP, INFO, TLS, login) bounded by
+        ``connect_timeout``, and the whole start by a deadline on top: it always ends.
+
         Raises:
-            ConfigError: a server URL that cannot be used (secrets not shown).
-            ConnectionLost: no server could be reached.
+            ConfigError: a server URL or TLS file that cannot be used (secrets not shown).
+            ConnectionLost: no server could be reached; the message says why and, for a
+                refused login or an untrusted certificate, which setting to check.
             TransportClosed: the transport was closed.
         """
         if self._closed:
@@ -259,43 +330,64 @@ class NatsTransport:
                     f"invalid NATS server URL {redact_url(url)!r}: use nats://host:port (or tls://)"
                 )
         options = self._auth.connect_options()
+        schemes = {_scheme(u) for u in self._servers}
         nc = Client()
+        if not schemes & {"ws", "wss"}:
+            nc._transport = _TcpTransport()
         self._connect_errors = []
+        deadline = asyncio.timeout(self._connect_deadline())
         try:
-            await nc.connect(
-                self._servers,
-                name=self._name,
-                inbox_prefix=self._inbox_prefix,
-                # nats-py annotates these as int; it uses them as seconds, fractions too.
-                connect_timeout=self._connect_timeout,  # type: ignore[arg-type]
-                allow_reconnect=self._reconnect,
-                # Two tries per server on the first connect, so a dead URL fails
-                # fast; once connected, reconnect for ever (set below).
-                max_reconnect_attempts=1,
-                reconnect_time_wait=0.25,  # type: ignore[arg-type]
-                pending_size=self._reconnect_buffer,
-                error_cb=self._on_error,
-                disconnected_cb=self._on_disconnected,
-                reconnected_cb=self._on_reconnected,
-                **options,
-            )
-        except (TimeoutError, OSError, nats.errors.Error) as exc:
-            # A refused handshake can leave nats-py's socket open: close it here (nats-py's
-            # close can wait on a connection that never came up: bounded).
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(1.0):
-                    await nc.close()
-            transport = getattr(nc, "_transport", None)
-            if transport is not None:
-                transport.close()
-            raise ConnectionLost(self._connect_failure(exc)) from None
+            async with deadline:
+                await nc.connect(
+                    self._servers,
+                    name=self._name,
+                    inbox_prefix=self._inbox_prefix,
+                    # nats-py annotates these as int; it uses them as seconds, fractions too.
+                    connect_timeout=self._connect_timeout,  # type: ignore[arg-type]
+                    allow_reconnect=self._reconnect,
+                    # Two tries per server on the first connect, so a dead URL fails
+                    # fast; once connected, reconnect for ever (set below).
+                    max_reconnect_attempts=_CONNECT_TRIES - 1,
+                    reconnect_time_wait=_RETRY_WAIT,  # type: ignore[arg-type]
+                    pending_size=self._reconnect_buffer,
+                    error_cb=self._on_error,
+                    disconnected_cb=self._on_disconnected,
+                    reconnected_cb=self._on_reconnected,
+                    **options,
+                )
+            if not nc.is_connected:
+                # nats-py returns when the server closed the socket instead of answering
+                # the login's PING (its reply was neither PONG nor -ERR).
+                raise nats.errors.UnexpectedEOF
+        except BaseException as exc:  # cancelled too: the socket must not outlive the start
+            await self._abandon(nc)
+            if not isinstance(exc, (TimeoutError, OSError, nats.errors.Error)):
+                raise
+            raise ConnectionLost(self._connect_failure(exc, nc, deadline.expired())) from None
         self._nc = nc
         if self._reconnect:
             # nats-py reads this option on every reconnect; there is no setter.
             self._nc.options["max_reconnect_attempts"] = -1
             self._nc.options["reconnect_time_wait"] = 1.0
 
-    def _connect_failure(self, exc: BaseException) -> str:
+    def _connect_deadline(self) -> float:
+        """Seconds a start may take: every try of every server, each step timing out."""
+        # A try has up to four steps bounded by connect_timeout in nats-py (TCP, INFO,
+        # TLS handshake, PING/PONG), and waits before it when its server was just tried.
+        per_try = 4 * self._connect_timeout + _RETRY_WAIT
+        return len(self._servers) * _CONNECT_TRIES * per_try + 1.0
+
+    @staticmethod
+    async def _abandon(nc: Client) -> None:
+        """Close a client whose connect failed, leaving no socket or task behind."""
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(1.0):  # a guard: it returns at once (_TcpTransport)
+                await nc.close()
+        transport = nc._transport
+        if transport is not None:
+            transport.close()  # type: ignore[no-untyped-call]  # nats-py's are untyped
+
+    def _connect_failure(self, exc: BaseException, nc: Client, expired: bool) -> str:
         """Why connecting failed, with what to set; never a secret.
 
         Every error of every try counts, not only the last (nor nats-py's ``last_error``,
@@ -306,18 +398,30 @@ class NatsTransport:
         where = ", ".join(redact_url(u) for u in self._servers)
         seen = [*self._connect_errors, exc]
         texts = [f"{type(e).__name__}: {e}".lower() for e in seen]
-        if any("authoriz" in t or "authentic" in t for t in texts):
+        tls = next((e for e in seen if isinstance(e, ssl.SSLError)), None)
+        if tls is not None:
+            detail = re.sub(r"^\[\w+: \w+\] |\s*\(_ssl\.c:\d+\)$", "", str(tls.args[-1]))
+            if isinstance(tls, ssl.SSLCertVerificationError):
+                check = "set NATS_TLS_CA to the CA that signed the server's certificate"
+            elif "alert" in detail and ("certificate" in detail or "unknown ca" in detail):
+                # The server ended the handshake over our certificate (or the lack of one).
+                check = (
+                    "set NATS_TLS_CERT/NATS_TLS_KEY to a client certificate the server trusts "
+                    "(and NATS_TLS_CA to the CA of the server's)"
+                )
+            else:
+                check = (
+                    "set NATS_TLS_CA to the CA that signed the server's certificate (and "
+                    "NATS_TLS_CERT/NATS_TLS_KEY if it asks for a client certificate)"
+                )
+            hint = f"the TLS handshake failed ({detail}): {check}"
+        elif any("authoriz" in t or "authentic" in t for t in texts):
             hint = (
                 "the server refused the credentials: check NATS_TOKEN, NATS_USER/NATS_PASSWORD, "
                 "NATS_NKEY_SEED or NATS_CREDS"
             )
-        elif any(isinstance(e, ssl.SSLError) for e in seen) or any(
-            "certificate" in t for t in texts
-        ):
-            hint = (
-                "the TLS handshake failed: set NATS_TLS_CA to the CA that signed the server's "
-                "certificate (and NATS_TLS_CERT/NATS_TLS_KEY if it asks for a client certificate)"
-            )
+        elif expired:
+            hint = f"no server answered within {self._connect_deadline():.3g}s"
         else:
             last = next(
                 (e for e in reversed(seen) if not isinstance(e, nats.errors.NoServersError)), exc
