@@ -57,9 +57,16 @@ _CONNECT_TRIES = 2  # per server, on the first connect (max_reconnect_attempts=1
 _RETRY_WAIT = 0.25  # between them
 
 
+class _NotEncrypted(nats.errors.Error):
+    """TLS was asked for, and this connection is not encrypted: nothing is sent over it."""
+
+    def __str__(self) -> str:
+        return "nats: TLS is required and the server did not upgrade: closed, nothing sent"
+
+
 @final
 class _TcpTransport(TcpTransport):
-    """nats-py's TCP transport, with a fault of nats-py 2.16 fixed.
+    """nats-py's TCP transport, with two faults of nats-py 2.16 fixed.
 
     nats-py takes a transport object of its ``Transport`` interface; it makes a
     ``TcpTransport`` itself unless one is set (``Client._transport``) before ``connect``,
@@ -73,18 +80,32 @@ class _TcpTransport(TcpTransport):
        awaits exactly that in ``Client._close`` after every failed attempt (and in
        ``close()``): entering a system never returned. Here, after a failed upgrade the
        socket is known closed, and ``wait_closed`` does not wait.
+    2. TLS, once asked for, is never given up. nats-py upgrades only when the server's
+       INFO says ``tls_required``; a ``tls://`` URL or a TLS context does not make it
+       insist, so a server without TLS (or a man in the middle posing as one) got the
+       CONNECT, credentials included, in plaintext. nats-py has no public option to refuse
+       (``tls_handshake_first`` needs the server to expect it). The narrowest reliable
+       place is here: nats-py writes nothing before its CONNECT, and writes only through
+       this object, so the first write over a connection that should be encrypted and is
+       not closes the socket and raises instead: the CONNECT, the first byte ever sent,
+       never leaves. nats-py counts the error as a failed attempt, like a refused login.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, require_tls: bool) -> None:
         super().__init__()  # type: ignore[no-untyped-call]  # nats-py's transports are untyped
+        self._require_tls = require_tls  # TLS settings: every server, discovered ones too
+        self._wants_tls = require_tls  # this connection's: also a tls:// URL
+        self._encrypted = False
         self._upgrade_failed = False
+        self._refused = False
 
     async def connect(self, uri: ParseResult, buffer_size: int, connect_timeout: int) -> None:
         # nats-py reuses this object for the next attempt without closing the last one's
         # streams when the attempt failed while reconnecting: close them first.
         if self._io_writer is not None:
             self._io_writer.close()
-        self._upgrade_failed = False
+        self._wants_tls = self._require_tls or uri.scheme == "tls"
+        self._encrypted = self._upgrade_failed = self._refused = False
         await super().connect(uri, buffer_size, connect_timeout)
 
     async def connect_tls(
@@ -100,6 +121,26 @@ class _TcpTransport(TcpTransport):
             # start_tls closed the socket (on failure, timeout or cancellation alike).
             self._upgrade_failed = True
             raise
+        self._encrypted = True
+
+    def _check_encrypted(self) -> bool:
+        """Whether to write; raises on the first write that would go out unencrypted."""
+        if self._refused:
+            return False  # the socket is closed: nothing can go out, and nothing must
+        if self._wants_tls and not self._encrypted:
+            self._refused = True
+            if self._io_writer is not None:
+                self._io_writer.transport.abort()
+            raise _NotEncrypted
+        return True
+
+    def write(self, payload: bytes) -> None:
+        if self._check_encrypted() and self._io_writer is not None:
+            self._io_writer.write(payload)
+
+    def writelines(self, payload: list[bytes]) -> None:
+        if self._check_encrypted() and self._io_writer is not None:
+            self._io_writer.writelines(payload)
 
     def __bool__(self) -> bool:
         # nats-py makes a transport of its own when the one it has is falsy, and
@@ -178,6 +219,11 @@ class NatsAuth:
                 options["nkeys_seed"] = seed
         if self.creds is not None:
             options["user_credentials"] = self.creds
+        if self.tls_key and not self.tls_cert:
+            raise ConfigError(
+                "NATS_TLS_KEY is set without NATS_TLS_CERT: the key belongs to a client "
+                "certificate; set both, or neither"
+            )
         if self.tls_ca or self.tls_cert:
             try:
                 context = ssl.create_default_context(cafile=self.tls_ca)
@@ -317,7 +363,8 @@ class NatsTransport:
         Raises:
             ConfigError: a server URL or TLS file that cannot be used (secrets not shown).
             ConnectionLost: no server could be reached; the message says why and, for a
-                refused login or an untrusted certificate, which setting to check.
+                refused login, an untrusted certificate or a server without TLS when TLS
+                is asked for, which setting to check.
             TransportClosed: the transport was closed.
         """
         if self._closed:
@@ -333,7 +380,12 @@ class NatsTransport:
         schemes = {_scheme(u) for u in self._servers}
         nc = Client()
         if not schemes & {"ws", "wss"}:
-            nc._transport = _TcpTransport()
+            nc._transport = _TcpTransport(require_tls="tls" in options)
+        elif "tls" in options and "ws" in schemes:
+            raise ConfigError(
+                "NATS_TLS_CA/NATS_TLS_CERT are set but NATS_URL has a ws:// URL, which is "
+                "not encrypted: use wss:// URLs"
+            )
         self._connect_errors = []
         deadline = asyncio.timeout(self._connect_deadline())
         try:
@@ -399,7 +451,26 @@ class NatsTransport:
         seen = [*self._connect_errors, exc]
         texts = [f"{type(e).__name__}: {e}".lower() for e in seen]
         tls = next((e for e in seen if isinstance(e, ssl.SSLError)), None)
-        if tls is not None:
+        if any(isinstance(e, _NotEncrypted) for e in seen):
+            required = []
+            if any(_scheme(u) == "tls" for u in self._servers):
+                required.append("a tls:// URL in NATS_URL")
+            if self._auth.tls_ca or self._auth.tls_cert:
+                required.append("NATS_TLS_CA/NATS_TLS_CERT")
+            info: dict[str, Any] = nc._server_info  # no public accessor in nats-py
+            if info.get("tls_available"):
+                offer = (
+                    "the server does not require TLS (it takes plaintext clients too: "
+                    "allow_non_tls, and nats-py upgrades only when the server requires it)"
+                )
+            else:
+                offer = "the server does not offer TLS"
+            hint = (
+                f"{offer}, but TLS is required here (by {' and by '.join(required)}): refused "
+                "to connect unencrypted, nothing was sent (for plaintext use a nats:// URL and "
+                "no NATS_TLS_* setting)"
+            )
+        elif tls is not None:
             detail = re.sub(r"^\[\w+: \w+\] |\s*\(_ssl\.c:\d+\)$", "", str(tls.args[-1]))
             if isinstance(tls, ssl.SSLCertVerificationError):
                 check = "set NATS_TLS_CA to the CA that signed the server's certificate"

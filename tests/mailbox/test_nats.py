@@ -1,4 +1,4 @@
-"""Connecting the NATS transport: TLS that fails, malformed URLs.
+"""Connecting the NATS transport: TLS that fails, TLS that is missing, malformed URLs.
 
 Every attempt here must end, typed, within a bound: each test runs under an asyncio
 timeout, so a regression fails instead of hanging. Servers run generated configurations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -192,6 +193,103 @@ async def test_a_reconnect_that_meets_an_untrusted_certificate_does_not_hang_the
             async with asyncio.timeout(3):
                 await transport.aclose()
             await wait_for_no_clients(impostor)
+
+
+# --- TLS asked for, but the server does not offer it: refused, nothing sent ---------------
+
+
+class PlainListener:
+    """A plaintext NATS look-alike: sends an INFO without TLS and records what it gets."""
+
+    def __init__(self) -> None:
+        self.received = bytearray()
+        self.connections = 0
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> str:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        return f"127.0.0.1:{port}"
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        info = {
+            "server_id": "fake",
+            "server_name": "fake",
+            "version": "2.15.0",
+            "proto": 1,
+            "headers": True,
+            "max_payload": 1048576,
+            "auth_required": True,
+        }
+        writer.write(b"INFO " + json.dumps(info).encode() + b"\r\n")
+        await writer.drain()
+        with contextlib.suppress(OSError, TimeoutError):
+            async with asyncio.timeout(5):
+                while data := await reader.read(4096):
+                    self.received += data
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+@pytest.mark.parametrize("how", ["tls:// URL", "NATS_TLS_CA"])
+async def test_tls_is_never_given_up_for_plaintext_and_no_credential_is_sent(
+    certificates: dict[str, str], how: str
+) -> None:
+    listener = PlainListener()
+    async with listener as where:
+        env = {"NATS_USER": "u", "NATS_PASSWORD": PASSWORD}
+        if how == "NATS_TLS_CA":
+            env |= {"NATS_URL": f"nats://{where}", "NATS_TLS_CA": certificates["ca"]}
+        else:
+            env |= {"NATS_URL": f"tls://{where}"}
+        async with nothing_left_behind(), asyncio.timeout(BOUND):
+            with pytest.raises(ConnectionLost, match="does not offer TLS") as info:
+                async with ActorSystem("t", settings=Settings.from_env(env)):
+                    pass
+    assert listener.connections >= 1
+    assert bytes(listener.received) == b"", "bytes were sent over a plaintext connection"
+    assert how in str(info.value)
+
+
+async def echo_over(env: dict[str, str], text: str) -> Any:
+    async with ActorSystem("t", settings=Settings.from_env(env)) as system:
+        ref = await system.spawn(Echo, name="echo")
+        return await ref.ask(text, timeout=5)
+
+
+async def test_a_tls_url_refuses_a_real_server_without_tls(plain_server: NatsServer) -> None:
+    env = {"NATS_URL": address(plain_server, "tls"), "NATS_USER": "u", "NATS_PASSWORD": PASSWORD}
+    async with nothing_left_behind(), asyncio.timeout(BOUND):
+        with pytest.raises(ConnectionLost, match="does not offer TLS") as info:
+            await echo_over(env, "in the clear")
+    assert PASSWORD not in str(info.value)
+    await wait_for_no_clients(plain_server)
+    # The same server over nats:// (no TLS setting) is plaintext by choice, and works.
+    env["NATS_URL"] = address(plain_server, "nats")
+    async with asyncio.timeout(BOUND):
+        assert await echo_over(env, "plain") == "plain"
+
+
+async def test_tls_settings_with_a_websocket_url_are_refused(
+    certificates: dict[str, str],
+) -> None:
+    transport = NatsTransport(["ws://127.0.0.1:1"], auth=NatsAuth(tls_ca=certificates["ca"]))
+    with pytest.raises(ConfigError, match="wss://"):
+        await transport.start()
+
+
+def test_a_client_key_without_its_certificate_is_a_config_error(
+    certificates: dict[str, str],
+) -> None:
+    with pytest.raises(ConfigError, match="NATS_TLS_KEY is set without NATS_TLS_CERT"):
+        NatsAuth(tls_key=certificates["client-key"]).connect_options()
 
 
 # --- a malformed URL never shows its secret ----------------------------------------------
