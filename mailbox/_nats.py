@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import ssl
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, final
+from urllib.parse import ParseResult
 
 import attrs
 import nats
@@ -23,6 +25,7 @@ import nats.errors
 import nats.js.errors
 import nkeys
 from nats.aio.client import Client
+from nats.aio.transport import TcpTransport
 from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 
 from motadata_actors._errors import (
@@ -35,7 +38,7 @@ from motadata_actors._errors import (
     TenantError,
     TransportClosed,
 )
-from motadata_actors._settings import Settings, redact_url, secret_repr
+from motadata_actors._settings import Settings, redact_url, secret_repr, valid_url
 from motadata_actors.telemetry import get_logger
 
 from ._envelope import check_size
@@ -50,6 +53,105 @@ log = get_logger("nats")
 
 _DRAIN_TIMEOUT = 5.0
 _JS_TIMEOUT = 5.0
+_CONNECT_TRIES = 2  # per server, on the first connect (max_reconnect_attempts=1, below)
+_RETRY_WAIT = 0.25  # between them
+
+
+class _NotEncrypted(nats.errors.Error):
+    """TLS was asked for, and this connection is not encrypted: nothing is sent over it."""
+
+    def __str__(self) -> str:
+        return "nats: TLS is required and the server did not upgrade: closed, nothing sent"
+
+
+@final
+class _TcpTransport(TcpTransport):
+    """nats-py's TCP transport, with two faults of nats-py 2.16 fixed.
+
+    nats-py takes a transport object of its ``Transport`` interface; it makes a
+    ``TcpTransport`` itself unless one is set (``Client._transport``) before ``connect``,
+    and keeps it for every attempt and reconnect. :meth:`NatsTransport.start` sets this one.
+
+    1. A failed TLS upgrade must not hang the close that follows. nats-py connects in
+       plaintext, reads INFO, then upgrades with ``loop.start_tls``, which moves the socket
+       to an SSL protocol. When the handshake fails (an untrusted certificate), asyncio
+       closes the socket and tells only the SSL protocol; the plaintext stream writer
+       nats-py still holds never learns, so its ``wait_closed()`` waits for ever. nats-py
+       awaits exactly that in ``Client._close`` after every failed attempt (and in
+       ``close()``): entering a system never returned. Here, after a failed upgrade the
+       socket is known closed, and ``wait_closed`` does not wait.
+    2. TLS, once asked for, is never given up. nats-py upgrades only when the server's
+       INFO says ``tls_required``; a ``tls://`` URL or a TLS context does not make it
+       insist, so a server without TLS (or a man in the middle posing as one) got the
+       CONNECT, credentials included, in plaintext. nats-py has no public option to refuse
+       (``tls_handshake_first`` needs the server to expect it). The narrowest reliable
+       place is here: nats-py writes nothing before its CONNECT, and writes only through
+       this object, so the first write over a connection that should be encrypted and is
+       not closes the socket and raises instead: the CONNECT, the first byte ever sent,
+       never leaves. nats-py counts the error as a failed attempt, like a refused login.
+    """
+
+    def __init__(self, *, require_tls: bool) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]  # nats-py's transports are untyped
+        self._require_tls = require_tls  # TLS settings: every server, discovered ones too
+        self._wants_tls = require_tls  # this connection's: also a tls:// URL
+        self._encrypted = False
+        self._upgrade_failed = False
+        self._refused = False
+
+    async def connect(self, uri: ParseResult, buffer_size: int, connect_timeout: int) -> None:
+        # nats-py reuses this object for the next attempt without closing the last one's
+        # streams when the attempt failed while reconnecting: close them first.
+        if self._io_writer is not None:
+            self._io_writer.close()
+        self._wants_tls = self._require_tls or uri.scheme == "tls"
+        self._encrypted = self._upgrade_failed = self._refused = False
+        await super().connect(uri, buffer_size, connect_timeout)
+
+    async def connect_tls(
+        self,
+        uri: str | ParseResult,
+        ssl_context: ssl.SSLContext,
+        buffer_size: int,
+        connect_timeout: int,
+    ) -> None:
+        try:
+            await super().connect_tls(uri, ssl_context, buffer_size, connect_timeout)
+        except BaseException:
+            # start_tls closed the socket (on failure, timeout or cancellation alike).
+            self._upgrade_failed = True
+            raise
+        self._encrypted = True
+
+    def _check_encrypted(self) -> bool:
+        """Whether to write; raises on the first write that would go out unencrypted."""
+        if self._refused:
+            return False  # the socket is closed: nothing can go out, and nothing must
+        if self._wants_tls and not self._encrypted:
+            self._refused = True
+            if self._io_writer is not None:
+                self._io_writer.transport.abort()
+            raise _NotEncrypted
+        return True
+
+    def write(self, payload: bytes) -> None:
+        if self._check_encrypted() and self._io_writer is not None:
+            self._io_writer.write(payload)
+
+    def writelines(self, payload: list[bytes]) -> None:
+        if self._check_encrypted() and self._io_writer is not None:
+            self._io_writer.writelines(payload)
+
+    def __bool__(self) -> bool:
+        # nats-py makes a transport of its own when the one it has is falsy, and
+        # TcpTransport is falsy until connected: this one must stay.
+        return True
+
+    async def wait_closed(self) -> None:
+        if self._upgrade_failed:
+            return  # the socket is closed; the plaintext writer would never hear of it
+        if self._io_writer is not None:
+            await self._io_writer.wait_closed()
 
 
 @final
@@ -117,6 +219,11 @@ class NatsAuth:
                 options["nkeys_seed"] = seed
         if self.creds is not None:
             options["user_credentials"] = self.creds
+        if self.tls_key and not self.tls_cert:
+            raise ConfigError(
+                "NATS_TLS_KEY is set without NATS_TLS_CERT: the key belongs to a client "
+                "certificate; set both, or neither"
+            )
         if self.tls_ca or self.tls_cert:
             try:
                 context = ssl.create_default_context(cafile=self.tls_ca)
@@ -129,6 +236,12 @@ class NatsAuth:
                 ) from None
             options["tls"] = context
         return options
+
+
+def _scheme(url: str) -> str:
+    """A server URL's scheme, as nats-py reads it (none means ``nats``)."""
+    scheme, sep, _ = url.partition("://")
+    return scheme.lower() if sep else "nats"
 
 
 def dead_letter_stream(tenant: str) -> str:
@@ -172,7 +285,7 @@ class NatsTransport:
         self._reconnect = reconnect
         self._reconnect_buffer = reconnect_buffer
         self._auth = auth or NatsAuth()
-        self._last_error: str | None = None
+        self._connect_errors: list[Exception] = []  # nats-py's reports while connecting
         # (sub | pub, lowercased subject) -> the server's permissions violation
         self._refused: dict[tuple[str, str], str] = {}
         self._keeps_dead_letters = False  # a stream keeps sdk.dlq.*: store them with an ack
@@ -244,44 +357,65 @@ class NatsTransport:
     async def start(self) -> None:
         """Connect to the first reachable server; a no-op when already connected.
 
+        Each server is tried twice, each step of a try (TCP, INFO, TLS, login) bounded by
+        ``connect_timeout``, and the whole start by a deadline on top: it always ends.
+
         Raises:
-            ConnectionLost: no server could be reached.
+            ConfigError: a server URL or TLS file that cannot be used (secrets not shown).
+            ConnectionLost: no server could be reached; the message says why and, for a
+                refused login, an untrusted certificate or a server without TLS when TLS
+                is asked for, which setting to check.
             TransportClosed: the transport was closed.
         """
         if self._closed:
             raise TransportClosed("NATS transport is closed")
         if self._nc is not None:
             return
+        for url in self._servers:
+            if not valid_url(url):
+                raise ConfigError(
+                    f"invalid NATS server URL {redact_url(url)!r}: use nats://host:port (or tls://)"
+                )
         options = self._auth.connect_options()
+        schemes = {_scheme(u) for u in self._servers}
         nc = Client()
-        try:
-            await nc.connect(
-                self._servers,
-                name=self._name,
-                inbox_prefix=self._inbox_prefix,
-                # nats-py annotates these as int; it uses them as seconds, fractions too.
-                connect_timeout=self._connect_timeout,  # type: ignore[arg-type]
-                allow_reconnect=self._reconnect,
-                # Two tries per server on the first connect, so a dead URL fails
-                # fast; once connected, reconnect for ever (set below).
-                max_reconnect_attempts=1,
-                reconnect_time_wait=0.25,  # type: ignore[arg-type]
-                pending_size=self._reconnect_buffer,
-                error_cb=self._on_error,
-                disconnected_cb=self._on_disconnected,
-                reconnected_cb=self._on_reconnected,
-                **options,
+        if not schemes & {"ws", "wss"}:
+            nc._transport = _TcpTransport(require_tls="tls" in options)
+        elif "tls" in options and "ws" in schemes:
+            raise ConfigError(
+                "NATS_TLS_CA/NATS_TLS_CERT are set but NATS_URL has a ws:// URL, which is "
+                "not encrypted: use wss:// URLs"
             )
-        except (TimeoutError, OSError, nats.errors.Error) as exc:
-            # A refused handshake can leave nats-py's socket open: close it here (nats-py's
-            # close can wait on a connection that never came up: bounded).
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(1.0):
-                    await nc.close()
-            transport = getattr(nc, "_transport", None)
-            if transport is not None:
-                transport.close()
-            raise ConnectionLost(self._connect_failure(exc)) from None
+        self._connect_errors = []
+        deadline = asyncio.timeout(self._connect_deadline())
+        try:
+            async with deadline:
+                await nc.connect(
+                    self._servers,
+                    name=self._name,
+                    inbox_prefix=self._inbox_prefix,
+                    # nats-py annotates these as int; it uses them as seconds, fractions too.
+                    connect_timeout=self._connect_timeout,  # type: ignore[arg-type]
+                    allow_reconnect=self._reconnect,
+                    # Two tries per server on the first connect, so a dead URL fails
+                    # fast; once connected, reconnect for ever (set below).
+                    max_reconnect_attempts=_CONNECT_TRIES - 1,
+                    reconnect_time_wait=_RETRY_WAIT,  # type: ignore[arg-type]
+                    pending_size=self._reconnect_buffer,
+                    error_cb=self._on_error,
+                    disconnected_cb=self._on_disconnected,
+                    reconnected_cb=self._on_reconnected,
+                    **options,
+                )
+            if not nc.is_connected:
+                # nats-py returns when the server closed the socket instead of answering
+                # the login's PING (its reply was neither PONG nor -ERR).
+                raise nats.errors.UnexpectedEOF
+        except BaseException as exc:  # cancelled too: the socket must not outlive the start
+            await self._abandon(nc)
+            if not isinstance(exc, (TimeoutError, OSError, nats.errors.Error)):
+                raise
+            raise ConnectionLost(self._connect_failure(exc, nc, deadline.expired())) from None
         self._nc = nc
         if self._reconnect:
             # nats-py reads this option on every reconnect; there is no setter.
@@ -312,27 +446,90 @@ class NatsTransport:
         except nats.errors.Error as exc:
             raise self._translate(exc, self._inbox_prefix) from exc
 
-    def _connect_failure(self, exc: BaseException) -> str:
-        """Why connecting failed, with what to set; never a secret."""
+    def _connect_deadline(self) -> float:
+        """Seconds a start may take: every try of every server, each step timing out."""
+        # A try has up to four steps bounded by connect_timeout in nats-py (TCP, INFO,
+        # TLS handshake, PING/PONG), and waits before it when its server was just tried.
+        per_try = 4 * self._connect_timeout + _RETRY_WAIT
+        return len(self._servers) * _CONNECT_TRIES * per_try + 1.0
+
+    @staticmethod
+    async def _abandon(nc: Client) -> None:
+        """Close a client whose connect failed, leaving no socket or task behind."""
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(1.0):  # a guard: it returns at once (_TcpTransport)
+                await nc.close()
+        transport = nc._transport
+        if transport is not None:
+            transport.close()  # type: ignore[no-untyped-call]  # nats-py's are untyped
+
+    def _connect_failure(self, exc: BaseException, nc: Client, expired: bool) -> str:
+        """Why connecting failed, with what to set; never a secret.
+
+        Every error of every try counts, not only the last (nor nats-py's ``last_error``,
+        which ends as ``NoServersError``): after a refused login's -ERR, nats-py's close of
+        that attempt often reports a ``ConnectionResetError`` too (the server reset the
+        socket our PING reached after it closed), and which came last varied.
+        """
         where = ", ".join(redact_url(u) for u in self._servers)
-        seen = (self._last_error or "").lower()
-        text = f"{type(exc).__name__}: {exc}".lower()
-        if "authorization" in seen or "authorization" in text or "authentication" in seen:
+        seen = [*self._connect_errors, exc]
+        texts = [f"{type(e).__name__}: {e}".lower() for e in seen]
+        tls = next((e for e in seen if isinstance(e, ssl.SSLError)), None)
+        if any(isinstance(e, _NotEncrypted) for e in seen):
+            required = []
+            if any(_scheme(u) == "tls" for u in self._servers):
+                required.append("a tls:// URL in NATS_URL")
+            if self._auth.tls_ca or self._auth.tls_cert:
+                required.append("NATS_TLS_CA/NATS_TLS_CERT")
+            info: dict[str, Any] = nc._server_info  # no public accessor in nats-py
+            if info.get("tls_available"):
+                offer = (
+                    "the server does not require TLS (it takes plaintext clients too: "
+                    "allow_non_tls, and nats-py upgrades only when the server requires it)"
+                )
+            else:
+                offer = "the server does not offer TLS"
+            hint = (
+                f"{offer}, but TLS is required here (by {' and by '.join(required)}): refused "
+                "to connect unencrypted, nothing was sent (for plaintext use a nats:// URL and "
+                "no NATS_TLS_* setting)"
+            )
+        elif tls is not None:
+            detail = re.sub(r"^\[\w+: \w+\] |\s*\(_ssl\.c:\d+\)$", "", str(tls.args[-1]))
+            if isinstance(tls, ssl.SSLCertVerificationError):
+                check = "set NATS_TLS_CA to the CA that signed the server's certificate"
+            elif "alert" in detail and ("certificate" in detail or "unknown ca" in detail):
+                # The server ended the handshake over our certificate (or the lack of one).
+                check = (
+                    "set NATS_TLS_CERT/NATS_TLS_KEY to a client certificate the server trusts "
+                    "(and NATS_TLS_CA to the CA of the server's)"
+                )
+            else:
+                check = (
+                    "set NATS_TLS_CA to the CA that signed the server's certificate (and "
+                    "NATS_TLS_CERT/NATS_TLS_KEY if it asks for a client certificate)"
+                )
+            hint = f"the TLS handshake failed ({detail}): {check}"
+        elif any("authoriz" in t or "authentic" in t for t in texts):
             hint = (
                 "the server refused the credentials: check NATS_TOKEN, NATS_USER/NATS_PASSWORD, "
                 "NATS_NKEY_SEED or NATS_CREDS"
             )
-        elif "certificate" in seen or "certificate" in text or "ssl" in text or "tls" in seen:
-            hint = (
-                "the TLS handshake failed: set NATS_TLS_CA to the CA that signed the server's "
-                "certificate (and NATS_TLS_CERT/NATS_TLS_KEY if it asks for a client certificate)"
-            )
+        elif expired:
+            hint = f"no server answered within {self._connect_deadline():.3g}s"
         else:
-            hint = f"{type(exc).__name__}"
+            last = next(
+                (e for e in reversed(seen) if not isinstance(e, nats.errors.NoServersError)), exc
+            )
+            hint = f"{type(last).__name__}: {last}".rstrip(": ")
         return f"cannot connect to NATS at {where}: {hint}"
 
     async def _on_error(self, exc: Exception) -> None:
-        self._last_error = f"{type(exc).__name__}: {exc}"
+        if self._nc is None:  # connecting: start() says why it failed, from all of them
+            if len(self._connect_errors) < 64:
+                self._connect_errors.append(exc)
+            log.info("NATS connect attempt failed: %s: %s", type(exc).__name__, exc)
+            return
         text = str(exc)
         if "permissions violation" in text.lower():
             # nats-py reports a refused SUB or PUB only here, later, and lowercased whole

@@ -140,7 +140,12 @@ class SupervisionError(ActorsError):
 
 
 class ConnectionLost(ActorsError):
-    """The connection to NATS broke (server gone, network failure) and the operation failed."""
+    """The connection to NATS broke (server gone, network failure) and the operation failed.
+
+    Also raised when connecting fails: no server answered, the login was refused, the
+    server's certificate is not trusted, or TLS is required and the server does not offer
+    it. The message says which, and which setting to check.
+    """
 
 
 class ReplayError(ActorsError):

@@ -16,7 +16,7 @@ import attrs
 
 from motadata_actors._errors import ConfigError
 
-__all__ = ("CodecName", "Settings", "redact_url", "secret_repr")
+__all__ = ("CodecName", "Settings", "redact_url", "secret_repr", "valid_url")
 
 CodecName = Literal["json", "msgpack", "cbor", "protobuf"]
 Retention = Literal["workqueue", "interest", "limits"]
@@ -100,14 +100,21 @@ def secret_repr(value: object) -> str:
 
 
 def redact_url(url: str) -> str:
-    """``url`` without a password or token in it (``nats://user:***@host:port``)."""
-    parts = urlsplit(url if "://" in url else f"nats://{url}")
-    if parts.password is None and not parts.username:
+    """``url`` without a password or token in it (``nats://user:***@host:port``).
+
+    Plain string work, no URL parser: it must mask what a parser rejects too (a port that
+    is not a number, a broken IPv6 host, a password with ``/`` or ``@`` in it), and never
+    raise. Everything before the last ``@`` is credentials; the user name stays readable.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or not scheme.replace("+", "").replace("-", "").replace(".", "").isalnum():
+        scheme, sep, rest = "", "", url
+    userinfo, at, host = rest.rpartition("@")
+    if not at:
         return url
-    user = f"{parts.username}:***" if parts.password is not None else "***"
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{user}@{host}{port}{parts.path}"
+    user, colon, _ = userinfo.partition(":")
+    shown = f"{user}:***" if colon else "***"
+    return f"{scheme}{sep}{shown}@{host}"
 
 
 def _urls_repr(urls: tuple[str, ...]) -> str:
@@ -126,18 +133,28 @@ def _file(env: Mapping[str, str], name: str) -> str | None:
     return path
 
 
+def valid_url(url: str) -> bool:
+    """Whether ``url`` is a server URL nats-py can use: a known scheme, a host, a port."""
+    try:
+        parts = urlsplit(url if "://" in url else f"nats://{url}")
+        return (
+            parts.scheme in _SCHEMES
+            and bool(parts.hostname)
+            and not any(c.isspace() or not c.isprintable() for c in url)
+            and parts.port != 0
+        )
+    except ValueError:  # a port that is not a number in range, a broken IPv6 host
+        return False
+
+
 def _urls(raw: str) -> tuple[str, ...]:
     urls = tuple(u.strip() for u in raw.split(",") if u.strip())
     for url in urls:
-        parts = urlsplit(url if "://" in url else f"nats://{url}")
-        try:
-            valid = parts.scheme in _SCHEMES and bool(parts.hostname) and parts.port != 0
-        except ValueError:  # a port that is not a number in range
-            valid = False
-        if not valid:
+        if not valid_url(url):
             raise ConfigError(
-                f"NATS_URL has an invalid server {url!r}: use nats://host:port, "
-                "several separated by commas"
+                f"NATS_URL has an invalid server {redact_url(url)!r}: use nats://host:port "
+                "(or tls://), several separated by commas; credentials are better set in "
+                "NATS_USER/NATS_PASSWORD or NATS_TOKEN than in the URL"
             )
     return urls
 

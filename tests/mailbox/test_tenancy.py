@@ -41,12 +41,14 @@ from motadata_actors.mailbox import (
 )
 
 from ..conftest import connect
+from ..tls import make_certificates
 
 pytestmark = pytest.mark.anyio
 
 PASSWORDS = {"a": f"pw-a-{uuid.uuid4().hex}", "b": f"pw-b-{uuid.uuid4().hex}"}
 SEED = nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER)
 NKEY = nkeys.from_seed(SEED).public_key.decode()
+TOKEN = f"tok-{uuid.uuid4().hex}"
 
 
 @pytest.fixture(scope="module")
@@ -250,79 +252,31 @@ async def test_token_authentication(caplog: pytest.LogCaptureFixture) -> None:
         assert token not in repr(Settings.from_env(env))
 
 
-def make_certificates(directory: Path) -> dict[str, str]:
-    """A throwaway CA, a server certificate for 127.0.0.1 and a client certificate."""
-    import datetime
-    import ipaddress
+@pytest.fixture(scope="module")
+def token_server() -> Iterator[NatsServer]:
+    with NatsServer(server_name=f"token-{uuid.uuid4().hex[:8]}", args=["--auth", TOKEN]) as s:
+        yield s
 
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-    now = datetime.datetime.now(datetime.UTC)
-
-    def name(cn: str) -> x509.Name:
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-    def write(stem: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> None:
-        (directory / f"{stem}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        (directory / f"{stem}-key.pem").write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(name("test CA"))
-        .issuer_name(name("test CA"))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                crl_sign=True, encipher_only=False, decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )  # fmt: skip
-    write("ca", ca, ca_key)
-    for stem, usage in (("server", ExtendedKeyUsageOID.SERVER_AUTH),
-                        ("client", ExtendedKeyUsageOID.CLIENT_AUTH)):  # fmt: skip
-        key = ec.generate_private_key(ec.SECP256R1())
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(name(f"test {stem}"))
-            .issuer_name(ca.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-                critical=False,
-            )
-        )
-        if stem == "server":
-            builder = builder.add_extension(
-                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                critical=False,
-            )
-        write(stem, builder.sign(ca_key, hashes.SHA256()), key)
-    return {p.stem: str(p) for p in directory.glob("*.pem")}
+@pytest.mark.parametrize("kind", ["token", "password", "nkey"])
+async def test_every_refused_login_names_the_credential_settings(
+    kind: str, tenant_server: NatsServer, token_server: NatsServer
+) -> None:
+    # The server's -ERR and its closing the socket race the client's PING: each attempt's
+    # errors come in varying order (and a reset can hide the -ERR). The hint must not.
+    if kind == "token":
+        server, bad = token_server, NatsAuth(token=f"wrong-{uuid.uuid4().hex}")
+    elif kind == "password":
+        server, bad = tenant_server, NatsAuth(user="a", password=f"wrong-{uuid.uuid4().hex}")
+    else:
+        seed = nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER).decode()
+        server, bad = tenant_server, NatsAuth(nkey_seed=seed)
+    async with asyncio.timeout(50):
+        for _ in range(30):
+            transport = NatsTransport([server.url], auth=bad)  # reconnecting, as systems do
+            with pytest.raises(ConnectionLost, match="refused the credentials: check NATS_TOKEN"):
+                await transport.start()
+            await transport.aclose()
 
 
 async def test_tls_with_client_certificates(tmp_path: Path) -> None:

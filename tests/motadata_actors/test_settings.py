@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from motadata_actors import ConfigError, Settings
+from motadata_actors._settings import redact_url
 
 
 def test_defaults_with_an_empty_environment() -> None:
@@ -96,3 +97,45 @@ def test_overrides_keep_the_rest_of_the_environment() -> None:
     )
     with pytest.raises(ConfigError, match="no such setting: durable_max_delivery"):
         Settings.from_env(env, durable_max_delivery=2)
+
+
+SECRET = "s3cret-7f2a"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"nats://user:{SECRET}@127.0.0.1:notaport",  # a port that is not a number
+        f"nats://user:{SECRET}@127.0.0.1:99999",  # out of range
+        f"nats://user:{SECRET}@127.0.0.1:0",
+        f"http://user:{SECRET}@127.0.0.1:4222",  # a scheme NATS does not speak
+        f"nats://user:{SECRET}@:4222",  # no host
+        f"nats://{SECRET}@:4222",  # a token, no host
+        f"{SECRET}@",  # a token and nothing else
+        f"nats://{SECRET}@[::1:4222",  # a broken IPv6 host
+        f"nats://user:{SECRET}/x@127.0.0.1:4222",  # a password with '/' (not percent-encoded)
+        f"nats://user:{SECRET}@some host:4222",  # whitespace in the host
+    ],
+)
+def test_a_malformed_nats_url_never_shows_its_password_or_token(url: str) -> None:
+    with pytest.raises(ConfigError, match="NATS_URL") as info:
+        Settings.from_env({"NATS_URL": f"nats://127.0.0.1:4500,{url}"})
+    assert SECRET not in str(info.value)
+    assert "***" in str(info.value)
+    # Made directly (not from the environment), it is not checked; its repr still hides it.
+    assert SECRET not in repr(Settings(nats_urls=(url,)))
+    assert SECRET not in redact_url(url)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("nats://user:pw@127.0.0.1:4222", "nats://user:***@127.0.0.1:4222"),
+        ("tls://tok@127.0.0.1:4222", "tls://***@127.0.0.1:4222"),
+        ("user:p@w@127.0.0.1:4222", "user:***@127.0.0.1:4222"),
+        ("nats://127.0.0.1:4222", "nats://127.0.0.1:4222"),
+        ("127.0.0.1", "127.0.0.1"),
+    ],
+)
+def test_redact_url(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
