@@ -1,40 +1,64 @@
 """Ask throughput with one, two and three responder processes, on one server and a cluster.
 
 The asker sends 100 asks in flight to ``echo``; the responders are ``ours`` children
-(:mod:`~motadata_actors.benchmarks.responder`) sharing the agent name (a queue group). On
-the three-node cluster each responder connects to its own node and the asker to the first.
-Two cores bound this machine: with the asker, the servers and the responders all on them,
-more replicas mostly show the cost of sharing them, which is the honest figure here.
+(:class:`~motadata_actors.benchmarks.responder.ResponderProcess`) sharing the agent name
+(a queue group). Each replica count is a side of its own, with a tenant of its own, and
+all children run for the whole scenario, so the sides can take turns like any other. The
+check after the scenario is that each side's replicas together answered every ask once.
+On the three-node cluster each responder connects to its own node and the asker to the
+first. Two cores bound this machine: with the asker, the servers and the responders all on
+them, more replicas mostly show the cost of sharing them, which is the honest figure here.
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from collections.abc import Callable, Sequence
 
-from motadata_actors import Settings
-from motadata_actors.mailbox import NatsCluster
+from .ledger import Ledger, ScenarioNames, Target
+from .measure import Samples, Side, measure
+from .responder import ResponderProcess
+from .sides import our_ask
 
-__all__ = ("scale_rates",)
+__all__ = ("REPLICAS", "scale_samples")
+
+REPLICAS = (1, 2, 3)
 
 
-async def _rates(asker_url: str, responder_urls: list[str], n: int) -> dict[int, float]:
-    from .suite import our_ask, responder_process
-
-    rates: dict[int, float] = {}
-    settings = Settings(nats_urls=(asker_url,), mailbox_capacity=n + 10)
-    for replicas in (1, 2, 3):
-        async with contextlib.AsyncExitStack() as stack:
+async def scale_samples(
+    ledger: Ledger,
+    scenario: str,
+    asker_url: str,
+    responder_urls: Sequence[str],
+    names: dict[int, ScenarioNames],
+    *,
+    repeats: int,
+    min_seconds: float,
+    progress: Callable[[str], None] | None = None,
+) -> dict[int, Samples]:
+    """Asks per second by number of responder processes (``names``: one per count)."""
+    async with contextlib.AsyncExitStack() as stack:
+        groups: dict[int, list[str]] = {}
+        for replicas in REPLICAS:
+            tenant = names[replicas].tenant
             for i in range(replicas):
                 url = responder_urls[i % len(responder_urls)]
-                await stack.enter_async_context(responder_process(url, "ours"))
-            rates[replicas] = (await our_ask(settings, n, "x" * 126, 100, local=False))[0]
-    return rates
-
-
-async def scale_rates(server_url: str, n: int) -> dict[str, Any]:
-    """Asks per second by number of responder processes: one server, then a cluster."""
-    single = await _rates(server_url, [server_url], n)
-    with NatsCluster(3) as cluster:
-        clustered = await _rates(cluster.urls[0], cluster.urls, n)
-    return {"one server": single, "three-node cluster": clustered}
+                child = await stack.enter_async_context(
+                    ResponderProcess.start(url, "ours", [tenant])
+                )
+                counter = child.counters[tenant]
+                stack.enter_context(ledger.serving(counter))
+                groups.setdefault(replicas, []).append(counter.name)
+        sides = []
+        for replicas in REPLICAS:
+            batch = await stack.enter_async_context(
+                our_ask(asker_url, names[replicas].tenant, "x" * 126, 100, None)
+            )
+            label = f"{replicas} responder process{'es' if replicas > 1 else ''}"
+            target = Target(label, frozenset(groups[replicas]))
+            sides.append(Side(str(replicas), batch, target, start=100))
+        async with ledger.scenario(scenario, [s.target for s in sides]):
+            samples = await measure(
+                sides, repeats=repeats, min_seconds=min_seconds, progress=progress
+            )
+    return {int(key): value for key, value in samples.items()}

@@ -23,6 +23,7 @@ import contextlib
 import statistics
 import sys
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -89,7 +90,8 @@ async def asks(transport: str, mode: str, n: int, url: str) -> float:
     """Microseconds per sequential ask."""
     settings = Settings(nats_urls=(url,)) if transport == "nats" else Settings(enable_nats=False)
     tracer = provider(mode)
-    async with ActorSystem("bench", settings=settings, tracer_provider=tracer) as system:
+    tenant = f"bench-telemetry-{uuid.uuid4().hex[:8]}"  # a tenant of its own, every run
+    async with ActorSystem(tenant, settings=settings, tracer_provider=tracer) as system:
         ref = await system.spawn(Echo, name="echo")
         with unsampled_parent(mode):
             for _ in range(50):

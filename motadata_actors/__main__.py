@@ -58,10 +58,11 @@ def _parser() -> argparse.ArgumentParser:
         "bench",
         help="run the benchmark suite beside raw nats-py, Pykka and plain asyncio",
         description=(
-            "Runs each scenario beside its baseline, interleaved, in one run, on a nats-server "
-            "it starts on a free loopback port; writes results.json, results.md and "
-            "results.png (with matplotlib) to --out, and prints the table. --quick takes "
-            "under two minutes."
+            "Runs each scenario beside its baselines in one run, in time-sized batches that "
+            "take turns, on a nats-server it starts on a free loopback port; checks that every "
+            "request was answered exactly once, by the responder meant to; writes results.json, "
+            "results.md and results.png (with matplotlib) to --out, and prints the table with "
+            "each ratio's spread and verdict. --quick takes under two minutes."
         ),
     )
     bench.add_argument("--quick", action="store_true", help="fewer, shorter repeats")
