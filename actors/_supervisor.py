@@ -155,8 +155,9 @@ class Supervisor:
             Exception: whatever the actor's constructor or ``on_start`` raised.
         """
         check_id(name, "agent name")
-        if isinstance(actor, Actor):
-            kind = type(actor).__name__
+        given: object = actor  # typed as a factory; users pass instances all the same
+        if isinstance(given, Actor):
+            kind = type(given).__name__
             raise ConfigError(
                 f"spawn takes an Actor class or a factory, not an instance: pass {kind}, or "
                 f"lambda: {kind}(...) for constructor arguments (each restart makes a new one)"

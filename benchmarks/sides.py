@@ -240,7 +240,7 @@ def _pykka_actor(tally: Tally) -> Iterator[tuple[Any, threading.Event, list[int]
     done = threading.Event()
     target = [0]
 
-    class Counting(pykka.ThreadingActor):  # type: ignore[misc]
+    class Counting(pykka.ThreadingActor):  # type: ignore[misc, unused-ignore]
         def on_receive(self, message: Any) -> Any:
             tally.count += 1  # only this actor's thread writes it
             if message == "tell":

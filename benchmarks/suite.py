@@ -510,5 +510,5 @@ def _runner(loop_name: str) -> Callable[[Coroutine[Any, Any, _T]], _T]:
     if loop_name == "uvloop":
         import uvloop
 
-        return uvloop.run  # type: ignore[no-any-return]
+        return uvloop.run  # type: ignore[no-any-return, unused-ignore]
     return asyncio.run

@@ -13,10 +13,38 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from motadata_actors.mailbox import InProcessTransport, NatsServer, NatsTransport, Transport
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Stop at once when the editable install predates a module (strict mode links files)."""
+    import motadata_actors
+
+    installed = Path(motadata_actors.__file__).parent
+    root = Path(__file__).resolve().parents[1]
+    for folder, package in PACKAGE_FOLDERS.items():
+        for source in (root / folder).glob("*.py"):
+            if not (installed / package / source.name).exists():
+                pytest.exit(
+                    f"{folder}/{source.name} is not in the installed package: the editable "
+                    "install links files, so a new module needs `.venv/bin/pip install -e "
+                    "'.[dev]'` again",
+                    returncode=4,
+                )
+
+
+PACKAGE_FOLDERS = {
+    "motadata_actors": "",
+    "actors": "actors",
+    "mailbox": "mailbox",
+    "codecs": "codecs",
+    "telemetry": "telemetry",
+    "benchmarks": "benchmarks",
+}
 
 
 @pytest.fixture(scope="session")
