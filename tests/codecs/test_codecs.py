@@ -255,6 +255,18 @@ def test_no_codec_builds_objects_outside_the_model(name: str, data: bytes) -> No
         ALL[name].decode(data)
 
 
+def test_protobuf_merges_whole_fields_after_a_message_as_its_encoding_defines() -> None:
+    # Documented: protobuf has no top-level framing; a singular field seen twice is the
+    # last one (concatenated messages merge), while a repeated map key is still refused.
+    codec = ALL["protobuf"]
+    assert codec.decode(codec.encode(1) + codec.encode(2)) == 2
+    both = codec.encode(Task(title="a", tags=["x"])) + codec.encode(Task(title="b", tags=["y"]))
+    assert codec.decode(both, Task) == Task(title="b", tags=["x", "y"])
+    twice = codec.encode(Task(title="a", scores={"s": 1.0})) * 2
+    with pytest.raises(DecodeError, match=r"duplicate map key 's' at \$\.scores"):
+        codec.decode(twice, Task)
+
+
 def test_empty_body_is_none(codec_name: str) -> None:
     assert ALL[codec_name].decode(b"") is None or codec_name == "protobuf"
 
