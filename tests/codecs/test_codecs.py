@@ -267,6 +267,14 @@ def test_protobuf_merges_whole_fields_after_a_message_as_its_encoding_defines() 
         codec.decode(twice, Task)
 
 
+def test_a_float_field_refuses_an_integer_outside_the_model_when_sent(codec_name: str) -> None:
+    with pytest.raises(EncodeError, match=r"integer outside 64-bit range at \$\.x"):
+        ALL[codec_name].encode(Point(2**63, 0.0))
+    assert ALL[codec_name].decode(ALL[codec_name].encode(Point(-(2**63), 0)), Point) == Point(
+        float(-(2**63)), 0.0
+    )
+
+
 def test_empty_body_is_none(codec_name: str) -> None:
     assert ALL[codec_name].decode(b"") is None or codec_name == "protobuf"
 
