@@ -206,59 +206,71 @@ static uint64_t mask64(const __m128i x[4], char c) {
 }
 #endif
 
-/* JSON text: the ':' outside strings, that is the object members it declares.
- *
- * Where SSE2 is there, 64 bytes at a time: their quotes, backslashes and colons become bit
- * masks. Without a backslash, every quote opens or closes a string, so the prefix XOR of
- * the quote mask marks the bytes inside strings (an opening quote and what follows it, up
- * to its closing quote), and the colons outside are counted at once. With a backslash, the
- * set bits are visited in order instead. The state (inside a string; the next byte escaped)
- * carries from block to block, then into the byte-by-byte loop that reads the rest. */
+#if defined(FASTCHECK_SSE2)
+/* The ':' outside strings in the 64 bytes at p, from the state carried in (inside a string;
+ * the first byte escaped), which it updates. Their quotes, backslashes and colons become
+ * bit masks. Without a backslash, every quote opens or closes a string, so the prefix XOR
+ * of the quote mask marks the bytes inside strings (an opening quote and what follows it,
+ * up to its closing quote), and the colons outside are counted at once. With one, the set
+ * bits are visited in order instead. */
+static Py_ssize_t block64(const unsigned char *p, int *inside, int *skip) {
+    __m128i x[4];
+    uint64_t q, b, c, m, bit;
+    Py_ssize_t count = 0;
+    int k;
+    for (k = 0; k < 4; k++) x[k] = _mm_loadu_si128((const __m128i *)(p + 16 * k));
+    q = mask64(x, '"');
+    b = mask64(x, '\\');
+    c = mask64(x, ':');
+    if (b == 0 && !*skip) {
+        uint64_t in = q;
+        in ^= in << 1;
+        in ^= in << 2;
+        in ^= in << 4;
+        in ^= in << 8;
+        in ^= in << 16;
+        in ^= in << 32;
+        if (*inside) in = ~in;
+        *inside = (int)(in >> 63);
+        return __builtin_popcountll(c & ~in);
+    }
+    m = (q | b | c) & ~(uint64_t)*skip;
+    *skip = 0;
+    while (m) {
+        bit = m & (0 - m);
+        m ^= bit;
+        if (*inside) {
+            if (bit & q) {
+                *inside = 0;
+            } else if (bit & b) { /* the escaped byte, here or in the next block */
+                if (bit >> 63) *skip = 1;
+                else m &= ~(bit << 1);
+            }
+        } else if (bit & q) {
+            *inside = 1;
+        } else if (bit & c) {
+            count++;
+        }
+    }
+    return count;
+}
+#endif
+
+/* JSON text: the ':' outside strings, that is the object members it declares. With SSE2,
+ * 64 bytes at a time, the last block padded with zero bytes (which match nothing); else
+ * byte by byte, the same way. */
 static Py_ssize_t json_members(const unsigned char *s, Py_ssize_t n) {
     Py_ssize_t i = 0, count = 0;
     int inside = 0, skip = 0; /* skip: the next byte is escaped */
 #if defined(FASTCHECK_SSE2)
-    for (; n - i >= 64; i += 64) {
-        __m128i x[4];
-        uint64_t q, b, c, m, bit;
-        int k;
-        for (k = 0; k < 4; k++) x[k] = _mm_loadu_si128((const __m128i *)(s + i + 16 * k));
-        q = mask64(x, '"');
-        b = mask64(x, '\\');
-        c = mask64(x, ':');
-        if (b == 0 && !skip) {
-            uint64_t in = q;
-            in ^= in << 1;
-            in ^= in << 2;
-            in ^= in << 4;
-            in ^= in << 8;
-            in ^= in << 16;
-            in ^= in << 32;
-            if (inside) in = ~in;
-            count += __builtin_popcountll(c & ~in);
-            inside = (int)(in >> 63);
-            continue;
-        }
-        m = (q | b | c) & ~(uint64_t)skip;
-        skip = 0;
-        while (m) {
-            bit = m & (0 - m);
-            m ^= bit;
-            if (inside) {
-                if (bit & q) {
-                    inside = 0;
-                } else if (bit & b) { /* the escaped byte, here or in the next block */
-                    if (bit >> 63) skip = 1;
-                    else m &= ~(bit << 1);
-                }
-            } else if (bit & q) {
-                inside = 1;
-            } else if (bit & c) {
-                count++;
-            }
-        }
+    unsigned char last[64];
+    for (; n - i >= 64; i += 64) count += block64(s + i, &inside, &skip);
+    if (i < n) {
+        memset(last, 0, sizeof last);
+        memcpy(last, s + i, (size_t)(n - i));
+        count += block64(last, &inside, &skip);
     }
-#endif
+#else
     for (; i < n; i++) {
         unsigned char ch = s[i];
         if (skip) skip = 0;
@@ -271,6 +283,7 @@ static Py_ssize_t json_members(const unsigned char *s, Py_ssize_t n) {
             count++;
         }
     }
+#endif
     return count;
 }
 
