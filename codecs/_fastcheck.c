@@ -232,7 +232,13 @@ static Py_ssize_t block64(const unsigned char *p, int *inside, int *skip) {
         in ^= in << 32;
         if (*inside) in = ~in;
         *inside = (int)(in >> 63);
-        return __builtin_popcountll(c & ~in);
+        c &= ~in;
+#if defined(__POPCNT__)
+        return __builtin_popcountll(c);
+#else
+        for (; c; c &= c - 1) count++; /* a few colons a block: cheaper than libgcc's popcount */
+        return count;
+#endif
     }
     m = (q | b | c) & ~(uint64_t)*skip;
     *skip = 0;
