@@ -65,22 +65,26 @@ static int not_plain(Walk *w) {
 
 static int walk(PyObject *v, int depth, Walk *w);
 
+/* A key of the reserved maps, "$type" or "$bytes" (k is a str). */
+static int reserved_key(PyObject *k) {
+    return PyUnicode_GET_LENGTH(k) >= 5 && PyUnicode_READ_CHAR(k, 0) == '$'
+           && (PyUnicode_Compare(k, key_type) == 0 || PyUnicode_Compare(k, key_bytes) == 0);
+}
+
 static int walk_dict(PyObject *d, int depth, Walk *w) {
     Py_ssize_t n = PyDict_GET_SIZE(d), pos = 0;
     PyObject *k, *v;
     int r;
     w->members += n;
-    if (w->plain) {
-        if (depth > w->max_depth || n > w->max_length) {
-            if (!not_plain(w)) return 0;
-        } else if (n <= 2) {
-            int has_type = PyDict_Contains(d, key_type), has_bytes = PyDict_Contains(d, key_bytes);
-            if (has_type < 0 || has_bytes < 0) PyErr_Clear();
-            if ((has_type || has_bytes) && !not_plain(w)) return 0; /* maybe reserved */
-        }
-    }
+    if (w->plain && (depth > w->max_depth || n > w->max_length) && !not_plain(w)) return 0;
     while (PyDict_Next(d, &pos, &k, &v)) {
-        if (w->plain && !PyUnicode_CheckExact(k) && !not_plain(w)) return 0;
+        if (w->plain) {
+            if (!PyUnicode_CheckExact(k)) {
+                if (!not_plain(w)) return 0;
+            } else if (n <= 2 && reserved_key(k) && !not_plain(w)) {
+                return 0; /* maybe a reserved map: let Python look */
+            }
+        }
         r = walk(v, depth, w);
         if (r <= 0) return r;
     }
