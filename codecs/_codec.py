@@ -15,6 +15,7 @@ from motadata_actors._errors import DecodeError, EncodeError, MessageTooLarge
 from ._limits import Limits
 from ._registry import TypeRegistry, default_registry, wire_name_of
 from ._schema import schema_of
+from ._strict import BodyError
 from ._values import ModelError, Walker
 
 __all__ = ("Codec", "ValueCodec")
@@ -73,7 +74,10 @@ class ValueCodec:
     """Base of the codecs whose library works on plain Python values.
 
     Subclasses set ``name``, ``content_type`` and ``json_bytes``, and implement
-    ``_dumps`` and ``_loads``; library errors they raise become ``DecodeError``.
+    ``_dumps`` and ``_loads``; library errors they raise, and ``BodyError`` (a strict rule
+    broken, see ``_strict``), become ``DecodeError``. ``_loads`` also says whether the value
+    is proven plain within the limits (the walker's fast check, done by the strict check's
+    walk), so that an untyped decode walks it only once.
     """
 
     name: ClassVar[str]
@@ -84,6 +88,8 @@ class ValueCodec:
     def __init__(self, registry: TypeRegistry | None = None, limits: Limits | None = None) -> None:
         self.registry = registry if registry is not None else default_registry()
         self.limits = limits if limits is not None else Limits()
+        self._max_depth = self.limits.max_depth  # read on every decode
+        self._max_length = self.limits.max_length
         self._walker = Walker(
             max_depth=self.limits.max_depth,
             max_length=self.limits.max_length,
@@ -98,7 +104,7 @@ class ValueCodec:
     def _dumps(self, value: Any) -> bytes:
         raise NotImplementedError
 
-    def _loads(self, data: bytes) -> Any:
+    def _loads(self, data: bytes) -> tuple[Any, bool]:
         raise NotImplementedError
 
     def encode(self, obj: object) -> bytes:
@@ -138,14 +144,16 @@ class ValueCodec:
         wire_name = getattr(cls, "__sdk_wire_name__", None) if cls is not None else None
         self._check_size(data, wire_name)
         try:
-            value = self._loads(data)
+            value, plain = self._loads(data)
         except self._library_errors as exc:
             raise DecodeError(self.name, wire_name, f"malformed body: {exc}") from None
+        except BodyError as exc:
+            raise DecodeError(self.name, wire_name, str(exc)) from None
         except RecursionError:
             raise DecodeError(self.name, wire_name, "nesting too deep") from None
         try:
             if cls is None:
-                return self._walker.back(value)
+                return value if plain else self._walker.back(value)
             obj = schema_of(cls).back(value, 1, self._walker)
             return self.registry.upgraded(obj)
         except ModelError as exc:

@@ -17,6 +17,13 @@ Choices (documented in the README):
   messages, unlike ``google.protobuf.Struct`` (doubles only, no bytes).
 * Validation is the same as every codec's (``_schema``/``_values``): this module only
   maps checked plain values to protobuf messages and back.
+* Decoding is as strict as the other codecs where protobuf can say the same thing: a map
+  that repeats a key is refused (protobuf would keep the last). Bytes are parsed with twin
+  descriptors in which every ``map<string, T>`` is what the protobuf spec says it is on the
+  wire, ``repeated`` entries, so every entry is seen. Protobuf has no top-level framing:
+  bytes after a message are more fields of it, and a singular field seen twice is the
+  last one, as the encoding defines (concatenated messages merge). So "trailing bytes"
+  are bytes that do not form whole fields, refused by the parser.
 """
 
 from __future__ import annotations
@@ -144,12 +151,16 @@ def proto_names(wire_name: str) -> tuple[str, str, str]:
 class _Plan:
     """How one registered class maps to its protobuf message."""
 
-    __slots__ = ("fields", "message_class")
+    __slots__ = ("decode_class", "fields", "message_class")
 
     def __init__(
-        self, message_class: type[Message], fields: list[tuple[str, str, type | None]]
+        self,
+        message_class: type[Message],
+        decode_class: type[Message],
+        fields: list[tuple[str, str, type | None]],
     ) -> None:
-        self.message_class = message_class
+        self.message_class = message_class  # encodes
+        self.decode_class = decode_class  # parses: maps as repeated entries (_entries_only)
         self.fields = fields  # (name, shape, nested class or None)
 
 
@@ -187,19 +198,25 @@ class ProtobufCodec(ValueCodec):
     def __init__(self, registry: TypeRegistry | None = None, limits: Limits | None = None) -> None:
         super().__init__(registry, limits)
         self._pool = descriptor_pool.DescriptorPool()
+        self._decode_pool = descriptor_pool.DescriptorPool()
         self._files: dict[str, descriptor_pb2.FileDescriptorProto] = {}
-        value_file = _value_file()
-        self._pool.Add(value_file)
-        self._files[VALUE_FILE] = value_file
+        self._add_file(_value_file())
         self._value_cls = self._message_class("motadata.sdk.Value")
+        self._value_decode_cls = self._message_class("motadata.sdk.Value", self._decode_pool)
         self._plans: dict[type, _Plan] = {}
         self._lock = threading.RLock()
 
-    def _message_class(self, full_name: str) -> type[Message]:
-        cls: type[Message] = message_factory.GetMessageClass(
-            self._pool.FindMessageTypeByName(full_name)
-        )
+    def _message_class(
+        self, full_name: str, pool: descriptor_pool.DescriptorPool | None = None
+    ) -> type[Message]:
+        pool = self._pool if pool is None else pool
+        cls: type[Message] = message_factory.GetMessageClass(pool.FindMessageTypeByName(full_name))
         return cls
+
+    def _add_file(self, fdp: descriptor_pb2.FileDescriptorProto) -> None:
+        self._pool.Add(fdp)
+        self._decode_pool.Add(_entries_only(fdp))
+        self._files[fdp.name] = fdp
 
     # -- descriptors ------------------------------------------------------------
 
@@ -273,9 +290,13 @@ class ProtobufCodec(ValueCodec):
             fields.append((spec.name, shape, nested))
         fdp.dependency.extend(sorted(deps))
         if file not in self._files:
-            self._pool.Add(fdp)
-            self._files[file] = fdp
-        return _Plan(self._message_class(f"{package}.{message}"), fields)
+            self._add_file(fdp)
+        full_name = f"{package}.{message}"
+        return _Plan(
+            self._message_class(full_name),
+            self._message_class(full_name, self._decode_pool),
+            fields,
+        )
 
     def proto_files(self, cls: type) -> dict[str, str]:
         """Return the ``.proto`` sources for ``cls`` and everything it imports, by file name.
@@ -400,7 +421,7 @@ class ProtobufCodec(ValueCodec):
         self._check_size(data, wire_name)
         try:
             if cls is None:
-                value = self._from_value(self._value_cls.FromString(data), 0)
+                value = self._from_value(self._value_decode_cls.FromString(data), 0)
                 return self._walker.back(value)
             fields = self._from_message(cls, data, 1)
             obj = schema_of(cls).back(fields, 1, self._walker)
@@ -414,7 +435,7 @@ class ProtobufCodec(ValueCodec):
 
     def _from_message(self, cls: type, data: bytes, depth: int) -> dict[str, Any]:
         plan = self._plan(cls)
-        return self._read(plan.message_class.FromString(data), plan, depth)
+        return self._read(plan.decode_class.FromString(data), plan, depth)
 
     def _read(self, msg: Any, plan: _Plan, depth: int) -> dict[str, Any]:
         if depth > self.limits.max_depth:
@@ -431,10 +452,11 @@ class ProtobufCodec(ValueCodec):
                 self._walker.check_container(len(items), depth + 1)
                 if shape == _REPEATED:
                     out[name] = [self._read_one(x, shape, nested, depth + 1) for x in items]
-                else:
-                    out[name] = {
-                        k: self._read_one(v, shape, nested, depth + 1) for k, v in items.items()
-                    }
+                else:  # repeated entries (_entries_only)
+                    d = {e.key: self._read_one(e.value, shape, nested, depth + 1) for e in items}
+                    if len(d) != len(items):
+                        raise _repeated_key(items)
+                    out[name] = d
         except ModelError as exc:
             raise exc.at(f".{name}") from None
         return out
@@ -455,9 +477,12 @@ class ProtobufCodec(ValueCodec):
             self._walker.check_container(len(items), depth + 1)
             return [self._from_value(x, depth + 1) for x in items]
         if kind == "map_value":
-            entries = msg.map_value.entries
+            entries = msg.map_value.entries  # repeated entries (_entries_only)
             self._walker.check_container(len(entries), depth + 1)
-            return {k: self._from_value(v, depth + 1) for k, v in entries.items()}
+            d = {e.key: self._from_value(e.value, depth + 1) for e in entries}
+            if len(d) != len(entries):
+                raise _repeated_key(entries)
+            return d
         if kind == "typed_value":
             wire_name = msg.typed_value.type
             if wire_name not in self.registry:
@@ -466,6 +491,33 @@ class ProtobufCodec(ValueCodec):
             fields = self._from_message(cls, msg.typed_value.data, depth + 1)
             return {TYPE_KEY: wire_name, VALUE_KEY: fields}
         return getattr(msg, kind)
+
+
+def _entries_only(fdp: descriptor_pb2.FileDescriptorProto) -> descriptor_pb2.FileDescriptorProto:
+    """A copy of ``fdp`` whose map fields are plain repeated entry messages.
+
+    The protobuf spec defines ``map<K, V> f = N`` on the wire as ``repeated FEntry f = N``
+    (message ``FEntry { K key = 1; V value = 2; }``): the same bytes parse either way, but a
+    map keeps only the last entry of a repeated key, and repeated entries keep them all.
+    """
+    twin = descriptor_pb2.FileDescriptorProto()
+    twin.CopyFrom(fdp)
+    pending = list(twin.message_type)
+    while pending:
+        msg = pending.pop()
+        if msg.options.map_entry:
+            msg.ClearField("options")
+        pending.extend(msg.nested_type)
+    return twin
+
+
+def _repeated_key(entries: Any) -> ModelError:
+    seen = set()
+    for entry in entries:
+        if entry.key in seen:
+            break
+        seen.add(entry.key)
+    return ModelError(f"duplicate map key {entry.key!r}")
 
 
 def wire_name_of_class(cls: type) -> str:

@@ -2,17 +2,17 @@
 
 A schema is compiled once per class from its attrs fields and their annotations:
 
-| annotation                        | on the wire                           |
-|-----------------------------------|---------------------------------------|
-| ``str``, ``bytes``, ``bool``      | the same                              |
-| ``int``                           | a 64-bit integer                      |
-| ``float``                         | a finite double (an int is accepted)  |
-| ``X | None``                      | X, or absent/null                     |
-| ``list[X]``, ``tuple[X, ...]``    | a list of X                           |
-| ``dict[str, X]``                  | a map of X                            |
-| an attrs class                    | its field map (nested message)        |
-| an Enum                           | its value                             |
-| ``Any`` and anything else         | any value of the model                |
+| annotation                        | on the wire                              |
+|-----------------------------------|------------------------------------------|
+| ``str``, ``bytes``, ``bool``      | the same                                 |
+| ``int``                           | a 64-bit integer                         |
+| ``float``                         | a finite double (or an int of the model) |
+| ``X | None``                      | X, or absent/null                        |
+| ``list[X]``, ``tuple[X, ...]``    | a list of X                              |
+| ``dict[str, X]``                  | a map of X                               |
+| an attrs class                    | its field map (nested message)           |
+| an Enum                           | its value                                |
+| ``Any`` and anything else         | any value of the model                   |
 
 Encoding checks every field against its annotation, so a wrong type fails at the
 sender, naming the field; decoding checks again, ignores unknown fields (newer
@@ -73,6 +73,8 @@ class ScalarConv(Conv):
             return value  # str, bool: nothing to check
         if tp is float:
             if t is int:
+                if not INT_MIN <= value <= INT_MAX:  # an int of the model, even here
+                    raise ModelError("integer outside 64-bit range")
                 value = float(value)
             elif t is not float:
                 raise _type_error("float", value)
@@ -107,6 +109,8 @@ class ScalarConv(Conv):
                 raise ModelError(f"non-finite float {value!r}")
             return value
         if tp is float and t is int:
+            if not INT_MIN <= value <= INT_MAX:
+                raise ModelError("integer outside 64-bit range")
             return float(value)
         raise _type_error(tp.__name__, value)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import tracemalloc
 from typing import Any
@@ -26,6 +27,7 @@ from .messages import (
     old_registry,
     registry,
 )
+from .wire import Pairs, body, pb_field, plain, varint
 
 INT64 = st.integers(-(2**63), 2**63 - 1)
 leaves = (
@@ -248,11 +250,237 @@ def test_junk_bytes_decode_or_raise_codec_error_with_bounded_memory(data: bytes)
         ("json", b"18446744073709551615"),  # a uint64
         ("json", b'{"$bytes": "not base64!"}'),
         ("json", b'{"$type": "nobody.v1", "$value": {}}'),
+        ("cbor", b"\xf7"),  # undefined
+        ("cbor", b"\xf0"),  # simple value 16
     ],
 )
 def test_no_codec_builds_objects_outside_the_model(name: str, data: bytes) -> None:
     with pytest.raises(DecodeError):
         ALL[name].decode(data)
+
+
+# -- strict decoding: what every codec refuses, the same way (docs/codecs.md) ------------
+
+KEYS = st.text(max_size=4).filter(lambda k: not k.startswith("$"))
+trees = st.recursive(
+    leaves,
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.lists(st.tuples(KEYS, children), max_size=4, unique_by=lambda kv: kv[0]).map(Pairs)
+    ),
+    max_leaves=12,
+)
+OUTSIDE = (
+    st.integers(2**63, 2**64 - 1)
+    | st.integers(-(2**64), -(2**63) - 1)
+    | st.integers(2**64, 2**200)
+    | st.integers(-(2**200), -(2**64) - 1)
+)
+
+
+# CBOR carries integers past 64 bits as bignums, tags 2 and 3, refused like every tag.
+BIG_INT_REFUSED = r"integer outside 64-bit range|semantic tag [23]$"
+
+
+def containers(tree: Any) -> list[Any]:
+    """Every list and map of a tree, outermost first."""
+    if not isinstance(tree, list):
+        return []
+    items = [v for _, v in tree] if isinstance(tree, Pairs) else tree
+    return [tree, *(node for item in items for node in containers(item))]
+
+
+def expressible(name: str, n: int) -> bool:
+    """Can the format carry this integer at all (msgpack: int64 and uint64; protobuf: sint64)?"""
+    return {
+        "json": True,
+        "cbor": True,  # natively within 64 bits, beyond as a bignum tag
+        "msgpack": -(2**63) <= n < 2**64,
+        "protobuf": False,
+    }[name]
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_every_codec_refuses_a_repeated_map_key_anywhere(data: st.DataObject) -> None:
+    tree = data.draw(trees)
+    for name in CODEC_NAMES:  # the flawless tree, written by hand, still decodes
+        assert ALL[name].decode(body(name, tree)) == plain(tree), name
+    maps = [node for node in containers(tree) if isinstance(node, Pairs) and node]
+    if not maps:
+        tree = Pairs([("k", tree)])
+        maps = [tree]
+    node = data.draw(st.sampled_from(maps))
+    key = data.draw(st.sampled_from([k for k, _ in node]))
+    node.insert(data.draw(st.integers(0, len(node))), (key, data.draw(trees)))
+    for name in CODEC_NAMES:
+        with pytest.raises(DecodeError, match=r"(?i)duplicate map key") as info:
+            ALL[name].decode(body(name, tree))
+        assert info.value.codec == name
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data(), OUTSIDE)
+def test_every_codec_refuses_an_integer_outside_the_model_anywhere(
+    data: st.DataObject, n: int
+) -> None:
+    tree = data.draw(trees)
+    node = data.draw(st.sampled_from(containers(tree) or [None]))
+    if node is None:
+        tree = node = [tree]
+    if isinstance(node, Pairs):
+        node.append(("~" * 5, n))  # KEYS are at most 4 characters: no repeat
+    else:
+        node.insert(data.draw(st.integers(0, len(node))), n)
+    for name in CODEC_NAMES:
+        if expressible(name, n):
+            with pytest.raises(DecodeError, match=BIG_INT_REFUSED):
+                ALL[name].decode(body(name, tree))
+
+
+# Bytes after a protobuf message that do not form whole fields (whole fields merge into it).
+PROTOBUF_JUNK = st.one_of(
+    st.binary(min_size=1, max_size=9).map(lambda b: bytes(x | 0x80 for x in b)),  # a cut tag
+    st.integers(1, 2**29 - 1).map(lambda n: varint(n << 3)),  # a varint field, no value
+    st.tuples(st.integers(1, 2**29 - 1), st.sampled_from([1, 5])).map(
+        lambda t: varint(t[0] << 3 | t[1]) + b"\x00"  # a fixed64 / fixed32 cut short
+    ),
+    st.tuples(st.integers(1, 2**29 - 1), st.binary(max_size=8), st.integers(1, 100)).map(
+        lambda t: varint(t[0] << 3 | 2) + varint(len(t[1]) + t[2]) + t[1]  # length past the end
+    ),
+    st.tuples(st.integers(1, 2**29 - 1), st.sampled_from([4, 6, 7])).map(
+        lambda t: varint(t[0] << 3 | t[1])  # a stray end-group; wire types 6 and 7
+    ),
+    st.sampled_from([b"\x00", b"\x02", b"\x05"]),  # field number 0
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(trees, tasks, st.binary(min_size=1, max_size=16), PROTOBUF_JUNK)
+def test_every_codec_refuses_bytes_after_the_value(
+    tree: Any, task: Task, junk: bytes, protobuf_junk: bytes
+) -> None:
+    suffixes = {
+        "json": b" " + junk,  # the space ends a number: what follows is not part of it
+        "msgpack": junk,
+        "cbor": junk,
+        "protobuf": protobuf_junk,
+    }
+    for name in CODEC_NAMES:
+        suffix = suffixes[name]
+        if name == "json" and not suffix.strip(b" \t\r\n"):
+            assert ALL[name].decode(body(name, tree) + suffix) == plain(tree)  # RFC 8259
+            continue
+        reason = {"json": None, "protobuf": "malformed body"}.get(name, "trailing byte")
+        with pytest.raises(DecodeError, match=reason):
+            ALL[name].decode(body(name, tree) + suffix)
+        with pytest.raises(DecodeError, match=reason):
+            ALL[name].decode(ALL[name].encode(task) + suffix, Task)
+
+
+def test_protobuf_merges_whole_fields_after_a_message_as_its_encoding_defines() -> None:
+    # Documented: protobuf has no top-level framing; a singular field seen twice is the
+    # last one (concatenated messages merge), while a repeated map key is still refused.
+    codec = ALL["protobuf"]
+    assert codec.decode(codec.encode(1) + codec.encode(2)) == 2
+    both = codec.encode(Task(title="a", tags=["x"])) + codec.encode(Task(title="b", tags=["y"]))
+    assert codec.decode(both, Task) == Task(title="b", tags=["x", "y"])
+    twice = codec.encode(Task(title="a", scores={"s": 1.0})) * 2
+    with pytest.raises(DecodeError, match=r"duplicate map key 's' at \$\.scores"):
+        codec.decode(twice, Task)
+
+
+@pytest.mark.parametrize("name", ["json", "msgpack", "cbor"])
+def test_a_typed_message_with_a_field_twice_is_refused(name: str) -> None:
+    data = body(name, Pairs([("x", 1.0), ("y", 2.0), ("x", 3.0)]))
+    with pytest.raises(DecodeError, match=r"(?i)duplicate map key:? 'x'") as info:
+        ALL[name].decode(data, Point)
+    assert info.value.wire_name == "tests.point.v1"
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "reason"),
+    [
+        ("json", b'{"a": 1, "a": 2}', "duplicate map key 'a'"),
+        ("json", b'{"a": 1, "\\u0061": 2}', "duplicate map key 'a'"),  # spelled differently
+        ("json", b'[{"a": {"b": 1, "b": 1}}]', "duplicate map key 'b'"),
+        ("json", b"18446744073709551616", "integer outside 64-bit range: 18446744073709551616"),
+        ("json", b"[-9223372036854775809]", "integer outside 64-bit range"),
+        ("json", b'{"n": 123456789012345678901234567890}', "integer outside 64-bit range"),
+        ("json", b"9223372036854775808", "integer outside 64-bit range"),
+        ("json", b"1 2", "unexpected content"),
+        ("msgpack", b"\x82\xa1a\x01\xa1a\x02", "duplicate map key 'a'"),
+        ("msgpack", b"\x91\x81\xa1a\x81\xa1b", "malformed body"),  # cut inside a map
+        ("msgpack", b"\x01\x02\x03", "2 trailing bytes after the value"),
+        ("msgpack", b"\xcf\x80\x00\x00\x00\x00\x00\x00\x00", "integer outside 64-bit range"),
+        ("cbor", b"\x01\x02", "1 trailing byte after the value"),
+        ("cbor", b"\x9f\x01\xff\xff", "1 trailing byte after the value"),
+        ("cbor", b"\xa2\x61a\x01\x61a\x02", "Duplicate map key: 'a'"),
+        ("cbor", b"\x3b\x80\x00\x00\x00\x00\x00\x00\x00", "integer outside 64-bit range"),
+        ("protobuf", pb_field(8, pb_field(1, pb_field(1, b"a")) * 2), "duplicate map key 'a'"),
+    ],
+)
+def test_strict_refusals_say_what_is_wrong(name: str, data: bytes, reason: str) -> None:
+    with pytest.raises(DecodeError, match=reason):
+        ALL[name].decode(data)
+
+
+@pytest.mark.parametrize("name", ["json", "msgpack", "cbor"])
+def test_an_integer_outside_the_model_in_an_unknown_field_is_refused(name: str) -> None:
+    # The whole body keeps the rules, not only the fields the receiver knows.
+    data = body(name, Pairs([("x", 1.0), ("y", 2.0), ("newer", [2**63])]))
+    with pytest.raises(DecodeError, match=r"integer outside 64-bit range at \$\.newer\[0\]"):
+        ALL[name].decode(data, Point)
+    fine = body(name, Pairs([("x", 1.0), ("y", 2.0), ("newer", [2**63 - 1])]))
+    assert ALL[name].decode(fine, Point) == Point(1.0, 2.0)
+
+
+def test_whitespace_around_a_json_value_is_part_of_the_text() -> None:
+    assert ALL["json"].decode(b' \r\n\t{"a": [1, 2]} \n') == {"a": [1, 2]}
+
+
+@pytest.mark.parametrize("name", ["json", "msgpack", "cbor"])
+def test_a_float_field_refuses_an_integer_outside_the_model(name: str) -> None:
+    for n in (2**63, -(2**63) - 1, 2**64):
+        if not expressible(name, n):
+            continue
+        with pytest.raises(DecodeError, match=BIG_INT_REFUSED):
+            ALL[name].decode(body(name, Pairs([("x", n), ("y", 0.0)])), Point)
+    assert ALL[name].decode(body(name, Pairs([("x", 2**63 - 1), ("y", 0)])), Point) == Point(
+        float(2**63 - 1), 0.0
+    )
+
+
+def test_a_float_field_refuses_an_integer_outside_the_model_when_sent(codec_name: str) -> None:
+    with pytest.raises(EncodeError, match=r"integer outside 64-bit range at \$\.x"):
+        ALL[codec_name].encode(Point(2**63, 0.0))
+    assert ALL[codec_name].decode(ALL[codec_name].encode(Point(-(2**63), 0)), Point) == Point(
+        float(-(2**63)), 0.0
+    )
+
+
+MUTATIONS = st.sampled_from(["cut", "insert", "flip", "append"])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data(), trees, MUTATIONS)
+def test_bodies_near_a_valid_one_decode_or_raise_decode_error(
+    data: st.DataObject, tree: Any, mutation: str
+) -> None:
+    for name, codec in ALL.items():
+        raw = bytearray(body(name, tree))
+        at = data.draw(st.integers(0, len(raw)))
+        if mutation == "cut":
+            del raw[at:]
+        elif mutation == "insert":
+            raw[at:at] = data.draw(st.binary(min_size=1, max_size=4))
+        elif mutation == "flip" and raw:
+            raw[min(at, len(raw) - 1)] ^= data.draw(st.integers(1, 255))
+        else:
+            raw += data.draw(st.binary(min_size=1, max_size=4))
+        for cls in (None, Task):
+            with contextlib.suppress(DecodeError):
+                codec.decode(bytes(raw), cls)
 
 
 def test_empty_body_is_none(codec_name: str) -> None:
