@@ -5,6 +5,9 @@ mailbox on the subject ``sdk.agent.<from>.<to>.<tenant>``; they ``tell`` and ``a
 each other through :class:`ActorRef` s.
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from motadata_actors._errors import (
     ActorsError,
     AskTimeout,
@@ -26,24 +29,58 @@ from motadata_actors._errors import (
     TransportClosed,
 )
 from motadata_actors._settings import Settings
-from motadata_actors.actors import (
-    Actor,
-    ActorRef,
-    ActorStatistics,
-    ActorSystem,
-    AskPolicy,
-    AskStream,
-    Backoff,
-    Context,
-    ManualClock,
-    Subscribe,
-    SupervisionEvent,
-    Supervisor,
-    Workflow,
-    WorkflowStep,
-)
-from motadata_actors.codecs import message
-from motadata_actors.mailbox import InProcessTransport, NatsServer, NatsTransport
+
+if TYPE_CHECKING:
+    from motadata_actors.actors import (
+        Actor,
+        ActorRef,
+        ActorStatistics,
+        ActorSystem,
+        AskPolicy,
+        AskStream,
+        Backoff,
+        Context,
+        ManualClock,
+        Subscribe,
+        SupervisionEvent,
+        Supervisor,
+        Workflow,
+        WorkflowStep,
+    )
+    from motadata_actors.codecs import message
+    from motadata_actors.mailbox import InProcessTransport, NatsServer, NatsTransport
+
+# The facade loads a layer when one of its names is first used, so importing a leaf
+# (``motadata_actors.codecs``, ``motadata_actors.telemetry``) or the errors loads neither
+# nats-py nor the actors.
+_LAZY = {
+    **dict.fromkeys(
+        (
+            "Actor", "ActorRef", "ActorStatistics", "ActorSystem", "AskPolicy", "AskStream",
+            "Backoff", "Context", "ManualClock", "Subscribe", "SupervisionEvent", "Supervisor",
+            "Workflow", "WorkflowStep",
+        ),
+        "motadata_actors.actors",
+    ),
+    "message": "motadata_actors.codecs",
+    "InProcessTransport": "motadata_actors.mailbox",
+    "NatsServer": "motadata_actors.mailbox",
+    "NatsTransport": "motadata_actors.mailbox",
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'motadata_actors' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # once loaded, a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __all__ = (
     "Actor",

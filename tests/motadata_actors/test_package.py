@@ -258,3 +258,36 @@ def test_api_reference_builds_without_warnings(tmp_path: Path) -> None:
     for documented in ("ask_stream", "Subscribe", "Workflow", "Supervisor", "AskPolicy"):
         assert documented in actors, documented
     assert "create_nats_client" in (tmp_path / "api/motadata_actors/integrations.html").read_text()
+
+
+@pytest.mark.parametrize(
+    "module", ["motadata_actors", "motadata_actors.codecs", "motadata_actors.telemetry"]
+)
+def test_leaves_load_no_higher_layer(module: str) -> None:
+    """The layers are real: a leaf (or the facade itself) loads neither nats-py nor the
+    mailbox and actors layers until one of their names is used."""
+    probe = (
+        f"import sys, {module}\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'nats'"
+        " or m.startswith(('motadata_actors.actors', 'motadata_actors.mailbox'))))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd="/"
+    )
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_the_facade_loads_a_layer_when_one_of_its_names_is_used() -> None:
+    probe = (
+        "import sys, motadata_actors\n"
+        "assert 'motadata_actors.actors' not in sys.modules\n"
+        "motadata_actors.ActorSystem\n"
+        "assert 'motadata_actors.actors' in sys.modules\n"
+        "from motadata_actors import message, NatsServer\n"
+        "assert set(motadata_actors.__all__) <= set(dir(motadata_actors))\n"
+        "try:\n    motadata_actors.Nope\nexcept AttributeError as e:\n    print(e)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd="/"
+    )
+    assert "has no attribute 'Nope'" in out.stdout
