@@ -17,10 +17,9 @@ from motadata_actors._errors import (
     TransportClosed,
 )
 from motadata_actors._settings import Settings
-from motadata_actors.codecs import Codecs, Limits, TypeRegistry, default_registry
+from motadata_actors.codecs import Codecs, TypeRegistry, default_registry
 from motadata_actors.mailbox import (
     DeadLetter,
-    DurableConfig,
     InProcessTransport,
     NatsServer,
     NatsTransport,
@@ -34,6 +33,7 @@ from motadata_actors.telemetry import setup as setup_telemetry
 from ._actor import Actor
 from ._cell import ActorStatistics
 from ._clock import Clock, SystemClock
+from ._config import codec_limits, durable_config, nats_transport
 from ._events import EventKind, EventLog, SupervisionEvent
 from ._policy import AskPolicy, Backoff, RestartType, Strategy
 from ._pubsub import Workflow
@@ -175,11 +175,7 @@ class ActorSystem:
             raise ConfigError("this ActorSystem is already running: enter it once")
         settings = self._settings if self._settings is not None else Settings.from_env()
         try:
-            limits = Limits(
-                max_size=settings.max_message_size,
-                max_depth=settings.max_depth,
-                max_length=settings.max_length,
-            )
+            limits = codec_limits(settings)
             codecs = Codecs(settings.codec, registry=self._registry, limits=limits)
         except CodecError as exc:
             raise ConfigError(f"CODEC_TYPE={settings.codec!r}: {exc}") from None
@@ -222,7 +218,7 @@ class ActorSystem:
                         " actors in other processes cannot reach it; set NATS_URL to share"
                         " one, e.g. one started by `python -m motadata_actors server`)"
                     )
-                transport = NatsTransport.from_settings(
+                transport = nats_transport(
                     settings, self.tenant, name=f"motadata-actors/{self.tenant}", servers=urls
                 )
         await transport.start()
@@ -252,7 +248,7 @@ class ActorSystem:
             events=self._events,
             no_responders_hint=hint,
             telemetry=telemetry,
-            durable=DurableConfig.from_settings(settings),
+            durable=durable_config(settings),
             max_header_size=settings.max_header_size,
             replay_window=settings.replay_window,
             stream_window=settings.stream_window,

@@ -38,13 +38,13 @@ from motadata_actors._errors import (
     TenantError,
     TransportClosed,
 )
-from motadata_actors._settings import Settings, redact_url, secret_repr, valid_url
+from motadata_actors._settings import redact_url, secret_repr, valid_url
 from motadata_actors.telemetry import get_logger
 
 from ._envelope import check_size
 from ._jetstream import JetStreamMailboxes
 from ._queue import Mailbox
-from ._subjects import check_publish_subject, check_subscribe_subject, inbox_prefix
+from ._subjects import check_publish_subject, check_subscribe_subject
 from ._transport import DeadLetter, Incoming, Subscription
 
 __all__ = ("NatsAuth", "NatsTransport")
@@ -179,20 +179,6 @@ class NatsAuth:
     tls_cert: str | None = None
     tls_key: str | None = None
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> NatsAuth:
-        """Read the ``NATS_TOKEN``, ``NATS_USER``, ``NATS_NKEY_SEED``, ... settings."""
-        return cls(
-            token=settings.nats_token,
-            user=settings.nats_user,
-            password=settings.nats_password,
-            nkey_seed=settings.nats_nkey_seed,
-            creds=settings.nats_creds,
-            tls_ca=settings.nats_tls_ca,
-            tls_cert=settings.nats_tls_cert,
-            tls_key=settings.nats_tls_key,
-        )
-
     def connect_options(self) -> dict[str, Any]:
         """nats-py ``connect`` keyword arguments.
 
@@ -261,8 +247,7 @@ class NatsTransport:
         reconnect: keep reconnecting after the connection breaks.
         reconnect_buffer: bytes of outgoing messages nats-py holds while reconnecting;
             past it, a send fails with :class:`ConnectionLost`.
-        auth: credentials and TLS files (:meth:`NatsAuth.from_settings` reads them from
-            the environment's settings).
+        auth: credentials and TLS files.
     """
 
     def __init__(
@@ -299,23 +284,6 @@ class NatsTransport:
         a message on ``detail``, an ask when ``reply`` is set), ``refused`` (the server
         refused a publish or subscription on ``detail``: permissions), ``disconnected``
         and ``reconnected``."""
-
-    @classmethod
-    def from_settings(
-        cls, settings: Settings, tenant: str, *, name: str, servers: Sequence[str] | None = None
-    ) -> NatsTransport:
-        """A transport for ``tenant`` as the settings say.
-
-        Servers from ``NATS_URL`` (unless ``servers`` is given), the tenant's inbox prefix,
-        credentials, TLS and the reconnect buffer.
-        """
-        return cls(
-            servers if servers is not None else settings.nats_urls,
-            name=name,
-            inbox_prefix=inbox_prefix(tenant),
-            reconnect_buffer=settings.reconnect_buffer,
-            auth=NatsAuth.from_settings(settings),
-        )
 
     @property
     def client(self) -> Client:

@@ -15,7 +15,7 @@ from typing import Literal, Protocol, final
 
 import attrs
 
-from motadata_actors._settings import Retention, Settings
+from motadata_actors._settings import Retention
 
 from ._queue import Mailbox
 
@@ -141,7 +141,7 @@ class Subscription:
 @final
 @attrs.frozen(slots=True)
 class DurableConfig:
-    """How durable mailboxes keep and redeliver messages (from :class:`Settings`).
+    """How durable mailboxes keep and redeliver messages (the ``SDK_DURABLE_*`` settings).
 
     Attributes:
         max_deliver: deliveries of one message before it is dead-lettered.
@@ -169,22 +169,6 @@ class DurableConfig:
     max_bytes: int = -1
     replicas: int = 1
     duplicate_window: float = 120.0
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> DurableConfig:
-        """The ``SDK_DURABLE_*`` settings."""
-        return cls(
-            max_deliver=settings.durable_max_deliver,
-            ack_wait=settings.durable_ack_wait,
-            backoff=settings.durable_backoff,
-            backoff_max=settings.durable_backoff_max,
-            prefetch=settings.durable_prefetch,
-            retention=settings.durable_retention,
-            max_age=settings.durable_max_age,
-            max_bytes=settings.durable_max_bytes,
-            replicas=settings.durable_replicas,
-            duplicate_window=settings.durable_duplicate_window,
-        )
 
     def redelivery_delay(self, delivered: int) -> float:
         """Seconds to wait before redelivering after failed delivery number ``delivered``."""

@@ -14,6 +14,7 @@ from typing import TextIO
 
 from motadata_actors._errors import ActorsError, CodecError, ConfigError
 from motadata_actors._settings import Settings
+from motadata_actors.actors._config import nats_transport
 from motadata_actors.codecs import Codecs
 from motadata_actors.mailbox import (
     ATTEMPT,
@@ -50,7 +51,7 @@ def _transport(settings: Settings, tenant: str) -> NatsTransport:
             "NATS_URL is not set: dead letters live on the server the actors use; set NATS_URL "
             "to it (an embedded server keeps nothing after its process ends)"
         )
-    return NatsTransport.from_settings(settings, tenant, name="motadata-actors/dlq")
+    return nats_transport(settings, tenant, name="motadata-actors/dlq")
 
 
 def _codecs(settings: Settings) -> Codecs:

@@ -8,7 +8,8 @@ from typing import TextIO
 from motadata_actors._errors import ConfigError
 from motadata_actors._settings import Settings
 from motadata_actors.actors import gather_status, summarize
-from motadata_actors.mailbox import NatsTransport, check_id
+from motadata_actors.actors._config import nats_transport
+from motadata_actors.mailbox import check_id
 
 __all__ = ("show_status",)
 
@@ -20,7 +21,7 @@ async def show_status(
     check_id(tenant, "tenant")
     if not settings.enable_nats or not settings.nats_urls:
         raise ConfigError("status asks the processes over NATS: set NATS_URL to their server")
-    transport = NatsTransport.from_settings(settings, tenant, name="motadata-actors/status")
+    transport = nats_transport(settings, tenant, name="motadata-actors/status")
     await transport.start()
     try:
         reports = await gather_status(transport, tenant, wait)

@@ -11,8 +11,8 @@ from typing import TextIO
 
 from motadata_actors._errors import ConfigError
 from motadata_actors._settings import Settings
+from motadata_actors.actors._config import durable_config, nats_transport
 from motadata_actors.mailbox import (
-    DurableConfig,
     NatsTransport,
     check_id,
 )
@@ -26,7 +26,7 @@ def _transport(settings: Settings, tenant: str) -> NatsTransport:
             "durable mailboxes live on the NATS server the actors use: set NATS_URL to it "
             "(and ENABLE_NATS=true)"
         )
-    return NatsTransport.from_settings(settings, tenant, name="motadata-actors/streams")
+    return nats_transport(settings, tenant, name="motadata-actors/streams")
 
 
 async def show_streams(settings: Settings, tenant: str, out: TextIO = sys.stdout) -> int:
@@ -53,7 +53,7 @@ async def apply_streams(settings: Settings, tenant: str, out: TextIO = sys.stdou
     await transport.start()
     try:
         changes = await transport.durable.apply(
-            tenant, DurableConfig.from_settings(settings), settings.mailbox_capacity
+            tenant, durable_config(settings), settings.mailbox_capacity
         )
     finally:
         await transport.aclose()

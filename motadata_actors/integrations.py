@@ -22,6 +22,7 @@ from opentelemetry import propagate
 
 from motadata_actors._errors import ActorsError, ConfigError, EncodeError, TransportClosed
 from motadata_actors._settings import Settings
+from motadata_actors.actors._config import nats_transport
 from motadata_actors.codecs import CODEC_NAMES, Codec, Codecs, Limits, TypeRegistry
 from motadata_actors.mailbox import (
     CONTENT_TYPE,
@@ -153,7 +154,7 @@ class NatsClient:
             urls = [await _embedded.acquire()]
             self._on_embedded = True
         try:
-            transport = NatsTransport.from_settings(
+            transport = nats_transport(
                 settings, self._tenant, name="motadata-actors/nats-client", servers=urls
             )
             await transport.start()
