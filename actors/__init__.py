@@ -8,7 +8,7 @@ from ._policy import AskPolicy, Backoff, RestartIntensity, RestartType, Strategy
 from ._pubsub import Subscribe, Workflow, WorkflowStep
 from ._ref import ActorRef
 from ._status import gather_status, status_subject, summarize
-from ._stream import AskStream
+from ._streaming import AskStream
 from ._supervisor import Supervisor
 from ._system import ActorSystem
 

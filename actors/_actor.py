@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from typing import TYPE_CHECKING, Any, ClassVar, final
 
-from motadata_actors._errors import ConfigError, StreamError
-from motadata_actors.mailbox import (
-    ATTEMPT,
-    CORRELATION_ID,
-    MESSAGE_ID,
-    TIMEOUT_MS,
-    Incoming,
-    StartAt,
-)
+from motadata_actors._errors import ConfigError, StreamError, SubjectError
+from motadata_actors.mailbox import DurableMessage, StartAt, Subject, parse_subject
+from motadata_actors.mailbox._envelope import Letter
 
 from ._pubsub import Subscribe, Workflow, check_start
 from ._ref import ActorRef
 from ._runtime import MailboxKind, Runtime
-from ._stream import ReplyStream
+from ._streaming import ReplyStream
 
 if TYPE_CHECKING:
     from ._cell import ActorCell
@@ -82,7 +74,7 @@ class Actor:
             ConfigError: a durable subscription without JetStream.
             ConnectionLost: the server cannot be reached.
         """
-        await self._cell().subscribe(Subscribe.of(events))
+        await self._cell().feeds.subscribe(Subscribe.of(events))
 
     async def unsubscribe(self, event_type: str) -> None:
         """Stop receiving ``event_type`` (every subscription of this actor to it).
@@ -90,7 +82,7 @@ class Actor:
         A durable subscription's consumer stays on the server, so subscribing again
         goes on from where it stopped.
         """
-        await self._cell().unsubscribe("events", event_type)
+        await self._cell().feeds.remove("events", event_type)
 
     async def follow(self, workflow_id: str, *, start: StartAt = "all") -> None:
         """Receive the steps of workflow ``workflow_id`` in this actor's mailbox, in order.
@@ -106,11 +98,11 @@ class Actor:
                 a stream sequence or an aware datetime.
             ConnectionLost: the server cannot be reached.
         """
-        await self._cell().follow(workflow_id, check_start(start))
+        await self._cell().feeds.follow(workflow_id, check_start(start))
 
     async def unfollow(self, workflow_id: str) -> None:
         """Stop receiving the workflow's steps (its position is kept for a day)."""
-        await self._cell().unsubscribe("workflow", workflow_id)
+        await self._cell().feeds.remove("workflow", workflow_id)
 
     async def on_start(self) -> None:
         """Run once before the first message. Raising here makes ``spawn`` fail."""
@@ -151,10 +143,10 @@ class Context:
     __slots__ = (
         "_alone",
         "_deadline",
-        "_headers",
-        "_msg",
+        "_letter",
         "_rt",
         "_stream",
+        "_subject",
         "actor",
         "stop_requested",
     )
@@ -163,48 +155,51 @@ class Context:
         self,
         runtime: Runtime,
         actor: str,
-        msg: Incoming,
-        headers: dict[str, str] | None,
+        letter: Letter,
+        deadline: float | None,
         alone: bool = False,
     ) -> None:
         self._rt = runtime
         self._alone = alone  # the actor handles one message at a time: it cannot ask itself
         self.actor = actor
         """The name of the actor handling the message."""
-        self._msg = msg
+        self._letter = letter
+        self._deadline = deadline
         self._stream: ReplyStream | None = None
+        self._subject: Subject | None = None
         self.stop_requested = False
         """Whether the handler asked the actor to stop after this message."""
-        self._headers: dict[str, str] = headers if headers is not None else {}
-        timeout_ms = self._headers.get(TIMEOUT_MS)
-        self._deadline: float | None = None
-        if timeout_ms is not None:
-            # A malformed deadline is no deadline, not a reason to drop the message.
-            with contextlib.suppress(ValueError):
-                self._deadline = asyncio.get_running_loop().time() + int(timeout_ms) / 1000
 
     @property
     def subject(self) -> str:
         """The subject the message arrived on."""
-        return self._msg.subject
+        return self._letter.subject
+
+    def _parsed(self) -> Subject | None:
+        if self._subject is None:
+            try:
+                self._subject = parse_subject(self._letter.subject)
+            except SubjectError:  # not one of ours (a foreign wildcard subscription's)
+                return None
+        return self._subject
 
     @property
     def sender(self) -> str | None:
         """The sending agent's name (the ``<from>`` token), None for events and steps."""
-        parts = self._msg.subject.split(".")
-        return parts[2] if len(parts) == 5 and parts[1] == "agent" else None
+        parsed = self._parsed()
+        return parsed.sender if parsed is not None else None
 
     @property
     def event_type(self) -> str | None:
         """The event type when the message is an event, else None."""
-        parts = self._msg.subject.split(".")
-        return parts[2] if len(parts) == 4 and parts[1] == "events" else None
+        parsed = self._parsed()
+        return parsed.target if parsed is not None and parsed.kind == "events" else None
 
     @property
     def workflow_id(self) -> str | None:
         """The workflow's id when the message is a step of a followed workflow, else None."""
-        parts = self._msg.subject.split(".")
-        return parts[2] if len(parts) == 4 and parts[1] == "workflow" else None
+        parsed = self._parsed()
+        return parsed.target if parsed is not None and parsed.kind == "workflow" else None
 
     @property
     def attempt(self) -> int:
@@ -213,47 +208,52 @@ class Context:
         JetStream's count for a kept message (a redelivery after a failure or a crash is 2
         and up), ``Sdk-Attempt`` for a retried core ask.
         """
-        delivered: int | None = getattr(self._msg, "delivered", None)
-        if delivered is not None:
-            return delivered
-        attempt = self._headers.get(ATTEMPT)
-        return int(attempt) if attempt is not None and attempt.isdigit() else 1
+        message = self._letter.message
+        if type(message) is DurableMessage:
+            return message.delivered
+        return self._letter.attempt
 
     @property
     def sequence(self) -> int | None:
         """The stream sequence of a kept message (durable event, step, durable mailbox)."""
-        return getattr(self._msg, "stream_seq", None)
+        message = self._letter.message
+        return message.stream_seq if type(message) is DurableMessage else None
 
     @property
     def headers(self) -> dict[str, str]:
-        """The message's headers (read-only by convention)."""
-        return self._headers
+        """The message's headers, names in their canonical case (read-only by convention)."""
+        return self._letter.headers
 
     @property
     def message_id(self) -> str | None:
         """``Sdk-Message-Id``, when the sender set one."""
-        return self._headers.get(MESSAGE_ID)
+        return self._letter.message_id
 
     @property
     def correlation_id(self) -> str:
         """The conversation this message belongs to; messages sent from here carry it on."""
-        return self._headers.get(CORRELATION_ID) or self._headers.get(MESSAGE_ID) or ""
+        letter = self._letter
+        return letter.correlation_id or letter.message_id or ""
 
     @property
     def is_ask(self) -> bool:
         """Whether the sender waits for a reply."""
-        return bool(self._msg.reply)
+        return bool(self._letter.reply)
 
     @property
     def deadline(self) -> float | None:
-        """When the asker stops waiting, in ``asyncio`` loop time; None for tells."""
+        """When the asker stops waiting, on the system's clock; None for tells.
+
+        The clock is the event loop's time unless the system was given another one (a
+        :class:`ManualClock` in tests: then deadlines are virtual too).
+        """
         return self._deadline
 
     def time_left(self) -> float | None:
         """Seconds until :attr:`deadline` (negative once passed), None without a deadline."""
         if self._deadline is None:
             return None
-        return self._deadline - asyncio.get_running_loop().time()
+        return self._deadline - self._rt.clock.now()
 
     def stop(self) -> None:
         """Stop this actor once the handler returns (a normal exit, not a crash).
@@ -283,7 +283,7 @@ class Context:
         stream = self._stream
         if stream is not None:
             await stream.send(part)
-        elif self._msg.reply:
+        elif self._letter.reply:
             raise NotStreamed(
                 "the handler streams its reply, but this ask takes one reply: ask it with "
                 "ref.ask_stream(...)"

@@ -16,6 +16,7 @@ import attrs
 from motadata_actors._errors import ActorsError, AskTimeout, ConfigError, NoResponders
 
 __all__ = (
+    "AskAttempts",
     "AskPolicy",
     "Backoff",
     "RestartIntensity",
@@ -163,3 +164,45 @@ class AskPolicy:
     def retryable(self, exc: BaseException) -> bool:
         """Whether ``exc`` starts another attempt."""
         return isinstance(exc, self.retry_on)
+
+
+@final
+class AskAttempts:
+    """The attempts of one ask under a policy, within its budget (sans-io).
+
+    Rules: an attempt may take ``policy.per_attempt()`` seconds, never past the ask's
+    deadline; after a retryable failure the next attempt waits the policy's backoff,
+    unless that would reach past the deadline; ``policy.attempts`` at most.
+
+    Args:
+        policy: the ask policy.
+        budget: seconds the whole ask may take.
+        now: the clock's time when the ask starts.
+    """
+
+    __slots__ = ("_deadline", "_policy", "last", "number")
+
+    def __init__(self, policy: AskPolicy, budget: float, now: float) -> None:
+        self._policy = policy
+        self._deadline = now + budget
+        self.number = 0
+        """The attempt under way (0 before the first)."""
+        self.last: BaseException | None = None
+        """Why the last attempt failed."""
+
+    def next(self, now: float) -> float | None:
+        """Start the next attempt: return the seconds it may take, None when none is left."""
+        left = self._deadline - now
+        if self.number >= self._policy.attempts or left <= 0:
+            return None
+        self.number += 1
+        return min(self._policy.per_attempt(), left)
+
+    def failed(self, exc: BaseException, now: float) -> float | None:
+        """The attempt failed with ``exc``: the pause before the next one, or None to stop."""
+        self.last = exc
+        policy = self._policy
+        if not policy.retryable(exc) or self.number >= policy.attempts:
+            return None
+        pause = min(policy.backoff.delay(self.number - 1), self._deadline - now)
+        return pause if pause > 0 else None

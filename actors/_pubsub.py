@@ -24,17 +24,10 @@ from typing import Any, Final, final
 import attrs
 
 from motadata_actors._errors import ConfigError
-from motadata_actors.mailbox import (
-    MESSAGE_ID,
-    MESSAGE_TYPE,
-    StartAt,
-    check_id,
-    check_token,
-    decode_body,
-    workflow_subject,
-)
+from motadata_actors.mailbox import StartAt, check_id, check_token, workflow_subject
+from motadata_actors.mailbox._envelope import Letter, Sealed
 
-from ._runtime import WORKFLOW_TEMPLATE, Runtime, needs_durable
+from ._runtime import WORKFLOW_TEMPLATE, Runtime
 
 __all__ = ("Subscribe", "Workflow", "WorkflowStep", "check_start", "feed_consumer")
 
@@ -163,10 +156,8 @@ class WorkflowStep:
     message_id: str | None
     headers: dict[str, str]
 
-    @property
-    def message_type(self) -> str | None:
-        """The typed message's wire name, None for plain values."""
-        return self.headers.get(MESSAGE_TYPE)
+    message_type: str | None = None
+    """The typed message's wire name, None for plain values."""
 
 
 @final
@@ -210,12 +201,12 @@ class Workflow:
             ConfigError: no JetStream (in process, say).
         """
         rt = self._rt
-        durable = needs_durable(rt, "a workflow")
+        durable = rt.durable("a workflow")
 
-        async def append(data: bytes, headers: dict[str, str]) -> int:
+        async def append(sealed: Sealed) -> int:
             return await durable.append(
-                "workflows", rt.tenant, rt.durable, self.subject, data,
-                headers=headers, expect_last_seq=expect_seq,
+                "workflows", rt.tenant, rt.durable_config, self.subject, sealed.data,
+                headers=sealed.headers, expect_last_seq=expect_seq,
             )  # fmt: skip
 
         return await rt.send_to_many(self.subject, WORKFLOW_TEMPLATE, step, append, message_id)
@@ -229,15 +220,19 @@ class Workflow:
             ConfigError: no JetStream (in process, say).
         """
         rt = self._rt
-        durable = needs_durable(rt, "a workflow")
+        durable = rt.durable("a workflow")
         kept = await durable.read("workflows", rt.tenant, self.subject, after=after, limit=limit)
-        return [
-            WorkflowStep(
-                m.seq,
-                m.time,
-                decode_body(m.data, m.headers, rt.codecs),
-                m.headers.get(MESSAGE_ID),
-                m.headers,
+        steps = []
+        for m in kept:
+            letter = Letter.open(m)
+            steps.append(
+                WorkflowStep(
+                    m.seq,
+                    m.time,
+                    letter.body(rt.codecs),
+                    letter.message_id,
+                    letter.headers,
+                    letter.message_type,
+                )
             )
-            for m in kept
-        ]
+        return steps

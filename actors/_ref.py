@@ -16,36 +16,12 @@ from motadata_actors._errors import (
     StreamError,
     TenantError,
 )
-from motadata_actors.mailbox import (
-    ATTEMPT,
-    CORRELATION_ID,
-    ERROR,
-    MESSAGE_ID,
-    REPLY_TO,
-    STREAM_WINDOW,
-    TIMEOUT_MS,
-    DurableTransport,
-    agent_subject,
-    check_id,
-    dead_letter_headers,
-    decode_body,
-    decode_error,
-    dlq_subject,
-    encode_body,
-    new_message_id,
-    received_headers,
-)
+from motadata_actors.mailbox import DurableStore, Incoming, agent_subject, check_id, new_message_id
+from motadata_actors.mailbox._envelope import Letter, Sealed, seal
 
-from ._policy import AskPolicy
-from ._runtime import (
-    AGENT_TEMPLATE,
-    MAILBOX_KINDS,
-    MailboxKind,
-    Runtime,
-    current_context,
-    needs_durable,
-)
-from ._stream import MAX_WINDOW, AskStream, window_header
+from ._policy import AskAttempts, AskPolicy
+from ._runtime import AGENT_TEMPLATE, MAILBOX_KINDS, MailboxKind, Runtime, current_context
+from ._streaming import MAX_WINDOW, AskStream
 
 if TYPE_CHECKING:
     from ._actor import Context
@@ -111,23 +87,32 @@ class ActorRef:
         """The ask policy this ref applies when a call does not override it."""
         return self._policy
 
-    def _prepare(self, msg: object) -> tuple[str, str, dict[str, str], bytes]:
+    def _prepare(self, msg: object) -> tuple[str, str, Sealed]:
         # Sizes are checked alike on both sides: the codec refuses a body over
         # SDK_MAX_MESSAGE_SIZE, the transport headers plus body over the server's
         # max_payload (so the connection is never dropped); the receiver checks the same,
         # and its headers against SDK_MAX_HEADER_SIZE.
         rt = self._rt
         ctx = current_context.get()
-        headers = {MESSAGE_ID: new_message_id()}
         if ctx is None:
-            sender = rt.client_id
+            sender, correlation = rt.client_id, None
         else:
-            sender = ctx.actor
-            headers[CORRELATION_ID] = ctx.correlation_id
+            sender, correlation = ctx.actor, ctx.correlation_id
         subject = self._subjects.get(sender)
         if subject is None:
             subject = self._subjects[sender] = agent_subject(sender, self.name, rt.tenant)
-        return sender, subject, headers, encode_body(msg, rt.codecs.default, headers)
+        sealed = seal(
+            msg, rt.codecs.default, message_id=new_message_id(), correlation_id=correlation
+        )
+        return sender, subject, sealed
+
+    def _span(self, sender: str, subject: str, sealed: Sealed) -> Any:
+        tel = self._rt.telemetry
+        assert tel is not None
+        return tel.start_send(
+            subject, AGENT_TEMPLATE, sender, self.name, sealed.headers, len(sealed.data),
+            sealed.message_id, sealed.correlation_id,
+        )  # fmt: skip
 
     async def tell(self, msg: object) -> None:
         """Send ``msg`` and return without waiting for it to be handled.
@@ -144,15 +129,15 @@ class ActorRef:
             NoResponders: durable only: no durable mailbox of this name was ever spawned.
         """
         rt = self._rt
-        sender, subject, headers, data = self._prepare(msg)
+        sender, subject, sealed = self._prepare(msg)
         publish = rt.transport.publish if self.mailbox == "core" else self._durable().publish
         tel = rt.telemetry
         if tel is None:
-            await publish(subject, data, headers=headers)
+            await publish(subject, sealed.data, headers=sealed.headers)
             return
-        span = tel.start_send(subject, AGENT_TEMPLATE, sender, self.name, headers, len(data))
+        span = self._span(sender, subject, sealed)
         try:
-            await publish(subject, data, headers=headers)
+            await publish(subject, sealed.data, headers=sealed.headers)
         except BaseException as exc:
             if span is not None:
                 tel.fail(span, exc)
@@ -216,15 +201,15 @@ class ActorRef:
                 if left <= 0:
                     raise AskTimeout(f"ask to {self.name!r}: the handler's deadline has passed")
                 budget = left
-        sender, subject, headers, data = self._prepare(msg)
+        sender, subject, sealed = self._prepare(msg)
         tel = rt.telemetry
         if tel is None:
-            return await self._ask(subject, headers, data, policy, budget, None)
-        span = tel.start_send(subject, AGENT_TEMPLATE, sender, self.name, headers, len(data))
+            return await self._ask(subject, sealed, policy, budget, None)
+        span = self._span(sender, subject, sealed)
         started = rt.clock.now()
         error: BaseException | None = None
         try:
-            return await self._ask(subject, headers, data, policy, budget, span)
+            return await self._ask(subject, sealed, policy, budget, span)
         except BaseException as exc:
             error = exc
             if span is not None:
@@ -292,43 +277,36 @@ class ActorRef:
             left = ctx.time_left()
             if left is not None and left < budget:
                 budget = max(0.0, left)
-        sender, subject, headers, data = self._prepare(msg)
-        headers[STREAM_WINDOW] = window_header(window, window_bytes)
-        tel = rt.telemetry
-        span = None
-        if tel is not None:
-            span = tel.start_send(subject, AGENT_TEMPLATE, sender, self.name, headers, len(data))
+        sender, subject, sealed = self._prepare(msg)
+        sealed.streaming(window, window_bytes)
+        span = self._span(sender, subject, sealed) if rt.telemetry is not None else None
         if self.mailbox == "core":
 
-            async def send(inbox: str, headers: dict[str, str], data: bytes) -> None:
-                await rt.transport.publish(subject, data, headers=headers, reply=inbox)
+            async def send(inbox: str, request: Sealed) -> None:
+                await rt.transport.publish(
+                    subject, request.data, headers=request.headers, reply=inbox
+                )
 
         else:
             durable = self._durable()
 
-            async def send(inbox: str, headers: dict[str, str], data: bytes) -> None:
-                await durable.publish(subject, data, headers={**headers, REPLY_TO: inbox})
+            async def send(inbox: str, request: Sealed) -> None:
+                await durable.publish(subject, request.data, headers=request.replying_to(inbox))
 
         return AskStream(
-            self.name, rt, send, headers, data, budget, window, window_bytes, self._error, span
+            self.name, rt, send, sealed, budget, window, window_bytes, self._error, span
         )
 
     async def _ask(
-        self,
-        subject: str,
-        headers: dict[str, str],
-        data: bytes,
-        policy: AskPolicy,
-        budget: float,
-        span: Any,
+        self, subject: str, sealed: Sealed, policy: AskPolicy, budget: float, span: Any
     ) -> Any:
         rt = self._rt
         if self.mailbox == "durable":
             # Stored, so never resent: a redelivery answers it if the first one fails.
-            headers[TIMEOUT_MS] = str(max(1, round(budget * 1000)))
+            sealed.attempt(1, budget)
             try:
                 reply = await self._durable().request(
-                    subject, data, headers=headers, timeout=budget
+                    subject, sealed.data, headers=sealed.headers, timeout=budget
                 )
             except AskTimeout:
                 rt.events.record("timeout", self.name, f"durable ask after {budget:.3g}s")
@@ -336,66 +314,44 @@ class ActorRef:
                     f"ask to durable {self.name!r} got no reply within {budget:.3g}s (the "
                     "request stays stored until handled or dead-lettered as expired)"
                 ) from None
-            return self._reply_value(reply.data, reply.headers)
+            return self._reply_value(reply)
         clock = rt.clock
-        deadline = clock.now() + budget
-        per_attempt = policy.per_attempt()
-        last: ActorsError | None = None
-        attempt = 0
-        for attempt in range(1, policy.attempts + 1):
-            left = deadline - clock.now()
-            if left <= 0:
-                break
-            wait = min(per_attempt, left)
-            headers[TIMEOUT_MS] = str(max(1, round(wait * 1000)))
-            if attempt > 1:
-                headers[ATTEMPT] = str(attempt)
-                if span is not None:
-                    span.set_attribute("sdk.attempt", attempt)
+        attempts = AskAttempts(policy, budget, clock.now())
+        while (wait := attempts.next(clock.now())) is not None:
+            sealed.attempt(attempts.number, wait)
+            if span is not None and attempts.number > 1:
+                span.set_attribute("sdk.attempt", attempts.number)
             try:
-                reply = await rt.transport.request(subject, data, headers=headers, timeout=wait)
+                reply = await rt.transport.request(
+                    subject, sealed.data, headers=sealed.headers, timeout=wait
+                )
             except (AskTimeout, NoResponders) as exc:
-                last = exc
                 if isinstance(exc, AskTimeout):
-                    rt.events.record("timeout", self.name, f"attempt {attempt} after {wait:.3g}s")
+                    rt.events.record(
+                        "timeout", self.name, f"attempt {attempts.number} after {wait:.3g}s"
+                    )
                 if span is not None:
-                    span.add_event(type(exc).__name__, {"sdk.attempt": attempt})
-                if not policy.retryable(exc) or attempt == policy.attempts:
+                    span.add_event(type(exc).__name__, {"sdk.attempt": attempts.number})
+                pause = attempts.failed(exc, clock.now())
+                if pause is None:
                     break
-                pause = min(policy.backoff.delay(attempt - 1), deadline - clock.now())
-                if pause <= 0:
-                    break
-                rt.events.record("retry", self.name, f"attempt {attempt + 1} after {exc!r}")
+                rt.events.record("retry", self.name, f"attempt {attempts.number + 1} after {exc!r}")
                 await clock.sleep(pause)
                 continue
-            return self._reply_value(reply.data, reply.headers)
-        await self._dead_letter(subject, headers, data, last, attempt)
+            return self._reply_value(reply)
+        last = attempts.last
+        tries = attempts.number
+        why = type(last).__name__ if last is not None else "no time left"
+        reason = f"ask failed after {tries} attempt(s): {why}"
+        if await rt.dead_letter(self.name, sealed.data, sealed.headers, reason):
+            rt.events.record("dead_letter", self.name, reason)
         if isinstance(last, NoResponders):
             raise NoResponders(
                 f"no actor named {self.name!r} serves tenant {rt.tenant!r} "
                 f"on {rt.transport.description}{rt.no_responders_hint}"
             ) from None
-        tries = f" in {attempt} attempts" if attempt > 1 else ""
-        raise AskTimeout(f"ask to {self.name!r} got no reply within {budget:.3g}s{tries}") from None
-
-    async def _dead_letter(
-        self,
-        subject: str,
-        headers: dict[str, str],
-        data: bytes,
-        last: ActorsError | None,
-        attempts: int,
-    ) -> None:
-        """Publish an ask whose retries ran out to ``sdk.dlq.<to>.<tenant>``."""
-        rt = self._rt
-        why = type(last).__name__ if last is not None else "no time left"
-        reason = f"ask failed after {attempts} attempt(s): {why}"
-        dead = dead_letter_headers(headers, reason)
-        try:
-            await rt.transport.publish(dlq_subject(self.name, rt.tenant), data, headers=dead)
-        except ActorsError:
-            return
-        rt.events.record("dead_letter", self.name, reason)
+        times = f" in {tries} attempts" if tries > 1 else ""
+        raise AskTimeout(f"ask to {self.name!r} got no reply within {budget:.3g}s{times}") from None
 
     def _check_not_self(self, ctx: Context) -> None:
         """Refuse at once an ask that would wait on the very handler making it."""
@@ -407,15 +363,14 @@ class ActorRef:
                 "concurrency=2 or more"
             )
 
-    def _durable(self) -> DurableTransport:
-        return needs_durable(self._rt, f"{self.name!r} has a durable mailbox, which")
+    def _durable(self) -> DurableStore:
+        return self._rt.durable(f"{self.name!r} has a durable mailbox, which")
 
-    def _reply_value(self, data: bytes, headers: dict[str, str] | None) -> Any:
-        headers = received_headers(headers)
-        if headers is not None:
-            if ERROR in headers:
-                raise self._error(data, headers)
-        elif data.startswith(b'{"stream":') and b'"seq":' in data:
+    def _reply_value(self, reply: Incoming) -> Any:
+        letter = Letter.open(reply)
+        if letter.error is not None:
+            raise self._error(letter)
+        if letter.is_pub_ack:
             # JetStream's acknowledgement, not a reply: the agent's inbox is captured by a
             # durable mailbox, and this core ask raced its PubAck.
             raise ConfigError(
@@ -424,10 +379,10 @@ class ActorRef:
                 "mailbox='durable')). This request was stored and will be handled, but "
                 "its reply cannot reach a core ask"
             )
-        return decode_body(data, headers, self._rt.codecs)
+        return letter.body(self._rt.codecs)
 
-    def _error(self, data: bytes, headers: dict[str, str]) -> ActorsError:
-        type_name, message, origin = decode_error(data, headers, self._rt.codecs)
+    def _error(self, letter: Letter) -> ActorsError:
+        type_name, message, origin = letter.error_details(self._rt.codecs)
         if origin == "sdk" and type_name in _SDK_ERRORS:
             return _SDK_ERRORS[type_name](f"rejected by {self.name!r}: {message}")
         return RemoteError(type_name, message, actor=self.name)

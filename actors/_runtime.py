@@ -5,25 +5,27 @@ Internal: the public face of this is :class:`~motadata_actors.ActorSystem`.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Literal, TypeVar, final
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, final
 
+import anyio.abc
 import attrs
 
 from motadata_actors._errors import ActorsError, ConfigError, SubjectError
 from motadata_actors.codecs import Codecs, wire_name_of
 from motadata_actors.mailbox import (
-    CORRELATION_ID,
-    MESSAGE_ID,
+    DeadLetterStore,
+    Durable,
     DurableConfig,
-    DurableTransport,
+    DurableStore,
     Transport,
-    encode_body,
-    encode_error,
+    dlq_subject,
     event_subject,
     new_message_id,
 )
+from motadata_actors.mailbox._envelope import Sealed, dead_letter_headers, seal, seal_error
 from motadata_actors.telemetry import Telemetry, get_logger
 
 from ._clock import Clock
@@ -41,7 +43,6 @@ __all__ = (
     "Runtime",
     "WORKFLOW_TEMPLATE",
     "current_context",
-    "needs_durable",
     "reason_line",
 )
 
@@ -54,20 +55,9 @@ WORKFLOW_TEMPLATE = "sdk.workflow.{workflow_id}.{tenant}"
 
 
 def reason_line(exc: BaseException) -> str:
-    """``Type: message`` on one line, bounded, for ``Sdk-Dead-Reason``, logs and spans."""
+    """``Type: message`` on one line, bounded, for dead reasons, logs and spans."""
     text = f"{type(exc).__name__}: {exc}".replace("\r", " ").replace("\n", " ")
     return text[:512]
-
-
-def needs_durable(rt: Runtime, what: str) -> DurableTransport:
-    """The runtime's JetStream side, or a ConfigError saying why ``what`` needs it."""
-    # getattr: a transport of the application's own may predate durable mailboxes.
-    durable: DurableTransport | None = getattr(rt.transport, "durable", None)
-    if durable is None:
-        raise ConfigError(
-            f"{what} needs JetStream, so NATS: set ENABLE_NATS=true (nothing is kept in process)"
-        )
-    return durable
 
 
 T = TypeVar("T")
@@ -93,11 +83,65 @@ class Runtime:
     events: EventLog
     no_responders_hint: str = ""
     telemetry: Telemetry | None = None
-    durable: DurableConfig = attrs.field(factory=DurableConfig)
+    durable_config: DurableConfig = attrs.field(factory=DurableConfig)
     max_header_size: int = 16 * 1024
     replay_window: float = 300.0
     stream_window: int = 256
     stream_window_bytes: int = 1024 * 1024
+    dead_letter_store: DeadLetterStore | None = None
+    """Where dead letters are kept; None: they are only published (nobody keeps them)."""
+    task_group: anyio.abc.TaskGroup | None = None
+    """The system's task group, for work no handler waits on (set while it runs)."""
+
+    def durable(self, what: str) -> DurableStore:
+        """The transport's durable side, or a ConfigError saying why ``what`` needs it."""
+        transport = self.transport
+        if not isinstance(transport, Durable):
+            raise ConfigError(
+                f"{what} needs JetStream, so NATS: set ENABLE_NATS=true (nothing is kept in "
+                "process)"
+            )
+        return transport.durable
+
+    def run_soon(self, work: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+        """Run ``work`` in the system's task group (dropped once the system stopped)."""
+        group = self.task_group
+        if group is not None:
+            with contextlib.suppress(RuntimeError):  # closing: nothing left to do it for
+                group.start_soon(work)
+
+    async def send(self, subject: str, sealed: Sealed) -> None:
+        """Publish ``sealed`` (a reply, most often); a lost one is logged, never raised."""
+        try:
+            await self.transport.publish(subject, sealed.data, headers=sealed.headers)
+        except ActorsError as exc:
+            log.warning("message to %s lost: %r", subject, exc)
+
+    async def send_error(self, reply: str, type_name: str, message: str, origin: str) -> None:
+        """Send an error reply; never raises.
+
+        ``origin`` is ``handler`` when user code raised, ``sdk`` when the framework refused.
+        """
+        await self.send(reply, seal_error(type_name, message[:4096], origin, self.codecs.default))
+
+    async def dead_letter(
+        self, to: str, data: bytes, headers: dict[str, str] | None, reason: str
+    ) -> bool:
+        """Keep a message nobody will handle on ``sdk.dlq.<to>.<tenant>``, with ``reason``.
+
+        Returns whether it went out (a lost one is logged).
+        """
+        subject = dlq_subject(to, self.tenant)
+        letter_headers = dead_letter_headers(headers, reason)
+        try:
+            if self.dead_letter_store is not None:
+                await self.dead_letter_store.put(subject, data, letter_headers)
+            else:
+                await self.transport.publish(subject, data, headers=letter_headers)
+        except ActorsError as exc:
+            log.error("dead letter for %s lost: %r", to, exc)
+            return False
+        return True
 
     async def publish_event(
         self, event: object, event_type: str | None, *, durable: bool = False
@@ -126,66 +170,52 @@ class Runtime:
             subject = event_subject(event_type, self.tenant)
         if not durable:
 
-            async def send(data: bytes, headers: dict[str, str]) -> None:
-                await self.transport.publish(subject, data, headers=headers)
+            async def send(sealed: Sealed) -> None:
+                await self.transport.publish(subject, sealed.data, headers=sealed.headers)
 
         else:
-            store = needs_durable(self, "publish(..., durable=True)")
+            store = self.durable("publish(..., durable=True)")
 
-            async def send(data: bytes, headers: dict[str, str]) -> None:
+            async def send(sealed: Sealed) -> None:
                 await store.append(
-                    "events", self.tenant, self.durable, subject, data, headers=headers
-                )
+                    "events", self.tenant, self.durable_config, subject, sealed.data,
+                    headers=sealed.headers,
+                )  # fmt: skip
 
         await self.send_to_many(subject, EVENT_TEMPLATE, event, send)
-
-    async def send_error(
-        self,
-        reply: str,
-        type_name: str,
-        message: str,
-        origin: str,
-        extra: dict[str, str] | None = None,
-    ) -> None:
-        """Send an error reply (``Sdk-Error``, plus ``extra`` headers); never raises.
-
-        ``origin`` is ``handler`` when user code raised, ``sdk`` when the framework refused.
-        """
-        data, headers = encode_error(type_name, message[:4096], self.codecs.default, origin=origin)
-        if extra:
-            headers.update(extra)
-        try:
-            await self.transport.publish(reply, data, headers=headers)
-        except ActorsError as exc:
-            log.warning("error reply to %s lost: %r", reply, exc)
 
     async def send_to_many(
         self,
         subject: str,
         template: str,
         body: object,
-        send: Callable[[bytes, dict[str, str]], Awaitable[T]],
+        send: Callable[[Sealed], Awaitable[T]],
         message_id: str | None = None,
     ) -> T:
         """Send a message with no single recipient (an event, a workflow step) by ``send``.
 
-        Makes the headers (message id, the conversation's correlation id) and the body, and
-        the send span when telemetry is on. ``sdk.agent.to`` is ``-``: event types and
-        workflow ids must not use up the bounded agent label of the metrics (the span's
-        destination name carries them).
+        Seals it (message id, the conversation's correlation id) and makes the send span
+        when telemetry is on. ``sdk.agent.to`` is ``-``: event types and workflow ids must
+        not use up the bounded agent label of the metrics (the span's destination name
+        carries them).
         """
-        headers = {MESSAGE_ID: message_id if message_id is not None else new_message_id()}
         ctx = current_context.get()
-        if ctx is not None:
-            headers[CORRELATION_ID] = ctx.correlation_id
-        data = encode_body(body, self.codecs.default, headers)
+        sealed = seal(
+            body,
+            self.codecs.default,
+            message_id=message_id if message_id is not None else new_message_id(),
+            correlation_id=ctx.correlation_id if ctx is not None else None,
+        )
         tel = self.telemetry
         if tel is None:
-            return await send(data, headers)
+            return await send(sealed)
         sender = ctx.actor if ctx is not None else self.client_id
-        span = tel.start_send(subject, template, sender, "-", headers, len(data))
+        span = tel.start_send(
+            subject, template, sender, "-", sealed.headers, len(sealed.data),
+            sealed.message_id, sealed.correlation_id,
+        )  # fmt: skip
         try:
-            return await send(data, headers)
+            return await send(sealed)
         except BaseException as exc:
             if span is not None:
                 tel.fail(span, exc)

@@ -8,7 +8,6 @@ one request and gathers the answers that come within a short wait: that is
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import time
@@ -18,15 +17,11 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from motadata_actors.mailbox import (
-    CONTENT_TYPE,
-    Incoming,
-    Mailbox,
-    Transport,
-    check_id,
-    inbox_prefix,
-    new_message_id,
-)
+from motadata_actors._errors import CodecError
+from motadata_actors.codecs import Codecs
+from motadata_actors.mailbox import Incoming, Mailbox, Transport, check_id
+from motadata_actors.mailbox._envelope import Letter, seal
+from motadata_actors.mailbox._subjects import new_inbox
 from motadata_actors.telemetry import get_logger
 
 from ._cell import ActorStatistics
@@ -41,29 +36,30 @@ def status_subject(tenant: str) -> str:
     return f"sdk.system.{check_id(tenant, 'tenant')}"
 
 
-def _report(client_id: str, stats: list[ActorStatistics]) -> bytes:
-    return json.dumps(
-        {
-            "process": client_id,
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "time": time.time(),
-            "agents": [
-                {
-                    "name": s.name,
-                    "mailbox": s.mailbox,
-                    "queued": s.queued,
-                    "capacity": s.capacity,
-                    "handled": s.handled,
-                    "failed": s.failed,
-                    "rejected": s.rejected,
-                    "restarts": s.restarts,
-                    "dropped": s.dropped,
-                }
-                for s in stats
-            ],
-        }
-    ).encode()
+_JSON = Codecs("json")  # reports are JSON, whatever the system's codec
+
+
+def _report(client_id: str, stats: list[ActorStatistics]) -> dict[str, Any]:
+    return {
+        "process": client_id,
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "time": time.time(),
+        "agents": [
+            {
+                "name": s.name,
+                "mailbox": s.mailbox,
+                "queued": s.queued,
+                "capacity": s.capacity,
+                "handled": s.handled,
+                "failed": s.failed,
+                "rejected": s.rejected,
+                "restarts": s.restarts,
+                "dropped": s.dropped,
+            }
+            for s in stats
+        ],
+    }
 
 
 async def serve_status(
@@ -83,11 +79,8 @@ async def serve_status(
             if not request.reply:
                 continue
             try:
-                await transport.publish(
-                    request.reply,
-                    _report(client_id, snapshot()),
-                    headers={CONTENT_TYPE: "application/json"},
-                )
+                report = seal(_report(client_id, snapshot()), _JSON.default)
+                await transport.publish(request.reply, report.data, headers=report.headers)
             except Exception as exc:  # a lost answer is the asker's timeout, not our crash
                 log.debug("status answer lost: %r", exc)
     finally:
@@ -97,7 +90,7 @@ async def serve_status(
 
 async def gather_status(transport: Transport, tenant: str, wait: float = 0.5) -> list[Any]:
     """Ask every process of ``tenant`` for its report; return those that came in ``wait``."""
-    inbox = f"{inbox_prefix(tenant)}.status.{new_message_id().replace('.', '_')}"
+    inbox = new_inbox(tenant)
     box: Mailbox[Incoming] = Mailbox(10_000)
     sub = await transport.subscribe(inbox, mailbox=box)
     reports: list[Any] = []
@@ -105,11 +98,12 @@ async def gather_status(transport: Transport, tenant: str, wait: float = 0.5) ->
         await transport.publish(status_subject(tenant), b"{}", reply=inbox)
         with anyio.move_on_after(wait):
             async for msg in box:
-                if (msg.headers or {}).get("Status") == "503":
-                    break  # the server's no-responders: no process of the tenant runs
                 try:
-                    report = json.loads(msg.data)
-                except ValueError:
+                    letter = Letter.open(msg)
+                    if letter.no_responders:
+                        break  # no process of the tenant runs
+                    report = letter.body(_JSON)
+                except CodecError:
                     report = None
                 if isinstance(report, dict) and isinstance(report.get("process"), str):
                     reports.append(report)

@@ -13,6 +13,7 @@ import anyio.abc
 from motadata_actors._errors import (
     CodecError,
     ConfigError,
+    SubjectError,
     SupervisionError,
     TransportClosed,
 )
@@ -21,11 +22,13 @@ from motadata_actors.codecs import Codecs, TypeRegistry, default_registry
 from motadata_actors.mailbox import (
     DeadLetter,
     InProcessTransport,
+    KeepsDeadLetters,
     NatsServer,
-    NatsTransport,
+    Observed,
     Transport,
     check_id,
     inbox_prefix,
+    parse_subject,
 )
 from motadata_actors.telemetry import Telemetry, get_logger
 from motadata_actors.telemetry import setup as setup_telemetry
@@ -223,16 +226,18 @@ class ActorSystem:
                 )
         await transport.start()
         stack.push_async_callback(_shielded, transport.aclose)
-        kept = await transport.capture_dead_letters(
+        store = transport.dead_letters if isinstance(transport, KeepsDeadLetters) else None
+        kept = store is not None and await store.keep(
             self.tenant,
             max_messages=settings.dlq_max_messages,
             max_age=settings.dlq_max_age,
             replicas=settings.durable_replicas,
         )
         if not kept:
+            store = None
             log.warning(
-                "dead letters of tenant %r are published but not kept: the server at %s "
-                "has no JetStream", self.tenant, transport.description,
+                "dead letters of tenant %r are published but not kept: %s keeps none",
+                self.tenant, transport.description,
             )  # fmt: skip
         self._rt = Runtime(
             tenant=self.tenant,
@@ -248,13 +253,14 @@ class ActorSystem:
             events=self._events,
             no_responders_hint=hint,
             telemetry=telemetry,
-            durable=durable_config(settings),
+            durable_config=durable_config(settings),
+            dead_letter_store=store,
             max_header_size=settings.max_header_size,
             replay_window=settings.replay_window,
             stream_window=settings.stream_window,
             stream_window_bytes=settings.stream_window_bytes,
         )
-        if isinstance(transport, NatsTransport):
+        if isinstance(transport, Observed):
             transport.listener = self._on_transport_event
             stack.callback(setattr, transport, "listener", None)
         if telemetry is not None:
@@ -266,6 +272,7 @@ class ActorSystem:
                 description="Messages waiting in an actor's mailbox",
             )
         tg = self._tg = await stack.enter_async_context(anyio.create_task_group())
+        self._rt.task_group = tg
         root = self._root = Supervisor(
             self._rt, "", None, tg,
             strategy="one_for_one",
@@ -363,11 +370,16 @@ class ActorSystem:
         """Record the connection's ups and downs and slow-consumer drops; answer dropped asks."""
         if kind not in ("dropped", "disconnected", "reconnected", "refused"):
             return
-        where = detail.split(".")[3] if kind == "dropped" and detail.count(".") >= 4 else "/"
-        self._events.record(kind, where, detail)  # type: ignore[arg-type]
-        refusable = detail.startswith("sdk.agent.")  # an ask to an actor, not a status query
-        if kind == "dropped" and reply and refusable and self._tg is not None and self._rt:
-            self._tg.start_soon(self._refuse_dropped_ask, self._rt, detail, reply)
+        to = "/"
+        if kind == "dropped":
+            with contextlib.suppress(SubjectError):  # not one of ours: a foreign subscription
+                subject = parse_subject(detail)
+                if subject.kind == "agent":  # an ask to an actor, not a status query
+                    to = subject.target
+        self._events.record(kind, to, detail)  # type: ignore[arg-type]
+        rt = self._rt
+        if kind == "dropped" and reply and to != "/" and rt is not None:
+            rt.run_soon(lambda: self._refuse_dropped_ask(rt, detail, reply))
 
     @staticmethod
     async def _refuse_dropped_ask(rt: Runtime, subject: str, reply: str) -> None:
@@ -527,5 +539,17 @@ class ActorSystem:
         return Workflow(self._runtime, workflow_id)
 
     async def dead_letters(self, *, limit: int = 100) -> list[DeadLetter]:
-        """The tenant's kept dead letters, oldest first (at most ``limit``)."""
-        return await self._runtime.transport.dead_letters(self.tenant, limit=limit)
+        """The tenant's kept dead letters, oldest first (at most ``limit``).
+
+        Raises:
+            ConfigError: nothing keeps them (a server without JetStream, or a transport of
+                the application's own without a dead-letter store).
+        """
+        rt = self._runtime
+        transport = rt.transport
+        if not isinstance(transport, KeepsDeadLetters):
+            raise ConfigError(
+                f"{transport.description} keeps no dead letters: its transport has no "
+                "dead-letter store"
+            )
+        return await transport.dead_letters.read(self.tenant, limit=limit)

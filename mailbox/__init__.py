@@ -1,6 +1,10 @@
 """Mailboxes: subjects, the header envelope, the mailbox queue, and the transports.
 
-Uses ``codecs`` and ``telemetry``; knows nothing of actors.
+Uses ``codecs`` and ``telemetry``; knows nothing of actors. This package exports what
+applications and operators use: the transports and their capabilities, the nats-server
+helpers, subjects, the header names of the wire format (for foreign clients) and the
+tenancy configuration. The rest (admission, settlement, the credit window, JetStream's
+internals) is the actors layer's, imported from the private modules.
 """
 
 from ._envelope import (
@@ -17,21 +21,15 @@ from ._envelope import (
     STREAM_WINDOW,
     TENANT_ID,
     TIMEOUT_MS,
-    check_size,
-    dead_letter_headers,
     decode_body,
     decode_error,
     encode_body,
     encode_error,
-    message_id_time,
-    message_size,
     new_message_id,
-    received_headers,
 )
-from ._inprocess import InProcessMessage, InProcessTransport
-from ._jetstream import JetStreamMailboxes, agents_stream, consumer_name, log_stream
+from ._inprocess import InProcessTransport
 from ._nats import NatsAuth, NatsTransport
-from ._queue import Mailbox, MailboxFull, MailboxStatistics
+from ._queue import Mailbox, MailboxStatistics
 from ._server import NatsCluster, NatsServer, find_nats_server
 from ._subjects import (
     MAX_TOKEN_LENGTH,
@@ -41,22 +39,22 @@ from ._subjects import (
     check_id,
     check_token,
     dlq_subject,
-    drop_inbox,
     event_subject,
     inbox_prefix,
-    keep_inbox,
     parse_subject,
     workflow_subject,
 )
 from ._tenancy import TenantUser, server_config, tenant_permissions
 from ._transport import (
     DeadLetter,
+    DeadLetterStore,
+    Durable,
     DurableConfig,
     DurableMessage,
-    DurableTransport,
+    DurableStore,
     Incoming,
-    LogKind,
-    Retention,
+    KeepsDeadLetters,
+    Observed,
     StartAt,
     StoredMessage,
     Subscription,
@@ -65,18 +63,6 @@ from ._transport import (
 
 __all__ = (
     "ATTEMPT",
-    "DeadLetter",
-    "DurableConfig",
-    "DurableMessage",
-    "DurableTransport",
-    "JetStreamMailboxes",
-    "LogKind",
-    "Retention",
-    "StartAt",
-    "StoredMessage",
-    "log_stream",
-    "agents_stream",
-    "consumer_name",
     "CONTENT_TYPE",
     "CORRELATION_ID",
     "DEAD_REASON",
@@ -90,16 +76,24 @@ __all__ = (
     "STREAM_WINDOW",
     "TENANT_ID",
     "TIMEOUT_MS",
-    "InProcessMessage",
+    "DeadLetter",
+    "DeadLetterStore",
+    "Durable",
+    "DurableConfig",
+    "DurableMessage",
+    "DurableStore",
     "InProcessTransport",
     "Incoming",
+    "KeepsDeadLetters",
     "Mailbox",
-    "MailboxFull",
     "MailboxStatistics",
     "NatsAuth",
     "NatsCluster",
     "NatsServer",
     "NatsTransport",
+    "Observed",
+    "StartAt",
+    "StoredMessage",
     "Subject",
     "Subscription",
     "TenantUser",
@@ -107,23 +101,16 @@ __all__ = (
     "agent_inbox",
     "agent_subject",
     "check_id",
-    "check_size",
-    "dead_letter_headers",
     "check_token",
     "decode_body",
     "decode_error",
     "dlq_subject",
-    "drop_inbox",
     "encode_body",
     "encode_error",
     "event_subject",
     "find_nats_server",
     "inbox_prefix",
-    "keep_inbox",
-    "message_id_time",
-    "message_size",
     "new_message_id",
-    "received_headers",
     "parse_subject",
     "server_config",
     "tenant_permissions",

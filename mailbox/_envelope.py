@@ -13,10 +13,13 @@ import os
 import time
 from base64 import urlsafe_b64encode
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, final
 
 from motadata_actors._errors import CodecError, MessageTooLarge
 from motadata_actors.codecs import Codec, Codecs, wire_name_of
+
+if TYPE_CHECKING:
+    from ._transport import Incoming
 
 __all__ = (
     "ATTEMPT",
@@ -24,6 +27,7 @@ __all__ = (
     "CORRELATION_ID",
     "DEAD_REASON",
     "ERROR",
+    "MAX_WINDOW",
     "MESSAGE_ID",
     "MESSAGE_TYPE",
     "REPLY_TO",
@@ -32,6 +36,10 @@ __all__ = (
     "STREAM_WINDOW",
     "TENANT_ID",
     "TIMEOUT_MS",
+    "Letter",
+    "Sealed",
+    "cancel",
+    "credit",
     "dead_letter_headers",
     "decode_body",
     "decode_error",
@@ -41,6 +49,12 @@ __all__ = (
     "message_size",
     "new_message_id",
     "received_headers",
+    "replayed",
+    "seal",
+    "seal_end",
+    "seal_error",
+    "seal_part",
+    "stored",
 )
 
 CONTENT_TYPE: Final = "Content-Type"
@@ -67,6 +81,9 @@ _KNOWN: Final = (
 )  # fmt: skip
 _KNOWN_NAMES: Final = frozenset(_KNOWN)
 _CANONICAL: Final = {name.lower(): name for name in _KNOWN}
+
+MAX_WINDOW: Final = 10_000
+"""The most parts a streaming reply's credit window may hold."""
 
 # Unique across processes (random prefix) and cheap per message (a counter).
 _ID_PREFIX: Final = urlsafe_b64encode(os.urandom(9)).decode()
@@ -211,3 +228,303 @@ def decode_error(data: bytes, headers: Mapping[str, str], codecs: Codecs) -> tup
     if isinstance(body, Mapping):
         return type_name, str(body.get("message", "")), str(body.get("origin", "handler"))
     return type_name, str(body), "handler"
+
+
+# -- one call per direction ---------------------------------------------------------------
+#
+# Senders make a message with one of the ``seal*`` functions below; receivers read one with
+# :meth:`Letter.open`. No other module knows a header's name or a value's format.
+
+_STATUS: Final = "Status"  # nats-server's inline status (503: no responders)
+_NO_RESPONDERS: Final = "503"
+_CANCEL: Final = "cancel"
+_MSG_ID_JS: Final = "Nats-Msg-Id"
+_EXPECT_SEQ_JS: Final = "Nats-Expected-Last-Subject-Sequence"
+_PUB_ACK: Final = b'{"stream":'
+# A resend from the dead-letter store drops what belonged to the first attempt.
+_NOT_REPLAYED: Final = frozenset({DEAD_REASON, TIMEOUT_MS, ATTEMPT, REPLY_TO, STREAM_WINDOW})
+
+
+@final
+class Sealed:
+    """A message ready to send: its body, and the headers that say what it is.
+
+    Attributes:
+        data: the codec's bytes.
+        headers: the headers (the senders' telemetry may add the trace context).
+    """
+
+    __slots__ = ("data", "headers")
+
+    def __init__(self, data: bytes, headers: dict[str, str]) -> None:
+        self.data = data
+        self.headers = headers
+
+    @property
+    def message_id(self) -> str | None:
+        """``Sdk-Message-Id``, when it has one."""
+        return self.headers.get(MESSAGE_ID)
+
+    @property
+    def correlation_id(self) -> str | None:
+        """``Sdk-Correlation-Id``, when it has one."""
+        return self.headers.get(CORRELATION_ID)
+
+    def attempt(self, number: int, timeout: float) -> None:
+        """Make it attempt ``number`` (from 1) of an ask that may take ``timeout`` seconds."""
+        self.headers[TIMEOUT_MS] = str(max(1, round(timeout * 1000)))
+        if number > 1:
+            self.headers[ATTEMPT] = str(number)
+
+    def streaming(self, window: int, window_bytes: int) -> None:
+        """Make it a streaming ask with a credit window of parts and bytes."""
+        self.headers[STREAM_WINDOW] = f"{window} {window_bytes}"
+
+    def replying_to(self, inbox: str) -> dict[str, str]:
+        """Its headers naming ``inbox`` in ``Sdk-Reply-To`` (JetStream keeps no reply subject)."""
+        return {**self.headers, REPLY_TO: inbox}
+
+
+def seal(
+    body: object,
+    codec: Codec,
+    *,
+    message_id: str | None = None,
+    correlation_id: str | None = None,
+) -> Sealed:
+    """A tell, ask, event, workflow step or reply: ``body`` encoded, ids as given.
+
+    Raises:
+        EncodeError: ``body`` is outside the value model, or a typed field is wrong.
+        MessageTooLarge: the body exceeds the codec's size limit.
+    """
+    headers: dict[str, str] = {}
+    if message_id is not None:
+        headers[MESSAGE_ID] = message_id
+    if correlation_id is not None:
+        headers[CORRELATION_ID] = correlation_id
+    data = encode_body(body, codec, headers)
+    return Sealed(data, headers)
+
+
+def seal_error(
+    type_name: str, message: str, origin: str, codec: Codec, *, stream_end: int | None = None
+) -> Sealed:
+    """An error reply (``Sdk-Error``); ``stream_end``: the number of a stream's last part."""
+    data, headers = encode_error(type_name, message, codec, origin=origin)
+    if stream_end is not None:
+        headers[STREAM_SEQ] = str(stream_end)
+        headers[STREAM_END] = "1"
+    return Sealed(data, headers)
+
+
+def seal_part(part: object, codec: Codec, seq: int) -> Sealed:
+    """Part ``seq`` (from 1) of a streaming reply.
+
+    Raises:
+        EncodeError: ``part`` is outside the value model.
+        MessageTooLarge: the body exceeds the codec's size limit.
+    """
+    headers: dict[str, str] = {}
+    data = encode_body(part, codec, headers)
+    headers[STREAM_SEQ] = str(seq)
+    return Sealed(data, headers)
+
+
+def seal_end(result: object, codec: Codec, seq: int, *, has_result: bool) -> Sealed:
+    """The last message of a streaming reply: the handler's return value, or nothing."""
+    headers: dict[str, str] = {}
+    data = encode_body(result, codec, headers) if has_result else b""
+    headers[STREAM_SEQ] = str(seq)
+    headers[STREAM_END] = "1"
+    return Sealed(data, headers)
+
+
+def credit(taken: int) -> Sealed:
+    """A stream consumer's report: it has taken ``taken`` parts."""
+    return Sealed(b"", {STREAM_SEQ: str(taken)})
+
+
+def cancel() -> Sealed:
+    """A stream consumer's cancel: stop producing."""
+    return Sealed(b"", {STREAM_END: _CANCEL})
+
+
+def stored(headers: Mapping[str, str], *, expect_last_seq: int | None = None) -> dict[str, str]:
+    """Headers for a JetStream publish: ``Sdk-Message-Id`` also as ``Nats-Msg-Id`` (dedup)."""
+    out = dict(headers)
+    message_id = headers.get(MESSAGE_ID)
+    if message_id is not None:
+        out[_MSG_ID_JS] = message_id
+    if expect_last_seq is not None:
+        out[_EXPECT_SEQ_JS] = str(expect_last_seq)
+    return out
+
+
+def replayed(headers: Mapping[str, str]) -> dict[str, str]:
+    """A dead letter's headers for a deliberate resend.
+
+    Without the dead reason and what belonged to the first attempt (an ask's deadline,
+    attempt and reply inbox, a stream's window), with a fresh ``Sdk-Message-Id`` (the old
+    one would be refused as a replay).
+    """
+    out = {k: v for k, v in headers.items() if k not in _NOT_REPLAYED}
+    out[MESSAGE_ID] = new_message_id()
+    return out
+
+
+@final
+class Letter:
+    """A received message as a receiver reads it: the headers it trusts, parsed on demand.
+
+    Made by :meth:`open` (one call per message). Header names are matched without regard
+    to case; missing headers mean their defaults.
+
+    Attributes:
+        subject: the subject it arrived on.
+        reply: where an answer goes ("" for a tell).
+        data: the body.
+        headers: the headers, names in their canonical case (empty when none).
+        message: the transport's message it was read from.
+    """
+
+    __slots__ = ("data", "headers", "message", "reply", "subject")
+
+    def __init__(self, message: Incoming, headers: dict[str, str] | None) -> None:
+        self.message = message
+        self.subject = message.subject
+        self.reply = message.reply
+        self.data = message.data
+        self.headers: dict[str, str] = headers if headers is not None else {}
+
+    @classmethod
+    def open(cls, message: Incoming) -> Letter:
+        """Read ``message``.
+
+        Raises:
+            CodecError: one header name twice in different cases (which counts would be a
+                guess).
+        """
+        return cls(message, received_headers(message.headers))
+
+    @property
+    def message_id(self) -> str | None:
+        """``Sdk-Message-Id``."""
+        return self.headers.get(MESSAGE_ID)
+
+    @property
+    def correlation_id(self) -> str | None:
+        """``Sdk-Correlation-Id``."""
+        return self.headers.get(CORRELATION_ID)
+
+    @property
+    def tenant(self) -> str | None:
+        """``Sdk-Tenant-Id``, when the sender claimed one."""
+        return self.headers.get(TENANT_ID)
+
+    @property
+    def timeout(self) -> float | None:
+        """Seconds the asker still waits (``Sdk-Timeout-Ms``); None for none or a malformed one."""
+        raw = self.headers.get(TIMEOUT_MS)
+        if raw is None or not raw.isdigit():
+            return None
+        return int(raw) / 1000
+
+    @property
+    def attempt(self) -> int:
+        """``Sdk-Attempt``: which attempt of an ask this is, from 1."""
+        raw = self.headers.get(ATTEMPT)
+        return int(raw) if raw is not None and raw.isdigit() and raw != "0" else 1
+
+    @property
+    def reply_to(self) -> str:
+        """``Sdk-Reply-To``: a stored request's asker, "" when none."""
+        return self.headers.get(REPLY_TO, "")
+
+    @property
+    def is_streaming_ask(self) -> bool:
+        """Whether the asker reads a streaming reply (``Sdk-Stream-Window``)."""
+        return STREAM_WINDOW in self.headers
+
+    def window(self, parts: int, size: int) -> tuple[int, int]:
+        """The credit window asked for, parts and bytes; ``parts``/``size`` where malformed."""
+        fields = self.headers.get(STREAM_WINDOW, "").split()
+        if fields and fields[0].isdigit():
+            parts = max(1, min(MAX_WINDOW, int(fields[0])))
+        if len(fields) > 1 and fields[1].isdigit():
+            size = max(1, int(fields[1]))
+        return parts, size
+
+    @property
+    def stream_seq(self) -> int | None:
+        """``Sdk-Stream-Seq``: a part's number, or a consumer's report; -1 when malformed."""
+        raw = self.headers.get(STREAM_SEQ)
+        if raw is None:
+            return None
+        return int(raw) if raw.isdigit() else -1
+
+    @property
+    def ends_stream(self) -> bool:
+        """Whether it is a streaming reply's last message."""
+        return self.headers.get(STREAM_END) == "1"
+
+    @property
+    def cancels_stream(self) -> bool:
+        """Whether it is a stream consumer's cancel."""
+        return self.headers.get(STREAM_END) == _CANCEL
+
+    @property
+    def has_body(self) -> bool:
+        """Whether it carries an encoded value (a stream's bare end does not)."""
+        return CONTENT_TYPE in self.headers
+
+    @property
+    def error(self) -> str | None:
+        """``Sdk-Error``: the type name of an error reply."""
+        return self.headers.get(ERROR)
+
+    @property
+    def no_responders(self) -> bool:
+        """Whether it is the server's no-responders status (nobody had the subject)."""
+        return self.headers.get(_STATUS) == _NO_RESPONDERS
+
+    @property
+    def is_pub_ack(self) -> bool:
+        """Whether it is JetStream's acknowledgement of a stored message, not a reply."""
+        return not self.headers and self.data.startswith(_PUB_ACK) and b'"seq":' in self.data
+
+    @property
+    def dead_reason(self) -> str:
+        """``Sdk-Dead-Reason``."""
+        return self.headers.get(DEAD_REASON, "")
+
+    @property
+    def message_type(self) -> str | None:
+        """``Sdk-Message-Type``: a typed message's wire name."""
+        return self.headers.get(MESSAGE_TYPE)
+
+    @property
+    def content_type(self) -> str | None:
+        """``Content-Type``."""
+        return self.headers.get(CONTENT_TYPE)
+
+    def size(self) -> int:
+        """Headers and body, as the server counts them against ``max_payload``."""
+        return message_size(self.data, self.headers)
+
+    def body(self, codecs: Codecs) -> Any:
+        """The decoded body, as its registered type when typed.
+
+        Raises:
+            CodecError: unsupported content type or unknown message type.
+            DecodeError: malformed bytes, a limit exceeded, or fields that do not fit.
+        """
+        return decode_body(self.data, self.headers, codecs)
+
+    def error_details(self, codecs: Codecs) -> tuple[str, str, str]:
+        """``(type_name, message, origin)`` of an error reply, tolerating odd bodies."""
+        return decode_error(self.data, self.headers, codecs)
+
+    def dead_letter_headers(self, reason: str) -> dict[str, str]:
+        """Its headers plus ``Sdk-Dead-Reason`` (JetStream's ``Nats-*`` controls left out)."""
+        return dead_letter_headers(self.headers, reason)

@@ -13,8 +13,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
-import time
-from collections import deque
 from collections.abc import Mapping
 from typing import final
 
@@ -22,10 +20,11 @@ import attrs
 
 from motadata_actors._errors import AskTimeout, NoResponders, SubjectError, TransportClosed
 
+from ._dead_letters import MemoryDeadLetters
 from ._envelope import check_size
 from ._queue import Mailbox
 from ._subjects import check_publish_subject, check_subscribe_subject
-from ._transport import DeadLetter, Incoming, Subscription
+from ._transport import Incoming, Subscription
 
 __all__ = ("InProcessMessage", "InProcessTransport")
 
@@ -70,8 +69,7 @@ class InProcessTransport:
     """
 
     def __init__(self, *, max_payload: int = 1024 * 1024, inbox_prefix: str = "_INBOX") -> None:
-        self._dead: dict[str, tuple[deque[DeadLetter], float]] = {}
-        self._dead_seq = itertools.count(1)
+        self._dead = MemoryDeadLetters(self.publish)
         self._max_payload = max_payload
         self._inbox_prefix = inbox_prefix
         self._subs: list[_Sub] = []
@@ -82,9 +80,9 @@ class InProcessTransport:
         self._closed = False
 
     @property
-    def durable(self) -> None:
-        """None: durable mailboxes need JetStream (``ENABLE_NATS=true``)."""
-        return None
+    def dead_letters(self) -> MemoryDeadLetters:
+        """Dead letters kept in a bounded list per tenant (durable mailboxes need NATS)."""
+        return self._dead
 
     @property
     def max_payload(self) -> int:
@@ -137,8 +135,8 @@ class InProcessTransport:
                 )
             return
         check_publish_subject(subject)
-        if self._dead and subject.startswith("sdk.dlq."):
-            self._keep_dead_letter(subject, data, headers)
+        if self._dead.keeping and subject.startswith("sdk.dlq."):
+            self._dead.capture(subject, data, headers)  # as a stream captures the subject
         if not await self._deliver(subject, data, headers, reply) and reply:
             # As nats-server does for a client that asked for it (nats-py does): a
             # message with a reply subject that nobody received gets a 503 status there.
@@ -212,40 +210,6 @@ class InProcessTransport:
             raise AskTimeout(f"no reply on {subject!r} within {timeout:.3g}s") from None
         finally:
             del self._replies[inbox]
-
-    def _keep_dead_letter(
-        self, subject: str, data: bytes, headers: Mapping[str, str] | None
-    ) -> None:
-        kept = self._dead.get(subject.rpartition(".")[2])
-        if kept is None:
-            return
-        letters, max_age = kept
-        now = time.time()
-        while letters and letters[0].time < now - max_age:
-            letters.popleft()
-        letters.append(DeadLetter(next(self._dead_seq), subject, dict(headers or {}), data, now))
-
-    async def capture_dead_letters(
-        self, tenant: str, *, max_messages: int, max_age: float, replicas: int = 1
-    ) -> bool:
-        """Keep the tenant's dead letters in a bounded list (oldest dropped first)."""
-        if tenant not in self._dead:
-            self._dead[tenant] = (deque(maxlen=max_messages), max_age)
-        return True
-
-    async def dead_letters(self, tenant: str, *, limit: int = 100) -> list[DeadLetter]:
-        """The tenant's kept dead letters, oldest first."""
-        kept = self._dead.get(tenant)
-        return list(kept[0])[:limit] if kept else []
-
-    async def drop_dead_letter(self, tenant: str, seq: int) -> None:
-        """Remove one kept dead letter."""
-        kept = self._dead.get(tenant)
-        if kept:
-            letters = kept[0]
-            for letter in list(letters):
-                if letter.seq == seq:
-                    letters.remove(letter)
 
     async def aclose(self) -> None:
         """Refuse further operations; pending requests fail."""

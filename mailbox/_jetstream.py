@@ -63,6 +63,7 @@ from ._envelope import (
 from ._queue import Mailbox
 from ._subjects import agent_inbox, check_publish_subject, dlq_subject
 from ._transport import (
+    DeadLetter,
     DurableConfig,
     DurableMessage,
     Incoming,
@@ -77,7 +78,14 @@ if TYPE_CHECKING:
     from nats.aio.msg import Msg
     from nats.js import JetStreamContext
 
-__all__ = ("JetStreamMailboxes", "agents_stream", "consumer_name", "log_stream")
+__all__ = (
+    "JetStreamDeadLetters",
+    "JetStreamMailboxes",
+    "agents_stream",
+    "consumer_name",
+    "dead_letter_stream",
+    "log_stream",
+)
 
 log = get_logger("jetstream")
 
@@ -874,3 +882,161 @@ class JetStreamMailboxes:
         future = self._replies.get(msg.subject)
         if future is not None and not future.done():
             future.set_result(msg)
+
+
+def dead_letter_stream(tenant: str) -> str:
+    """The JetStream stream that keeps a tenant's dead letters: ``SDK_DLQ_<tenant>``."""
+    return f"SDK_DLQ_{tenant}"
+
+
+@final
+class JetStreamDeadLetters:
+    """A tenant's dead letters in the stream ``SDK_DLQ_<tenant>`` over ``sdk.dlq.*.<tenant>``.
+
+    The stream captures the subject, so dead letters from any client are kept even when
+    nobody listens; :meth:`put` stores one with the stream's acknowledgement while
+    connected (so it is listed as soon as dead-lettering returned), and publishes it
+    plainly while reconnecting (it is stored once it reaches the server).
+
+    Args:
+        nc: the connection.
+        where: the server, for error messages.
+    """
+
+    def __init__(self, nc: Client, where: Callable[[], str]) -> None:
+        self._nc = nc
+        self._where = where
+        self._kept = False
+
+    async def keep(
+        self, tenant: str, *, max_messages: int, max_age: float, replicas: int = 1
+    ) -> bool:
+        """Create (or bring up to date) the tenant's dead-letter stream.
+
+        ``replicas`` applies when the stream is made; an existing stream keeps its own.
+        Returns False when the server has no JetStream.
+
+        Raises:
+            ConfigError: JetStream refused the stream (more replicas than servers, say).
+        """
+        js = self._nc.jetstream(timeout=_JS_TIMEOUT)
+        name = dead_letter_stream(tenant)
+        config = StreamConfig(
+            name=name,
+            subjects=[f"sdk.dlq.*.{tenant}"],
+            max_msgs=max_messages,
+            max_age=max_age,
+            storage=StorageType.FILE,
+            discard=DiscardPolicy.OLD,
+            num_replicas=replicas,
+            description=f"motadata-actors dead letters of tenant {tenant}",
+        )
+        try:
+            for attempt in range(5):
+                try:
+                    await js.add_stream(config)
+                    break
+                except nats.js.errors.BadRequestError:  # it exists with other limits
+                    try:
+                        info = await js.stream_info(name)
+                    except nats.js.errors.NotFoundError:
+                        if attempt == 4:
+                            raise
+                        # Neither made nor there: a cluster still settling its leaders.
+                        await asyncio.sleep(0.2 * (attempt + 1))
+                        continue
+                    config.num_replicas = info.config.num_replicas
+                    await js.update_stream(config)
+                    break
+        except (
+            nats.js.errors.ServiceUnavailableError,
+            nats.errors.NoRespondersError,
+            nats.errors.TimeoutError,
+        ):
+            return False
+        except nats.js.errors.APIError as exc:
+            raise ConfigError(
+                f"JetStream refused the dead-letter stream {name}: {exc.description} (check "
+                "SDK_DURABLE_REPLICAS against the cluster's size, and SDK_DLQ_MAX_MESSAGES / "
+                "SDK_DLQ_MAX_AGE)"
+            ) from None
+        self._kept = True
+        return True
+
+    async def put(self, subject: str, data: bytes, headers: dict[str, str]) -> None:
+        """Dead-letter one message; stored with an acknowledgement while connected.
+
+        No ``Nats-Msg-Id``: two dead letters of one message (a retry's, a redelivery's) are
+        both kept.
+
+        Raises:
+            ConnectionLost: it could not be sent or stored.
+        """
+        nc = self._nc
+        try:
+            if self._kept and nc.is_connected:
+                await nc.jetstream(timeout=_JS_TIMEOUT).publish(subject, data, headers=headers)
+            else:  # reconnecting: buffered like any message, not held up waiting for an ack
+                await nc.publish(subject, data, headers=headers)
+        except (nats.errors.Error, nats.js.errors.Error, OSError) as exc:
+            raise ConnectionLost(f"dead letter on {subject!r} not stored: {exc!r}") from exc
+
+    async def read(self, tenant: str, *, limit: int = 100) -> list[DeadLetter]:
+        """The tenant's kept dead letters, oldest first, read from its stream.
+
+        Raises:
+            ConfigError: the server has no JetStream.
+            ConnectionLost: the server cannot be reached.
+        """
+        js = self._nc.jetstream(timeout=_JS_TIMEOUT)
+        stream = dead_letter_stream(tenant)
+        out: list[DeadLetter] = []
+        seq = 1
+        try:
+            while len(out) < limit:
+                raw = await js.get_msg(stream, seq=seq, subject=f"sdk.dlq.*.{tenant}", next=True)
+                if raw.seq is None:
+                    break
+                out.append(
+                    DeadLetter(
+                        seq=raw.seq,
+                        subject=raw.subject or "",
+                        # nats-py's JetStream API parses headers with the email
+                        # parser: a non-ASCII value comes back as a Header object.
+                        headers={k: str(v) for k, v in (raw.headers or {}).items()},
+                        data=raw.data or b"",
+                        time=raw.time.timestamp() if raw.time else 0.0,
+                    )
+                )
+                seq = raw.seq + 1
+        except nats.js.errors.NotFoundError:
+            pass  # no (more) messages, or no stream
+        except (nats.errors.NoRespondersError, nats.js.errors.ServiceUnavailableError):
+            raise self._no_jetstream() from None
+        except nats.errors.Error as exc:
+            raise ConnectionLost(f"cannot read dead letters of {tenant!r}: {exc!r}") from exc
+        return out
+
+    async def drop(self, tenant: str, seq: int) -> None:
+        """Delete one message from the tenant's dead-letter stream.
+
+        Raises:
+            ConfigError: the server has no JetStream.
+            ConnectionLost: the server cannot be reached.
+        """
+        js = self._nc.jetstream(timeout=_JS_TIMEOUT)
+        try:
+            await js.delete_msg(dead_letter_stream(tenant), seq)
+        except nats.js.errors.NotFoundError:
+            pass
+        except (nats.errors.NoRespondersError, nats.js.errors.ServiceUnavailableError):
+            raise self._no_jetstream() from None
+        except nats.errors.Error as exc:
+            raise ConnectionLost(f"cannot delete dead letter {seq} of {tenant!r}: {exc!r}") from exc
+
+    def _no_jetstream(self) -> ConfigError:
+        return ConfigError(
+            f"the NATS server at {self._where()} has no JetStream, which keeps dead letters: "
+            "start it with JetStream on (nats-server -js, or `jetstream {}` in its "
+            "configuration; the embedded server and `python -m motadata_actors server` have it)"
+        )

@@ -26,7 +26,6 @@ import nats.js.errors
 import nkeys
 from nats.aio.client import Client
 from nats.aio.transport import TcpTransport
-from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 
 from motadata_actors._errors import (
     AskTimeout,
@@ -42,10 +41,10 @@ from motadata_actors._settings import redact_url, secret_repr, valid_url
 from motadata_actors.telemetry import get_logger
 
 from ._envelope import check_size
-from ._jetstream import JetStreamMailboxes
+from ._jetstream import JetStreamDeadLetters, JetStreamMailboxes
 from ._queue import Mailbox
 from ._subjects import check_publish_subject, check_subscribe_subject
-from ._transport import DeadLetter, Incoming, Subscription
+from ._transport import Incoming, Subscription
 
 __all__ = ("NatsAuth", "NatsTransport")
 
@@ -230,11 +229,6 @@ def _scheme(url: str) -> str:
     return scheme.lower() if sep else "nats"
 
 
-def dead_letter_stream(tenant: str) -> str:
-    """The JetStream stream that keeps a tenant's dead letters: ``SDK_DLQ_<tenant>``."""
-    return f"SDK_DLQ_{tenant}"
-
-
 @final
 class NatsTransport:
     """A :class:`~motadata_actors.mailbox.Transport` over nats-py.
@@ -273,7 +267,7 @@ class NatsTransport:
         self._connect_errors: list[Exception] = []  # nats-py's reports while connecting
         # (sub | pub, lowercased subject) -> the server's permissions violation
         self._refused: dict[tuple[str, str], str] = {}
-        self._keeps_dead_letters = False  # a stream keeps sdk.dlq.*: store them with an ack
+        self._dead_letters: JetStreamDeadLetters | None = None
         self._nc: Client | None = None
         self._mailboxes: dict[int, Mailbox[Incoming]] = {}
         self._subs: dict[int, Any] = {}  # nats-py subscriptions feeding our mailboxes
@@ -298,6 +292,13 @@ class NatsTransport:
         if self._durable is None:
             self._durable = JetStreamMailboxes(self.client)
         return self._durable
+
+    @property
+    def dead_letters(self) -> JetStreamDeadLetters:
+        """The tenant's dead letters, kept in a JetStream stream (after :meth:`start`)."""
+        if self._dead_letters is None:
+            self._dead_letters = JetStreamDeadLetters(self.client, lambda: self.description)
+        return self._dead_letters
 
     @property
     def max_payload(self) -> int:
@@ -549,30 +550,10 @@ class NatsTransport:
         nc = self.client
         check_publish_subject(subject)
         check_size(data, headers, nc.max_payload)
-        if self._keeps_dead_letters and subject.startswith("sdk.dlq.") and nc.is_connected:
-            # Connected: stored with an ack. Reconnecting: buffered like any message (and
-            # stored once it reaches the server), not held up waiting for an ack.
-            await self._keep_dead_letter(subject, data, headers)
-            return
         try:
             await nc.publish(subject, data, reply, headers)  # type: ignore[arg-type]
         except Exception as exc:
             raise self._translate(exc, subject) from exc
-
-    async def _keep_dead_letter(
-        self, subject: str, data: bytes, headers: Mapping[str, str] | None
-    ) -> None:
-        """Store a dead letter and wait for the stream's acknowledgement.
-
-        Dead letters are rare, and this way one is listed (``dead_letters``) as soon as
-        dead-lettering returned. No ``Nats-Msg-Id``: two dead letters of one message (a
-        retry's, a redelivery's) are both kept.
-        """
-        js = self.client.jetstream(timeout=_JS_TIMEOUT)
-        try:
-            await js.publish(subject, data, headers=dict(headers) if headers else None)
-        except (nats.errors.Error, nats.js.errors.Error, OSError) as exc:
-            raise ConnectionLost(f"dead letter on {subject!r} not stored: {exc!r}") from exc
 
     async def subscribe(
         self, subject: str, *, queue: str | None = None, mailbox: Mailbox[Incoming]
@@ -702,49 +683,6 @@ class NatsTransport:
             return ConnectionLost(f"NATS connection failed on {subject!r}: {exc!r}")
         return exc
 
-    async def capture_dead_letters(
-        self, tenant: str, *, max_messages: int, max_age: float, replicas: int = 1
-    ) -> bool:
-        """Create (or bring up to date) the tenant's dead-letter stream over ``sdk.dlq.*.<tenant>``.
-
-        ``replicas`` applies when the stream is made; an existing stream keeps its own.
-        Returns False when the server has no JetStream.
-
-        Raises:
-            ConfigError: JetStream refused the stream (more replicas than servers, say).
-        """
-        js = self.client.jetstream(timeout=_JS_TIMEOUT)
-        config = StreamConfig(
-            name=dead_letter_stream(tenant),
-            subjects=[f"sdk.dlq.*.{tenant}"],
-            max_msgs=max_messages,
-            max_age=max_age,
-            storage=StorageType.FILE,
-            discard=DiscardPolicy.OLD,
-            num_replicas=replicas,
-            description=f"motadata-actors dead letters of tenant {tenant}",
-        )
-        try:
-            try:
-                await js.add_stream(config)
-            except nats.js.errors.BadRequestError:  # it exists with other limits
-                name = dead_letter_stream(tenant)
-                config.num_replicas = (await js.stream_info(name)).config.num_replicas
-                await js.update_stream(config)
-        except (nats.js.errors.ServiceUnavailableError, nats.errors.NoRespondersError):
-            return False
-        except nats.errors.TimeoutError:
-            self._check_inbox_allowed()
-            return False
-        except nats.js.errors.APIError as exc:
-            raise ConfigError(
-                f"JetStream refused the dead-letter stream {dead_letter_stream(tenant)}: "
-                f"{exc.description} (check SDK_DURABLE_REPLICAS against the cluster's size, "
-                "and SDK_DLQ_MAX_MESSAGES / SDK_DLQ_MAX_AGE)"
-            ) from None
-        self._keeps_dead_letters = True
-        return True
-
     def _check_inbox_allowed(self) -> None:
         """Raise if the server refused our reply inbox: no request can ever be answered.
 
@@ -759,56 +697,6 @@ class NatsTransport:
                 " (permissions violation): the credentials belong to another tenant, or the "
                 "user may not receive replies"
             )
-
-    async def dead_letters(self, tenant: str, *, limit: int = 100) -> list[DeadLetter]:
-        """The tenant's kept dead letters, oldest first, read from its stream."""
-        js = self.client.jetstream(timeout=_JS_TIMEOUT)
-        stream = dead_letter_stream(tenant)
-        out: list[DeadLetter] = []
-        seq = 1
-        try:
-            while len(out) < limit:
-                raw = await js.get_msg(stream, seq=seq, subject=f"sdk.dlq.*.{tenant}", next=True)
-                if raw.seq is None:
-                    break
-                out.append(
-                    DeadLetter(
-                        seq=raw.seq,
-                        subject=raw.subject or "",
-                        # nats-py's JetStream API parses headers with the email
-                        # parser: a non-ASCII value comes back as a Header object.
-                        headers={k: str(v) for k, v in (raw.headers or {}).items()},
-                        data=raw.data or b"",
-                        time=raw.time.timestamp() if raw.time else 0.0,
-                    )
-                )
-                seq = raw.seq + 1
-        except nats.js.errors.NotFoundError:
-            pass  # no (more) messages, or no stream
-        except (nats.errors.NoRespondersError, nats.js.errors.ServiceUnavailableError):
-            raise self._no_jetstream("dead letters") from None
-        except nats.errors.Error as exc:
-            raise ConnectionLost(f"cannot read dead letters of {tenant!r}: {exc!r}") from exc
-        return out
-
-    def _no_jetstream(self, what: str) -> ConfigError:
-        return ConfigError(
-            f"the NATS server at {self.description} has no JetStream, which keeps {what}: "
-            "start it with JetStream on (nats-server -js, or `jetstream {}` in its "
-            "configuration; the embedded server and `python -m motadata_actors server` have it)"
-        )
-
-    async def drop_dead_letter(self, tenant: str, seq: int) -> None:
-        """Delete one message from the tenant's dead-letter stream."""
-        js = self.client.jetstream(timeout=_JS_TIMEOUT)
-        try:
-            await js.delete_msg(dead_letter_stream(tenant), seq)
-        except nats.js.errors.NotFoundError:
-            pass
-        except (nats.errors.NoRespondersError, nats.js.errors.ServiceUnavailableError):
-            raise self._no_jetstream("dead letters") from None
-        except nats.errors.Error as exc:
-            raise ConnectionLost(f"cannot delete dead letter {seq} of {tenant!r}: {exc!r}") from exc
 
     async def aclose(self) -> None:
         """Drain (flush publishes, finish deliveries) and close; idempotent."""

@@ -15,6 +15,7 @@ call site and never a silently wrong subject. Agent and tenant ids are stricter
 from __future__ import annotations
 
 import re
+import uuid
 from typing import Literal, final
 
 import attrs
@@ -30,12 +31,16 @@ __all__ = (
     "check_publish_subject",
     "check_subscribe_subject",
     "check_token",
+    "control_subject",
     "dlq_subject",
     "drop_inbox",
     "event_subject",
     "inbox_prefix",
+    "is_agent_subject",
     "keep_inbox",
+    "new_inbox",
     "parse_subject",
+    "subject_kind",
     "workflow_subject",
 )
 
@@ -140,6 +145,20 @@ def agent_subject(sender: str, to: str, tenant: str) -> str:
     )
 
 
+def is_agent_subject(subject: str) -> bool:
+    """Whether ``subject`` is an agent's (``sdk.agent.``...): asks come only there."""
+    return subject.startswith("sdk.agent.")
+
+
+def subject_kind(subject: str) -> str:
+    """The kind of an SDK subject by its prefix alone, with no validation.
+
+    ``agent``, ``events``, ``workflow``, ``dlq`` or ``system``; ``""`` for other subjects.
+    """
+    end = subject.find(".", 4)
+    return subject[4:end] if subject.startswith("sdk.") and end > 0 else ""
+
+
 def agent_inbox(to: str, tenant: str) -> str:
     """``sdk.agent.*.<to>.<tenant>``: what agent ``to`` subscribes, from any sender."""
     return f"sdk.agent.*.{check_id(to, 'agent name')}.{check_id(tenant, 'tenant')}"
@@ -163,6 +182,16 @@ def dlq_subject(to: str, tenant: str) -> str:
 def inbox_prefix(tenant: str) -> str:
     """``_INBOX_<tenant>``: the tenant's reply-subject prefix."""
     return f"_INBOX_{check_id(tenant, 'tenant')}"
+
+
+def new_inbox(tenant: str) -> str:
+    """A fresh reply inbox of the tenant: ``_INBOX_<tenant>.<random>``."""
+    return f"{inbox_prefix(tenant)}.{uuid.uuid4().hex}"
+
+
+def control_subject(inbox: str) -> str:
+    """``<inbox>.ctl``: where a streaming reply's consumer reports progress and cancels."""
+    return f"{inbox}.ctl"
 
 
 @final

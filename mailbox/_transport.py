@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Literal, Protocol, final
+from typing import Literal, Protocol, final, runtime_checkable
 
 import attrs
 
@@ -21,9 +21,13 @@ from ._queue import Mailbox
 
 __all__ = (
     "DeadLetter",
+    "DeadLetterStore",
+    "Durable",
     "DurableConfig",
     "DurableMessage",
-    "DurableTransport",
+    "DurableStore",
+    "KeepsDeadLetters",
+    "Observed",
     "Incoming",
     "LogKind",
     "Retention",
@@ -83,6 +87,11 @@ class StoredMessage:
     headers: dict[str, str]
     data: bytes
     time: float
+
+    @property
+    def reply(self) -> str:
+        """Always "": a kept message has no one waiting on it (so it reads as :class:`Incoming`)."""
+        return ""
 
 
 @final
@@ -260,7 +269,7 @@ class DurableMessage:
         return f"<DurableMessage {self.subject} seq={self.stream_seq} delivery={self.delivered}>"
 
 
-class DurableTransport(Protocol):
+class DurableStore(Protocol):
     """Durable mailboxes: a stream per tenant, a shared consumer per agent name."""
 
     async def open_mailbox(
@@ -382,12 +391,11 @@ class DurableTransport(Protocol):
 
 
 class Transport(Protocol):
-    """A message bus with NATS subject semantics."""
+    """A message bus with NATS subject semantics.
 
-    @property
-    def durable(self) -> DurableTransport | None:
-        """Durable mailboxes on this bus, or None when it has none (in process)."""
-        ...
+    What a transport can do beyond this, it declares by type: :class:`Durable` (JetStream:
+    durable mailboxes, kept events and workflows) and :class:`KeepsDeadLetters`.
+    """
 
     @property
     def max_payload(self) -> int:
@@ -446,25 +454,70 @@ class Transport(Protocol):
         """
         ...
 
-    async def capture_dead_letters(
+    async def aclose(self) -> None:
+        """Flush what was published and close. Idempotent."""
+        ...
+
+
+class DeadLetterStore(Protocol):
+    """Where a tenant's dead letters (``sdk.dlq.<to>.<tenant>``) are kept, listed and dropped."""
+
+    async def keep(
         self, tenant: str, *, max_messages: int, max_age: float, replicas: int = 1
     ) -> bool:
-        """Keep ``sdk.dlq.*.<tenant>`` messages (bounded), so none is lost when nobody listens.
+        """Keep the tenant's dead letters from now on (bounded), even when nobody listens.
 
-        ``replicas``: copies kept in a cluster, when the store is made.
-
-        Returns False when the bus cannot keep them (a server without JetStream).
+        ``replicas``: copies kept in a cluster, when the store is made. Returns False when
+        they cannot be kept (a server without JetStream): they are then published only.
         """
         ...
 
-    async def dead_letters(self, tenant: str, *, limit: int = 100) -> list[DeadLetter]:
-        """The tenant's kept dead letters, oldest first."""
+    async def put(self, subject: str, data: bytes, headers: dict[str, str]) -> None:
+        """Dead-letter one message on ``subject``, kept before this returns when it can be.
+
+        Raises:
+            ConnectionLost: it could not be sent.
+        """
         ...
 
-    async def drop_dead_letter(self, tenant: str, seq: int) -> None:
+    async def read(self, tenant: str, *, limit: int = 100) -> list[DeadLetter]:
+        """The tenant's kept dead letters, oldest first.
+
+        Raises:
+            ConfigError: the server keeps none (no JetStream).
+        """
+        ...
+
+    async def drop(self, tenant: str, seq: int) -> None:
         """Remove one kept dead letter (after a replay, say)."""
         ...
 
-    async def aclose(self) -> None:
-        """Flush what was published and close. Idempotent."""
+
+@runtime_checkable
+class Durable(Protocol):
+    """A transport with durable mailboxes and kept logs (JetStream)."""
+
+    @property
+    def durable(self) -> DurableStore:
+        """Its durable mailboxes, events and workflows."""
+        ...
+
+
+@runtime_checkable
+class Observed(Protocol):
+    """A transport that reports what happens to its connection."""
+
+    listener: Callable[[str, str, str], None] | None
+    """Told ``(kind, detail, reply)``: ``dropped`` (a slow consumer lost a message on
+    ``detail``; an ask when ``reply`` is set), ``refused`` (the server refused a publish or
+    subscription on ``detail``), ``disconnected`` and ``reconnected``."""
+
+
+@runtime_checkable
+class KeepsDeadLetters(Protocol):
+    """A transport that keeps a tenant's dead letters."""
+
+    @property
+    def dead_letters(self) -> DeadLetterStore:
+        """Its dead-letter store."""
         ...

@@ -16,27 +16,11 @@ from motadata_actors._errors import ActorsError, CodecError, ConfigError
 from motadata_actors._settings import Settings
 from motadata_actors.actors._config import nats_transport
 from motadata_actors.codecs import Codecs
-from motadata_actors.mailbox import (
-    ATTEMPT,
-    CONTENT_TYPE,
-    DEAD_REASON,
-    ERROR,
-    MESSAGE_ID,
-    MESSAGE_TYPE,
-    REPLY_TO,
-    STREAM_WINDOW,
-    TIMEOUT_MS,
-    DeadLetter,
-    NatsTransport,
-    agent_subject,
-    check_id,
-    decode_error,
-    new_message_id,
-)
+from motadata_actors.mailbox import DeadLetter, NatsTransport, agent_subject, check_id
+from motadata_actors.mailbox._envelope import Letter, Sealed, replayed
 
 __all__ = ("drop_dead_letters", "list_dead_letters", "replay_dead_letters")
 
-_NOT_REPLAYED = frozenset({DEAD_REASON, TIMEOUT_MS, ATTEMPT, REPLY_TO, STREAM_WINDOW})
 _BODY_SHOWN = 60
 
 
@@ -63,9 +47,8 @@ def _body(letter: DeadLetter, codecs: Codecs) -> str:
 
     Typed messages are shown as plain values (this process need not know their classes).
     """
-    content_type = letter.headers.get(CONTENT_TYPE)
     try:
-        value = codecs.for_content_type(content_type).decode(letter.data)
+        value = codecs.for_content_type(Letter.open(letter).content_type).decode(letter.data)
         text = repr(value)
     except CodecError:
         text = repr(letter.data)
@@ -74,7 +57,7 @@ def _body(letter: DeadLetter, codecs: Codecs) -> str:
 
 def _line(letter: DeadLetter, codecs: Codecs) -> str:
     when = datetime.fromtimestamp(letter.time, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
-    kind = letter.headers.get(MESSAGE_TYPE, "-")
+    kind = Letter.open(letter).message_type or "-"
     return (
         f"{letter.seq:>6}  {when}  {letter.to:<16} {kind:<24} {letter.reason}  "
         f"{_body(letter, codecs)}"
@@ -91,7 +74,7 @@ async def list_dead_letters(
     transport = _transport(settings, tenant)
     await transport.start()
     try:
-        letters = await transport.dead_letters(tenant, limit=limit)
+        letters = await transport.dead_letters.read(tenant, limit=limit)
     finally:
         await transport.aclose()
     print(f"{len(letters)} dead letter(s) of tenant {tenant!r}", file=out)
@@ -108,20 +91,21 @@ async def _replay_one(
     """Resend one letter; None once a live mailbox took it, else why it must stay."""
     # The ask's old deadline, attempt and reply inbox no longer mean anything, and a
     # deliberate resend gets a fresh id (receivers refuse an old one as a replay).
-    headers = {k: v for k, v in letter.headers.items() if k not in _NOT_REPLAYED}
-    headers[MESSAGE_ID] = new_message_id()
+    resend = Sealed(letter.data, replayed(letter.headers))
     subject = agent_subject("dlq", letter.to, tenant)
     try:
         if await transport.durable.captures(tenant, letter.to):
-            await transport.durable.publish(subject, letter.data, headers=headers)
+            await transport.durable.publish(subject, resend.data, headers=resend.headers)
             return None  # stored: the durable mailbox delivers it at least once
         # A core mailbox keeps nothing: sent as an ask, the letter goes once it is answered.
-        headers[TIMEOUT_MS] = str(max(1, round(timeout * 1000)))
-        reply = await transport.request(subject, letter.data, headers=headers, timeout=timeout)
+        resend.attempt(1, timeout)
+        reply = Letter.open(
+            await transport.request(subject, resend.data, headers=resend.headers, timeout=timeout)
+        )
     except ActorsError as exc:
         return f"{type(exc).__name__}: {exc}"
-    if reply.headers is not None and ERROR in reply.headers:
-        type_name, message, origin = decode_error(reply.data, reply.headers, codecs)
+    if reply.error is not None:
+        type_name, message, origin = reply.error_details(codecs)
         who = "refused by" if origin == "sdk" else "the handler failed in"
         return f"{who} {letter.to!r}: {type_name}: {message}"
     return None
@@ -156,7 +140,7 @@ async def replay_dead_letters(
     await transport.start()
     replayed = failed = 0
     try:
-        letters = await transport.dead_letters(tenant, limit=1_000_000)
+        letters = await transport.dead_letters.read(tenant, limit=1_000_000)
         wanted = set(seqs)
         for seq in sorted(wanted - {letter.seq for letter in letters}):
             print(f"no dead letter {seq} of tenant {tenant!r}", file=out)
@@ -170,7 +154,7 @@ async def replay_dead_letters(
                 failed += 1
                 continue
             if not keep:
-                await transport.drop_dead_letter(tenant, letter.seq)
+                await transport.dead_letters.drop(tenant, letter.seq)
             print(f"replayed {letter.seq} to {letter.to}", file=out)
             replayed += 1
     finally:
@@ -191,12 +175,13 @@ async def drop_dead_letters(
     await transport.start()
     dropped = 0
     try:
-        present = {letter.seq for letter in await transport.dead_letters(tenant, limit=1_000_000)}
+        kept = await transport.dead_letters.read(tenant, limit=1_000_000)
+        present = {letter.seq for letter in kept}
         for seq in seqs:
             if seq not in present:
                 print(f"no dead letter {seq} of tenant {tenant!r}", file=out)
                 continue
-            await transport.drop_dead_letter(tenant, seq)
+            await transport.dead_letters.drop(tenant, seq)
             print(f"dropped {seq}", file=out)
             dropped += 1
     finally:

@@ -249,8 +249,9 @@ class Telemetry:
         template: str,
         sender: str,
         to: str,
-        headers: Mapping[str, str],
         body_size: int,
+        message_id: str | None,
+        correlation_id: str | None,
     ) -> dict[str, Any]:
         attributes: dict[str, Any] = {
             "messaging.system": "nats",
@@ -263,12 +264,10 @@ class Telemetry:
             "sdk.agent.to": to,
             "sdk.tenant.id": self.tenant,
         }
-        message_id = headers.get("Sdk-Message-Id")
         if message_id is not None:
             attributes["messaging.message.id"] = message_id
-        conversation = headers.get("Sdk-Correlation-Id")
-        if conversation is not None:
-            attributes["messaging.message.conversation_id"] = conversation
+        if correlation_id is not None:
+            attributes["messaging.message.conversation_id"] = correlation_id
         return attributes
 
     # -- spans ----------------------------------------------------------------------
@@ -281,6 +280,8 @@ class Telemetry:
         to: str,
         headers: MutableMapping[str, str],
         body_size: int,
+        message_id: str | None = None,
+        correlation_id: str | None = None,
     ) -> Span | None:
         """Start the PRODUCER span of a tell or ask and inject its context into ``headers``.
 
@@ -297,7 +298,7 @@ class Telemetry:
             context=current,
             kind=SpanKind.PRODUCER,
             attributes=self._attributes(
-                "send", destination, template, sender, to, headers, body_size
+                "send", destination, template, sender, to, body_size, message_id, correlation_id
             ),
         )
         _inject(headers, trace.set_span_in_context(span, current), span)
@@ -311,6 +312,8 @@ class Telemetry:
         sender: str,
         to: str,
         body_size: int,
+        message_id: str | None = None,
+        correlation_id: str | None = None,
     ) -> tuple[Span | None, object, float]:
         """Start the CONSUMER span of a handled message and attach its context.
 
@@ -327,7 +330,7 @@ class Telemetry:
             kind=SpanKind.CONSUMER,
             links=[Link(ambient)] if ambient.is_valid else None,
             attributes=self._attributes(
-                "process", destination, template, sender, to, headers or {}, body_size
+                "process", destination, template, sender, to, body_size, message_id, correlation_id
             ),
         )
         token = otel_context.attach(trace.set_span_in_context(span, parent_ctx))

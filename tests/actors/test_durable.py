@@ -22,10 +22,9 @@ from motadata_actors.mailbox import (
     MESSAGE_ID,
     NatsServer,
     NatsTransport,
-    agents_stream,
-    consumer_name,
     encode_body,
 )
+from motadata_actors.mailbox._jetstream import agents_stream, consumer_name
 
 from ..conftest import connect
 

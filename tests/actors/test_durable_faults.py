@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from motadata_actors import Actor, ActorsError, ActorSystem, Context, Settings
-from motadata_actors.mailbox import NatsServer, NatsTransport, agents_stream, consumer_name
+from motadata_actors.mailbox import NatsServer, NatsTransport
+from motadata_actors.mailbox._jetstream import agents_stream, consumer_name
 
 from ..conftest import start_child, stop_child, wait_for
 

@@ -26,7 +26,8 @@ from motadata_actors import (
     Settings,
 )
 from motadata_actors.actors import summarize
-from motadata_actors.mailbox import NatsCluster, NatsServer, NatsTransport, agents_stream
+from motadata_actors.mailbox import NatsCluster, NatsServer, NatsTransport
+from motadata_actors.mailbox._jetstream import agents_stream
 
 from ..conftest import start_child, stop_child, wait_for
 

@@ -266,7 +266,7 @@ async def test_plain_ask_to_a_streaming_handler_is_refused(
     ("second", "error", "match"),
     [
         ((b'"part"', "3"), StreamError, "expected part 2, got 3"),  # a lost part
-        ((b'"part"', None), StreamError, "without Sdk-Stream-Seq"),  # a foreign message
+        ((b'"part"', None), StreamError, "without a part number"),  # a foreign message
         ((b"{not json", "2"), DecodeError, "malformed"),  # garbage bytes
     ],
 )

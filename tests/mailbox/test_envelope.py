@@ -9,14 +9,13 @@ from motadata_actors.mailbox import (
     ERROR,
     MESSAGE_ID,
     MESSAGE_TYPE,
-    check_size,
     decode_body,
     decode_error,
     encode_body,
     encode_error,
-    message_size,
     new_message_id,
 )
+from motadata_actors.mailbox._envelope import check_size, message_size
 
 registry = TypeRegistry()
 codecs = Codecs("json", registry=registry)
@@ -82,7 +81,8 @@ def test_decode_errors_are_codec_errors() -> None:
 def test_message_ids_carry_the_second_they_were_made_and_others_are_not_judged() -> None:
     import time
 
-    from motadata_actors.mailbox import message_id_time, new_message_id
+    from motadata_actors.mailbox import new_message_id
+    from motadata_actors.mailbox._envelope import message_id_time
 
     before = int(time.time())
     made = message_id_time(new_message_id())
@@ -96,7 +96,7 @@ def test_message_ids_carry_the_second_they_were_made_and_others_are_not_judged()
 
 
 def test_received_headers_are_canonical_names_without_regard_to_case() -> None:
-    from motadata_actors.mailbox import received_headers
+    from motadata_actors.mailbox._envelope import received_headers
 
     ours = {"Content-Type": "application/json", "Sdk-Message-Id": "x"}
     assert received_headers(ours) is ours  # our own senders' names: no copy
@@ -115,7 +115,7 @@ def test_received_headers_are_canonical_names_without_regard_to_case() -> None:
 )
 def test_received_headers_refuse_one_name_in_two_cases(pair: tuple[str, str]) -> None:
     from motadata_actors import CodecError
-    from motadata_actors.mailbox import received_headers
+    from motadata_actors.mailbox._envelope import received_headers
 
     with pytest.raises(CodecError, match="more than once"):
         received_headers({pair[0]: "a", pair[1]: "b"})

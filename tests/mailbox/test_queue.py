@@ -4,7 +4,8 @@ import anyio
 import pytest
 
 from motadata_actors import ConfigError, TransportClosed
-from motadata_actors.mailbox import Mailbox, MailboxFull
+from motadata_actors.mailbox import Mailbox
+from motadata_actors.mailbox._queue import MailboxFull
 
 pytestmark = pytest.mark.anyio
 

@@ -11,7 +11,7 @@ import pytest
 from motadata_actors import Actor, ActorSystem, ConfigError, Context, NoResponders, Settings
 from motadata_actors.__main__ import main
 from motadata_actors._dlq import drop_dead_letters, list_dead_letters, replay_dead_letters
-from motadata_actors.mailbox import CONTENT_TYPE, NatsServer, dlq_subject
+from motadata_actors.mailbox import CONTENT_TYPE, KeepsDeadLetters, NatsServer, dlq_subject
 
 from ..conftest import wait_for
 
@@ -123,10 +123,10 @@ async def test_a_letter_to_a_durable_agent_goes_once_stored(
     async with ActorSystem(tenant, settings=settings) as system:
         await system.spawn(Recorder, name="keeper", mailbox="durable")
         await system.stop("keeper")  # nobody runs it: the stream keeps what comes
-        await system.transport.publish(
-            dlq_subject("keeper", tenant),
-            b'"kept for later"',
-            headers={CONTENT_TYPE: "application/json"},
+        transport = system.transport
+        assert isinstance(transport, KeepsDeadLetters)
+        await transport.dead_letters.put(
+            dlq_subject("keeper", tenant), b'"kept for later"', {CONTENT_TYPE: "application/json"}
         )
         assert len(await system.dead_letters()) == 1
         out = io.StringIO()
@@ -141,8 +141,10 @@ async def test_list_shows_bodies_decoded_by_content_type(server: NatsServer, ten
     settings = Settings(nats_urls=(server.url,))
     async with ActorSystem(tenant, settings=settings) as system:
         body = msgpack.packb({"order": 7, "items": ["tea"]})
-        await system.transport.publish(
-            dlq_subject("shop", tenant), body, headers={CONTENT_TYPE: "application/msgpack"}
+        transport = system.transport
+        assert isinstance(transport, KeepsDeadLetters)
+        await transport.dead_letters.put(
+            dlq_subject("shop", tenant), body, {CONTENT_TYPE: "application/msgpack"}
         )
         out = io.StringIO()
         assert await list_dead_letters(settings, tenant, 10, out=out) == 1

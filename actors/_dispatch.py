@@ -1,0 +1,334 @@
+"""Dispatch: one message through admission, its handler, and back to the asker.
+
+Theory of operation (for one message taken by a worker of an actor cell):
+
+* Admission (:class:`~motadata_actors.mailbox._admission.Admission`) decides first: take
+  it, refuse it (an asker hears the error, the message is dead-lettered), drop it (a
+  repeated core tell) or answer it from the reply cache (a retried ask).
+* A stored ask whose asker's time ran out before it was taken is *expired*; otherwise
+  its deadline is what the asker had left, on the system's clock.
+* The handler runs with a :class:`Context`, the telemetry span, and one timer on the
+  system's clock at the asker's deadline: past it the handler is cancelled once and
+  reported *overran*, not a crash. A streaming ask's handler may instead be cancelled
+  by its consumer closing the stream (*closed*, handled as far as settlement goes).
+* A handler that raises is a *crash*: a core ask hears the error, a core tell is
+  dead-lettered, a stream ends with the error, a durable message is settled by the cell.
+* The result says how it ended, in the words of durable settlement
+  (:mod:`motadata_actors.mailbox._settlement`), and whether the supervisor must act.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any, Final, final
+
+from motadata_actors._errors import ActorsError, CodecError, StreamError
+from motadata_actors.mailbox import DurableMessage, Incoming
+from motadata_actors.mailbox._admission import Accept, Admission, Answered, Duplicate
+from motadata_actors.mailbox._envelope import Letter, seal
+from motadata_actors.mailbox._settlement import Outcome
+from motadata_actors.mailbox._subjects import is_agent_subject, subject_kind
+from motadata_actors.telemetry import get_logger, log_fields
+
+from ._actor import Actor, Context, NotStreamed
+from ._runtime import (
+    AGENT_TEMPLATE,
+    EVENT_TEMPLATE,
+    WORKFLOW_TEMPLATE,
+    current_context,
+    reason_line,
+)
+from ._streaming import ReplyStream
+
+if TYPE_CHECKING:
+    from ._cell import ActorCell
+
+__all__ = ("Dispatcher", "Result")
+
+log = get_logger("actors")
+
+
+@final
+class Result:
+    """How handling one message ended.
+
+    Attributes:
+        outcome: in durable settlement's words (``handled``, ``refused``, ``crashed``, ...).
+        crash: what the handler raised, when it crashed: the supervisor decides.
+        stop: the handler asked the actor to stop (``ctx.stop()``).
+        streaming: it was a streaming ask (never redelivered).
+    """
+
+    __slots__ = ("crash", "outcome", "stop", "streaming")
+
+    def __init__(
+        self,
+        outcome: Outcome,
+        *,
+        crash: BaseException | None = None,
+        stop: bool = False,
+        streaming: bool = False,
+    ) -> None:
+        self.outcome: Outcome = outcome
+        self.crash = crash
+        self.stop = stop
+        self.streaming = streaming
+
+
+HANDLED: Final = Result("handled")
+REFUSED: Final = Result("refused")
+EXPIRED: Final = Result("expired")
+
+
+class _Overran(Exception):
+    """The handler was cancelled at its asker's deadline."""
+
+
+class _Closed(Exception):
+    """A streaming handler was cancelled because its consumer closed the stream."""
+
+
+@final
+class Dispatcher:
+    """Handles the messages of one actor cell, one call per message."""
+
+    def __init__(self, cell: ActorCell) -> None:
+        rt = cell.rt
+        self._cell = cell
+        self._rt = rt
+        self.admission = Admission(
+            rt.tenant,
+            rt.codecs,
+            max_size=rt.max_size,
+            max_header_size=rt.max_header_size,
+            replay_window=rt.replay_window,
+        )
+        self.streams: set[ReplyStream] = set()
+        """Streaming replies being sent now."""
+
+    async def handle(self, msg: Incoming, actor: Actor) -> Result:
+        """Handle ``msg`` with ``actor``; never raises but a cancellation."""
+        cell, rt = self._cell, self._rt
+        left: float | None = None
+        if type(msg) is DurableMessage and msg.deadline is not None:
+            # Stored: what the asker has left is reckoned now, as it is taken.
+            left = msg.deadline - time.time()
+            if left <= 0:
+                return EXPIRED
+        decision = self.admission.admit(msg)
+        if msg.reply and type(decision) is not Duplicate and not is_agent_subject(msg.subject):
+            # Events and workflow steps are never asks. A durable publish is a request
+            # whose reply subject is JetStream's acknowledgement inbox, and core subscribers
+            # of the subject see it too: answering would race the acknowledgement.
+            decision.letter.reply = ""
+        if type(decision) is not Accept:
+            return await self._not_taken(decision)
+        letter, payload = decision.letter, decision.payload
+        if left is None:
+            left = letter.timeout
+        deadline = rt.clock.now() + left if left is not None else None
+        ctx = Context(rt, cell.name, letter, deadline, cell.concurrency == 1)
+        stream: ReplyStream | None = None
+        if letter.reply and letter.is_streaming_ask:
+            stream = await self._open_stream(letter)
+            if stream is None:
+                return REFUSED
+            ctx._stream = stream
+        tel = rt.telemetry
+        span: Any = None
+        otel_token: object = None
+        started = 0.0
+        if tel is not None:
+            span, otel_token, started = tel.start_process(
+                letter.headers, letter.subject, _template(letter.subject), ctx.sender or "-",
+                cell.name, len(letter.data), letter.message_id, letter.correlation_id,
+            )  # fmt: skip
+        cell.enter()
+        token = current_context.set(ctx)
+        log_token = log_fields.set((rt.tenant, cell.name))
+        error: BaseException | None = None
+        try:
+            result = await self._run(actor, payload, ctx, stream)
+        except _Closed:
+            return HANDLED  # the consumer closed the stream: the handler was cancelled
+        except _Overran:
+            error = TimeoutError("the handler outlived the asker's deadline")
+            cell.failed += 1
+            return Result("overran", streaming=stream is not None)
+        except NotStreamed as exc:
+            await self.reject(letter, StreamError(str(exc)))
+            return REFUSED
+        except Exception as exc:
+            error = exc
+            return await self._crashed(letter, stream, exc)
+        else:
+            cell.handled += 1
+            if stream is not None:
+                await self._end_stream(stream, result)
+            elif letter.reply:
+                await self._reply(letter, result)
+        finally:
+            if stream is not None:
+                self.streams.discard(stream)
+                await stream.close()
+            log_fields.reset(log_token)
+            current_context.reset(token)
+            cell.leave()
+            if tel is not None:
+                tel.end_process(span, otel_token, started, cell.name, error)
+        return Result("handled", stop=True) if ctx.stop_requested else HANDLED
+
+    async def _not_taken(self, decision: object) -> Result:
+        rt, path = self._rt, self._cell.path
+        if type(decision) is Duplicate:
+            rt.events.record("duplicate", path, decision.message_id)
+            return HANDLED
+        if type(decision) is Answered:
+            rt.events.record("duplicate", path, decision.letter.message_id or "")
+            await rt.send(decision.letter.reply, decision.reply)
+            return HANDLED
+        assert not isinstance(decision, Accept)
+        await self.reject(decision.letter, decision.error)  # type: ignore[attr-defined]
+        return REFUSED
+
+    async def _run(
+        self, actor: Actor, payload: Any, ctx: Context, stream: ReplyStream | None
+    ) -> Any:
+        """Call the handler under the asker's deadline (and the consumer's cancel).
+
+        Raises:
+            _Overran: cancelled at the deadline.
+            _Closed: cancelled because the consumer closed the stream (or is gone).
+        """
+        deadline = ctx.deadline
+        if deadline is None and stream is None:
+            return await self._cell.call(actor, payload, ctx)
+        # One timer on the system's clock that cancels this task at the deadline: the
+        # same as a cancel scope, at a third of its cost on this per-ask path.
+        task = asyncio.current_task()
+        assert task is not None
+        expired = False
+
+        def expire() -> None:
+            nonlocal expired
+            if stream is None:
+                expired = True
+                task.cancel()
+            elif stream.cancel_handler():  # not if the consumer's cancel came first
+                expired = True
+
+        timer = self._rt.clock.call_at(deadline, expire) if deadline is not None else None
+        if stream is not None:
+            stream.running = True
+        try:
+            return await self._cell.call(actor, payload, ctx)
+        except asyncio.CancelledError:
+            closed = stream is not None and stream.cancelled
+            if self._cell.grace_expired() or not (expired or closed):
+                raise  # not ours: the system is being torn down
+            task.uncancel()
+            what = f"stream on {ctx.subject}" if stream is not None else f"on {ctx.subject}"
+            if expired:
+                self._rt.events.record("overran", self._cell.path, what)
+                log.warning("actor %s: handler outlived the asker's deadline %s; cancelled",
+                            self._cell.path, what)  # fmt: skip
+                raise _Overran from None
+            sent = stream.sent if stream is not None else 0
+            self._rt.events.record(
+                "cancelled", self._cell.path, f"stream closed by its consumer after {sent} part(s)"
+            )
+            raise _Closed from None
+        finally:
+            if stream is not None:
+                stream.running = False  # no await before this: a late cancel cannot land
+            if timer is not None:
+                timer.cancel()
+
+    async def _crashed(self, letter: Letter, stream: ReplyStream | None, exc: Exception) -> Result:
+        cell, rt = self._cell, self._rt
+        cell.failed += 1
+        log.error("actor %s: handler raised on %s", cell.path, letter.subject, exc_info=exc)
+        if stream is not None:
+            await stream.fail(type(exc).__name__, str(exc), "handler")
+        elif type(letter.message) is DurableMessage:
+            pass  # redelivered, or dead-lettered after its last delivery: the cell settles
+        elif letter.reply:
+            await rt.send_error(letter.reply, type(exc).__name__, str(exc), "handler")
+        else:
+            await cell.dead_letter(letter.message, f"handler crashed: {reason_line(exc)}")
+        return Result("crashed", crash=exc, streaming=stream is not None)
+
+    async def reject(self, letter: Letter, exc: ActorsError) -> None:
+        """Refuse a message before its handler: an asker hears why; it is dead-lettered."""
+        cell = self._cell
+        cell.rejected += 1
+        reason = reason_line(exc)
+        log.warning("actor %s rejected a message on %s: %s", cell.path, letter.subject, reason)
+        if letter.reply:
+            await self._rt.send_error(letter.reply, type(exc).__name__, str(exc), "sdk")
+        await cell.dead_letter(letter.message, reason)
+
+    async def _reply(self, letter: Letter, result: object) -> None:
+        rt = self._rt
+        # No Sdk-Message-Id on replies: the reply subject already ties a reply to its ask.
+        try:
+            sealed = seal(result, rt.codecs.default)
+        except CodecError as exc:
+            log.error("actor %s: cannot send its reply: %s", self._cell.path, exc)
+            await rt.send_error(letter.reply, type(exc).__name__, f"reply not sent: {exc}", "sdk")
+            return
+        tel = rt.telemetry
+        span = (
+            tel.start_reply(letter.reply, self._cell.name, sealed.headers, len(sealed.data))
+            if tel is not None
+            else None
+        )
+        self.admission.answered(letter.message_id, sealed)
+        try:
+            await rt.transport.publish(letter.reply, sealed.data, headers=sealed.headers)
+        except ActorsError as exc:
+            if isinstance(exc, CodecError):  # too large for the server, say
+                await rt.send_error(
+                    letter.reply, type(exc).__name__, f"reply not sent: {exc}", "sdk"
+                )
+            else:
+                log.warning("actor %s: reply lost: %r", self._cell.path, exc)
+        finally:
+            if span is not None:
+                span.end()
+
+    async def _open_stream(self, letter: Letter) -> ReplyStream | None:
+        """Start the producing end of a streaming ask; None when it was refused."""
+        rt = self._rt
+        window, window_bytes = letter.window(rt.stream_window, rt.stream_window_bytes)
+        task = asyncio.current_task()
+        assert task is not None
+        stream = ReplyStream(rt, letter.reply, window, window_bytes, task)
+        try:
+            await stream.open()
+        except ActorsError as exc:
+            log.warning("actor %s: cannot open a streaming reply: %r", self._cell.path, exc)
+            await rt.send_error(
+                letter.reply, type(exc).__name__, f"stream not opened: {exc}", "sdk"
+            )
+            await stream.close()
+            return None
+        self.streams.add(stream)
+        return stream
+
+    async def _end_stream(self, stream: ReplyStream, result: object) -> None:
+        try:
+            await stream.end(result, result is not None)
+        except CodecError as exc:
+            log.error("actor %s: cannot send the end of its stream: %s", self._cell.path, exc)
+            await stream.fail(type(exc).__name__, f"final part not sent: {exc}", "sdk")
+        except ActorsError as exc:
+            log.warning("actor %s: end of stream lost: %r", self._cell.path, exc)
+
+
+_TEMPLATES: Final = {"agent": AGENT_TEMPLATE, "events": EVENT_TEMPLATE}
+
+
+def _template(subject: str) -> str:
+    return _TEMPLATES.get(subject_kind(subject), WORKFLOW_TEMPLATE)
