@@ -275,7 +275,7 @@ class ActorCell:
     async def shutdown(self, deadline: float) -> None:
         """Stop for good.
 
-        Unsubscribes, lets the workers finish the queue until ``deadline`` (loop time),
+        Unsubscribes, lets the workers finish the queue until ``deadline`` (on the clock),
         cancels the handlers still running then (their messages are dead-lettered),
         dead-letters what is left, and runs ``on_stop``.
         """
@@ -287,8 +287,12 @@ class ActorCell:
         self._mailbox.close()
         self._running.set()  # a halted or crashed cell drains to dead letters
         if self._workers_left:
-            with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
-                await self._workers_done.wait()
+            with anyio.CancelScope() as grace:
+                timer = self.rt.clock.call_at(deadline, grace.cancel)
+                try:
+                    await self._workers_done.wait()
+                finally:
+                    timer.cancel()
             self._expired = True
             for task in list(self._handling):
                 task.cancel()

@@ -88,10 +88,18 @@ class ManualClock:
         return self._now
 
     def call_at(self, when: float, callback: Callable[[], object]) -> Timer:
-        """Call ``callback()`` once :meth:`advance` reaches ``when``."""
+        """Call ``callback()`` once :meth:`advance` reaches ``when`` (soon, if it has)."""
         timer = _ManualTimer(callback)
-        heapq.heappush(self._due, (when, next(self._ids), timer))
+        if when <= self._now:
+            asyncio.get_running_loop().call_soon(self._run, timer)
+        else:
+            heapq.heappush(self._due, (when, next(self._ids), timer))
         return timer
+
+    @staticmethod
+    def _run(timer: _ManualTimer) -> None:
+        if not timer.cancelled:
+            timer.callback()
 
     async def sleep(self, seconds: float) -> None:
         """Wait until :meth:`advance` moves the time ``seconds`` on."""

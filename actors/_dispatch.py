@@ -32,6 +32,7 @@ from motadata_actors.mailbox._subjects import is_agent_subject, subject_kind
 from motadata_actors.telemetry import get_logger, log_fields
 
 from ._actor import Actor, Context, NotStreamed
+from ._deadline import Deadline
 from ._runtime import (
     AGENT_TEMPLATE,
     EVENT_TEMPLATE,
@@ -204,46 +205,35 @@ class Dispatcher:
         deadline = ctx.deadline
         if deadline is None and stream is None:
             return await self._cell.call(actor, payload, ctx)
-        # One timer on the system's clock that cancels this task at the deadline: the
-        # same as a cancel scope, at a third of its cost on this per-ask path.
         task = asyncio.current_task()
         assert task is not None
-        expired = False
-
-        def expire() -> None:
-            nonlocal expired
-            if stream is None:
-                expired = True
-                task.cancel()
-            elif stream.cancel_handler():  # not if the consumer's cancel came first
-                expired = True
-
-        timer = self._rt.clock.call_at(deadline, expire) if deadline is not None else None
-        if stream is not None:
-            stream.running = True
-        try:
-            return await self._cell.call(actor, payload, ctx)
-        except asyncio.CancelledError:
-            closed = stream is not None and stream.cancelled
-            if self._cell.grace_expired() or not (expired or closed):
-                raise  # not ours: the system is being torn down
-            task.uncancel()
-            what = f"stream on {ctx.subject}" if stream is not None else f"on {ctx.subject}"
-            if expired:
-                self._rt.events.record("overran", self._cell.path, what)
-                log.warning("actor %s: handler outlived the asker's deadline %s; cancelled",
-                            self._cell.path, what)  # fmt: skip
-                raise _Overran from None
-            sent = stream.sent if stream is not None else 0
-            self._rt.events.record(
-                "cancelled", self._cell.path, f"stream closed by its consumer after {sent} part(s)"
-            )
-            raise _Closed from None
-        finally:
+        # A streaming handler shares one cancel between its deadline and its consumer.
+        cancel = stream.cancel_handler if stream is not None else None
+        with Deadline(self._rt.clock, deadline, cancel) as limit:
             if stream is not None:
-                stream.running = False  # no await before this: a late cancel cannot land
-            if timer is not None:
-                timer.cancel()
+                stream.running = True
+            try:
+                return await self._cell.call(actor, payload, ctx)
+            except asyncio.CancelledError:
+                closed = stream is not None and stream.cancelled
+                if self._cell.grace_expired() or not (limit.expired or closed):
+                    raise  # not ours: the system is being torn down
+                task.uncancel()
+                on = f"stream on {ctx.subject}" if stream is not None else f"on {ctx.subject}"
+                if limit.expired:
+                    self._rt.events.record("overran", self._cell.path, on)
+                    log.warning("actor %s: handler outlived the asker's deadline %s; cancelled",
+                                self._cell.path, on)  # fmt: skip
+                    raise _Overran from None
+                sent = stream.sent if stream is not None else 0
+                self._rt.events.record(
+                    "cancelled", self._cell.path,
+                    f"stream closed by its consumer after {sent} part(s)",
+                )  # fmt: skip
+                raise _Closed from None
+            finally:
+                if stream is not None:
+                    stream.running = False  # no await before this: a late cancel cannot land
 
     async def _crashed(self, letter: Letter, stream: ReplyStream | None, exc: Exception) -> Result:
         cell, rt = self._cell, self._rt

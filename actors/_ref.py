@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, final
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Final, final
 
 from motadata_actors._errors import (
     ActorsError,
@@ -19,6 +21,8 @@ from motadata_actors._errors import (
 from motadata_actors.mailbox import DurableStore, Incoming, agent_subject, check_id, new_message_id
 from motadata_actors.mailbox._envelope import Letter, Sealed, seal
 
+from ._clock import SystemClock
+from ._deadline import Deadline
 from ._policy import AskAttempts, AskPolicy
 from ._runtime import AGENT_TEMPLATE, MAILBOX_KINDS, MailboxKind, Runtime, current_context
 from ._streaming import MAX_WINDOW, AskStream
@@ -27,6 +31,8 @@ if TYPE_CHECKING:
     from ._actor import Context
 
 __all__ = ("ActorRef",)
+
+_UNBOUNDED: Final = 1e9  # the transport's timeout when the system's clock decides
 
 # Errors the framework itself reports in an error reply, rebuilt as the same type.
 _SDK_ERRORS: dict[str, type[ActorsError]] = {
@@ -304,9 +310,13 @@ class ActorRef:
         if self.mailbox == "durable":
             # Stored, so never resent: a redelivery answers it if the first one fails.
             sealed.attempt(1, budget)
+            durable = self._durable()
             try:
-                reply = await self._durable().request(
-                    subject, sealed.data, headers=sealed.headers, timeout=budget
+                reply = await self._on_clock(
+                    lambda timeout: durable.request(
+                        subject, sealed.data, headers=sealed.headers, timeout=timeout
+                    ),
+                    budget,
                 )
             except AskTimeout:
                 rt.events.record("timeout", self.name, f"durable ask after {budget:.3g}s")
@@ -322,8 +332,11 @@ class ActorRef:
             if span is not None and attempts.number > 1:
                 span.set_attribute("sdk.attempt", attempts.number)
             try:
-                reply = await rt.transport.request(
-                    subject, sealed.data, headers=sealed.headers, timeout=wait
+                reply = await self._on_clock(
+                    lambda timeout: rt.transport.request(
+                        subject, sealed.data, headers=sealed.headers, timeout=timeout
+                    ),
+                    wait,
                 )
             except (AskTimeout, NoResponders) as exc:
                 if isinstance(exc, AskTimeout):
@@ -352,6 +365,30 @@ class ActorRef:
             ) from None
         times = f" in {tries} attempts" if tries > 1 else ""
         raise AskTimeout(f"ask to {self.name!r} got no reply within {budget:.3g}s{times}") from None
+
+    async def _on_clock(
+        self, request: Callable[[float], Awaitable[Incoming]], timeout: float
+    ) -> Incoming:
+        """``request(timeout)``, with the timeout decided by the system's clock.
+
+        On the event loop's clock the transport's own timeout is that clock (no extra
+        timer); under another one (a :class:`ManualClock`) the clock cancels the request.
+
+        Raises:
+            AskTimeout: no reply within ``timeout`` on the clock.
+        """
+        clock = self._rt.clock
+        if type(clock) is SystemClock:
+            return await request(timeout)
+        with Deadline(clock, clock.now() + timeout) as limit:
+            try:
+                return await request(_UNBOUNDED)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if not limit.expired or task is None:
+                    raise
+                task.uncancel()
+                raise AskTimeout(f"no reply within {timeout:.3g}s on the system's clock") from None
 
     def _check_not_self(self, ctx: Context) -> None:
         """Refuse at once an ask that would wait on the very handler making it."""

@@ -236,7 +236,7 @@ class Supervisor:
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop this supervisor and its subtree (children newest first) and detach it."""
-        deadline = anyio.current_time() + grace
+        deadline = self._rt.clock.now() + grace
         await self.stop_accepting()
         await self.shutdown(deadline)
         if self.parent is not None:
@@ -244,7 +244,7 @@ class Supervisor:
 
     async def stop_child(self, name: str, grace: float = 10.0) -> int:
         """Stop this supervisor's children called ``name``; return how many stopped."""
-        deadline = anyio.current_time() + grace
+        deadline = self._rt.clock.now() + grace
         found = [c for c in self._children if c.node.name == name]
         for child in reversed(found):
             await child.node.stop_accepting()
@@ -341,7 +341,7 @@ class Supervisor:
             await self._restart([child], child, None)
             return
         await child.node.halt()
-        await child.node.shutdown(anyio.current_time())
+        await child.node.shutdown(self._rt.clock.now())
         self._remove(child.node)
 
     async def _failed(self, child: _Child, exc: BaseException) -> None:
@@ -349,7 +349,7 @@ class Supervisor:
         log.warning("%s failed: %s", node.path, reason_line(exc))
         if child.restart == "temporary":
             await node.halt()
-            await node.shutdown(anyio.current_time())
+            await node.shutdown(self._rt.clock.now())
             self._remove(node)
             return
         index = self._children.index(child)
@@ -375,7 +375,7 @@ class Supervisor:
             await clock.sleep(delay)
         for child in targets:
             if child.restart == "temporary" and child is not failed:
-                await child.node.shutdown(anyio.current_time())
+                await child.node.shutdown(self._rt.clock.now())
                 self._remove(child.node)
                 continue
             try:

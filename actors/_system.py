@@ -303,7 +303,7 @@ class ActorSystem:
         # Shielded: a cancelled or failing block still stops its actors. Every actor
         # stops taking messages first, then they stop newest first.
         with anyio.CancelScope(shield=True):
-            deadline = anyio.current_time() + self._grace
+            deadline = self._clock.now() + self._grace
             await root.stop_accepting()
             await root.shutdown(deadline)
         for scope in background:

@@ -92,3 +92,58 @@ async def test_manual_clock_wakes_sleepers_only_when_advanced() -> None:
         assert woke == [101.0]
         clock.advance(4.0)
     assert woke == [101.0, 105.0]
+
+
+def test_ask_attempts_share_the_budget_and_stop_at_the_deadline() -> None:
+    from motadata_actors.actors._policy import AskAttempts
+
+    policy = AskPolicy(timeout=3.0, attempts=3, backoff=Backoff(0.5, 0.5, jitter=0.0))
+    attempts = AskAttempts(policy, policy.timeout, now=10.0)
+    assert attempts.next(10.0) == 1.0 and attempts.number == 1
+    assert attempts.failed(AskTimeout("x"), 11.0) == 0.5  # the backoff, within the budget
+    assert attempts.next(11.5) == 1.0 and attempts.number == 2
+    assert attempts.failed(NoResponders("x"), 12.5) == 0.5
+    assert attempts.next(12.9) == pytest.approx(0.1)  # only what is left of the budget
+    assert attempts.failed(AskTimeout("x"), 13.0) is None  # the last attempt
+    assert attempts.next(13.0) is None
+    # A handler's error is not retried; nor is anything past the deadline.
+    once = AskAttempts(policy, 3.0, now=0.0)
+    once.next(0.0)
+    assert once.failed(RemoteError("ValueError", "no"), 0.1) is None
+    late = AskAttempts(policy, 3.0, now=0.0)
+    assert late.next(3.0) is None
+
+
+@pytest.mark.anyio
+async def test_under_a_manual_clock_a_handler_deadline_is_virtual_too() -> None:
+    """Asks, retries and handler deadlines all run on the system's clock."""
+    from motadata_actors import Actor, ActorSystem, Context, InProcessTransport
+
+    started = anyio.Event()
+
+    class Stuck(Actor):
+        async def on_message(self, msg: object, ctx: Context) -> object:
+            assert ctx.deadline == clock.now() + 5.0  # the asker's 5 s, on the manual clock
+            started.set()
+            await anyio.sleep_forever()
+
+    clock = ManualClock(start=1000.0)
+    async with ActorSystem("manual", transport=InProcessTransport(), clock=clock) as system:
+        ref = await system.spawn(Stuck, name="stuck")
+        result: list[BaseException] = []
+
+        async def ask() -> None:
+            try:
+                await ref.ask("hang", timeout=5.0)
+            except AskTimeout as exc:
+                result.append(exc)
+
+        with anyio.fail_after(10):  # real seconds: nothing here may wait for real time
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(ask)
+                await started.wait()
+                await anyio.wait_all_tasks_blocked()
+                assert not system.events("overran")
+                clock.advance(5.0)
+        assert len(result) == 1
+        assert [e.detail for e in system.events("overran")] == ["on sdk.agent.client.stuck.manual"]
