@@ -4,10 +4,10 @@ from ._actor import Actor, Context
 from ._cell import ActorStatistics
 from ._clock import Clock, ManualClock, SystemClock
 from ._events import EventKind, SupervisionEvent
-from ._policy import AskPolicy, Backoff, RestartIntensity, RestartType, Strategy
+from ._policy import AskPolicy, Backoff, RestartType, Strategy
 from ._pubsub import Subscribe, Workflow, WorkflowStep
 from ._ref import ActorRef
-from ._status import gather_status, status_subject, summarize
+from ._status import summarize
 from ._streaming import AskStream
 from ._supervisor import Supervisor
 from ._system import ActorSystem
@@ -24,7 +24,6 @@ __all__ = (
     "Context",
     "EventKind",
     "ManualClock",
-    "RestartIntensity",
     "RestartType",
     "Strategy",
     "Subscribe",
@@ -33,7 +32,5 @@ __all__ = (
     "SystemClock",
     "Workflow",
     "WorkflowStep",
-    "gather_status",
-    "status_subject",
     "summarize",
 )

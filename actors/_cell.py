@@ -34,7 +34,7 @@ import attrs
 from motadata_actors._errors import ActorsError, ConfigError
 from motadata_actors.mailbox import DurableMessage, Incoming, Mailbox, Subscription, agent_inbox
 from motadata_actors.mailbox._settlement import RELEASE, Verdict, settle
-from motadata_actors.telemetry import get_logger
+from motadata_actors.telemetry._logging import get_logger
 
 from ._actor import Actor, Context
 from ._dispatch import Dispatcher, Result

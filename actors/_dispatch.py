@@ -29,7 +29,7 @@ from motadata_actors.mailbox._admission import Accept, Admission, Answered, Dupl
 from motadata_actors.mailbox._envelope import Letter, seal
 from motadata_actors.mailbox._settlement import Outcome
 from motadata_actors.mailbox._subjects import is_agent_subject, subject_kind
-from motadata_actors.telemetry import get_logger, log_fields
+from motadata_actors.telemetry._logging import get_logger, log_fields
 
 from ._actor import Actor, Context, NotStreamed
 from ._deadline import Deadline

@@ -19,7 +19,7 @@ from typing import final
 
 from motadata_actors._errors import ActorsError, TransportClosed
 from motadata_actors.mailbox import Incoming, Mailbox, StartAt, Subscription, workflow_subject
-from motadata_actors.telemetry import get_logger
+from motadata_actors.telemetry._logging import get_logger
 
 from ._pubsub import Subscribe, feed_consumer
 from ._runtime import Runtime

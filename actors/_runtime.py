@@ -26,7 +26,8 @@ from motadata_actors.mailbox import (
     new_message_id,
 )
 from motadata_actors.mailbox._envelope import Sealed, dead_letter_headers, seal, seal_error
-from motadata_actors.telemetry import Telemetry, get_logger
+from motadata_actors.telemetry._instrument import Telemetry
+from motadata_actors.telemetry._logging import get_logger
 
 from ._clock import Clock
 from ._events import EventLog

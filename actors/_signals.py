@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from motadata_actors.telemetry import get_logger
+from motadata_actors.telemetry._logging import get_logger
 
 __all__ = ("watch_signals",)
 

@@ -22,7 +22,7 @@ from motadata_actors.codecs import Codecs
 from motadata_actors.mailbox import Incoming, Mailbox, Transport, check_id
 from motadata_actors.mailbox._envelope import Letter, seal
 from motadata_actors.mailbox._subjects import new_inbox
-from motadata_actors.telemetry import get_logger
+from motadata_actors.telemetry._logging import get_logger
 
 from ._cell import ActorStatistics
 

@@ -52,7 +52,7 @@ from motadata_actors.mailbox._envelope import (
     seal_part,
 )
 from motadata_actors.mailbox._subjects import control_subject, drop_inbox, keep_inbox, new_inbox
-from motadata_actors.telemetry import get_logger
+from motadata_actors.telemetry._logging import get_logger
 
 from ._clock import Timer
 from ._runtime import Runtime

@@ -31,7 +31,7 @@ import attrs
 
 from motadata_actors._errors import ConfigError, SupervisionError
 from motadata_actors.mailbox import check_id
-from motadata_actors.telemetry import get_logger
+from motadata_actors.telemetry._logging import get_logger
 
 from ._actor import Actor
 from ._cell import ActorCell, ActorStatistics

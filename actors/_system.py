@@ -30,8 +30,9 @@ from motadata_actors.mailbox import (
     inbox_prefix,
     parse_subject,
 )
-from motadata_actors.telemetry import Telemetry, get_logger
 from motadata_actors.telemetry import setup as setup_telemetry
+from motadata_actors.telemetry._instrument import Telemetry
+from motadata_actors.telemetry._logging import get_logger
 
 from ._actor import Actor
 from ._cell import ActorStatistics

@@ -39,7 +39,7 @@ from typing import Self, final
 import anyio
 
 from motadata_actors._errors import ConfigError, ConnectionLost
-from motadata_actors.telemetry import get_logger
+from motadata_actors.telemetry._logging import get_logger
 
 __all__ = ("NatsCluster", "NatsServer", "find_nats_server")
 

@@ -7,8 +7,9 @@ from typing import TextIO
 
 from motadata_actors._errors import ConfigError
 from motadata_actors._settings import Settings
-from motadata_actors.actors import gather_status, summarize
+from motadata_actors.actors import summarize
 from motadata_actors.actors._config import nats_transport
+from motadata_actors.actors._status import gather_status
 from motadata_actors.mailbox import check_id
 
 __all__ = ("show_status",)

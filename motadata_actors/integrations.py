@@ -33,7 +33,7 @@ from motadata_actors.mailbox import (
     Subscription,
     check_id,
 )
-from motadata_actors.telemetry import get_logger
+from motadata_actors.telemetry._logging import get_logger
 
 __all__ = (
     "CodecManager",

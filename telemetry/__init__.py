@@ -6,23 +6,15 @@ API only; :func:`setup` wires the SDK (imported only then).
 
 from typing import Any
 
-from ._instrument import SCHEMA_URL, Telemetry
-from ._logging import (
-    CORRELATED_FORMAT,
-    CorrelationFilter,
-    enable_log_correlation,
-    get_logger,
-    log_fields,
-)
+from ._instrument import SCHEMA_URL
+from ._logging import CORRELATED_FORMAT, CorrelationFilter, enable_log_correlation, get_logger
 
 __all__ = (
     "CORRELATED_FORMAT",
     "SCHEMA_URL",
     "CorrelationFilter",
-    "Telemetry",
     "enable_log_correlation",
     "get_logger",
-    "log_fields",
     "setup",
 )
 

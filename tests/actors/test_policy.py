@@ -16,7 +16,7 @@ from motadata_actors import (
     NoResponders,
     RemoteError,
 )
-from motadata_actors.actors import RestartIntensity
+from motadata_actors.actors._policy import RestartIntensity
 
 
 def test_backoff_grows_exponentially_and_is_capped() -> None:
