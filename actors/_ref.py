@@ -142,15 +142,7 @@ class ActorRef:
             await publish(subject, sealed.data, headers=sealed.headers)
             return
         span = self._span(sender, subject, sealed)
-        try:
-            await publish(subject, sealed.data, headers=sealed.headers)
-        except BaseException as exc:
-            if span is not None:
-                tel.fail(span, exc)
-            raise
-        finally:
-            if span is not None:
-                span.end()
+        await tel.traced(span, publish(subject, sealed.data, headers=sealed.headers))
 
     async def ask(
         self,

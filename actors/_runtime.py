@@ -215,12 +215,4 @@ class Runtime:
             subject, template, sender, "-", sealed.headers, len(sealed.data),
             sealed.message_id, sealed.correlation_id,
         )  # fmt: skip
-        try:
-            return await send(sealed)
-        except BaseException as exc:
-            if span is not None:
-                tel.fail(span, exc)
-            raise
-        finally:
-            if span is not None:
-                span.end()
+        return await tel.traced(span, send(sealed))

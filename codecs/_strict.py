@@ -33,6 +33,7 @@ verdict.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 from collections.abc import Callable
@@ -179,8 +180,11 @@ def _int_error(value: Any) -> BodyError:
     return BodyError(_INT_RANGE if path is None else f"{_INT_RANGE} at {path}")
 
 
-def json_settle(data: bytes, value: Any, verdict: int) -> bool:
-    """Act on a nonzero ``json_check`` verdict: raise for a problem, else say if plain.
+def _settle(explain: Callable[[bytes, int], None], data: bytes, value: Any, verdict: int) -> bool:
+    """Act on a nonzero check verdict: raise for a problem, else say if plain.
+
+    ``explain`` is the format's exact look at a problem the fast check flagged: it names
+    it in a ``BodyError``, or returns when the flag was a false alarm.
 
     Returns:
         Whether the value is plain (else the walker must look at it).
@@ -192,46 +196,32 @@ def json_settle(data: bytes, value: Any, verdict: int) -> bool:
     if problem == INT_RANGE:
         raise _int_error(value)
     if problem:
-        json_exact(data)  # names a repeated key or an integer literal outside the model
-        if problem != BIG_FLOAT:  # the count found what the exact parse did not: refuse
-            raise BodyError("duplicate map key")
+        explain(data, problem)
     return not verdict & NOT_PLAIN
 
 
-def msgpack_settle(data: bytes, value: Any, verdict: int) -> bool:
-    """Act on a nonzero ``msgpack_check`` verdict: raise for a problem, else say if plain.
-
-    Returns:
-        Whether the value is plain (else the walker must look at it).
-
-    Raises:
-        BodyError: the body breaks a rule.
-    """
-    problem = verdict & ~NOT_PLAIN
-    if problem == INT_RANGE:
-        raise _int_error(value)
-    if problem:
-        msgpack.unpackb(data, raw=False, object_pairs_hook=_pairs)  # names the key
+def _json_problem(data: bytes, problem: int) -> None:
+    json_exact(data)  # names a repeated key or an integer literal outside the model
+    if problem != BIG_FLOAT:  # the count found what the exact parse did not: refuse
         raise BodyError("duplicate map key")
-    return not verdict & NOT_PLAIN
 
 
-def cbor_settle(data: bytes, value: Any, verdict: int) -> bool:
-    """Act on a nonzero ``cbor_check`` verdict: raise for a problem, else say if plain.
+def _msgpack_problem(data: bytes, problem: int) -> None:
+    msgpack.unpackb(data, raw=False, object_pairs_hook=_pairs)  # names the key
+    raise BodyError("duplicate map key")
 
-    Returns:
-        Whether the value is plain (else the walker must look at it).
 
-    Raises:
-        BodyError: the body breaks a rule.
-    """
-    problem = verdict & ~NOT_PLAIN
-    if problem == INT_RANGE:
-        raise _int_error(value)
-    if problem:
-        end = _cbor_end(data)
-        if end < 0:  # more open indefinite-length items than the C scan tracks
-            end = cbor_end_exact(data)
-        if end != len(data):
-            raise trailing(len(data) - end)
-    return not verdict & NOT_PLAIN
+def _cbor_problem(data: bytes, problem: int) -> None:
+    end = _cbor_end(data)
+    if end < 0:  # more open indefinite-length items than the C scan tracks
+        end = cbor_end_exact(data)
+    if end != len(data):
+        raise trailing(len(data) - end)
+
+
+json_settle = functools.partial(_settle, _json_problem)
+"""Act on a nonzero ``json_check`` verdict (see :func:`_settle`)."""
+msgpack_settle = functools.partial(_settle, _msgpack_problem)
+"""Act on a nonzero ``msgpack_check`` verdict (see :func:`_settle`)."""
+cbor_settle = functools.partial(_settle, _cbor_problem)
+"""Act on a nonzero ``cbor_check`` verdict (see :func:`_settle`)."""

@@ -245,8 +245,25 @@ _PUB_ACK: Final = b'{"stream":'
 _NOT_REPLAYED: Final = frozenset({DEAD_REASON, TIMEOUT_MS, ATTEMPT, REPLY_TO, STREAM_WINDOW})
 
 
+class _Ids:
+    """The ids a message carries, read from its headers (what sent and read share)."""
+
+    __slots__ = ()
+    headers: dict[str, str]
+
+    @property
+    def message_id(self) -> str | None:
+        """``Sdk-Message-Id``, when it has one."""
+        return self.headers.get(MESSAGE_ID)
+
+    @property
+    def correlation_id(self) -> str | None:
+        """``Sdk-Correlation-Id``, when it has one."""
+        return self.headers.get(CORRELATION_ID)
+
+
 @final
-class Sealed:
+class Sealed(_Ids):
     """A message ready to send: its body, and the headers that say what it is.
 
     Attributes:
@@ -259,16 +276,6 @@ class Sealed:
     def __init__(self, data: bytes, headers: dict[str, str]) -> None:
         self.data = data
         self.headers = headers
-
-    @property
-    def message_id(self) -> str | None:
-        """``Sdk-Message-Id``, when it has one."""
-        return self.headers.get(MESSAGE_ID)
-
-    @property
-    def correlation_id(self) -> str | None:
-        """``Sdk-Correlation-Id``, when it has one."""
-        return self.headers.get(CORRELATION_ID)
 
     def attempt(self, number: int, timeout: float) -> None:
         """Make it attempt ``number`` (from 1) of an ask that may take ``timeout`` seconds."""
@@ -374,7 +381,7 @@ def replayed(headers: Mapping[str, str]) -> dict[str, str]:
 
 
 @final
-class Letter:
+class Letter(_Ids):
     """A received message as a receiver reads it: the headers it trusts, parsed on demand.
 
     Made by :meth:`open` (one call per message). Header names are matched without regard
@@ -406,16 +413,6 @@ class Letter:
                 guess).
         """
         return cls(message, received_headers(message.headers))
-
-    @property
-    def message_id(self) -> str | None:
-        """``Sdk-Message-Id``."""
-        return self.headers.get(MESSAGE_ID)
-
-    @property
-    def correlation_id(self) -> str | None:
-        """``Sdk-Correlation-Id``."""
-        return self.headers.get(CORRELATION_ID)
 
     @property
     def tenant(self) -> str | None:

@@ -51,7 +51,21 @@ class CodecError(ActorsError):
     """
 
 
-class EncodeError(CodecError):
+class _BodyError(CodecError):
+    """A body that could not be encoded or decoded (the shape the two below share)."""
+
+    _verb = ""
+    _untyped = ""
+
+    def __init__(self, codec: str, wire_name: str | None, reason: str) -> None:
+        what = f"{wire_name!r}" if wire_name else self._untyped
+        super().__init__(f"{codec} cannot {self._verb} {what}: {reason}")
+        self.codec = codec
+        self.wire_name = wire_name
+        self.reason = reason
+
+
+class EncodeError(_BodyError):
     """A value could not be encoded: it is outside the value model or a typed field is wrong.
 
     Attributes:
@@ -60,15 +74,11 @@ class EncodeError(CodecError):
         reason: what was wrong, with the path to the offending value.
     """
 
-    def __init__(self, codec: str, wire_name: str | None, reason: str) -> None:
-        what = f"{wire_name!r}" if wire_name else "an untyped value"
-        super().__init__(f"{codec} cannot encode {what}: {reason}")
-        self.codec = codec
-        self.wire_name = wire_name
-        self.reason = reason
+    _verb = "encode"
+    _untyped = "an untyped value"
 
 
-class DecodeError(CodecError):
+class DecodeError(_BodyError):
     """Bytes could not be decoded: malformed, over a limit, or not matching the message type.
 
     Attributes:
@@ -77,12 +87,8 @@ class DecodeError(CodecError):
         reason: what was wrong, with the path to the offending value.
     """
 
-    def __init__(self, codec: str, wire_name: str | None, reason: str) -> None:
-        what = f"{wire_name!r}" if wire_name else "an untyped message"
-        super().__init__(f"{codec} cannot decode {what}: {reason}")
-        self.codec = codec
-        self.wire_name = wire_name
-        self.reason = reason
+    _verb = "decode"
+    _untyped = "an untyped message"
 
 
 class MessageTooLarge(CodecError):

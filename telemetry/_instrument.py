@@ -29,8 +29,8 @@ from __future__ import annotations
 import importlib.metadata
 import re
 import time
-from collections.abc import Mapping, MutableMapping
-from typing import Any, Final, final
+from collections.abc import Awaitable, Mapping, MutableMapping
+from typing import Any, Final, TypeVar, final
 
 from opentelemetry import baggage, propagate, trace
 from opentelemetry import context as otel_context
@@ -40,6 +40,8 @@ from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, TracerProvider
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.trace.span import TraceState
+
+T = TypeVar("T")
 
 __all__ = ("SCHEMA_URL", "Telemetry")
 
@@ -378,6 +380,18 @@ class Telemetry:
         )
         _inject(headers, trace.set_span_in_context(span, current), span)
         return span
+
+    async def traced(self, span: Span | None, work: Awaitable[T]) -> T:
+        """Await ``work`` inside ``span``: a failure marks it, and it ends either way."""
+        try:
+            return await work
+        except BaseException as exc:
+            if span is not None:
+                self.fail(span, exc)
+            raise
+        finally:
+            if span is not None:
+                span.end()
 
     @staticmethod
     def fail(span: Span, error: BaseException) -> None:
