@@ -110,7 +110,6 @@ class Dispatcher:
 
     async def handle(self, msg: Incoming, actor: Actor) -> Result:
         """Handle ``msg`` with ``actor``; never raises but a cancellation."""
-        cell, rt = self._cell, self._rt
         left: float | None = None
         if type(msg) is DurableMessage and msg.deadline is not None:
             # Stored: what the asker has left is reckoned now, as it is taken.
@@ -125,7 +124,11 @@ class Dispatcher:
             decision.letter.reply = ""
         if type(decision) is not Accept:
             return await self._not_taken(decision)
-        letter, payload = decision.letter, decision.payload
+        return await self._take(decision.letter, decision.payload, actor, left)
+
+    async def _take(self, letter: Letter, payload: Any, actor: Actor, left: float | None) -> Result:
+        """Run the handler on a taken message, and answer its asker."""
+        cell, rt = self._cell, self._rt
         if left is None:
             left = letter.timeout
         deadline = rt.clock.now() + left if left is not None else None
