@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = ("ActorRef",)
 
 _UNBOUNDED: Final = 1e9  # the transport's timeout when the system's clock decides
+_Request = Callable[..., Awaitable[Incoming]]  # transport.request or a durable store's
 
 # Errors the framework itself reports in an error reply, rebuilt as the same type.
 _SDK_ERRORS: dict[str, type[ActorsError]] = {
@@ -302,14 +303,8 @@ class ActorRef:
         if self.mailbox == "durable":
             # Stored, so never resent: a redelivery answers it if the first one fails.
             sealed.attempt(1, budget)
-            durable = self._durable()
             try:
-                reply = await self._on_clock(
-                    lambda timeout: durable.request(
-                        subject, sealed.data, headers=sealed.headers, timeout=timeout
-                    ),
-                    budget,
-                )
+                reply = await self._request(self._durable().request, subject, sealed, budget)
             except AskTimeout:
                 rt.events.record("timeout", self.name, f"durable ask after {budget:.3g}s")
                 raise AskTimeout(
@@ -324,12 +319,7 @@ class ActorRef:
             if span is not None and attempts.number > 1:
                 span.set_attribute("sdk.attempt", attempts.number)
             try:
-                reply = await self._on_clock(
-                    lambda timeout: rt.transport.request(
-                        subject, sealed.data, headers=sealed.headers, timeout=timeout
-                    ),
-                    wait,
-                )
+                reply = await self._request(rt.transport.request, subject, sealed, wait)
             except (AskTimeout, NoResponders) as exc:
                 if isinstance(exc, AskTimeout):
                     rt.events.record(
@@ -358,10 +348,10 @@ class ActorRef:
         times = f" in {tries} attempts" if tries > 1 else ""
         raise AskTimeout(f"ask to {self.name!r} got no reply within {budget:.3g}s{times}") from None
 
-    async def _on_clock(
-        self, request: Callable[[float], Awaitable[Incoming]], timeout: float
+    async def _request(
+        self, request: _Request, subject: str, sealed: Sealed, timeout: float
     ) -> Incoming:
-        """``request(timeout)``, with the timeout decided by the system's clock.
+        """Send an ask and wait for its reply, the timeout decided by the system's clock.
 
         On the event loop's clock the transport's own timeout is that clock (no extra
         timer); under another one (a :class:`ManualClock`) the clock cancels the request.
@@ -371,10 +361,12 @@ class ActorRef:
         """
         clock = self._rt.clock
         if type(clock) is SystemClock:
-            return await request(timeout)
+            return await request(subject, sealed.data, headers=sealed.headers, timeout=timeout)
         with Deadline(clock, clock.now() + timeout) as limit:
             try:
-                return await request(_UNBOUNDED)
+                return await request(
+                    subject, sealed.data, headers=sealed.headers, timeout=_UNBOUNDED
+                )
             except asyncio.CancelledError:
                 task = asyncio.current_task()
                 if not limit.expired or task is None:
