@@ -1,49 +1,42 @@
 """The NATS transport: nats-py on a real nats-server.
 
-With :mod:`._jetstream` (its durable mailboxes), the only modules that import nats.
-
-nats-py's exceptions are translated here and never leak. Message handling never
-happens in nats-py callbacks: the subscription callback only hands the message to
-the actor's mailbox, which the actor's own task drains. When the mailbox is full
-the callback waits, nats-py's pending queue (bounded to the same size) fills, and
-past that nats-py drops messages; each drop is counted on the mailbox and logged.
+nats-py itself is reached only through :mod:`._natspy` (the one module importing it); this
+transport holds its client for the hot path (``publish``, ``request``). Message handling
+never happens in nats-py callbacks: a subscription's messages go straight into the actor's
+mailbox, which the actor's own task drains. When the mailbox is full nats-py drops the
+message (its pending queue *is* the mailbox's); each drop is counted on the mailbox and
+logged.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import ssl
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, final
-from urllib.parse import ParseResult
+from typing import Any, NoReturn, final
 
 import attrs
-import nats
-import nats.errors
-import nats.js.errors
 import nkeys
-from nats.aio.client import Client
-from nats.aio.transport import TcpTransport
 
 from motadata_actors._errors import (
     AskTimeout,
     ConfigError,
     ConnectionLost,
-    MessageTooLarge,
-    NoResponders,
-    SubjectError,
     TenantError,
     TransportClosed,
 )
 from motadata_actors._settings import redact_url, secret_repr, valid_url
 from motadata_actors.telemetry import get_logger
 
+from . import _natspy as natspy
 from ._envelope import check_size
-from ._jetstream import JetStreamDeadLetters, JetStreamMailboxes
+from ._jetstream import JetStreamMailboxes
+from ._js_dead_letters import JetStreamDeadLetters
+from ._natspy import RawClient, RawSubscription
 from ._queue import Mailbox
 from ._subjects import check_publish_subject, check_subscribe_subject
+from ._tls_guard import GuardedTcp, NotEncrypted
 from ._transport import Incoming, Subscription
 
 __all__ = ("NatsAuth", "NatsTransport")
@@ -54,103 +47,7 @@ _DRAIN_TIMEOUT = 5.0
 _JS_TIMEOUT = 5.0
 _CONNECT_TRIES = 2  # per server, on the first connect (max_reconnect_attempts=1, below)
 _RETRY_WAIT = 0.25  # between them
-
-
-class _NotEncrypted(nats.errors.Error):
-    """TLS was asked for, and this connection is not encrypted: nothing is sent over it."""
-
-    def __str__(self) -> str:
-        return "nats: TLS is required and the server did not upgrade: closed, nothing sent"
-
-
-@final
-class _TcpTransport(TcpTransport):
-    """nats-py's TCP transport, with two faults of nats-py 2.16 fixed.
-
-    nats-py takes a transport object of its ``Transport`` interface; it makes a
-    ``TcpTransport`` itself unless one is set (``Client._transport``) before ``connect``,
-    and keeps it for every attempt and reconnect. :meth:`NatsTransport.start` sets this one.
-
-    1. A failed TLS upgrade must not hang the close that follows. nats-py connects in
-       plaintext, reads INFO, then upgrades with ``loop.start_tls``, which moves the socket
-       to an SSL protocol. When the handshake fails (an untrusted certificate), asyncio
-       closes the socket and tells only the SSL protocol; the plaintext stream writer
-       nats-py still holds never learns, so its ``wait_closed()`` waits for ever. nats-py
-       awaits exactly that in ``Client._close`` after every failed attempt (and in
-       ``close()``): entering a system never returned. Here, after a failed upgrade the
-       socket is known closed, and ``wait_closed`` does not wait.
-    2. TLS, once asked for, is never given up. nats-py upgrades only when the server's
-       INFO says ``tls_required``; a ``tls://`` URL or a TLS context does not make it
-       insist, so a server without TLS (or a man in the middle posing as one) got the
-       CONNECT, credentials included, in plaintext. nats-py has no public option to refuse
-       (``tls_handshake_first`` needs the server to expect it). The narrowest reliable
-       place is here: nats-py writes nothing before its CONNECT, and writes only through
-       this object, so the first write over a connection that should be encrypted and is
-       not closes the socket and raises instead: the CONNECT, the first byte ever sent,
-       never leaves. nats-py counts the error as a failed attempt, like a refused login.
-    """
-
-    def __init__(self, *, require_tls: bool) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]  # nats-py's transports are untyped
-        self._require_tls = require_tls  # TLS settings: every server, discovered ones too
-        self._wants_tls = require_tls  # this connection's: also a tls:// URL
-        self._encrypted = False
-        self._upgrade_failed = False
-        self._refused = False
-
-    async def connect(self, uri: ParseResult, buffer_size: int, connect_timeout: int) -> None:
-        # nats-py reuses this object for the next attempt without closing the last one's
-        # streams when the attempt failed while reconnecting: close them first.
-        if self._io_writer is not None:
-            self._io_writer.close()
-        self._wants_tls = self._require_tls or uri.scheme == "tls"
-        self._encrypted = self._upgrade_failed = self._refused = False
-        await super().connect(uri, buffer_size, connect_timeout)
-
-    async def connect_tls(
-        self,
-        uri: str | ParseResult,
-        ssl_context: ssl.SSLContext,
-        buffer_size: int,
-        connect_timeout: int,
-    ) -> None:
-        try:
-            await super().connect_tls(uri, ssl_context, buffer_size, connect_timeout)
-        except BaseException:
-            # start_tls closed the socket (on failure, timeout or cancellation alike).
-            self._upgrade_failed = True
-            raise
-        self._encrypted = True
-
-    def _check_encrypted(self) -> bool:
-        """Whether to write; raises on the first write that would go out unencrypted."""
-        if self._refused:
-            return False  # the socket is closed: nothing can go out, and nothing must
-        if self._wants_tls and not self._encrypted:
-            self._refused = True
-            if self._io_writer is not None:
-                self._io_writer.transport.abort()
-            raise _NotEncrypted
-        return True
-
-    def write(self, payload: bytes) -> None:
-        if self._check_encrypted() and self._io_writer is not None:
-            self._io_writer.write(payload)
-
-    def writelines(self, payload: list[bytes]) -> None:
-        if self._check_encrypted() and self._io_writer is not None:
-            self._io_writer.writelines(payload)
-
-    def __bool__(self) -> bool:
-        # nats-py makes a transport of its own when the one it has is falsy, and
-        # TcpTransport is falsy until connected: this one must stay.
-        return True
-
-    async def wait_closed(self) -> None:
-        if self._upgrade_failed:
-            return  # the socket is closed; the plaintext writer would never hear of it
-        if self._io_writer is not None:
-            await self._io_writer.wait_closed()
+_RECONNECT_WAIT = 1.0  # between reconnect attempts, once connected
 
 
 @final
@@ -268,10 +165,10 @@ class NatsTransport:
         # (sub | pub, lowercased subject) -> the server's permissions violation
         self._refused: dict[tuple[str, str], str] = {}
         self._dead_letters: JetStreamDeadLetters | None = None
-        self._nc: Client | None = None
-        self._mailboxes: dict[int, Mailbox[Incoming]] = {}
-        self._subs: dict[int, Any] = {}  # nats-py subscriptions feeding our mailboxes
+        self._nc: RawClient | None = None
+        self._mailboxes: dict[RawSubscription, Mailbox[Incoming]] = {}  # ours, live
         self._durable: JetStreamMailboxes | None = None
+        self._js: natspy.JetStream | None = None
         self._closed = False
         self.listener: Callable[[str, str, str], None] | None = None
         """Told ``(kind, detail, reply)`` of ``dropped`` (a slow consumer: nats-py dropped
@@ -280,8 +177,15 @@ class NatsTransport:
         and ``reconnected``."""
 
     @property
-    def client(self) -> Client:
-        """The nats-py client, for tools that need the raw connection (after :meth:`start`)."""
+    def client(self) -> RawClient:
+        """The nats-py client, for tools that need the raw connection (after :meth:`start`).
+
+        An escape hatch: the transport's own behaviour does not depend on what is done
+        with it, and its type is nats-py's, which this package does not promise to keep.
+        """
+        return self._started()
+
+    def _started(self) -> RawClient:
         if self._nc is None:
             raise TransportClosed("NATS transport is not started")
         return self._nc
@@ -290,33 +194,37 @@ class NatsTransport:
     def durable(self) -> JetStreamMailboxes:
         """Durable mailboxes on JetStream, on this connection (after :meth:`start`)."""
         if self._durable is None:
-            self._durable = JetStreamMailboxes(self.client)
+            self._durable = JetStreamMailboxes(self._jetstream(), self.dead_letters)
         return self._durable
 
     @property
     def dead_letters(self) -> JetStreamDeadLetters:
         """The tenant's dead letters, kept in a JetStream stream (after :meth:`start`)."""
         if self._dead_letters is None:
-            self._dead_letters = JetStreamDeadLetters(self.client, lambda: self.description)
+            self._dead_letters = JetStreamDeadLetters(self._jetstream(), lambda: self.description)
         return self._dead_letters
+
+    def _jetstream(self) -> natspy.JetStream:
+        if self._js is None:
+            self._js = natspy.JetStream(self._started(), _JS_TIMEOUT)
+        return self._js
 
     @property
     def max_payload(self) -> int:
         """The server's ``max_payload`` (headers and body together)."""
-        return self.client.max_payload
+        return self._started().max_payload
 
     @property
     def server_name(self) -> str | None:
         """The ``server_name`` the connected server announced."""
-        info: dict[str, Any] = self.client._server_info  # no public accessor in nats-py
-        name = info.get("server_name")
+        name = natspy.server_info(self._started()).get("server_name")
         return str(name) if name is not None else None
 
     @property
     def connected_url(self) -> str | None:
         """The URL of the server currently connected to."""
-        url = self._nc.connected_url if self._nc is not None else None
-        return redact_url(url.geturl()) if url is not None else None
+        url = natspy.connected_url(self._nc) if self._nc is not None else None
+        return redact_url(url) if url is not None else None
 
     @property
     def description(self) -> str:
@@ -347,52 +255,48 @@ class NatsTransport:
                 )
         options = self._auth.connect_options()
         schemes = {_scheme(u) for u in self._servers}
-        nc = Client()
+        guard: GuardedTcp | None = None
         if not schemes & {"ws", "wss"}:
-            nc._transport = _TcpTransport(require_tls="tls" in options)
+            guard = GuardedTcp(require_tls="tls" in options)
         elif "tls" in options and "ws" in schemes:
             raise ConfigError(
                 "NATS_TLS_CA/NATS_TLS_CERT are set but NATS_URL has a ws:// URL, which is "
                 "not encrypted: use wss:// URLs"
             )
+        nc = natspy.new_client(guard)
         self._connect_errors = []
         deadline = asyncio.timeout(self._connect_deadline())
         try:
             async with deadline:
-                await nc.connect(
+                await natspy.connect(
+                    nc,
                     self._servers,
                     name=self._name,
                     inbox_prefix=self._inbox_prefix,
-                    # nats-py annotates these as int; it uses them as seconds, fractions too.
-                    connect_timeout=self._connect_timeout,  # type: ignore[arg-type]
+                    connect_timeout=self._connect_timeout,
                     allow_reconnect=self._reconnect,
                     # Two tries per server on the first connect, so a dead URL fails
                     # fast; once connected, reconnect for ever (set below).
                     max_reconnect_attempts=_CONNECT_TRIES - 1,
-                    reconnect_time_wait=_RETRY_WAIT,  # type: ignore[arg-type]
+                    reconnect_time_wait=_RETRY_WAIT,
                     pending_size=self._reconnect_buffer,
-                    error_cb=self._on_error,
-                    disconnected_cb=self._on_disconnected,
-                    reconnected_cb=self._on_reconnected,
+                    on_error=self._on_error,
+                    on_slow_consumer=self._on_slow_consumer,
+                    on_disconnected=self._on_disconnected,
+                    on_reconnected=self._on_reconnected,
                     **options,
                 )
-            if not nc.is_connected:
-                # nats-py returns when the server closed the socket instead of answering
-                # the login's PING (its reply was neither PONG nor -ERR).
-                raise nats.errors.UnexpectedEOF
         except BaseException as exc:  # cancelled too: the socket must not outlive the start
-            await self._abandon(nc)
-            if not isinstance(exc, (TimeoutError, OSError, nats.errors.Error)):
+            await natspy.abandon(nc, guard)
+            if not natspy.is_connect_error(exc):
                 raise
             raise ConnectionLost(self._connect_failure(exc, nc, deadline.expired())) from None
         self._nc = nc
         if self._reconnect:
-            # nats-py reads this option on every reconnect; there is no setter.
-            self._nc.options["max_reconnect_attempts"] = -1
-            self._nc.options["reconnect_time_wait"] = 1.0
+            natspy.keep_reconnecting(nc, _RECONNECT_WAIT)
         await self._probe_inbox(nc)
 
-    async def _probe_inbox(self, nc: Client) -> None:
+    async def _probe_inbox(self, nc: RawClient) -> None:
         """Fail at once when the user may not receive replies on our inbox prefix.
 
         Otherwise the first request would wait out its timeout (the server refuses the
@@ -402,18 +306,18 @@ class NatsTransport:
         Raises:
             TenantError: the reply inbox is refused (the connection is closed).
         """
+        subject = f"{self._inbox_prefix}.probe"
         try:
-            sub = await nc.subscribe(f"{self._inbox_prefix}.probe")
-            await self._round_trip(nc)
-            await sub.unsubscribe()
+            sub = await natspy.subscribe_into(nc, subject, None, Mailbox(1))
+            await natspy.round_trip(nc)
+            await natspy.unsubscribe(sub)
             self._check_inbox_allowed()
         except TenantError:
             self._closed = True
-            with contextlib.suppress(Exception):
-                await nc.close()
+            await natspy.abandon(nc, None)
             raise
-        except nats.errors.Error as exc:
-            raise self._translate(exc, self._inbox_prefix) from exc
+        except Exception as exc:
+            self._raise(exc, subject)
 
     def _connect_deadline(self) -> float:
         """Seconds a start may take: every try of every server, each step timing out."""
@@ -422,17 +326,7 @@ class NatsTransport:
         per_try = 4 * self._connect_timeout + _RETRY_WAIT
         return len(self._servers) * _CONNECT_TRIES * per_try + 1.0
 
-    @staticmethod
-    async def _abandon(nc: Client) -> None:
-        """Close a client whose connect failed, leaving no socket or task behind."""
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(1.0):  # a guard: it returns at once (_TcpTransport)
-                await nc.close()
-        transport = nc._transport
-        if transport is not None:
-            transport.close()  # type: ignore[no-untyped-call]  # nats-py's are untyped
-
-    def _connect_failure(self, exc: BaseException, nc: Client, expired: bool) -> str:
+    def _connect_failure(self, exc: BaseException, nc: RawClient, expired: bool) -> str:
         """Why connecting failed, with what to set; never a secret.
 
         Every error of every try counts, not only the last (nor nats-py's ``last_error``,
@@ -444,14 +338,13 @@ class NatsTransport:
         seen = [*self._connect_errors, exc]
         texts = [f"{type(e).__name__}: {e}".lower() for e in seen]
         tls = next((e for e in seen if isinstance(e, ssl.SSLError)), None)
-        if any(isinstance(e, _NotEncrypted) for e in seen):
+        if any(isinstance(e, NotEncrypted) for e in seen):
             required = []
             if any(_scheme(u) == "tls" for u in self._servers):
                 required.append("a tls:// URL in NATS_URL")
             if self._auth.tls_ca or self._auth.tls_cert:
                 required.append("NATS_TLS_CA/NATS_TLS_CERT")
-            info: dict[str, Any] = nc._server_info  # no public accessor in nats-py
-            if info.get("tls_available"):
+            if natspy.server_info(nc).get("tls_available"):
                 offer = (
                     "the server does not require TLS (it takes plaintext clients too: "
                     "allow_non_tls, and nats-py upgrades only when the server requires it)"
@@ -487,9 +380,7 @@ class NatsTransport:
         elif expired:
             hint = f"no server answered within {self._connect_deadline():.3g}s"
         else:
-            last = next(
-                (e for e in reversed(seen) if not isinstance(e, nats.errors.NoServersError)), exc
-            )
+            last = next((e for e in reversed(seen) if not natspy.is_no_servers(e)), exc)
             hint = f"{type(last).__name__}: {last}".rstrip(": ")
         return f"cannot connect to NATS at {where}: {hint}"
 
@@ -512,14 +403,14 @@ class NatsTransport:
             log.warning("the NATS server refused %s", text.removeprefix("nats: "))
             self._tell("refused", subject, "")
             return
-        if isinstance(exc, nats.errors.SlowConsumerError):
-            mailbox = self._mailboxes.get(exc.sid)
-            if mailbox is not None:
-                mailbox.dropped += 1
-            log.warning("slow consumer: dropped a message on %s", exc.subject)
-            self._tell("dropped", exc.subject, exc.reply or "")
-        else:
-            log.warning("NATS error: %r", exc)
+        log.warning("NATS error: %r", exc)
+
+    def _on_slow_consumer(self, sub: RawSubscription, subject: str, reply: str) -> None:
+        mailbox = self._mailboxes.get(sub)
+        if mailbox is not None:
+            mailbox.dropped += 1
+        log.warning("slow consumer: dropped a message on %s", subject)
+        self._tell("dropped", subject, reply)
 
     async def _on_disconnected(self) -> None:
         if not self._closed:
@@ -547,94 +438,57 @@ class NatsTransport:
         reply: str = "",
     ) -> None:
         """Publish a message (checked against ``max_payload`` with its headers)."""
-        nc = self.client
+        nc = self._nc
+        if nc is None:
+            raise TransportClosed("NATS transport is not started")
         check_publish_subject(subject)
         check_size(data, headers, nc.max_payload)
         try:
             await nc.publish(subject, data, reply, headers)  # type: ignore[arg-type]
         except Exception as exc:
-            raise self._translate(exc, subject) from exc
+            self._raise(exc, subject)
 
     async def subscribe(
         self, subject: str, *, queue: str | None = None, mailbox: Mailbox[Incoming]
     ) -> Subscription:
-        """Deliver messages matching ``subject`` into ``mailbox``."""
-        nc = self.client
+        """Deliver messages matching ``subject`` into ``mailbox``.
+
+        Returns once the server knows the subscription: a request from another connection
+        right after finds its responder.
+        """
+        nc = self._started()
         check_subscribe_subject(subject)
         try:
-            # No callback: nats-py's read loop puts each message straight into the
-            # subscription's pending queue, and that queue *is* the mailbox's (one hop,
-            # no task per subscription). Past the mailbox's bound nats-py drops the
-            # message and reports a slow consumer, which we count on the mailbox. The
-            # byte limit is off: nats-py only lowers its byte count for its own readers.
-            sub = await nc.subscribe(
-                subject,
-                queue=queue or "",
-                pending_msgs_limit=mailbox.statistics().capacity,
-                pending_bytes_limit=0,
-            )
-            sub._pending_queue = mailbox._queue  # type: ignore[assignment]
-            await self._round_trip(nc)
+            sub = await natspy.subscribe_into(nc, subject, queue, mailbox)
+            await natspy.round_trip(nc)
         except Exception as exc:
-            raise self._translate(exc, subject) from exc
+            self._raise(exc, subject)
         refused = self._refused.pop(("sub", subject.lower()), None)
         if refused is not None:
-            with contextlib.suppress(nats.errors.Error):
-                await sub.unsubscribe()
+            await natspy.unsubscribe(sub)
             raise TenantError(
                 f"the NATS server refused a subscription to {subject!r} (permissions "
                 "violation): this connection's user may not read it; each tenant's user may "
                 "use only its own subjects"
             )
-        sid = sub._id  # nats-py reports slow consumers by sid
-        self._mailboxes[sid] = mailbox
-        self._subs[sid] = sub
+        self._mailboxes[sub] = mailbox
 
         async def unsubscribe() -> None:
-            self._mailboxes.pop(sid, None)
-            self._subs.pop(sid, None)
-            if nc.is_closed or nc.is_draining:
+            if self._mailboxes.pop(sub, None) is None:
+                return  # the transport closed it already
+            where = natspy.state(nc)
+            if where in ("closed", "draining"):
                 return
-            if not nc.is_connected:  # reconnecting: nothing in flight can be drained
-                with contextlib.suppress(nats.errors.Error):
-                    await sub.unsubscribe()
+            if where == "reconnecting":  # nothing in flight can be kept
+                await natspy.unsubscribe(sub)
                 return
             try:
                 async with asyncio.timeout(_DRAIN_TIMEOUT):
-                    await self._drain(nc, sub)
-            except (nats.errors.Error, TimeoutError) as exc:
+                    await natspy.unsubscribe_keeping(nc, [sub])
+            except Exception as exc:
                 log.debug("unsubscribe from %s: %r", subject, exc)
 
         return Subscription(subject, queue, mailbox, unsubscribe)
-
-    @classmethod
-    async def _drain(cls, nc: Client, sub: Any) -> None:
-        """Unsubscribe, keeping every message the server sent before the UNSUB.
-
-        nats-py's ``Subscription.drain`` has the same PING-overtakes-UNSUB race as
-        ``flush`` (see :meth:`_round_trip`), so its own round trip can end before the
-        server saw the UNSUB, and later deliveries are dropped. Here: UNSUB, then a real
-        round trip: every MSG for the subscription precedes the PONG, and the read loop
-        puts each into the mailbox as it parses it, so all are there when it returns.
-        """
-        await nc._send_unsubscribe(sub._id)
-        await cls._round_trip(nc)
-        sub._stop_processing()
-        nc._remove_sub(sub._id)
-        sub._closed = True
-
-    @staticmethod
-    async def _round_trip(nc: Client) -> None:
-        """Return once the server has processed everything sent so far.
-
-        So a subscription is known to the server before ``subscribe`` returns, and a
-        request from another connection right after finds its responder. nats-py's
-        ``flush()`` alone is not enough: it writes its PING straight to the socket,
-        ahead of commands still queued for its flusher task (the SUB among them), so
-        we first wait for that queue to reach the socket.
-        """
-        await nc._flush_pending(force_flush=True)
-        await nc.flush()
 
     async def request(
         self,
@@ -645,14 +499,14 @@ class NatsTransport:
         timeout: float,
     ) -> Incoming:
         """Publish with a reply inbox (shared, muxed by nats-py) and wait for the reply."""
-        nc = self.client
+        nc = self._nc
+        if nc is None:
+            raise TransportClosed("NATS transport is not started")
         check_publish_subject(subject)
         check_size(data, headers, nc.max_payload)
         try:
             return await nc.request(subject, data, timeout=timeout, headers=headers)  # type: ignore[arg-type]
-        except nats.errors.NoRespondersError:
-            raise NoResponders(f"no responders on {subject!r}") from None
-        except (TimeoutError, nats.errors.TimeoutError):
+        except TimeoutError:  # nats-py's own TimeoutError is one
             if self._refused.pop(("pub", subject.lower()), None) is not None:
                 raise TenantError(
                     f"the NATS server refused publishing to {subject!r} (permissions "
@@ -660,28 +514,16 @@ class NatsTransport:
                 ) from None
             raise AskTimeout(f"no reply on {subject!r} within {timeout:.3g}s") from None
         except Exception as exc:
-            raise self._translate(exc, subject) from exc
+            self._raise(exc, subject)
 
-    def _translate(self, exc: Exception, subject: str) -> Exception:
-        if isinstance(exc, nats.errors.BadSubjectError):
-            return SubjectError(f"invalid subject {subject!r}")
-        if isinstance(exc, nats.errors.MaxPayloadError):
-            return MessageTooLarge(-1, self.client.max_payload)
-        if isinstance(
-            exc, (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError)
-        ):
-            if self._closed:
-                return TransportClosed("NATS transport is closed")
-            return ConnectionLost(f"NATS connection closed while using {subject!r}")
-        if isinstance(
-            exc, (nats.errors.OutboundBufferLimitError, nats.errors.StaleConnectionError)
-        ):
-            return ConnectionLost(f"NATS connection lost while using {subject!r}: {exc!r}")
-        if isinstance(exc, nats.errors.Error):
-            return ConnectionLost(f"NATS error on {subject!r}: {exc!r}")
-        if isinstance(exc, (OSError, ConnectionError)):
-            return ConnectionLost(f"NATS connection failed on {subject!r}: {exc!r}")
-        return exc
+    def _raise(self, exc: Exception, subject: str) -> NoReturn:
+        """Raise our error for nats-py's ``exc`` (anything else as it is)."""
+        nc = self._nc
+        limit = nc.max_payload if nc is not None else 0
+        error = natspy.translate(exc, subject, closed=self._closed, max_payload=limit)
+        if error is exc:
+            raise exc
+        raise error from exc
 
     def _check_inbox_allowed(self) -> None:
         """Raise if the server refused our reply inbox: no request can ever be answered.
@@ -699,26 +541,16 @@ class NatsTransport:
             )
 
     async def aclose(self) -> None:
-        """Drain (flush publishes, finish deliveries) and close; idempotent."""
+        """Stop the durable side, drain (publishes flushed, deliveries kept), close.
+
+        Idempotent.
+        """
         if self._closed or self._nc is None:
             self._closed = True
             return
         self._closed = True
-        nc = self._nc
-        try:
-            if nc.is_connected:
-                async with asyncio.timeout(_DRAIN_TIMEOUT):
-                    # Our subscriptions first, our way: nats-py's drain would wait for
-                    # its readers to mark each message done, and ours never do.
-                    for sub in list(self._subs.values()):
-                        await self._drain(nc, sub)
-                    self._subs.clear()
-                    await nc.drain()
-        except Exception as exc:  # a broken connection cannot drain; close it anyway
-            log.debug("drain failed: %r", exc)
-        finally:
-            if not nc.is_closed:
-                try:
-                    await nc.close()
-                except (OSError, nats.errors.Error) as exc:
-                    log.debug("close after a lost connection: %r", exc)
+        if self._durable is not None:
+            await self._durable.aclose()
+        subs = list(self._mailboxes)
+        self._mailboxes.clear()
+        await natspy.close(self._nc, subs, _DRAIN_TIMEOUT)

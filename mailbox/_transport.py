@@ -31,6 +31,7 @@ __all__ = (
     "Incoming",
     "LogKind",
     "Retention",
+    "Settler",
     "StartAt",
     "StoredMessage",
     "Subscription",
@@ -184,27 +185,50 @@ class DurableConfig:
         return min(self.backoff_max, self.backoff * 2.0 ** max(0, delivered - 1))
 
 
+class Settler(Protocol):
+    """Where a :class:`DurableMessage`'s verdict goes: the pull loop that delivered it."""
+
+    async def settle(
+        self, msg: DurableMessage, verdict: Literal["ack", "nak", "term"], delay: float
+    ) -> None:
+        """Send ``msg``'s verdict (``delay``: seconds before a nak'd message comes again).
+
+        Raises:
+            ConnectionLost: the verdict could not be sent (the message comes again later).
+        """
+        ...
+
+    async def in_progress(self, msg: DurableMessage) -> None:
+        """Restart ``msg``'s ack-wait timer.
+
+        Raises:
+            ConnectionLost: it could not be sent.
+        """
+        ...
+
+
 @final
 class DurableMessage:
     """A message from a durable mailbox, to settle exactly once: ack, nak or term.
 
     ``reply`` is the asker's inbox from ``Sdk-Reply-To`` (never JetStream's ack subject);
     ``deadline`` is when an ask's asker stops waiting (epoch seconds: the stream's stored
-    time plus ``Sdk-Timeout-Ms``), None for tells. Until a worker takes it (``started``),
-    the mailbox keeps it from being redelivered with in-progress acks.
+    time plus ``Sdk-Timeout-Ms``), None for tells. Until it is settled, the pull loop that
+    delivered it keeps it from being redelivered (in-progress acks every half ack-wait),
+    while it waits in the mailbox and while a handler runs: a worker only sets ``started``
+    when it takes it and settles it when done.
     """
 
     __slots__ = (
-        "_ack",
-        "_nak",
-        "_progress",
-        "_term",
         "data",
         "deadline",
         "delivered",
+        "handle",
         "headers",
         "max_deliver",
         "reply",
+        "settled",
+        "settler",
         "started",
         "stored_at",
         "stream_seq",
@@ -223,10 +247,8 @@ class DurableMessage:
         stream_seq: int,
         stored_at: float,
         deadline: float | None,
-        ack: Callable[[], Awaitable[None]],
-        nak: Callable[[float], Awaitable[None]],
-        in_progress: Callable[[], Awaitable[None]],
-        term: Callable[[], Awaitable[None]],
+        handle: Incoming,
+        settler: Settler,
     ) -> None:
         self.subject = subject
         self.data = data
@@ -238,11 +260,14 @@ class DurableMessage:
         self.stored_at = stored_at
         """When the stream stored it (seconds since the epoch)."""
         self.deadline = deadline
+        self.handle = handle
+        """The transport's own message it was read from."""
+        self.settler = settler
+        """The pull loop that delivered it."""
         self.started = False
-        self._ack = ack
-        self._nak = nak
-        self._progress = in_progress
-        self._term = term
+        """A worker took it (it no longer counts as waiting in the mailbox)."""
+        self.settled = False
+        """A verdict was given (sent or lost: either way it is no longer kept alive)."""
 
     @property
     def last_delivery(self) -> bool:
@@ -250,20 +275,43 @@ class DurableMessage:
         return self.delivered >= self.max_deliver
 
     async def ack(self) -> None:
-        """Handled: remove it from the mailbox."""
-        await self._ack()
+        """Handled: remove it from the mailbox (a no-op once settled).
+
+        Raises:
+            ConnectionLost: the ack was lost (it comes again after its ack-wait).
+        """
+        if not self.settled:
+            self.settled = True
+            await self.settler.settle(self, "ack", 0.0)
 
     async def nak(self, delay: float = 0.0) -> None:
-        """Not handled: deliver it again after ``delay`` seconds."""
-        await self._nak(delay)
+        """Not handled: deliver it again after ``delay`` seconds (a no-op once settled).
+
+        Raises:
+            ConnectionLost: the nak was lost (it comes again after its ack-wait).
+        """
+        if not self.settled:
+            self.settled = True
+            await self.settler.settle(self, "nak", delay)
 
     async def in_progress(self) -> None:
-        """Still being handled: restart its ack-wait timer."""
-        await self._progress()
+        """Still being handled: restart its ack-wait timer (the pull loop does it anyway).
+
+        Raises:
+            ConnectionLost: it could not be sent.
+        """
+        if not self.settled:
+            await self.settler.in_progress(self)
 
     async def term(self) -> None:
-        """Never deliver it again (it was dead-lettered or is past its time)."""
-        await self._term()
+        """Never deliver it again: dead-lettered, or past its time (a no-op once settled).
+
+        Raises:
+            ConnectionLost: the term was lost (it comes again after its ack-wait).
+        """
+        if not self.settled:
+            self.settled = True
+            await self.settler.settle(self, "term", 0.0)
 
     def __repr__(self) -> str:
         return f"<DurableMessage {self.subject} seq={self.stream_seq} delivery={self.delivered}>"

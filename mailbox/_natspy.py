@@ -1,0 +1,700 @@
+"""The one module that imports nats-py: a narrow adapter over its client and JetStream API.
+
+Rules:
+
+* Nothing else in motadata_actors imports ``nats``. The NATS transport holds the nats-py
+  client (so ``publish``, ``request`` and ``max_payload`` cost no extra call per message)
+  and does everything else through the functions here; the JetStream modules see only
+  :class:`JetStream`.
+* nats-py's exceptions are translated here into motadata_actors' own (:func:`translate`,
+  and the JetStream vocabulary :class:`NotFound`, :class:`Refused`, :class:`NoJetStream`,
+  :class:`NoStream`, :class:`NoAnswer`); none of nats-py's types leaves this module but
+  :data:`RawClient`, the transport's escape hatch for tools.
+* Every private nats-py hook still needed is listed in :data:`HOOKS` with why no public
+  API does it, used only here, and held to :data:`NATS_PY_RANGE`: importing this module
+  warns when the installed nats-py is outside it, and ``tests/mailbox/test_natspy_hooks.py``
+  fails loudly, against a real nats-server, when a hook changes.
+* Nothing here works inside nats-py's callbacks beyond handing over: messages go straight
+  into a :class:`~motadata_actors.mailbox.Mailbox`, errors to the transport's handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime
+import importlib.metadata
+import re
+import warnings
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, TypeVar, cast, final
+
+import attrs
+import nats.errors
+import nats.js.api as api
+import nats.js.errors
+from nats.aio.client import Client
+from nats.aio.subscription import Subscription
+
+from motadata_actors._errors import (
+    ConnectionLost,
+    MessageTooLarge,
+    NoResponders,
+    SubjectError,
+    TransportClosed,
+)
+from motadata_actors.telemetry import get_logger
+
+from ._js_values import (
+    ConsumerInfo,
+    ConsumerSpec,
+    NoAnswer,
+    NoJetStream,
+    NoStream,
+    NotFound,
+    Refused,
+    StreamInfo,
+    StreamSpec,
+)
+from ._tls_guard import GuardedTcp
+from ._transport import StoredMessage
+
+if TYPE_CHECKING:
+    from nats.aio.msg import Msg
+    from nats.js import JetStreamContext
+
+    from ._queue import Mailbox
+    from ._transport import Incoming
+
+__all__ = (
+    "HOOKS",
+    "NATS_PY_RANGE",
+    "Hook",
+    "JetStream",
+    "PullSubscription",
+    "RawClient",
+    "RawSubscription",
+    "abandon",
+    "check_version",
+    "close",
+    "connect",
+    "connected_url",
+    "delivery",
+    "in_progress",
+    "is_connect_error",
+    "is_no_servers",
+    "keep_reconnecting",
+    "new_client",
+    "new_inbox",
+    "round_trip",
+    "server_info",
+    "settle",
+    "state",
+    "subscribe_callback",
+    "subscribe_into",
+    "translate",
+    "unsubscribe",
+    "unsubscribe_keeping",
+    "warn_if_untested",
+)
+
+T = TypeVar("T")
+log = get_logger("nats")
+
+RawClient: TypeAlias = Client
+"""nats-py's client (the transport holds one; tools may reach it through ``client``)."""
+RawSubscription: TypeAlias = Subscription
+"""nats-py's subscription, opaque outside this module."""
+
+# -- the nats-py versions this adapter was tested with ------------------------------------
+
+NATS_PY_RANGE: Final = ">=2.16,<2.17"
+"""The nats-py releases the hooks below were checked against (pyproject says the same)."""
+_LOWEST: Final = (2, 16)
+_PAST: Final = (2, 17)
+
+
+def check_version(version: str) -> str | None:
+    """Why ``version`` of nats-py is not one this adapter was tested with; None when it is."""
+    found = re.match(r"(\d+)\.(\d+)", version)
+    if found is not None and _LOWEST <= (int(found[1]), int(found[2])) < _PAST:
+        return None
+    return (
+        f"nats-py {version} is outside the range motadata-actors was tested with "
+        f"(nats-py{NATS_PY_RANGE}): it drives private parts of nats-py (see "
+        "motadata_actors.mailbox._natspy.HOOKS), so delivery may break; install "
+        f"'nats-py{NATS_PY_RANGE}'"
+    )
+
+
+def warn_if_untested(version: str) -> None:
+    """Warn (``RuntimeWarning``) when nats-py ``version`` is outside :data:`NATS_PY_RANGE`."""
+    untested = check_version(version)
+    if untested is not None:
+        warnings.warn(untested, RuntimeWarning, stacklevel=3)
+
+
+def _installed_version() -> str:
+    try:
+        return importlib.metadata.version("nats-py")
+    except importlib.metadata.PackageNotFoundError:  # vendored or installed oddly
+        return "unknown"
+
+
+warn_if_untested(_installed_version())
+
+
+# -- the private hooks, in one place --------------------------------------------------------
+
+
+@final
+@attrs.frozen(slots=True)
+class Hook:
+    """One private part of nats-py this adapter relies on.
+
+    Attributes:
+        owner: the nats-py class it belongs to.
+        name: the attribute or method.
+        why: why no public API does it.
+    """
+
+    owner: str
+    name: str
+    why: str
+
+
+HOOKS: Final = (
+    Hook("Client", "_transport",
+         "connect() takes no transport; ours (GuardedTcp) refuses to send the CONNECT "
+         "unencrypted when TLS is asked for, and does not hang after a failed TLS upgrade"),
+    Hook("Client", "_server_info",
+         "the server's INFO (server_name, tls_available) has no accessor"),
+    Hook("Client", "options",
+         "reconnect settings are read from it on every reconnect and have no setter: we "
+         "connect with two tries per server, then reconnect for ever"),
+    Hook("Subscription", "_pending_queue",
+         "replaced by our mailbox's queue, so the read loop puts each message straight into "
+         "the mailbox: a callback would add a task per subscription and a hop per message"),
+    Hook("Subscription", "_id",
+         "the sid for _send_unsubscribe (public unsubscribe() does not keep in-flight messages)"),
+    Hook("Client", "_send_unsubscribe",
+         "UNSUB alone: unsubscribe() forgets the subscription before the server stops "
+         "sending (dropping what is in flight), drain() waits for nats-py's own readers"),
+    Hook("Client", "_flush_pending",
+         "flush() writes its PING ahead of commands still queued for the flusher; waiting "
+         "for that queue first makes the round trip cover the SUB or UNSUB just sent"),
+)  # fmt: skip
+"""Every private nats-py hook used here (tests/mailbox/test_natspy_hooks.py checks each)."""
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+
+def translate(exc: BaseException, subject: str, *, closed: bool, max_payload: int) -> BaseException:
+    """Our error for nats-py's ``exc`` raised while using ``subject``; others unchanged.
+
+    ``closed``: the transport was closed by its owner (not lost).
+    """
+    if isinstance(exc, nats.errors.NoRespondersError):
+        return NoResponders(f"no responders on {subject!r}")
+    if isinstance(exc, nats.errors.BadSubjectError):
+        return SubjectError(f"invalid subject {subject!r}")
+    if isinstance(exc, nats.errors.MaxPayloadError):
+        return MessageTooLarge(-1, max_payload)
+    if isinstance(exc, (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError)):
+        if closed:
+            return TransportClosed("NATS transport is closed")
+        return ConnectionLost(f"NATS connection closed while using {subject!r}")
+    if isinstance(exc, (nats.errors.OutboundBufferLimitError, nats.errors.StaleConnectionError)):
+        return ConnectionLost(f"NATS connection lost while using {subject!r}: {exc!r}")
+    if isinstance(exc, nats.errors.Error):
+        return ConnectionLost(f"NATS error on {subject!r}: {exc!r}")
+    if isinstance(exc, OSError):
+        return ConnectionLost(f"NATS connection failed on {subject!r}: {exc!r}")
+    return exc
+
+
+def is_connect_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is a failed connect (not a bug, not a cancellation)."""
+    return isinstance(exc, (TimeoutError, OSError, nats.errors.Error))
+
+
+def is_no_servers(exc: BaseException) -> bool:
+    """Whether ``exc`` is nats-py's summary "no servers available" (says nothing of why)."""
+    return isinstance(exc, nats.errors.NoServersError)
+
+
+# -- the core client ------------------------------------------------------------------------
+
+ErrorHandler = Callable[[Exception], Awaitable[None]]
+SlowConsumerHandler = Callable[[RawSubscription, str, str], None]
+Callback = Callable[[], Awaitable[None]]
+
+
+def new_client(tls_guard: GuardedTcp | None) -> RawClient:
+    """A nats-py client, using ``tls_guard`` as its transport when given."""
+    nc = Client()
+    if tls_guard is not None:
+        nc._transport = tls_guard  # type: ignore[assignment]  # hook; nats-py's interface
+    return nc
+
+
+async def connect(
+    nc: RawClient,
+    servers: Sequence[str],
+    *,
+    on_error: ErrorHandler,
+    on_slow_consumer: SlowConsumerHandler,
+    on_disconnected: Callback,
+    on_reconnected: Callback,
+    connect_timeout: float,
+    reconnect_time_wait: float,
+    **options: Any,
+) -> None:
+    """Connect ``nc``; the handlers are nats-py's callbacks, each only handing over.
+
+    Raises:
+        nats-py's connect errors (see :func:`is_connect_error`), untranslated: the
+        transport reads every one of them to say why connecting failed.
+    """
+
+    async def error_cb(exc: Exception) -> None:
+        if isinstance(exc, nats.errors.SlowConsumerError):
+            on_slow_consumer(exc.sub, exc.subject, exc.reply or "")
+        else:
+            await on_error(exc)
+
+    await nc.connect(
+        list(servers),
+        error_cb=error_cb,
+        disconnected_cb=on_disconnected,
+        reconnected_cb=on_reconnected,
+        # nats-py annotates these as int; it uses them as seconds, fractions too.
+        connect_timeout=connect_timeout,  # type: ignore[arg-type]
+        reconnect_time_wait=reconnect_time_wait,  # type: ignore[arg-type]
+        **options,
+    )
+    if not nc.is_connected:
+        # nats-py returns when the server closed the socket instead of answering the
+        # login's PING (its reply was neither PONG nor -ERR).
+        raise nats.errors.UnexpectedEOF
+
+
+def keep_reconnecting(nc: RawClient, wait: float) -> None:
+    """From now on, reconnect for ever, ``wait`` seconds apart (hook: ``Client.options``)."""
+    nc.options["max_reconnect_attempts"] = -1
+    nc.options["reconnect_time_wait"] = wait
+
+
+def server_info(nc: RawClient) -> Mapping[str, Any]:
+    """The connected server's INFO (hook: ``Client._server_info``)."""
+    info: dict[str, Any] = nc._server_info
+    return info
+
+
+def connected_url(nc: RawClient) -> str | None:
+    """The URL of the server ``nc`` is connected to, if any."""
+    url = nc.connected_url
+    return url.geturl() if url is not None else None
+
+
+def state(nc: RawClient) -> Literal["connected", "reconnecting", "draining", "closed"]:
+    """Where ``nc`` is in its life."""
+    if nc.is_closed:
+        return "closed"
+    if nc.is_draining:
+        return "draining"
+    return "connected" if nc.is_connected else "reconnecting"
+
+
+async def abandon(nc: RawClient, transport: GuardedTcp | None) -> None:
+    """Close a client whose connect failed, leaving no socket or task behind."""
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(1.0):  # a guard: it returns at once (GuardedTcp)
+            await nc.close()
+    if transport is not None:
+        transport.close()
+
+
+async def close(nc: RawClient, subs: Sequence[RawSubscription], timeout: float) -> None:
+    """Drain and close: ``subs`` our way (nothing in flight lost), then nats-py's drain.
+
+    nats-py's own drain would wait for its readers to mark each message of ``subs`` done,
+    and our mailboxes never do. A broken connection cannot drain: it is closed anyway.
+    """
+    try:
+        if nc.is_connected:
+            async with asyncio.timeout(timeout):
+                await unsubscribe_keeping(nc, subs)
+                await nc.drain()
+    except Exception as exc:
+        log.debug("drain failed: %r", exc)
+    finally:
+        if not nc.is_closed:
+            try:
+                await nc.close()
+            except (OSError, nats.errors.Error) as exc:
+                log.debug("close after a lost connection: %r", exc)
+
+
+async def subscribe_into(
+    nc: RawClient, subject: str, queue: str | None, mailbox: Mailbox[Any]
+) -> RawSubscription:
+    """Subscribe; nats-py's read loop puts each message straight into ``mailbox``.
+
+    One hop and no task per subscription (hook: ``Subscription._pending_queue``). Past the
+    mailbox's bound nats-py drops the message and reports a slow consumer. The byte limit
+    is off: nats-py lowers its byte count only for its own readers.
+    """
+    sub = await nc.subscribe(
+        subject,
+        queue=queue or "",
+        pending_msgs_limit=mailbox.statistics().capacity,
+        pending_bytes_limit=0,
+    )
+    sub._pending_queue = mailbox._queue  # type: ignore[assignment]  # hook
+    return sub
+
+
+async def subscribe_callback(
+    nc: RawClient, subject: str, callback: Callable[[Incoming], Awaitable[None]]
+) -> RawSubscription:
+    """Subscribe with a callback nats-py runs in its own task (it must only hand over)."""
+    return await nc.subscribe(subject, cb=callback)
+
+
+async def round_trip(nc: RawClient) -> None:
+    """Return once the server has processed everything sent so far.
+
+    ``flush()`` alone is not enough: it writes its PING straight to the socket, ahead of
+    commands still queued for nats-py's flusher (a SUB or UNSUB just sent), so the queue
+    is first made to reach the socket (hook: ``Client._flush_pending``).
+    """
+    await nc._flush_pending(force_flush=True)
+    await nc.flush()
+
+
+async def unsubscribe_keeping(nc: RawClient, subs: Sequence[RawSubscription]) -> None:
+    """Unsubscribe, keeping every message the server sent before the UNSUB.
+
+    UNSUB (hooks: ``_send_unsubscribe``, ``Subscription._id``), then a real round trip:
+    every MSG for them precedes the PONG, and the read loop puts each into its mailbox as
+    it parses it. Only then does the public ``unsubscribe()`` forget them (its second
+    UNSUB is one the server ignores).
+    """
+    if not subs:
+        return
+    for sub in subs:
+        await nc._send_unsubscribe(sub._id)
+    await round_trip(nc)
+    for sub in subs:
+        await unsubscribe(sub)
+
+
+async def unsubscribe(sub: RawSubscription) -> None:
+    """Stop ``sub`` at once (what is in flight may be lost); errors are not worth raising."""
+    with contextlib.suppress(nats.errors.Error):
+        await sub.unsubscribe()
+
+
+def new_inbox(nc: RawClient) -> str:
+    """A unique subject under the connection's inbox prefix."""
+    return nc.new_inbox()
+
+
+# -- JetStream ------------------------------------------------------------------------------
+
+_NATS_NAMES: Final = {"replicas": "num_replicas"}  # ours -> nats-py's StreamConfig's
+
+
+def _stream_config(spec: StreamSpec) -> api.StreamConfig:
+    return api.StreamConfig(
+        name=spec.name, description=spec.description or None, subjects=list(spec.subjects),
+        retention=api.RetentionPolicy(spec.retention), max_age=spec.max_age,
+        max_bytes=spec.max_bytes, max_msgs=spec.max_msgs, num_replicas=spec.replicas,
+        duplicate_window=spec.duplicate_window, storage=api.StorageType.FILE,
+        discard=api.DiscardPolicy.OLD,
+    )  # fmt: skip
+
+
+def _stream_info(info: api.StreamInfo) -> StreamInfo:
+    c = info.config
+    return StreamInfo(
+        c.name or "", tuple(c.subjects or ()), getattr(c.retention, "value", str(c.retention)),
+        c.max_age or 0.0, c.max_bytes if c.max_bytes is not None else -1, c.num_replicas or 1,
+        c.duplicate_window, info.state.messages, info.state.bytes, c,
+    )  # fmt: skip
+
+
+def _consumer_config(spec: ConsumerSpec) -> api.ConsumerConfig:
+    config = api.ConsumerConfig(
+        durable_name=spec.name, description=spec.description or None,
+        filter_subject=spec.filter_subject, ack_policy=api.AckPolicy.EXPLICIT,
+        ack_wait=spec.ack_wait, max_deliver=spec.max_deliver,
+        max_ack_pending=spec.max_ack_pending, inactive_threshold=spec.inactive_threshold,
+    )  # fmt: skip
+    start = spec.start
+    if start == "all":
+        config.deliver_policy = api.DeliverPolicy.ALL
+    elif start == "new":
+        config.deliver_policy = api.DeliverPolicy.NEW
+    elif isinstance(start, datetime.datetime):
+        config.deliver_policy = api.DeliverPolicy.BY_START_TIME
+        config.opt_start_time = start
+    else:
+        config.deliver_policy = api.DeliverPolicy.BY_START_SEQUENCE
+        config.opt_start_seq = start
+    return config
+
+
+def _consumer_info(info: api.ConsumerInfo) -> ConsumerInfo:
+    c = info.config
+    return ConsumerInfo(
+        info.name, c.filter_subject or "", c.ack_wait or 0.0, c.max_deliver or -1,
+        c.max_ack_pending or 0, info.num_pending or 0, info.num_ack_pending or 0,
+        info.num_redelivered or 0, c,
+    )  # fmt: skip
+
+
+def _js_error(exc: BaseException, what: str) -> BaseException:
+    """Our error for a JetStream call's ``exc``; ``what`` the call (``read stream X``)."""
+    if isinstance(exc, nats.js.errors.NotFoundError):
+        return NotFound(f"cannot {what}: not found")
+    if isinstance(exc, (nats.js.errors.ServiceUnavailableError, nats.errors.NoRespondersError)):
+        return NoJetStream(
+            f"cannot {what}: the NATS server has JetStream off or does not answer its API "
+            "(start nats-server with --jetstream; the embedded server has it on)"
+        )
+    if isinstance(exc, nats.js.errors.APIError):
+        return Refused(what, exc.code, exc.err_code, exc.description or str(exc))
+    if isinstance(exc, nats.js.errors.NoStreamResponseError):
+        return NoStream(f"cannot {what}: no stream answered")
+    if isinstance(exc, TimeoutError):  # nats-py's own subclass it
+        return NoAnswer(f"cannot {what}: JetStream did not answer in time")
+    if isinstance(exc, (nats.errors.Error, OSError)):
+        return ConnectionLost(f"cannot {what}: {exc!r}")
+    return exc
+
+
+async def _call(what: str, call: Awaitable[T]) -> T:
+    """Await a JetStream call, its errors translated."""
+    try:
+        return await call
+    except Exception as exc:
+        error = _js_error(exc, what)
+        if error is exc:
+            raise
+        raise error from exc
+
+
+@final
+class PullSubscription:
+    """A bound pull subscription on a durable consumer."""
+
+    __slots__ = ("_psub", "_what")
+
+    def __init__(self, psub: JetStreamContext.PullSubscription, what: str) -> None:
+        self._psub = psub
+        self._what = what
+
+    async def fetch(self, batch: int, timeout: float) -> list[Incoming]:
+        """Up to ``batch`` messages, waiting at most ``timeout``; [] when none came.
+
+        Raises:
+            NotFound: the consumer (or its stream) is gone.
+            NoJetStream: JetStream does not answer (a leader being elected).
+            ConnectionLost: reconnecting, or the server restarting.
+        """
+        try:
+            return cast("list[Incoming]", await self._psub.fetch(batch=batch, timeout=timeout))
+        except TimeoutError:  # nats-py's TimeoutError and FetchTimeoutError too
+            return []
+        except Exception as exc:
+            raise _js_error(exc, f"pull from {self._what}") from exc
+
+    async def unsubscribe(self) -> None:
+        """Stop pulling (the consumer stays on the server)."""
+        with contextlib.suppress(nats.errors.Error):
+            await self._psub.unsubscribe()
+
+
+def delivery(msg: Incoming) -> tuple[int, int, float]:
+    """A pulled message's ``(delivery count, stream sequence, stored at)``."""
+    meta = cast("Msg", msg).metadata
+    return meta.num_delivered, meta.sequence.stream, meta.timestamp.timestamp()
+
+
+async def settle(msg: Incoming, verdict: Literal["ack", "nak", "term"], delay: float) -> None:
+    """Ack, nak (redeliver after ``delay`` seconds) or term a pulled message.
+
+    Raises:
+        ConnectionLost: the verdict could not be sent (the message comes again later).
+    """
+    raw = cast("Msg", msg)
+    try:
+        if verdict == "ack":
+            await raw.ack()
+        elif verdict == "nak":
+            await raw.nak(delay=delay or None)
+        else:
+            await raw.term()
+    except (nats.errors.Error, OSError) as exc:
+        raise ConnectionLost(f"cannot settle {raw.subject!r}: {exc!r}") from exc
+
+
+async def in_progress(msg: Incoming) -> None:
+    """Restart a pulled message's ack-wait timer.
+
+    Raises:
+        ConnectionLost: it could not be sent.
+    """
+    try:
+        await cast("Msg", msg).in_progress()
+    except (nats.errors.Error, OSError) as exc:
+        raise ConnectionLost(f"cannot extend {msg.subject!r}: {exc!r}") from exc
+
+
+@final
+class JetStream:
+    """JetStream on one connection, in our terms (:mod:`._js_values`).
+
+    Every request raises, besides what its own docstring names, :class:`NoJetStream` (the
+    server has JetStream off, or nothing answers its API), :class:`NoAnswer` (no answer
+    within ``timeout``) and :class:`ConnectionLost`; :class:`Refused` when JetStream
+    refuses a change (its ``err_code`` says why), :class:`NotFound` when a stream,
+    consumer or message it names is not there.
+    """
+
+    def __init__(self, nc: RawClient, timeout: float) -> None:
+        self._nc = nc
+        self.timeout = timeout
+        """Seconds JetStream's API and acknowledgements are waited for."""
+        self._js = nc.jetstream(timeout=timeout)
+
+    @property
+    def max_payload(self) -> int:
+        """The server's ``max_payload`` (headers and body together)."""
+        return self._nc.max_payload
+
+    @property
+    def connected(self) -> bool:
+        """Whether the connection is up (not reconnecting, not closed)."""
+        return self._nc.is_connected
+
+    async def publish(self, subject: str, data: bytes, headers: dict[str, str]) -> int:
+        """Store a message; its stream sequence once the stream acknowledged it.
+
+        Raises:
+            NoStream: no stream answered (none captures ``subject``, or its leader is
+                being elected).
+        """
+        ack = await _call(f"store a message on {subject!r}",
+                          self._js.publish(subject, data, headers=headers))  # fmt: skip
+        return ack.seq
+
+    async def publish_plain(self, subject: str, data: bytes, headers: dict[str, str]) -> None:
+        """Publish without waiting for a stream (buffered while reconnecting)."""
+        await _call(f"publish on {subject!r}", self._nc.publish(subject, data, headers=headers))
+
+    async def find_stream(self, subject: str, timeout: float) -> str:
+        """The stream capturing ``subject`` (:class:`NotFound`: none does)."""
+        js = self._nc.jetstream(timeout=timeout)
+        return await _call(f"find the stream of {subject!r}",
+                           js.find_stream_name_by_subject(subject))  # fmt: skip
+
+    async def stream_info(self, name: str) -> StreamInfo:
+        """The stream ``name``."""
+        return _stream_info(await _call(f"read stream {name!r}", self._js.stream_info(name)))
+
+    async def add_stream(self, spec: StreamSpec) -> None:
+        """Make a stream (``Refused.bad_request``: it exists with other settings)."""
+        await _call(f"create stream {spec.name}", self._js.add_stream(_stream_config(spec)))
+
+    async def update_stream(self, spec: StreamSpec) -> None:
+        """Set a stream's settings to ``spec``'s."""
+        await _call(f"update stream {spec.name}", self._js.update_stream(_stream_config(spec)))
+
+    async def edit_stream(self, info: StreamInfo, changes: Mapping[str, Any]) -> None:
+        """Change the settings ``changes`` names, keeping the rest as the server has them.
+
+        ``changes`` uses :class:`StreamInfo`'s names.
+        """
+        fields = {_NATS_NAMES.get(k, k): v for k, v in changes.items()}
+        if "subjects" in fields:
+            fields["subjects"] = list(fields["subjects"])
+        if "retention" in fields:
+            fields["retention"] = api.RetentionPolicy(fields["retention"])
+        config = dataclasses.replace(cast(api.StreamConfig, info.raw), **fields)
+        await _call(f"update stream {info.name}", self._js.update_stream(config))
+
+    async def consumer_info(self, stream: str, name: str) -> ConsumerInfo:
+        """The consumer ``name`` of ``stream``."""
+        info = await _call(f"read consumer {name} of {stream}",
+                           self._js.consumer_info(stream, name))  # fmt: skip
+        return _consumer_info(info)
+
+    async def consumers(self, stream: str) -> list[ConsumerInfo]:
+        """The consumers of ``stream``."""
+        infos = await _call(f"list the consumers of {stream}", self._js.consumers_info(stream))
+        return [_consumer_info(ci) for ci in infos]
+
+    async def add_consumer(self, stream: str, spec: ConsumerSpec) -> None:
+        """Make a consumer, or set an existing one's settings to ``spec``'s."""
+        await _call(f"make consumer {spec.name} of {stream}",
+                    self._js.add_consumer(stream, _consumer_config(spec)))  # fmt: skip
+
+    async def edit_consumer(self, stream: str, info: ConsumerInfo, **changes: Any) -> None:
+        """Change the settings ``changes`` names, keeping the rest as the server has them."""
+        config = dataclasses.replace(cast(api.ConsumerConfig, info.raw), **changes)
+        await _call(f"update consumer {info.name} of {stream}",
+                    self._js.add_consumer(stream, config))  # fmt: skip
+
+    async def pull(self, stream: str, consumer: str) -> PullSubscription:
+        """Bind to the durable pull consumer ``consumer`` of ``stream``."""
+        psub = await _call(f"bind to consumer {consumer} of {stream}",
+                           self._js.pull_subscribe_bind(consumer, stream=stream))  # fmt: skip
+        return PullSubscription(psub, f"{stream}/{consumer}")
+
+    async def get_msg(
+        self, stream: str, seq: int, *, subject: str | None = None, next: bool = False
+    ) -> StoredMessage:
+        """The message ``seq`` of ``stream`` (``next``: the first on ``subject`` from it)."""
+        raw = await _call(f"read message {seq} of {stream}",
+                          self._js.get_msg(stream, seq, subject=subject, next=next))  # fmt: skip
+        return StoredMessage(
+            raw.seq or seq,
+            raw.subject or subject or "",
+            # get_msg parses headers with the email parser (non-ASCII values as Header).
+            {k: str(v) for k, v in (raw.headers or {}).items()},
+            raw.data or b"",
+            raw.time.timestamp() if raw.time is not None else 0.0,
+        )
+
+    async def delete_msg(self, stream: str, seq: int) -> None:
+        """Remove the message ``seq`` from ``stream``."""
+        await _call(f"delete message {seq} of {stream}", self._js.delete_msg(stream, seq))
+
+    async def subscribe_into(self, subject: str, queue: str, mailbox: Mailbox[Any]) -> object:
+        """Deliver core messages on ``subject`` (advisories) into ``mailbox``.
+
+        Returns a handle for :meth:`unsubscribe`.
+        """
+        return await _call(f"subscribe to {subject!r}",
+                           subscribe_into(self._nc, subject, queue, mailbox))  # fmt: skip
+
+    async def subscribe_callback(
+        self, subject: str, callback: Callable[[Incoming], Awaitable[None]]
+    ) -> object:
+        """Call ``callback`` (which must only hand over) for each message on ``subject``."""
+        return await _call(f"subscribe to {subject!r}",
+                           subscribe_callback(self._nc, subject, callback))  # fmt: skip
+
+    @staticmethod
+    async def unsubscribe(handle: object) -> None:
+        """Stop a subscription made here."""
+        await unsubscribe(cast(RawSubscription, handle))
+
+    def new_inbox(self) -> str:
+        """A unique subject under the connection's inbox prefix."""
+        return new_inbox(self._nc)

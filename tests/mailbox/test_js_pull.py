@@ -1,0 +1,195 @@
+"""The pull loop alone (no actors): what it delivers stays alive until settled, and no longer.
+
+Ack-wait is one second here, so "not redelivered" means: nothing came for more than two
+ack-waits, to this mailbox or to another replica's on the same consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from motadata_actors.mailbox import (
+    DurableConfig,
+    DurableMessage,
+    Incoming,
+    Mailbox,
+    NatsServer,
+    NatsTransport,
+    agent_subject,
+)
+from motadata_actors.mailbox._jetstream import JetStreamMailboxes, agents_stream, consumer_name
+
+from ..conftest import connect, wait_for
+
+pytestmark = pytest.mark.anyio
+
+CONFIG = DurableConfig(ack_wait=1.0, max_deliver=5, prefetch=4)
+LONGER_THAN_ACK_WAIT = 2.5
+
+
+@pytest.fixture
+async def transport(nats_server: NatsServer) -> AsyncIterator[NatsTransport]:
+    t = await connect(nats_server)
+    try:
+        yield t
+    finally:
+        await t.aclose()
+
+
+def pull_tasks() -> list[asyncio.Task[Any]]:
+    return [t for t in asyncio.all_tasks() if t.get_name().startswith("durable:")]
+
+
+async def receive(mailbox: Mailbox[Incoming], within: float) -> DurableMessage | None:
+    try:
+        async with asyncio.timeout(within):
+            msg = await mailbox.receive()
+    except TimeoutError:
+        return None
+    assert isinstance(msg, DurableMessage)
+    return msg
+
+
+async def tell(store: JetStreamMailboxes, tenant: str, *bodies: bytes) -> None:
+    for body in bodies:
+        await store.publish(agent_subject("test", "worker", tenant), body, headers={})
+
+
+async def unsettled(transport: NatsTransport, tenant: str) -> int:
+    info = await transport.client.jetstream().consumer_info(
+        agents_stream(tenant), consumer_name("worker")
+    )
+    return int(info.num_ack_pending or 0) + int(info.num_pending or 0)
+
+
+async def test_a_message_being_handled_is_kept_past_ack_wait_until_settled(
+    transport: NatsTransport, tenant: str
+) -> None:
+    store = transport.durable
+    mailbox: Mailbox[Incoming] = Mailbox(10)
+    sub = await store.open_mailbox(tenant, "worker", mailbox, CONFIG)
+    await tell(store, tenant, b"long")
+    msg = await receive(mailbox, 5)
+    assert msg is not None and msg.data == b"long" and msg.delivered == 1
+    msg.started = True  # a worker took it; no task of its own keeps it alive
+    assert await receive(mailbox, LONGER_THAN_ACK_WAIT) is None, "redelivered while handled"
+    await msg.ack()
+    assert msg.settled
+    await msg.ack()  # settled once: a second verdict is a no-op
+    await wait_for_gone(transport, tenant)
+    await sub.unsubscribe()
+
+
+async def wait_for_gone(transport: NatsTransport, tenant: str) -> None:
+    for _ in range(50):
+        if await unsettled(transport, tenant) == 0:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the acked message is still on the consumer")
+
+
+async def test_messages_waiting_in_the_mailbox_are_kept_too(
+    transport: NatsTransport, tenant: str
+) -> None:
+    store = transport.durable
+    mailbox: Mailbox[Incoming] = Mailbox(10)
+    sub = await store.open_mailbox(tenant, "worker", mailbox, CONFIG)
+    await tell(store, tenant, b"a", b"b", b"c")
+    await wait_for(lambda: mailbox.statistics().queued == 3, 5, "three waiting")
+    await asyncio.sleep(LONGER_THAN_ACK_WAIT)  # nobody takes them
+    got = [await receive(mailbox, 1) for _ in range(3)]
+    assert [m.data for m in got if m is not None] == [b"a", b"b", b"c"]
+    assert all(m is not None and m.delivered == 1 for m in got), "redelivered while waiting"
+    assert mailbox.statistics().queued == 0
+    for m in got:
+        assert m is not None
+        await m.ack()
+    await sub.unsubscribe()
+
+
+async def test_after_unsubscribe_a_message_being_handled_is_kept_then_the_loop_ends(
+    transport: NatsTransport, tenant: str
+) -> None:
+    store = transport.durable
+    mine: Mailbox[Incoming] = Mailbox(10)
+    sub = await store.open_mailbox(tenant, "worker", mine, CONFIG)
+    await tell(store, tenant, b"long")
+    msg = await receive(mine, 5)
+    assert msg is not None
+    msg.started = True
+    await sub.unsubscribe()  # the actor stops taking messages; its handler still runs
+    assert len(pull_tasks()) == 1, "the keeper stopped with the fetching"
+    replica: Mailbox[Incoming] = Mailbox(10)
+    other = await store.open_mailbox(tenant, "worker", replica, CONFIG)
+    assert await receive(replica, LONGER_THAN_ACK_WAIT) is None, "redelivered while handled"
+    await msg.ack()
+    await wait_for(lambda: len(pull_tasks()) == 1, 2, "the stopped loop to end")
+    await other.unsubscribe()
+
+
+async def test_after_unsubscribe_messages_left_waiting_in_an_open_mailbox_are_let_go(
+    transport: NatsTransport, tenant: str
+) -> None:
+    store = transport.durable
+    mine: Mailbox[Incoming] = Mailbox(10)
+    sub = await store.open_mailbox(tenant, "worker", mine, CONFIG)
+    await tell(store, tenant, b"a", b"b")
+    await wait_for(lambda: mine.statistics().queued == 2, 5, "two waiting")
+    await sub.unsubscribe()  # nobody will take them here (a start that failed, say)
+    await wait_for(lambda: not pull_tasks(), 3, "the loop to end: nothing left to keep")
+    replica: Mailbox[Incoming] = Mailbox(10)
+    other = await store.open_mailbox(tenant, "worker", replica, CONFIG)
+    got = [await receive(replica, 5) for _ in range(2)]
+    assert sorted(m.data for m in got if m is not None) == [b"a", b"b"]
+    assert all(m is not None and m.delivered == 2 for m in got)
+    for m in got:
+        assert m is not None
+        await m.ack()
+    await other.unsubscribe()
+
+
+async def test_a_closed_mailbox_being_drained_keeps_its_waiting_messages(
+    transport: NatsTransport, tenant: str
+) -> None:
+    store = transport.durable
+    mine: Mailbox[Incoming] = Mailbox(10)
+    sub = await store.open_mailbox(tenant, "worker", mine, CONFIG)
+    await tell(store, tenant, b"a", b"b")
+    await wait_for(lambda: mine.statistics().queued == 2, 5, "two waiting")
+    await sub.unsubscribe()
+    mine.close()  # its owner drains it: each will be handled or released
+    replica: Mailbox[Incoming] = Mailbox(10)
+    other = await store.open_mailbox(tenant, "worker", replica, CONFIG)
+    assert await receive(replica, LONGER_THAN_ACK_WAIT) is None, "let go while queued"
+    for _ in range(2):
+        msg = await receive(mine, 1)
+        assert msg is not None and msg.delivered == 1
+        await msg.nak()  # released: the replica takes them now
+    got = [await receive(replica, 5) for _ in range(2)]
+    assert sorted(m.data for m in got if m is not None) == [b"a", b"b"]
+    for m in got:
+        assert m is not None
+        await m.ack()
+    await other.unsubscribe()
+
+
+async def test_closing_the_transport_ends_every_pull_loop(
+    nats_server: NatsServer, tenant: str
+) -> None:
+    transport = await connect(nats_server)
+    store = transport.durable
+    mailbox: Mailbox[Incoming] = Mailbox(10)
+    sub = await store.open_mailbox(tenant, "worker", mailbox, CONFIG)
+    await store.open_mailbox(tenant, "other", Mailbox(10), CONFIG)  # never unsubscribed
+    await tell(store, tenant, b"long")
+    msg = await receive(mailbox, 5)
+    assert msg is not None
+    msg.started = True
+    await sub.unsubscribe()  # its keeper lingers for the message being handled
+    assert len(pull_tasks()) == 2
+    await transport.aclose()
+    assert not pull_tasks()

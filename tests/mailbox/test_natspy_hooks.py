@@ -1,0 +1,284 @@
+"""Every private nats-py hook of ``mailbox/_natspy.py``, held to what we rely on.
+
+A nats-py release that renames, retypes or changes one of them fails here, loudly and by
+name, against a real nats-server, before it can silently break delivery. The first test
+keeps this file and ``HOOKS`` in step: a hook added there without a check here fails.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import inspect
+import tomllib
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import nats
+import nats.aio.transport
+import pytest
+from nats.aio.client import Client
+from nats.aio.subscription import Subscription
+
+from motadata_actors.mailbox import Mailbox, NatsServer, NatsTransport
+from motadata_actors.mailbox import _natspy as natspy
+from motadata_actors.mailbox._tls_guard import GuardedTcp
+
+from ..conftest import connect, wait_for
+
+pytestmark = pytest.mark.anyio
+
+CHECKED = {
+    ("Client", "_transport"),
+    ("Client", "_server_info"),
+    ("Client", "options"),
+    ("Subscription", "_pending_queue"),
+    ("Subscription", "_id"),
+    ("Client", "_send_unsubscribe"),
+    ("Client", "_flush_pending"),
+}
+
+
+def test_every_hook_is_listed_justified_and_checked_here() -> None:
+    assert {(h.owner, h.name) for h in natspy.HOOKS} == CHECKED
+    for hook in natspy.HOOKS:
+        assert len(hook.why) > 40, f"{hook.name}: say why no public API does it"
+
+
+def test_nats_py_is_imported_by_the_adapter_alone() -> None:
+    # The library's layers (benchmarks import nats-py for their raw baselines).
+    root = Path(__file__).resolve().parents[2]
+    importers = set()
+    for folder in ("motadata_actors", "actors", "mailbox", "codecs", "telemetry"):
+        for path in (root / folder).glob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = (
+                    [a.name for a in node.names] if isinstance(node, ast.Import)
+                    else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+                )  # fmt: skip
+                if any(n == "nats" or n.startswith("nats.") for n in names):
+                    importers.add(f"{folder}/{path.name}")
+    assert importers == {"mailbox/_natspy.py"}
+
+
+# -- the version range ----------------------------------------------------------------------
+
+
+def test_the_tested_range_is_declared_in_pyproject_and_holds_the_installed_nats_py() -> None:
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    deps = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+    assert f"nats-py{natspy.NATS_PY_RANGE}" in deps
+    assert natspy.check_version(nats.aio.client.__version__) is None
+
+
+@pytest.mark.parametrize("version", ["2.15.9", "2.17.0", "3.0.0", "unknown"])
+def test_a_nats_py_outside_the_range_warns_naming_the_range(version: str) -> None:
+    with pytest.warns(RuntimeWarning, match=r"nats-py>=2\.16,<2\.17") as record:
+        natspy.warn_if_untested(version)
+    assert version in str(record[0].message)
+
+
+@pytest.mark.parametrize("version", ["2.16.0", "2.16.3", "2.16.10rc1"])
+def test_a_nats_py_inside_the_range_is_quiet(version: str) -> None:
+    assert natspy.check_version(version) is None
+
+
+# -- a raw connection, made the way the transport makes it ----------------------------------
+
+
+@pytest.fixture
+async def raw(nats_server: NatsServer) -> AsyncIterator[tuple[Client, GuardedTcp, list[Any]]]:
+    errors: list[Any] = []
+
+    async def on_error(exc: Exception) -> None:
+        errors.append(exc)
+
+    async def nothing() -> None:
+        pass
+
+    guard = GuardedTcp(require_tls=False)
+    nc = natspy.new_client(guard)
+    await natspy.connect(
+        nc, [nats_server.url], on_error=on_error,
+        on_slow_consumer=lambda sub, subject, reply: errors.append(("slow", sub, subject)),
+        on_disconnected=nothing, on_reconnected=nothing, connect_timeout=2.0,
+        reconnect_time_wait=0.25,
+    )  # fmt: skip
+    try:
+        yield nc, guard, errors
+    finally:
+        await nc.close()
+
+
+async def other(server: NatsServer) -> Client:
+    return await nats.connect(server.url)
+
+
+# -- Client._transport ----------------------------------------------------------------------
+
+
+def test_the_guard_implements_every_method_of_nats_py_transport_interface() -> None:
+    abstract = nats.aio.transport.Transport.__abstractmethods__
+    assert abstract, "nats-py's Transport interface is gone"
+    for name in abstract:
+        ours = getattr(GuardedTcp, name, None)
+        assert ours is not None, f"GuardedTcp lacks {name} of nats-py's Transport"
+        theirs = getattr(nats.aio.transport.TcpTransport, name)
+        assert list(inspect.signature(ours).parameters) == list(
+            inspect.signature(theirs).parameters
+        ), f"Transport.{name} changed its parameters"
+        assert inspect.iscoroutinefunction(ours) == inspect.iscoroutinefunction(theirs), name
+
+
+async def test_client_transport_set_before_connect_carries_the_connection(
+    raw: tuple[Client, GuardedTcp, list[Any]],
+) -> None:
+    nc, guard, _ = raw
+    assert nc._transport is guard, "nats-py replaced the transport we set"
+    assert guard._writer is not None and not guard.at_eof()
+    await natspy.round_trip(nc)  # the PING and its PONG went through the guard
+
+
+# -- Client._server_info, Client.options ----------------------------------------------------
+
+
+async def test_server_info_holds_the_info_fields_we_read(
+    raw: tuple[Client, GuardedTcp, list[Any]], nats_server: NatsServer
+) -> None:
+    nc, _, _ = raw
+    info = natspy.server_info(nc)
+    assert isinstance(nc._server_info, dict)
+    assert info["server_name"] == nats_server.server_name
+    assert "tls_available" in info or "tls_required" in info or "max_payload" in info
+
+
+async def test_reconnect_options_are_read_on_every_reconnect(
+    raw: tuple[Client, GuardedTcp, list[Any]],
+) -> None:
+    nc, _, _ = raw
+    natspy.keep_reconnecting(nc, 0.5)
+    assert nc.options["max_reconnect_attempts"] == -1
+    assert nc.options["reconnect_time_wait"] == 0.5
+    # nats-py reads both from the dict each time it picks a server to reconnect to.
+    source = inspect.getsource(Client._select_next_server)
+    assert 'self.options["max_reconnect_attempts"]' in source
+    assert 'self.options["reconnect_time_wait"]' in source
+
+
+# -- Subscription._pending_queue ------------------------------------------------------------
+
+
+async def test_the_swapped_pending_queue_delivers_straight_into_the_mailbox_in_order(
+    raw: tuple[Client, GuardedTcp, list[Any]], nats_server: NatsServer
+) -> None:
+    nc, _, errors = raw
+    mailbox: Mailbox[Any] = Mailbox(1000)
+    sub = await natspy.subscribe_into(nc, "hooks.order", None, mailbox)
+    assert isinstance(sub, Subscription)
+    assert sub._pending_queue is mailbox._queue
+    assert sub._wait_for_msgs_task is None, "no task per subscription"
+    await natspy.round_trip(nc)
+    pub = await other(nats_server)
+    try:
+        for i in range(500):
+            await pub.publish("hooks.order", str(i).encode(), headers={"N": str(i)})
+        await pub.flush()
+    finally:
+        await pub.close()
+    await wait_for(lambda: mailbox.statistics().queued == 500, 5, "500 messages")
+    got = [await mailbox.receive() for _ in range(500)]
+    assert [m.data for m in got] == [str(i).encode() for i in range(500)]
+    assert got[7].headers == {"N": "7"} and got[7].subject == "hooks.order"
+    assert errors == []
+
+
+async def test_past_the_mailbox_bound_nats_py_drops_and_names_our_subscription(
+    nats_server: NatsServer,
+) -> None:
+    transport = await connect(nats_server)
+    pub = await other(nats_server)
+    try:
+        mailbox: Mailbox[Any] = Mailbox(2)
+        await transport.subscribe("hooks.slow", mailbox=mailbox)
+        for _ in range(10):
+            await pub.publish("hooks.slow", b"x")
+        await pub.flush()
+        await wait_for(lambda: mailbox.statistics().dropped == 8, 5, "8 drops counted")
+        assert mailbox.statistics().queued == 2
+    finally:
+        await pub.close()
+        await transport.aclose()
+
+
+# -- Client._flush_pending, Client.flush ----------------------------------------------------
+
+
+async def test_a_round_trip_makes_a_new_subscription_known_to_the_server(
+    raw: tuple[Client, GuardedTcp, list[Any]], nats_server: NatsServer
+) -> None:
+    nc, _, _ = raw
+    params = inspect.signature(Client._flush_pending).parameters
+    assert "force_flush" in params, "Client._flush_pending(force_flush=) changed"
+    pub = await other(nats_server)
+    try:
+        for i in range(20):  # each time: SUB, round trip, then a publish from elsewhere
+            mailbox: Mailbox[Any] = Mailbox(10)
+            await natspy.subscribe_into(nc, f"hooks.known.{i}", None, mailbox)
+            await natspy.round_trip(nc)
+            await pub.publish(f"hooks.known.{i}", b"now")
+            await pub.flush()
+            async with asyncio.timeout(2):
+                assert (await mailbox.receive()).data == b"now"
+    finally:
+        await pub.close()
+
+
+# -- Client._send_unsubscribe, Subscription._id ---------------------------------------------
+
+
+async def test_unsubscribing_keeps_every_message_sent_before_and_stops_after(
+    raw: tuple[Client, GuardedTcp, list[Any]], nats_server: NatsServer
+) -> None:
+    nc, _, errors = raw
+    params = list(inspect.signature(Client._send_unsubscribe).parameters)
+    assert params[:2] == ["self", "sid"], "Client._send_unsubscribe(sid) changed"
+    mailbox: Mailbox[Any] = Mailbox(20_000)
+    sub = await natspy.subscribe_into(nc, "hooks.drain", None, mailbox)
+    assert isinstance(sub._id, int) and nc._subs.get(sub._id) is sub
+    await natspy.round_trip(nc)
+    pub = await other(nats_server)
+    try:
+        body = b"x" * 1024
+        for _ in range(10_000):  # ~10 MB: much of it still in flight when we unsubscribe
+            await pub.publish("hooks.drain", body)
+        await pub.flush()  # the server has routed all of them to us
+        await natspy.unsubscribe_keeping(nc, [sub])
+        assert mailbox.statistics().queued == 10_000, "messages sent before UNSUB were lost"
+        assert sub._id not in nc._subs
+        await pub.publish("hooks.drain", b"late")
+        await pub.flush()
+        await natspy.round_trip(nc)
+        assert mailbox.statistics().queued == 10_000, "delivered after unsubscribing"
+    finally:
+        await pub.close()
+    assert errors == [], "the second UNSUB (of unsubscribe()) made the server complain"
+
+
+async def test_the_transport_unsubscribes_and_closes_without_losing_what_was_sent(
+    nats_server: NatsServer,
+) -> None:
+    subject = f"hooks.close.{uuid.uuid4().hex[:8]}"
+    transport: NatsTransport = await connect(nats_server)
+    pub = await other(nats_server)
+    mailbox: Mailbox[Any] = Mailbox(20_000)
+    try:
+        await transport.subscribe(subject, mailbox=mailbox)
+        for _ in range(5_000):
+            await pub.publish(subject, b"y" * 512)
+        await pub.flush()
+    finally:
+        await pub.close()
+        await transport.aclose()
+    assert mailbox.statistics().queued == 5_000
