@@ -338,11 +338,11 @@ class ActorCell:
                 # shutdown cancels the worker task itself, and only while it is in here.
                 handling.add(task)
                 durable = msg if type(msg) is DurableMessage else None
-                keep_alive = None
                 try:
                     if durable is not None:
-                        durable.started = True  # taken: the mailbox stops keeping it
-                        keep_alive = asyncio.create_task(self._keep_alive(durable))
+                        # Taken: no longer counts as waiting (the pull loop keeps it alive
+                        # with in-progress acks until it is settled).
+                        durable.started = True
                     result = await self._dispatch.handle(msg, actor)
                     if durable is not None:
                         await self._settle(durable, result)
@@ -360,8 +360,6 @@ class ActorCell:
                     handling.discard(task)
                     await self._release(msg, "shutdown: handler cancelled at the grace deadline")
                 finally:
-                    if keep_alive is not None:
-                        keep_alive.cancel()
                     handling.discard(task)
         finally:
             self._workers_left -= 1
@@ -445,7 +443,6 @@ class ActorCell:
 
     async def _apply(self, msg: DurableMessage, verdict: Verdict) -> None:
         """Ack, nak or term ``msg``; a lost verdict only means a redelivery later."""
-        msg.started = True  # settled: the mailbox stops keeping it
         try:
             if verdict.action == "ack":
                 await msg.ack()
@@ -455,13 +452,3 @@ class ActorCell:
                 await msg.term()
         except ActorsError as exc:
             log.warning("actor %s: %r not settled (it will come again): %r", self.path, msg, exc)
-
-    async def _keep_alive(self, msg: DurableMessage) -> None:
-        """Tell JetStream, every half ack-wait, that a long handler is still at work."""
-        interval = self.rt.durable_config.ack_wait / 2
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await msg.in_progress()
-            except ActorsError as exc:
-                log.debug("actor %s: in-progress ack for %r lost: %r", self.path, msg, exc)

@@ -175,15 +175,19 @@ def test_a_durable_message_is_never_a_duplicate_of_itself() -> None:
     rules = admission()
     mid = new_message_id()
 
-    async def nothing(*_: object) -> None:
-        return None
+    class Nowhere:
+        async def settle(self, msg: DurableMessage, verdict: str, delay: float) -> None:
+            return None
+
+        async def in_progress(self, msg: DurableMessage) -> None:
+            return None
 
     def stored(delivered: int) -> DurableMessage:
+        raw = InProcessMessage("sdk.agent.a.b.acme", "", b'"x"', {"Sdk-Message-Id": mid})
         return DurableMessage(
-            subject="sdk.agent.a.b.acme", data=b'"x"', headers={"Sdk-Message-Id": mid},
-            reply="", delivered=delivered, max_deliver=5, stream_seq=1,
-            stored_at=time.time(), deadline=None, ack=nothing, nak=nothing,
-            in_progress=nothing, term=nothing,
+            subject=raw.subject, data=raw.data, headers=raw.headers, reply="",
+            delivered=delivered, max_deliver=5, stream_seq=1, stored_at=time.time(),
+            deadline=None, handle=raw, settler=Nowhere(),
         )  # fmt: skip
 
     assert isinstance(rules.admit(stored(1)), Accept)
