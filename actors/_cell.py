@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, final
 
 import anyio
@@ -387,10 +387,18 @@ class ActorCell:
             self._idle_waiter.set()
             self._idle_waiter = None
 
-    async def call(self, actor: Actor, payload: Any, ctx: Context) -> Any:
-        """Run the handler the way it is written: async, an async generator, or sync."""
+    def call(self, actor: Actor, payload: Any, ctx: Context) -> Awaitable[Any]:
+        """Run the handler the way it is written (await the result).
+
+        An ``async def`` handler's own coroutine is returned as it is (no frame more); an
+        async generator's parts are streamed; a synchronous one runs in a worker thread with
+        ``offload=True``, else right here.
+        """
         if not self._sync_handler:
-            return await actor.on_message(payload, ctx)
+            return actor.on_message(payload, ctx)  # type: ignore[no-any-return]
+        return self._call_other(actor, payload, ctx)
+
+    async def _call_other(self, actor: Actor, payload: Any, ctx: Context) -> Any:
         if self._agen_handler:
             parts = actor.on_message(payload, ctx)
             try:

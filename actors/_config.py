@@ -7,6 +7,9 @@ the actor system, the command line and the seed API read them from the settings 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
+
+import attrs
 
 from motadata_actors._settings import Settings
 from motadata_actors.codecs import Limits
@@ -16,33 +19,17 @@ __all__ = ("codec_limits", "durable_config", "nats_auth", "nats_transport")
 
 
 def durable_config(settings: Settings) -> DurableConfig:
-    """The ``SDK_DURABLE_*`` settings."""
-    return DurableConfig(
-        max_deliver=settings.durable_max_deliver,
-        ack_wait=settings.durable_ack_wait,
-        backoff=settings.durable_backoff,
-        backoff_max=settings.durable_backoff_max,
-        prefetch=settings.durable_prefetch,
-        retention=settings.durable_retention,
-        max_age=settings.durable_max_age,
-        max_bytes=settings.durable_max_bytes,
-        replicas=settings.durable_replicas,
-        duplicate_window=settings.durable_duplicate_window,
-    )
+    """The ``SDK_DURABLE_*`` settings (each field is the setting ``durable_<field>``)."""
+    return DurableConfig(**_prefixed(settings, "durable_", DurableConfig))
 
 
 def nats_auth(settings: Settings) -> NatsAuth:
     """The ``NATS_TOKEN``, ``NATS_USER``, ``NATS_NKEY_SEED``, ``NATS_TLS_*`` ... settings."""
-    return NatsAuth(
-        token=settings.nats_token,
-        user=settings.nats_user,
-        password=settings.nats_password,
-        nkey_seed=settings.nats_nkey_seed,
-        creds=settings.nats_creds,
-        tls_ca=settings.nats_tls_ca,
-        tls_cert=settings.nats_tls_cert,
-        tls_key=settings.nats_tls_key,
-    )
+    return NatsAuth(**_prefixed(settings, "nats_", NatsAuth))
+
+
+def _prefixed(settings: Settings, prefix: str, target: type) -> dict[str, Any]:
+    return {f.name: getattr(settings, prefix + f.name) for f in attrs.fields(target)}
 
 
 def nats_transport(

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Final, final
 
 from motadata_actors._errors import ActorsError, CodecError, StreamError
@@ -82,6 +83,10 @@ REFUSED: Final = Result("refused")
 EXPIRED: Final = Result("expired")
 
 
+async def _at_once(result: Result) -> Result:
+    return result
+
+
 class _Overran(Exception):
     """The handler was cancelled at its asker's deadline."""
 
@@ -108,14 +113,17 @@ class Dispatcher:
         self.streams: set[ReplyStream] = set()
         """Streaming replies being sent now."""
 
-    async def handle(self, msg: Incoming, actor: Actor) -> Result:
-        """Handle ``msg`` with ``actor``; never raises but a cancellation."""
+    def handle(self, msg: Incoming, actor: Actor) -> Awaitable[Result]:
+        """Handle ``msg`` with ``actor`` (await it); never raises but a cancellation.
+
+        A plain function that decides which coroutine runs: one frame less per message.
+        """
         left: float | None = None
         if type(msg) is DurableMessage and msg.deadline is not None:
             # Stored: what the asker has left is reckoned now, as it is taken.
             left = msg.deadline - time.time()
             if left <= 0:
-                return EXPIRED
+                return _at_once(EXPIRED)
         decision = self.admission.admit(msg)
         if msg.reply and type(decision) is not Duplicate and not is_agent_subject(msg.subject):
             # Events and workflow steps are never asks. A durable publish is a request
@@ -123,8 +131,8 @@ class Dispatcher:
             # of the subject see it too: answering would race the acknowledgement.
             decision.letter.reply = ""
         if type(decision) is not Accept:
-            return await self._not_taken(decision)
-        return await self._take(decision.letter, decision.payload, actor, left)
+            return self._not_taken(decision)
+        return self._take(decision.letter, decision.payload, actor, left)
 
     async def _take(self, letter: Letter, payload: Any, actor: Actor, left: float | None) -> Result:
         """Run the handler on a taken message, and answer its asker."""
@@ -196,18 +204,23 @@ class Dispatcher:
         await self.reject(decision.letter, decision.error)  # type: ignore[attr-defined]
         return REFUSED
 
-    async def _run(
+    def _run(
         self, actor: Actor, payload: Any, ctx: Context, stream: ReplyStream | None
-    ) -> Any:
-        """Call the handler under the asker's deadline (and the consumer's cancel).
+    ) -> Awaitable[Any]:
+        """Call the handler (await it), under the asker's deadline and a consumer's cancel.
 
         Raises:
             _Overran: cancelled at the deadline.
             _Closed: cancelled because the consumer closed the stream (or is gone).
         """
+        if ctx.deadline is None and stream is None:
+            return self._cell.call(actor, payload, ctx)  # a tell: nothing to hold it to
+        return self._run_limited(actor, payload, ctx, stream)
+
+    async def _run_limited(
+        self, actor: Actor, payload: Any, ctx: Context, stream: ReplyStream | None
+    ) -> Any:
         deadline = ctx.deadline
-        if deadline is None and stream is None:
-            return await self._cell.call(actor, payload, ctx)
         task = asyncio.current_task()
         assert task is not None
         # A streaming handler shares one cancel between its deadline and its consumer.

@@ -313,13 +313,21 @@ class ActorRef:
                 ) from None
             return self._reply_value(reply)
         clock = rt.clock
+        # On the event loop's clock the transport's own timeout is that clock: asked
+        # directly, with no extra frame or timer on this per-ask path.
+        on_loop = type(clock) is SystemClock
+        request = rt.transport.request
         attempts = AskAttempts(policy, budget, clock.now())
         while (wait := attempts.next(clock.now())) is not None:
             sealed.attempt(attempts.number, wait)
             if span is not None and attempts.number > 1:
                 span.set_attribute("sdk.attempt", attempts.number)
             try:
-                reply = await self._request(rt.transport.request, subject, sealed, wait)
+                if on_loop:
+                    data, headers = sealed.data, sealed.headers
+                    reply = await request(subject, data, headers=headers, timeout=wait)
+                else:
+                    reply = await self._request(request, subject, sealed, wait)
             except (AskTimeout, NoResponders) as exc:
                 if isinstance(exc, AskTimeout):
                     rt.events.record(

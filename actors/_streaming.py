@@ -27,10 +27,10 @@ import asyncio
 import contextlib
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self, final
 
 import anyio
+import anyio.abc
 
 from motadata_actors._errors import (
     ActorsError,
@@ -219,7 +219,7 @@ def _expire(ref: weakref.ref[AskStream]) -> None:
 
 
 @final
-class AskStream(AsyncIterator[Any]):
+class AskStream(AsyncIterator[Any], anyio.abc.AsyncResource):
     """The parts of a streaming reply, in order; made by :meth:`ActorRef.ask_stream`.
 
     Iterate it with ``async for``; the request is sent when iteration starts. Use it as
@@ -280,17 +280,6 @@ class AskStream(AsyncIterator[Any]):
 
     def __aiter__(self) -> Self:
         return self
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def _start(self) -> None:
         self._started = True

@@ -145,7 +145,18 @@ class Admission:
         except CodecError as exc:
             return Refuse(Letter(message, message.headers), exc)
         try:
-            self._check_envelope(letter)
+            tenant = letter.tenant
+            if tenant is not None and tenant != self._tenant:
+                raise TenantError(
+                    f"Sdk-Tenant-Id {tenant!r} does not match the subject's tenant "
+                    f"{self._tenant!r}"
+                )
+            size = letter.size()
+            if size > self._max_size:
+                raise MessageTooLarge(size, self._max_size)
+            header_size = size - len(letter.data)
+            if header_size > self._max_header_size:
+                raise MessageTooLarge(header_size, self._max_header_size, part="headers")
             message_id = letter.message_id
             if message_id is not None:
                 repeated = self._repeated(letter, message_id)
@@ -157,19 +168,6 @@ class Admission:
         except Exception as exc:  # a message class's own validator, say
             return Refuse(letter, CodecError(f"cannot build the message: {exc!r}"))
         return Accept(letter, payload)
-
-    def _check_envelope(self, letter: Letter) -> None:
-        tenant = letter.tenant
-        if tenant is not None and tenant != self._tenant:
-            raise TenantError(
-                f"Sdk-Tenant-Id {tenant!r} does not match the subject's tenant {self._tenant!r}"
-            )
-        size = letter.size()
-        if size > self._max_size:
-            raise MessageTooLarge(size, self._max_size)
-        header_size = size - len(letter.data)
-        if header_size > self._max_header_size:
-            raise MessageTooLarge(header_size, self._max_header_size, part="headers")
 
     def _repeated(self, letter: Letter, message_id: str) -> Duplicate | Answered | None:
         """Remember ``message_id``; say what to do when it was seen before.

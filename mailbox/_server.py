@@ -139,8 +139,32 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
+class _StartStop:
+    """``with`` starts it and stops it, however the block ends."""
+
+    def start(self) -> None:
+        """Start it."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop it."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
 @final
-class NatsServer:
+class NatsServer(_StartStop):
     """One nats-server process on 127.0.0.1.
 
     Args:
@@ -312,18 +336,6 @@ class NatsServer:
             self._proc.kill()
             self._proc.wait()
 
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     async def __aenter__(self) -> Self:
         await self.astart()
         return self
@@ -345,7 +357,7 @@ def _free_loopback_port() -> int:
 
 
 @final
-class NatsCluster:
+class NatsCluster(_StartStop):
     """A local cluster of nats-server processes with JetStream, routed to each other.
 
     Client ports are picked by each server (``-p -1``). Route ports cannot be: a
@@ -431,15 +443,3 @@ class NatsCluster:
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -14,10 +14,10 @@ import asyncio
 import contextlib
 import inspect
 from collections.abc import Awaitable, Callable
-from types import TracebackType
 from typing import Any, Self, final
 
 import anyio
+import anyio.abc
 from opentelemetry import propagate
 
 from motadata_actors._errors import ActorsError, ConfigError, EncodeError, TransportClosed
@@ -97,7 +97,7 @@ _embedded = _SharedServer()
 
 
 @final
-class NatsClient:
+class NatsClient(anyio.abc.AsyncResource):
     """The seed documents' NATS client: ``connect``, ``publish``, ``subscribe``, ``close``.
 
     Built on :class:`~motadata_actors.mailbox.NatsTransport`: the same subject checks, size
@@ -131,12 +131,8 @@ class NatsClient:
         await self.connect()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def aclose(self) -> None:
+        """:meth:`close` with its default grace (what leaving ``async with`` does)."""
         await self.close()
 
     async def connect(self) -> None:

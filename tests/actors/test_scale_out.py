@@ -12,7 +12,7 @@ import signal
 import subprocess
 import textwrap
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -153,6 +153,15 @@ class Echo(Actor):
         return msg
 
 
+class Keep(Actor):
+    """Keeps what it is told, in a set each test sets afresh."""
+
+    got: ClassVar[set[int]] = set()
+
+    async def on_message(self, msg: Any, ctx: Context) -> Any:
+        Keep.got.add(msg)
+
+
 @pytest.fixture
 def cluster() -> Any:
     with NatsCluster(3) as c:
@@ -198,11 +207,7 @@ async def test_losing_the_node_a_client_is_connected_to_fails_over_to_another(
 async def test_a_durable_mailbox_with_three_replicas_loses_nothing_acknowledged_with_a_node(
     cluster: NatsCluster, tenant: str
 ) -> None:
-    got: set[int] = set()
-
-    class Keep(Actor):
-        async def on_message(self, msg: Any, ctx: Context) -> Any:
-            got.add(msg)
+    got = Keep.got = set()
 
     settings = Settings(nats_urls=tuple(cluster.urls), durable_replicas=3, durable_ack_wait=2.0)
     async with ActorSystem(tenant, settings=settings) as system:
@@ -234,11 +239,7 @@ async def test_a_durable_tell_while_the_stream_leader_is_elected_is_a_connection
     cluster: NatsCluster, tenant: str
 ) -> None:
     """Before: NoResponders ('spawn the agent') for 4-8 s after the leader was killed."""
-    got: set[int] = set()
-
-    class Keep(Actor):
-        async def on_message(self, msg: Any, ctx: Context) -> Any:
-            got.add(msg)
+    got = Keep.got = set()
 
     settings = Settings(nats_urls=tuple(cluster.urls), durable_replicas=3)
     async with ActorSystem(tenant, settings=settings) as owner:

@@ -6,7 +6,6 @@ decision deterministic; one test repeats the essentials on a real nats-server.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
 import anyio
@@ -65,14 +64,6 @@ class Worker(Actor):
 def reset_worker() -> None:
     Worker.log = []
     Worker.instances = 0
-
-
-@pytest.fixture
-async def system(tenant: str) -> AsyncIterator[ActorSystem]:
-    async with ActorSystem(
-        tenant, transport=InProcessTransport(), settings=Settings(enable_nats=False)
-    ) as system:
-        yield system
 
 
 async def crash(ref: Any) -> None:

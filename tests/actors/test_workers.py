@@ -4,24 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
 import pytest
 
-from motadata_actors import Actor, ActorSystem, ConfigError, Context, Settings
-from motadata_actors.mailbox import InProcessTransport
+from motadata_actors import Actor, ActorSystem, ConfigError, Context
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-async def system(tenant: str) -> AsyncIterator[ActorSystem]:
-    async with ActorSystem(
-        tenant, transport=InProcessTransport(), settings=Settings(enable_nats=False)
-    ) as system:
-        yield system
 
 
 class Gauge(Actor):

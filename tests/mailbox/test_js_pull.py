@@ -19,6 +19,7 @@ from motadata_actors.mailbox import (
     Mailbox,
     NatsServer,
     NatsTransport,
+    Subscription,
     agent_subject,
 )
 from motadata_actors.mailbox._jetstream import JetStreamMailboxes, agents_stream, consumer_name
@@ -59,6 +60,25 @@ async def tell(store: JetStreamMailboxes, tenant: str, *bodies: bytes) -> None:
         await store.publish(agent_subject("test", "worker", tenant), body, headers={})
 
 
+async def open_box(
+    store: JetStreamMailboxes, tenant: str
+) -> tuple[Mailbox[Incoming], Subscription]:
+    """A worker's mailbox on the consumer, as one replica of ``worker`` opens it."""
+    mailbox: Mailbox[Incoming] = Mailbox(10)
+    return mailbox, await store.open_mailbox(tenant, "worker", mailbox, CONFIG)
+
+
+async def receive_all(mailbox: Mailbox[Incoming], n: int, within: float) -> list[DurableMessage]:
+    got = [await receive(mailbox, within) for _ in range(n)]
+    assert all(m is not None for m in got), f"fewer than {n} came"
+    return [m for m in got if m is not None]
+
+
+async def ack_all(msgs: list[DurableMessage]) -> None:
+    for m in msgs:
+        await m.ack()
+
+
 async def unsettled(transport: NatsTransport, tenant: str) -> int:
     info = await transport.client.jetstream().consumer_info(
         agents_stream(tenant), consumer_name("worker")
@@ -70,8 +90,7 @@ async def test_a_message_being_handled_is_kept_past_ack_wait_until_settled(
     transport: NatsTransport, tenant: str
 ) -> None:
     store = transport.durable
-    mailbox: Mailbox[Incoming] = Mailbox(10)
-    sub = await store.open_mailbox(tenant, "worker", mailbox, CONFIG)
+    mailbox, sub = await open_box(store, tenant)
     await tell(store, tenant, b"long")
     msg = await receive(mailbox, 5)
     assert msg is not None and msg.data == b"long" and msg.delivered == 1
@@ -96,18 +115,15 @@ async def test_messages_waiting_in_the_mailbox_are_kept_too(
     transport: NatsTransport, tenant: str
 ) -> None:
     store = transport.durable
-    mailbox: Mailbox[Incoming] = Mailbox(10)
-    sub = await store.open_mailbox(tenant, "worker", mailbox, CONFIG)
+    mailbox, sub = await open_box(store, tenant)
     await tell(store, tenant, b"a", b"b", b"c")
     await wait_for(lambda: mailbox.statistics().queued == 3, 5, "three waiting")
     await asyncio.sleep(LONGER_THAN_ACK_WAIT)  # nobody takes them
-    got = [await receive(mailbox, 1) for _ in range(3)]
-    assert [m.data for m in got if m is not None] == [b"a", b"b", b"c"]
-    assert all(m is not None and m.delivered == 1 for m in got), "redelivered while waiting"
+    got = await receive_all(mailbox, 3, 1)
+    assert [m.data for m in got] == [b"a", b"b", b"c"]
+    assert all(m.delivered == 1 for m in got), "redelivered while waiting"
     assert mailbox.statistics().queued == 0
-    for m in got:
-        assert m is not None
-        await m.ack()
+    await ack_all(got)
     await sub.unsubscribe()
 
 
@@ -115,16 +131,14 @@ async def test_after_unsubscribe_a_message_being_handled_is_kept_then_the_loop_e
     transport: NatsTransport, tenant: str
 ) -> None:
     store = transport.durable
-    mine: Mailbox[Incoming] = Mailbox(10)
-    sub = await store.open_mailbox(tenant, "worker", mine, CONFIG)
+    mine, sub = await open_box(store, tenant)
     await tell(store, tenant, b"long")
     msg = await receive(mine, 5)
     assert msg is not None
     msg.started = True
     await sub.unsubscribe()  # the actor stops taking messages; its handler still runs
     assert len(pull_tasks()) == 1, "the keeper stopped with the fetching"
-    replica: Mailbox[Incoming] = Mailbox(10)
-    other = await store.open_mailbox(tenant, "worker", replica, CONFIG)
+    replica, other = await open_box(store, tenant)
     assert await receive(replica, LONGER_THAN_ACK_WAIT) is None, "redelivered while handled"
     await msg.ack()
     await wait_for(lambda: len(pull_tasks()) == 1, 2, "the stopped loop to end")
@@ -135,20 +149,16 @@ async def test_after_unsubscribe_messages_left_waiting_in_an_open_mailbox_are_le
     transport: NatsTransport, tenant: str
 ) -> None:
     store = transport.durable
-    mine: Mailbox[Incoming] = Mailbox(10)
-    sub = await store.open_mailbox(tenant, "worker", mine, CONFIG)
+    mine, sub = await open_box(store, tenant)
     await tell(store, tenant, b"a", b"b")
     await wait_for(lambda: mine.statistics().queued == 2, 5, "two waiting")
     await sub.unsubscribe()  # nobody will take them here (a start that failed, say)
     await wait_for(lambda: not pull_tasks(), 3, "the loop to end: nothing left to keep")
-    replica: Mailbox[Incoming] = Mailbox(10)
-    other = await store.open_mailbox(tenant, "worker", replica, CONFIG)
-    got = [await receive(replica, 5) for _ in range(2)]
-    assert sorted(m.data for m in got if m is not None) == [b"a", b"b"]
-    assert all(m is not None and m.delivered == 2 for m in got)
-    for m in got:
-        assert m is not None
-        await m.ack()
+    replica, other = await open_box(store, tenant)
+    got = await receive_all(replica, 2, 5)
+    assert sorted(m.data for m in got) == [b"a", b"b"]
+    assert all(m.delivered == 2 for m in got)
+    await ack_all(got)
     await other.unsubscribe()
 
 
@@ -156,24 +166,20 @@ async def test_a_closed_mailbox_being_drained_keeps_its_waiting_messages(
     transport: NatsTransport, tenant: str
 ) -> None:
     store = transport.durable
-    mine: Mailbox[Incoming] = Mailbox(10)
-    sub = await store.open_mailbox(tenant, "worker", mine, CONFIG)
+    mine, sub = await open_box(store, tenant)
     await tell(store, tenant, b"a", b"b")
     await wait_for(lambda: mine.statistics().queued == 2, 5, "two waiting")
     await sub.unsubscribe()
     mine.close()  # its owner drains it: each will be handled or released
-    replica: Mailbox[Incoming] = Mailbox(10)
-    other = await store.open_mailbox(tenant, "worker", replica, CONFIG)
+    replica, other = await open_box(store, tenant)
     assert await receive(replica, LONGER_THAN_ACK_WAIT) is None, "let go while queued"
     for _ in range(2):
         msg = await receive(mine, 1)
         assert msg is not None and msg.delivered == 1
         await msg.nak()  # released: the replica takes them now
-    got = [await receive(replica, 5) for _ in range(2)]
-    assert sorted(m.data for m in got if m is not None) == [b"a", b"b"]
-    for m in got:
-        assert m is not None
-        await m.ack()
+    got = await receive_all(replica, 2, 5)
+    assert sorted(m.data for m in got) == [b"a", b"b"]
+    await ack_all(got)
     await other.unsubscribe()
 
 
@@ -182,8 +188,7 @@ async def test_closing_the_transport_ends_every_pull_loop(
 ) -> None:
     transport = await connect(nats_server)
     store = transport.durable
-    mailbox: Mailbox[Incoming] = Mailbox(10)
-    sub = await store.open_mailbox(tenant, "worker", mailbox, CONFIG)
+    mailbox, sub = await open_box(store, tenant)
     await store.open_mailbox(tenant, "other", Mailbox(10), CONFIG)  # never unsubscribed
     await tell(store, tenant, b"long")
     msg = await receive(mailbox, 5)
