@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any, Self, final
+from typing import Any, Concatenate, ParamSpec, Self, TypeVar, final
 
 import anyio
 import anyio.abc
@@ -34,12 +36,11 @@ from motadata_actors.telemetry import setup as setup_telemetry
 from motadata_actors.telemetry._instrument import Telemetry
 from motadata_actors.telemetry._logging import get_logger
 
-from ._actor import Actor
 from ._cell import ActorStatistics
 from ._clock import Clock, SystemClock
 from ._config import codec_limits, durable_config, nats_transport
 from ._events import EventKind, EventLog, SupervisionEvent
-from ._policy import AskPolicy, Backoff, RestartType, Strategy
+from ._policy import AskPolicy
 from ._pubsub import Workflow
 from ._ref import ActorRef
 from ._runtime import MailboxKind, Runtime
@@ -51,14 +52,41 @@ __all__ = ("ActorSystem",)
 
 log = get_logger("system")
 
+T = TypeVar("T")
+R = TypeVar("R")
+P = ParamSpec("P")
 _LAG_INTERVAL = 0.25
 _LAG_WARN = 0.1
+
+
+def _running(part: T | None) -> T:
+    """``part`` of a running system, or the error that says the system does not run."""
+    if part is None:
+        raise TransportClosed("the actor system is not running: use `async with ActorSystem(...)`")
+    return part
 
 
 async def _shielded(close: Callable[[], Awaitable[None]]) -> None:
     """Run ``close`` to its end even when the exiting block was cancelled."""
     with anyio.CancelScope(shield=True):
         await close()
+
+
+def _on_root(
+    method: Callable[Concatenate[Supervisor, P], Awaitable[R]], summary: str
+) -> Callable[Concatenate[ActorSystem, P], Awaitable[R]]:
+    """A method of the system that does ``method`` on its root supervisor.
+
+    One signature and one set of docs for both (``system.spawn`` is ``root.spawn``).
+    """
+
+    @functools.wraps(method)
+    async def on_root(system: ActorSystem, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return await method(system.root, *args, **kwargs)
+
+    details = inspect.cleandoc(method.__doc__ or "")
+    on_root.__doc__ = f"{summary} See :meth:`Supervisor.{method.__name__}`.\n\n{details}"
+    return on_root
 
 
 @final
@@ -160,19 +188,11 @@ class ActorSystem:
     @property
     def root(self) -> Supervisor:
         """The root supervisor: :meth:`spawn` puts actors under it."""
-        if self._root is None:
-            raise TransportClosed(
-                "the actor system is not running: use `async with ActorSystem(...)`"
-            )
-        return self._root
+        return _running(self._root)
 
     @property
     def _runtime(self) -> Runtime:
-        if self._rt is None:
-            raise TransportClosed(
-                "the actor system is not running: use `async with ActorSystem(...)`"
-            )
-        return self._rt
+        return _running(self._rt)
 
     async def __aenter__(self) -> Self:
         if self._stack is not None:
@@ -453,39 +473,10 @@ class ActorSystem:
             # the graceful stop, and without a traceback.
             raise SystemExit(128 + self._stop_signal)
 
-    async def spawn(
-        self,
-        actor: Callable[[], Actor],
-        *,
-        name: str,
-        restart: RestartType = "permanent",
-        ask: AskPolicy | None = None,
-        concurrency: int = 1,
-        offload: bool = False,
-        mailbox: MailboxKind = "core",
-    ) -> ActorRef:
-        """Start an actor under the root supervisor; see :meth:`Supervisor.spawn`."""
-        return await self.root.spawn(
-            actor, name=name, restart=restart, ask=ask, concurrency=concurrency,
-            offload=offload, mailbox=mailbox,
-        )  # fmt: skip
-
-    async def spawn_supervisor(
-        self,
-        *,
-        name: str,
-        strategy: Strategy = "one_for_one",
-        max_restarts: int = 3,
-        within: float = 5.0,
-        backoff: Backoff | None = None,
-        ask: AskPolicy | None = None,
-        restart: RestartType = "permanent",
-    ) -> Supervisor:
-        """Start a supervisor under the root; see :meth:`Supervisor.spawn_supervisor`."""
-        return await self.root.spawn_supervisor(
-            name=name, strategy=strategy, max_restarts=max_restarts, within=within,
-            backoff=backoff, ask=ask, restart=restart,
-        )  # fmt: skip
+    spawn = _on_root(Supervisor.spawn, "Start an actor under the root supervisor.")
+    spawn_supervisor = _on_root(
+        Supervisor.spawn_supervisor, "Start a supervisor under the root supervisor."
+    )
 
     def ref(
         self, name: str, *, ask: AskPolicy | None = None, mailbox: MailboxKind = "core"

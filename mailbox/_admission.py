@@ -148,8 +148,7 @@ class Admission:
             tenant = letter.tenant
             if tenant is not None and tenant != self._tenant:
                 raise TenantError(
-                    f"Sdk-Tenant-Id {tenant!r} does not match the subject's tenant "
-                    f"{self._tenant!r}"
+                    f"Sdk-Tenant-Id {tenant!r} does not match the subject's tenant {self._tenant!r}"
                 )
             size = letter.size()
             if size > self._max_size:

@@ -26,7 +26,6 @@ cancels and awaits whatever still runs.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from typing import final
 
 from motadata_actors.telemetry import get_logger
@@ -98,9 +97,12 @@ class JetStreamMailboxes:
             await self._admin.ensure_agent(tenant, agent, config, capacity)
 
         return await self._open(
-            agents_stream(tenant), consumer_name(agent), ensure, mailbox, config,
-            prefetch=config.prefetch, label=f"sdk.agent.*.{agent}.{tenant}",
-            dead_subject=dlq_subject(agent, tenant), drop_dead=True,
+            Pull(
+                self._js, agents_stream(tenant), consumer_name(agent), ensure, mailbox, config,
+                prefetch=config.prefetch, label=f"sdk.agent.*.{agent}.{tenant}",
+                dead_subject=dlq_subject(agent, tenant), dead_letter=self._dead_letters.store,
+                drop_after_dead_letter=True,
+            )
         )  # fmt: skip
 
     async def open_feed(
@@ -128,31 +130,18 @@ class JetStreamMailboxes:
             )
 
         return await self._open(
-            stream, consumer, ensure, mailbox, config,
-            prefetch=1 if ordered else config.prefetch, label=f"{subject} ({consumer})",
-            dead_subject=dlq_subject(agent, tenant), drop_dead=False,
+            Pull(
+                self._js, stream, consumer, ensure, mailbox, config,
+                prefetch=1 if ordered else config.prefetch, label=f"{subject} ({consumer})",
+                dead_subject=dlq_subject(agent, tenant), dead_letter=self._dead_letters.store,
+                drop_after_dead_letter=False,
+            )
         )  # fmt: skip
 
-    async def _open(
-        self,
-        stream: str,
-        consumer: str,
-        ensure: Callable[[], Awaitable[None]],
-        mailbox: Mailbox[Incoming],
-        config: DurableConfig,
-        *,
-        prefetch: int,
-        label: str,
-        dead_subject: str,
-        drop_dead: bool,
-    ) -> Subscription:
-        pull = Pull(
-            self._js, stream, consumer, ensure, mailbox, config, prefetch=prefetch,
-            label=label, dead_subject=dead_subject, dead_letter=self._dead_letters.store,
-            drop_after_dead_letter=drop_dead,
-        )  # fmt: skip
+    async def _open(self, pull: Pull) -> Subscription:
+        """Start ``pull``'s loop, owned here; its subscription stops it."""
         await pull.open()
-        task = asyncio.create_task(pull.run(), name=f"durable:{label}")
+        task = asyncio.create_task(pull.run(), name=f"durable:{pull.label}")
         self._pulls[task] = pull
         task.add_done_callback(self._ended)
         return pull.subscription()

@@ -429,6 +429,19 @@ class NatsTransport:
             except Exception:  # a listener's bug must not break the connection's callbacks
                 log.exception("NATS event listener failed on %s", kind)
 
+    def _outgoing(self, subject: str, data: bytes, headers: Mapping[str, str] | None) -> RawClient:
+        """The client, once ``subject`` and the message's size are checked.
+
+        An oversized message must never reach the wire: the server would drop the whole
+        connection.
+        """
+        nc = self._nc
+        if nc is None:
+            raise TransportClosed("NATS transport is not started")
+        check_publish_subject(subject)
+        check_size(data, headers, nc.max_payload)
+        return nc
+
     async def publish(
         self,
         subject: str,
@@ -438,11 +451,7 @@ class NatsTransport:
         reply: str = "",
     ) -> None:
         """Publish a message (checked against ``max_payload`` with its headers)."""
-        nc = self._nc
-        if nc is None:
-            raise TransportClosed("NATS transport is not started")
-        check_publish_subject(subject)
-        check_size(data, headers, nc.max_payload)
+        nc = self._outgoing(subject, data, headers)
         try:
             await nc.publish(subject, data, reply, headers)  # type: ignore[arg-type]
         except Exception as exc:
@@ -499,11 +508,7 @@ class NatsTransport:
         timeout: float,
     ) -> Incoming:
         """Publish with a reply inbox (shared, muxed by nats-py) and wait for the reply."""
-        nc = self._nc
-        if nc is None:
-            raise TransportClosed("NATS transport is not started")
-        check_publish_subject(subject)
-        check_size(data, headers, nc.max_payload)
+        nc = self._outgoing(subject, data, headers)
         try:
             return await nc.request(subject, data, timeout=timeout, headers=headers)  # type: ignore[arg-type]
         except TimeoutError:  # nats-py's own TimeoutError is one

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import textwrap
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -109,6 +110,22 @@ def start_child(script: str, *args: str, env: dict[str, str]) -> subprocess.Pope
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "ready"
     return proc
+
+
+def durable_agent_script(actor_class: str, name: str) -> str:
+    """A child program that runs ``actor_class`` (its source, a class ``Agent``) as a
+    durable agent ``name`` of tenant ``argv[1]`` until its stdin closes; says ``ready``."""
+    return (
+        "import asyncio, os, sys\n"
+        "from motadata_actors import Actor, ActorSystem\n\n"
+        + textwrap.dedent(actor_class)
+        + "\n\nasync def main():\n"
+        "    async with ActorSystem(sys.argv[1]) as system:\n"
+        f"        await system.spawn(Agent, name={name!r}, mailbox='durable')\n"
+        "        print('ready', flush=True)\n"
+        "        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)\n\n"
+        "asyncio.run(main())\n"
+    )
 
 
 def stop_child(proc: subprocess.Popen[str]) -> None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from motadata_actors import (
     Actor,
+    ActorRef,
     ActorSystem,
     AskTimeout,
     ConfigError,
@@ -75,6 +77,16 @@ async def drained(system: ActorSystem, agent: str) -> bool:
     return False
 
 
+@contextlib.asynccontextmanager
+async def durable_worker(
+    server: NatsServer, tenant: str, expected: int, **overrides: Any
+) -> AsyncIterator[tuple[ActorSystem, ActorRef, type[Recorder]]]:
+    """A system running a recorder (done after ``expected`` messages) as durable "worker"."""
+    rec = recorder(expected)
+    async with ActorSystem(tenant, settings=settings(server, **overrides)) as system:
+        yield system, await system.spawn(rec, name="worker", mailbox="durable"), rec
+
+
 async def stream_state(system: ActorSystem, agent: str) -> tuple[int, int]:
     """(messages kept in the tenant's stream, the agent consumer's unacked deliveries)."""
     transport = system._runtime.transport
@@ -88,9 +100,7 @@ async def stream_state(system: ActorSystem, agent: str) -> tuple[int, int]:
 async def test_tells_are_handled_acked_and_gone_from_the_stream(
     nats_server: NatsServer, tenant: str
 ) -> None:
-    rec = recorder(20)
-    async with ActorSystem(tenant, settings=settings(nats_server)) as system:
-        ref = await system.spawn(rec, name="worker", mailbox="durable")
+    async with durable_worker(nats_server, tenant, 20) as (system, ref, rec):
         assert ref.mailbox == "durable"
         for i in range(20):
             await ref.tell(i)
@@ -102,9 +112,7 @@ async def test_tells_are_handled_acked_and_gone_from_the_stream(
 async def test_ask_to_a_durable_mailbox_gets_its_reply_and_errors(
     nats_server: NatsServer, tenant: str
 ) -> None:
-    rec = recorder(1)
-    async with ActorSystem(tenant, settings=settings(nats_server, durable_max_deliver=2)) as system:
-        ref = await system.spawn(rec, name="worker", mailbox="durable")
+    async with durable_worker(nats_server, tenant, 1, durable_max_deliver=2) as (_, ref, rec):
         assert await ref.ask("hello", timeout=5) == {"got": "hello"}
         # A handler that fails every time: redelivered, and the asker hears of it
         # only after the last delivery.
@@ -116,9 +124,11 @@ async def test_ask_to_a_durable_mailbox_gets_its_reply_and_errors(
 async def test_a_poison_message_is_dead_lettered_after_max_deliver_and_the_rest_flows(
     nats_server: NatsServer, tenant: str
 ) -> None:
-    rec = recorder(5)  # 3 deliveries of the poison message, then 2 good ones
-    async with ActorSystem(tenant, settings=settings(nats_server, durable_max_deliver=3)) as system:
-        ref = await system.spawn(rec, name="worker", mailbox="durable")
+    async with durable_worker(nats_server, tenant, 5, durable_max_deliver=3) as (
+        system,
+        ref,
+        rec,
+    ):  # 3 deliveries of the poison message, then 2 good ones
         await ref.tell("fail")
         await ref.tell("good-1")
         await ref.tell("good-2")
@@ -138,9 +148,7 @@ async def test_a_poison_message_is_dead_lettered_after_max_deliver_and_the_rest_
 async def test_a_repeated_message_id_is_stored_and_handled_once(
     nats_server: NatsServer, tenant: str
 ) -> None:
-    rec = recorder(2)
-    async with ActorSystem(tenant, settings=settings(nats_server)) as system:
-        ref = await system.spawn(rec, name="worker", mailbox="durable")
+    async with durable_worker(nats_server, tenant, 2) as (system, ref, rec):
         durable = system._runtime.transport.durable
         assert durable is not None
         headers = {MESSAGE_ID: "the-same-id"}
@@ -208,17 +216,25 @@ async def test_a_durable_mailbox_in_process_is_a_config_error_naming_the_setting
             system.ref("worker", mailbox="disk")  # type: ignore[arg-type]
 
 
+def working(seconds: float, until: int) -> tuple[type[Actor], list[Any], asyncio.Event]:
+    """An actor working ``seconds`` per message; what it got; set once it got ``until``."""
+    deliveries: list[Any] = []
+    done = asyncio.Event()
+
+    class Working(Actor):
+        async def on_message(self, msg: Any, ctx: Context) -> Any:
+            deliveries.append(msg)
+            await asyncio.sleep(seconds)
+            if len(deliveries) >= until:
+                done.set()
+
+    return Working, deliveries, done
+
+
 async def test_a_handler_longer_than_ack_wait_keeps_its_message_with_in_progress_acks(
     nats_server: NatsServer, tenant: str
 ) -> None:
-    deliveries: list[Any] = []
-    finished = asyncio.Event()
-
-    class Long(Actor):
-        async def on_message(self, msg: Any, ctx: Context) -> Any:
-            deliveries.append(msg)
-            await asyncio.sleep(2.5)  # 2.5 ack-waits
-            finished.set()
+    Long, deliveries, finished = working(2.5, 1)  # 2.5 ack-waits
 
     async with ActorSystem(tenant, settings=settings(nats_server, durable_ack_wait=1.0)) as system:
         ref = await system.spawn(Long, name="long", mailbox="durable")
@@ -261,15 +277,7 @@ async def test_settings_drift_is_reported_and_streams_apply_changes_it(
 async def test_messages_waiting_in_a_slow_actors_mailbox_are_not_redelivered(
     nats_server: NatsServer, tenant: str
 ) -> None:
-    deliveries: list[Any] = []
-    done = asyncio.Event()
-
-    class Slow(Actor):
-        async def on_message(self, msg: Any, ctx: Context) -> Any:
-            deliveries.append(msg)
-            await asyncio.sleep(0.3)
-            if len(deliveries) >= 8:
-                done.set()
+    Slow, deliveries, done = working(0.3, 8)
 
     # Eight pulled at once, 2.4 s of work, a 1 s ack-wait: the last ones wait in the
     # mailbox for more than two ack-waits, kept there by in-progress acks.
@@ -338,9 +346,7 @@ async def test_durable_agents_spawned_at_once_in_several_systems_all_keep_their_
 async def test_a_durable_mailbox_whose_stream_is_deleted_makes_it_again(
     nats_server: NatsServer, tenant: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    rec = recorder(1)
-    async with ActorSystem(tenant, settings=settings(nats_server)) as system:
-        ref = await system.spawn(rec, name="worker", mailbox="durable")
+    async with durable_worker(nats_server, tenant, 1) as (system, ref, rec):
         transport = system._runtime.transport
         assert isinstance(transport, NatsTransport)
         await transport.client.jetstream().delete_stream(agents_stream(tenant))

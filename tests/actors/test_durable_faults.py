@@ -11,7 +11,6 @@ import os
 import resource
 import signal
 import subprocess
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -21,33 +20,23 @@ from motadata_actors import Actor, ActorsError, ActorSystem, Context, Settings
 from motadata_actors.mailbox import NatsServer, NatsTransport
 from motadata_actors.mailbox._jetstream import agents_stream, consumer_name
 
-from ..conftest import start_child, stop_child, wait_for
+from ..conftest import durable_agent_script, start_child, stop_child, wait_for
 
 pytestmark = pytest.mark.anyio
 
 # A durable agent that records each message it handles in a file, one line each, and
 # dies (os._exit, no verdict sent) on "die".
-AGENT = textwrap.dedent(
+AGENT = durable_agent_script(
     """
-    import asyncio, os, sys
-    from motadata_actors import Actor, ActorSystem
-
-    class Ledger(Actor):
+    class Agent(Actor):
         async def on_message(self, msg, ctx):
             if msg == "die":
                 os._exit(3)
             await asyncio.sleep(0.002)
             with open(sys.argv[2], "a") as f:
                 f.write(f"{msg}\\n")
-
-    async def main():
-        async with ActorSystem(sys.argv[1]) as system:
-            await system.spawn(Ledger, name="ledger", mailbox="durable")
-            print("ready", flush=True)
-            await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
-
-    asyncio.run(main())
-    """
+    """,
+    "ledger",
 )
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -10,6 +12,7 @@ import pytest
 
 from motadata_actors import (
     Actor,
+    ActorRef,
     ActorSystem,
     AskTimeout,
     ConnectionLost,
@@ -38,14 +41,21 @@ class Gate(Actor):
         return msg
 
 
+@contextlib.asynccontextmanager
+async def gated(
+    server: NatsServer, tenant: str, capacity: int
+) -> AsyncIterator[tuple[ActorSystem, Gate, ActorRef]]:
+    """A system whose mailboxes hold ``capacity`` messages, running a closed :class:`Gate`."""
+    settings = Settings(mailbox_capacity=capacity)
+    async with ActorSystem(tenant, transport=await connect(server), settings=settings) as system:
+        gate = Gate()
+        yield system, gate, await system.spawn(lambda: gate, name="gate")
+
+
 async def test_slow_consumer_on_nats_counts_every_drop(
     nats_server: NatsServer, tenant: str
 ) -> None:
-    transport = await connect(nats_server)
-    settings = Settings(mailbox_capacity=20)
-    async with ActorSystem(tenant, transport=transport, settings=settings) as system:
-        gate = Gate()
-        ref = await system.spawn(lambda: gate, name="gate")
+    async with gated(nats_server, tenant, 20) as (system, gate, ref):
         sent = 300
         for i in range(sent):
             await ref.tell(i)
@@ -128,11 +138,7 @@ async def test_ask_in_flight_when_the_server_dies_fails_within_its_timeout(
 async def test_asks_a_slow_actor_cannot_take_fail_at_once_with_mailbox_full(
     nats_server: NatsServer, tenant: str
 ) -> None:
-    transport = await connect(nats_server)
-    settings = Settings(mailbox_capacity=5)
-    async with ActorSystem(tenant, transport=transport, settings=settings) as system:
-        gate = Gate()
-        ref = await system.spawn(lambda: gate, name="gate")
+    async with gated(nats_server, tenant, 5) as (system, gate, ref):
         asks = [asyncio.create_task(ref.ask(i, timeout=30)) for i in range(100)]
         # The gate holds the handler: the mailbox fills, nats-py drops the overflow, and
         # each dropped ask is refused at once, long before its 30 s timeout.

@@ -7,6 +7,8 @@ metric through the dead-letter count), and the actor goes on working.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -36,6 +38,16 @@ def counter() -> type[Count]:
     return type("C", (Count,), {"handled": []})
 
 
+@contextlib.asynccontextmanager
+async def target_system(
+    transport: Transport, tenant: str, actor: type[Count]
+) -> AsyncIterator[tuple[ActorSystem, str]]:
+    """A system running ``actor`` as "target", and the subject mallory sends it on."""
+    async with ActorSystem(tenant, transport=transport) as system:
+        await system.spawn(actor, name="target")
+        yield system, agent_subject("mallory", "target", tenant)
+
+
 def headers(message_id: str) -> dict[str, str]:
     return {CONTENT_TYPE: "application/json", MESSAGE_ID: message_id}
 
@@ -53,9 +65,7 @@ async def test_a_known_message_id_with_another_body_is_a_refused_replay(
     transport: Transport, tenant: str
 ) -> None:
     actor = counter()
-    async with ActorSystem(tenant, transport=transport) as system:
-        await system.spawn(actor, name="target")
-        subject = agent_subject("mallory", "target", tenant)
+    async with target_system(transport, tenant, actor) as (system, subject):
         mid = new_message_id()
         first = await transport.request(subject, b'"pay 10"', headers=headers(mid), timeout=5)
         assert first.data == b'"pay 10"'
@@ -201,9 +211,7 @@ async def test_one_header_twice_in_different_cases_is_refused(
     transport: Transport, tenant: str
 ) -> None:
     actor = counter()
-    async with ActorSystem(tenant, transport=transport) as system:
-        await system.spawn(actor, name="target")
-        subject = agent_subject("mallory", "target", tenant)
+    async with target_system(transport, tenant, actor) as (system, subject):
         twice = {**headers(new_message_id()), "Sdk-Tenant-Id": tenant, "sdk-tenant-id": "other"}
         reply = await transport.request(subject, b'"x"', headers=twice, timeout=5)
         assert reply.headers is not None and reply.headers["Sdk-Error"] == "CodecError"

@@ -10,7 +10,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import textwrap
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -29,30 +28,20 @@ from motadata_actors.actors import summarize
 from motadata_actors.mailbox import NatsCluster, NatsServer, NatsTransport
 from motadata_actors.mailbox._jetstream import agents_stream
 
-from ..conftest import start_child, stop_child, wait_for
+from ..conftest import durable_agent_script, start_child, stop_child, wait_for
 
 pytestmark = pytest.mark.anyio
 
-REPLICA = textwrap.dedent(
+REPLICA = durable_agent_script(
     """
-    import asyncio, os, sys
-    from motadata_actors import Actor, ActorSystem
-
-    class Worker(Actor):
+    class Agent(Actor):
         async def on_message(self, msg, ctx):
             await asyncio.sleep(0.003)
             with open(sys.argv[2], "a") as f:
                 f.write(f"{os.getpid()} {msg}\\n")
             return os.getpid()
-
-    async def main():
-        async with ActorSystem(sys.argv[1]) as system:
-            await system.spawn(Worker, name="worker", mailbox="durable")
-            print("ready", flush=True)
-            await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
-
-    asyncio.run(main())
-    """
+    """,
+    "worker",
 )
 
 

@@ -45,6 +45,15 @@ from ..conftest import connect, wait_for
 pytestmark = pytest.mark.anyio
 
 
+async def stream_of(
+    actor: type[Actor], transport: Transport, tenant: str, **window: int
+) -> list[Any]:
+    """Every part ``actor`` streams for an ``ask_stream(1)`` with ``window``."""
+    async with ActorSystem(tenant, transport=transport) as system:
+        ref = await system.spawn(actor, name="streamer")
+        return [p async for p in ref.ask_stream(1, timeout=30, **window)]  # type: ignore[arg-type]
+
+
 class Counter(Actor):
     """Yields 0..n-1; records how far it got and whether it was closed."""
 
@@ -367,10 +376,8 @@ class Uneven(Actor):
 async def test_uneven_parts_do_not_deadlock_the_byte_window(
     transport: Transport, tenant: str
 ) -> None:
-    async with ActorSystem(tenant, transport=transport) as system:
-        ref = await system.spawn(Uneven, name="uneven")
-        parts = [p async for p in ref.ask_stream(1, timeout=30, window_bytes=1000)]
-        assert [len(p) for p in parts] == [100, 950, 1]
+    parts = await stream_of(Uneven, transport, tenant, window_bytes=1000)
+    assert [len(p) for p in parts] == [100, 950, 1]
 
 
 class Busy(Actor):
@@ -422,12 +429,10 @@ class Parallel(Actor):
 async def test_concurrent_ctx_stream_keeps_order_and_window(
     transport: Transport, tenant: str
 ) -> None:
-    async with ActorSystem(tenant, transport=transport) as system:
-        ref = await system.spawn(Parallel, name="parallel")
-        parts = [p async for p in ref.ask_stream(1, timeout=30, window=2)]
-        assert parts[-1] == "done" and len(parts) == 19
-        for name in "abc":
-            assert [p for p in parts if p[0] == name] == [f"{name}{i}" for i in range(6)]
+    parts = await stream_of(Parallel, transport, tenant, window=2)
+    assert parts[-1] == "done" and len(parts) == 19
+    for name in "abc":
+        assert [p for p in parts if p[0] == name] == [f"{name}{i}" for i in range(6)]
 
 
 class SlowCleanup(Actor):

@@ -13,6 +13,7 @@ import pytest
 
 from motadata_actors import (
     Actor,
+    ActorRef,
     ActorSystem,
     Backoff,
     Context,
@@ -20,7 +21,9 @@ from motadata_actors import (
     RemoteError,
     Settings,
     SupervisionError,
+    Supervisor,
 )
+from motadata_actors.actors import Strategy
 from motadata_actors.mailbox import InProcessTransport, NatsServer
 
 from ..conftest import connect
@@ -60,6 +63,14 @@ class Worker(Actor):
         return (self.name, self.number)
 
 
+async def workers(
+    system: ActorSystem, strategy: Strategy, *names: str
+) -> tuple[Supervisor, list[ActorRef]]:
+    """A supervisor "workers" with ``strategy`` (no backoff) over a Worker of each name."""
+    sup = await system.spawn_supervisor(name="workers", strategy=strategy, backoff=NO_BACKOFF)
+    return sup, [await sup.spawn(Worker, name=name) for name in names]
+
+
 @pytest.fixture(autouse=True)
 def reset_worker() -> None:
     Worker.log = []
@@ -80,9 +91,7 @@ async def settle(system: ActorSystem, kind: str, count: int) -> None:
 async def test_one_for_one_restarts_only_the_failed_child_with_a_fresh_instance(
     system: ActorSystem,
 ) -> None:
-    sup = await system.spawn_supervisor(name="workers", strategy="one_for_one", backoff=NO_BACKOFF)
-    a = await sup.spawn(Worker, name="a")
-    b = await sup.spawn(Worker, name="b")
+    _, (a, b) = await workers(system, "one_for_one", "a", "b")
     assert await a.ask("hi", timeout=5) == ["a", 1]
     await crash(a)
     assert await a.ask("hi", timeout=5) == ["a", 3]  # a fresh instance, same name and subject
@@ -93,10 +102,7 @@ async def test_one_for_one_restarts_only_the_failed_child_with_a_fresh_instance(
 
 
 async def test_one_for_all_restarts_every_child_newest_stopped_first(system: ActorSystem) -> None:
-    sup = await system.spawn_supervisor(name="workers", strategy="one_for_all", backoff=NO_BACKOFF)
-    a = await sup.spawn(Worker, name="a")
-    await sup.spawn(Worker, name="b")
-    c = await sup.spawn(Worker, name="c")
+    sup, (a, _, c) = await workers(system, "one_for_all", "a", "b", "c")
     Worker.log.clear()
     await crash(b := sup.ref("b"))
     await settle(system, "restarted", 3)
@@ -114,10 +120,7 @@ async def test_one_for_all_restarts_every_child_newest_stopped_first(system: Act
 async def test_rest_for_one_restarts_the_failed_child_and_those_after_it(
     system: ActorSystem,
 ) -> None:
-    sup = await system.spawn_supervisor(name="workers", strategy="rest_for_one", backoff=NO_BACKOFF)
-    a = await sup.spawn(Worker, name="a")
-    b = await sup.spawn(Worker, name="b")
-    await sup.spawn(Worker, name="c")
+    _, (a, b, _) = await workers(system, "rest_for_one", "a", "b", "c")
     Worker.log.clear()
     await crash(b)
     await settle(system, "restarted", 2)

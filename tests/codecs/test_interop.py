@@ -26,6 +26,16 @@ class Inspector(Actor):
         return {"task": msg, "content_type": ctx.headers[CONTENT_TYPE]}
 
 
+async def speaking(codec: str, nats_server: NatsServer, tenant: str) -> ActorSystem:
+    """A system of ``tenant`` that sends with ``codec``."""
+    return ActorSystem(
+        tenant,
+        transport=await connect(nats_server),
+        settings=Settings(codec=codec),  # type: ignore[arg-type]
+        registry=registry,
+    )
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize(
     ("asker", "server"),
@@ -42,18 +52,8 @@ async def test_systems_with_different_codecs_talk_over_nats(
         extra={"k": [1, None]},
         mood=Mood.BUSY,
     )
-    serving = ActorSystem(
-        tenant,
-        transport=await connect(nats_server),
-        settings=Settings(codec=server),
-        registry=registry,
-    )  # type: ignore[arg-type]
-    asking = ActorSystem(
-        tenant,
-        transport=await connect(nats_server),
-        settings=Settings(codec=asker),
-        registry=registry,
-    )  # type: ignore[arg-type]
+    serving = await speaking(server, nats_server, tenant)
+    asking = await speaking(asker, nats_server, tenant)
     async with serving, asking:
         await serving.spawn(Inspector, name="inspector")
         wire: Mailbox[Incoming] = Mailbox(10)

@@ -79,6 +79,37 @@ async def ack_all(msgs: list[DurableMessage]) -> None:
         await m.ack()
 
 
+async def two_waiting_then_unsubscribed(
+    store: JetStreamMailboxes, tenant: str
+) -> Mailbox[Incoming]:
+    """A mailbox with two messages waiting in it, whose replica stopped pulling."""
+    mine, sub = await open_box(store, tenant)
+    await tell(store, tenant, b"a", b"b")
+    await wait_for(lambda: mine.statistics().queued == 2, 5, "two waiting")
+    await sub.unsubscribe()
+    return mine
+
+
+async def both_taken(replica: Mailbox[Incoming], sub: Subscription) -> list[DurableMessage]:
+    """The replica gets "a" and "b", acks them and stops."""
+    got = await receive_all(replica, 2, 5)
+    assert sorted(m.data for m in got) == [b"a", b"b"]
+    await ack_all(got)
+    await sub.unsubscribe()
+    return got
+
+
+async def taken_by_a_worker(
+    store: JetStreamMailboxes, tenant: str, mailbox: Mailbox[Incoming]
+) -> DurableMessage:
+    """Store "long", receive it, and take it as a worker does (no task of its own keeps it)."""
+    await tell(store, tenant, b"long")
+    msg = await receive(mailbox, 5)
+    assert msg is not None
+    msg.started = True
+    return msg
+
+
 async def unsettled(transport: NatsTransport, tenant: str) -> int:
     info = await transport.client.jetstream().consumer_info(
         agents_stream(tenant), consumer_name("worker")
@@ -91,10 +122,8 @@ async def test_a_message_being_handled_is_kept_past_ack_wait_until_settled(
 ) -> None:
     store = transport.durable
     mailbox, sub = await open_box(store, tenant)
-    await tell(store, tenant, b"long")
-    msg = await receive(mailbox, 5)
-    assert msg is not None and msg.data == b"long" and msg.delivered == 1
-    msg.started = True  # a worker took it; no task of its own keeps it alive
+    msg = await taken_by_a_worker(store, tenant, mailbox)
+    assert msg.data == b"long" and msg.delivered == 1
     assert await receive(mailbox, LONGER_THAN_ACK_WAIT) is None, "redelivered while handled"
     await msg.ack()
     assert msg.settled
@@ -132,10 +161,7 @@ async def test_after_unsubscribe_a_message_being_handled_is_kept_then_the_loop_e
 ) -> None:
     store = transport.durable
     mine, sub = await open_box(store, tenant)
-    await tell(store, tenant, b"long")
-    msg = await receive(mine, 5)
-    assert msg is not None
-    msg.started = True
+    msg = await taken_by_a_worker(store, tenant, mine)
     await sub.unsubscribe()  # the actor stops taking messages; its handler still runs
     assert len(pull_tasks()) == 1, "the keeper stopped with the fetching"
     replica, other = await open_box(store, tenant)
@@ -149,27 +175,19 @@ async def test_after_unsubscribe_messages_left_waiting_in_an_open_mailbox_are_le
     transport: NatsTransport, tenant: str
 ) -> None:
     store = transport.durable
-    mine, sub = await open_box(store, tenant)
-    await tell(store, tenant, b"a", b"b")
-    await wait_for(lambda: mine.statistics().queued == 2, 5, "two waiting")
-    await sub.unsubscribe()  # nobody will take them here (a start that failed, say)
+    # Nobody will take them here (a start that failed, say).
+    await two_waiting_then_unsubscribed(store, tenant)
     await wait_for(lambda: not pull_tasks(), 3, "the loop to end: nothing left to keep")
     replica, other = await open_box(store, tenant)
-    got = await receive_all(replica, 2, 5)
-    assert sorted(m.data for m in got) == [b"a", b"b"]
+    got = await both_taken(replica, other)
     assert all(m.delivered == 2 for m in got)
-    await ack_all(got)
-    await other.unsubscribe()
 
 
 async def test_a_closed_mailbox_being_drained_keeps_its_waiting_messages(
     transport: NatsTransport, tenant: str
 ) -> None:
     store = transport.durable
-    mine, sub = await open_box(store, tenant)
-    await tell(store, tenant, b"a", b"b")
-    await wait_for(lambda: mine.statistics().queued == 2, 5, "two waiting")
-    await sub.unsubscribe()
+    mine = await two_waiting_then_unsubscribed(store, tenant)
     mine.close()  # its owner drains it: each will be handled or released
     replica, other = await open_box(store, tenant)
     assert await receive(replica, LONGER_THAN_ACK_WAIT) is None, "let go while queued"
@@ -177,10 +195,7 @@ async def test_a_closed_mailbox_being_drained_keeps_its_waiting_messages(
         msg = await receive(mine, 1)
         assert msg is not None and msg.delivered == 1
         await msg.nak()  # released: the replica takes them now
-    got = await receive_all(replica, 2, 5)
-    assert sorted(m.data for m in got) == [b"a", b"b"]
-    await ack_all(got)
-    await other.unsubscribe()
+    await both_taken(replica, other)
 
 
 async def test_closing_the_transport_ends_every_pull_loop(
@@ -190,10 +205,7 @@ async def test_closing_the_transport_ends_every_pull_loop(
     store = transport.durable
     mailbox, sub = await open_box(store, tenant)
     await store.open_mailbox(tenant, "other", Mailbox(10), CONFIG)  # never unsubscribed
-    await tell(store, tenant, b"long")
-    msg = await receive(mailbox, 5)
-    assert msg is not None
-    msg.started = True
+    await taken_by_a_worker(store, tenant, mailbox)
     await sub.unsubscribe()  # its keeper lingers for the message being handled
     assert len(pull_tasks()) == 2
     await transport.aclose()

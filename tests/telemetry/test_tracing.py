@@ -57,6 +57,11 @@ class Planner(Actor):
         return await ctx.ref("writer").ask(msg, timeout=5)
 
 
+async def traced(tenant: str, server: NatsServer, provider: TracerProvider) -> ActorSystem:
+    """A system of ``tenant`` on ``server`` whose spans go to ``provider``."""
+    return ActorSystem(tenant, transport=await connect(server), tracer_provider=provider)
+
+
 def by_name(finished: tuple[ReadableSpan, ...]) -> dict[str, list[ReadableSpan]]:
     out: dict[str, list[ReadableSpan]] = {}
     for span in finished:
@@ -68,9 +73,7 @@ async def test_a_conversation_is_one_trace_with_conventional_spans(
     spans: tuple[TracerProvider, InMemorySpanExporter], nats_server: NatsServer, tenant: str
 ) -> None:
     provider, exporter = spans
-    async with ActorSystem(
-        tenant, transport=await connect(nats_server), tracer_provider=provider
-    ) as system:
+    async with await traced(tenant, nats_server, provider) as system:
         await system.spawn(Writer, name="writer")
         planner = await system.spawn(Planner, name="planner")
         assert await planner.ask("ship", timeout=5) == "draft of ship"
@@ -142,9 +145,7 @@ async def test_streams_events_and_workflow_steps_are_traced(
     spans: tuple[TracerProvider, InMemorySpanExporter], nats_server: NatsServer, tenant: str
 ) -> None:
     provider, exporter = spans
-    async with ActorSystem(
-        tenant, transport=await connect(nats_server), tracer_provider=provider
-    ) as system:
+    async with await traced(tenant, nats_server, provider) as system:
         listener = await system.spawn(Listener, name="listener")
         hub = await system.spawn(Hub, name="hub")
         assert [p async for p in hub.ask_stream("go", timeout=10)] == ["a", "b", "c"]
@@ -182,9 +183,7 @@ async def test_errors_timeouts_and_retries_are_recorded_on_spans(
         async def on_message(self, msg: Any, ctx: Context) -> Any:
             await anyio.sleep(30)
 
-    async with ActorSystem(
-        tenant, transport=await connect(nats_server), tracer_provider=provider
-    ) as system:
+    async with await traced(tenant, nats_server, provider) as system:
         writer = await system.spawn(Writer, name="writer")
         hung = await system.spawn(Hung, name="hung")
         with pytest.raises(RemoteError):
