@@ -28,20 +28,25 @@ from ._envelope import (
     new_message_id,
 )
 from ._inprocess import InProcessTransport
+from ._kv import Entry, KeepsValues, KeyValueStore, MemoryKeyValue
 from ._nats import NatsAuth, NatsTransport
 from ._queue import Mailbox, MailboxStatistics
 from ._server import NatsCluster, NatsServer, find_nats_server
 from ._subjects import (
+    MAX_KEY_LENGTH,
     MAX_TOKEN_LENGTH,
     Subject,
     agent_inbox,
     agent_subject,
     check_id,
+    check_key,
     check_token,
     dlq_subject,
     event_subject,
     inbox_prefix,
+    keyed_name,
     parse_subject,
+    split_keyed,
     workflow_subject,
 )
 from ._tenancy import TenantUser, server_config, tenant_permissions
@@ -67,6 +72,7 @@ __all__ = (
     "CORRELATION_ID",
     "DEAD_REASON",
     "ERROR",
+    "MAX_KEY_LENGTH",
     "MAX_TOKEN_LENGTH",
     "MESSAGE_ID",
     "MESSAGE_TYPE",
@@ -82,11 +88,15 @@ __all__ = (
     "DurableConfig",
     "DurableMessage",
     "DurableStore",
+    "Entry",
     "InProcessTransport",
     "Incoming",
     "KeepsDeadLetters",
+    "KeepsValues",
+    "KeyValueStore",
     "Mailbox",
     "MailboxStatistics",
+    "MemoryKeyValue",
     "NatsAuth",
     "NatsCluster",
     "NatsServer",
@@ -101,6 +111,7 @@ __all__ = (
     "agent_inbox",
     "agent_subject",
     "check_id",
+    "check_key",
     "check_token",
     "decode_body",
     "decode_error",
@@ -110,9 +121,11 @@ __all__ = (
     "event_subject",
     "find_nats_server",
     "inbox_prefix",
+    "keyed_name",
     "new_message_id",
     "parse_subject",
     "server_config",
+    "split_keyed",
     "tenant_permissions",
     "workflow_subject",
 )

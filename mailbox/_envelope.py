@@ -15,7 +15,7 @@ from base64 import urlsafe_b64encode
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final, final
 
-from motadata_actors._errors import CodecError, MessageTooLarge
+from motadata_actors._errors import CodecError, DecodeError, MessageTooLarge
 from motadata_actors.codecs import Codec, Codecs, wire_name_of
 
 if TYPE_CHECKING:
@@ -48,12 +48,14 @@ __all__ = (
     "message_id_time",
     "message_size",
     "new_message_id",
+    "open_state",
     "received_headers",
     "replayed",
     "seal",
     "seal_end",
     "seal_error",
     "seal_part",
+    "seal_state",
     "stored",
 )
 
@@ -525,3 +527,43 @@ class Letter(_Ids):
     def dead_letter_headers(self, reason: str) -> dict[str, str]:
         """Its headers plus ``Sdk-Dead-Reason`` (JetStream's ``Nats-*`` controls left out)."""
         return dead_letter_headers(self.headers, reason)
+
+
+_STATE_MAGIC: Final = b"sdk-state/1 "
+
+
+def seal_state(value: object, codec: Codec) -> bytes:
+    """An agent's state as kept in a key-value bucket.
+
+    One line ``sdk-state/1 <content type> <message type or ->`` before the body, so a
+    state written with one codec or an older version of a ``@message`` class is read
+    back as a message would be.
+
+    Raises:
+        EncodeError: ``value`` is outside the value model, or a typed field is wrong.
+        MessageTooLarge: the body exceeds the codec's size limit.
+    """
+    headers: dict[str, str] = {}
+    body = encode_body(value, codec, headers)
+    line = f"{headers[CONTENT_TYPE]} {headers.get(MESSAGE_TYPE, '-')}\n".encode()
+    return _STATE_MAGIC + line + body
+
+
+def open_state(data: bytes, codecs: Codecs) -> Any:
+    """The state ``seal_state`` kept.
+
+    Raises:
+        DecodeError: not a kept state, or its body does not decode.
+        CodecError: an unknown content or message type.
+    """
+    end = data.find(b"\n", 0, 512)
+    if not data.startswith(_STATE_MAGIC) or end < 0:
+        raise DecodeError("state", None, "not kept by motadata-actors (no sdk-state/1 line)")
+    try:
+        content_type, wire_name = data[len(_STATE_MAGIC) : end].decode("ascii").split(" ")
+    except (UnicodeDecodeError, ValueError):
+        raise DecodeError("state", None, "a malformed sdk-state/1 line") from None
+    headers = {CONTENT_TYPE: content_type}
+    if wire_name != "-":
+        headers[MESSAGE_TYPE] = wire_name
+    return decode_body(data[end + 1 :], headers, codecs)

@@ -22,6 +22,7 @@ from motadata_actors._errors import AskTimeout, NoResponders, SubjectError, Tran
 
 from ._dead_letters import MemoryDeadLetters
 from ._envelope import check_size
+from ._kv import MemoryKeyValue
 from ._queue import Mailbox
 from ._subjects import check_publish_subject, check_subscribe_subject
 from ._transport import Incoming, Subscription
@@ -77,7 +78,22 @@ class InProcessTransport:
         self._replies: dict[str, asyncio.Future[Incoming]] = {}
         self._round_robin = itertools.count()
         self._inbox_ids = itertools.count(1)
+        self._buckets: dict[str, MemoryKeyValue] = {}
         self._closed = False
+
+    async def key_value(
+        self, bucket: str, *, ttl: float | None = None, max_value_size: int = -1
+    ) -> MemoryKeyValue:
+        """The bucket ``bucket`` in this process's memory, made when missing.
+
+        Every system on this transport shares it, as processes share a JetStream bucket.
+        """
+        found = self._buckets.get(bucket)
+        if found is None:
+            found = self._buckets[bucket] = MemoryKeyValue(
+                bucket, ttl=ttl, max_value_size=max_value_size
+            )
+        return found
 
     @property
     def dead_letters(self) -> MemoryDeadLetters:

@@ -169,6 +169,7 @@ class NatsTransport:
         self._mailboxes: dict[RawSubscription, Mailbox[Incoming]] = {}  # ours, live
         self._durable: JetStreamMailboxes | None = None
         self._js: natspy.JetStream | None = None
+        self._buckets: dict[str, natspy.KeyValueBucket] = {}
         self._closed = False
         self.listener: Callable[[str, str, str], None] | None = None
         """Told ``(kind, detail, reply)`` of ``dropped`` (a slow consumer: nats-py dropped
@@ -203,6 +204,22 @@ class NatsTransport:
         if self._dead_letters is None:
             self._dead_letters = JetStreamDeadLetters(self._jetstream(), lambda: self.description)
         return self._dead_letters
+
+    async def key_value(
+        self, bucket: str, *, ttl: float | None = None, max_value_size: int = -1
+    ) -> natspy.KeyValueBucket:
+        """The JetStream key-value bucket ``bucket``, made when missing (after :meth:`start`).
+
+        Raises:
+            ConfigError: it exists with another ``ttl``, or JetStream is off.
+        """
+        found = self._buckets.get(bucket)
+        if found is None:
+            found = await self._jetstream().key_value(
+                bucket, ttl=ttl, max_value_size=max_value_size
+            )
+            self._buckets[bucket] = found
+        return found
 
     def _jetstream(self) -> natspy.JetStream:
         if self._js is None:

@@ -38,9 +38,11 @@ from nats.aio.client import Client
 from nats.aio.subscription import Subscription
 
 from motadata_actors._errors import (
+    ConfigError,
     ConnectionLost,
     MessageTooLarge,
     NoResponders,
+    SequenceConflict,
     SubjectError,
     TransportClosed,
 )
@@ -57,6 +59,7 @@ from ._js_values import (
     StreamInfo,
     StreamSpec,
 )
+from ._kv import Entry
 from ._tls_guard import GuardedTcp
 from ._transport import StoredMessage
 
@@ -72,6 +75,7 @@ __all__ = (
     "NATS_PY_RANGE",
     "Hook",
     "JetStream",
+    "KeyValueBucket",
     "PullSubscription",
     "RawClient",
     "RawSubscription",
@@ -556,6 +560,70 @@ async def in_progress(msg: Incoming) -> None:
 
 
 @final
+class KeyValueBucket:
+    """A JetStream key-value bucket (nats-py's ``KeyValue``) in our terms (:mod:`._kv`)."""
+
+    __slots__ = ("_kv", "_name")
+
+    def __init__(self, kv: Any, name: str) -> None:
+        self._kv = kv
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        """The bucket's name."""
+        return self._name
+
+    async def _cas(self, key: str, call: Awaitable[int], what: str) -> int:
+        try:
+            return await call
+        except nats.js.errors.KeyWrongLastSequenceError:
+            raise SequenceConflict(
+                f"key {key!r} of bucket {self._name}: {what} refused, its revision moved on "
+                "(another writer went first)"
+            ) from None
+        except nats.js.errors.APIError as exc:
+            if exc.err_code in (10071, 10164):  # wrong last sequence (a delete's, say)
+                raise SequenceConflict(
+                    f"key {key!r} of bucket {self._name}: {what} refused, its revision moved "
+                    "on (another writer went first)"
+                ) from None
+            raise _js_error(exc, f"{what} {key!r} in bucket {self._name}") from exc
+        except Exception as exc:
+            error = _js_error(exc, f"{what} {key!r} in bucket {self._name}")
+            if error is exc:
+                raise
+            raise error from exc
+
+    async def get(self, key: str) -> Entry | None:
+        """The key's latest value, or None (never written, deleted or expired)."""
+        try:
+            entry = await _call(f"read {key!r} in bucket {self._name}", self._kv.get(key))
+        except (nats.js.errors.KeyNotFoundError, NotFound):
+            return None
+        return Entry(entry.value or b"", entry.revision or 0)
+
+    async def create(self, key: str, value: bytes) -> int:
+        """Write ``key`` only if it has no value (:class:`SequenceConflict`: it has)."""
+        return await self._cas(key, self._kv.create(key, value), "create")
+
+    async def update(self, key: str, value: bytes, last: int) -> int:
+        """Write ``key`` only at revision ``last`` (:class:`SequenceConflict`: it moved on)."""
+        return await self._cas(key, self._kv.update(key, value, last=last), "update")
+
+    async def delete(self, key: str, last: int | None = None) -> None:
+        """Remove ``key`` (only at revision ``last``, when given)."""
+        await self._cas(key, self._kv.delete(key, last=last), "delete")
+
+    async def keys(self) -> list[str]:
+        """The keys with a value now."""
+        try:
+            return list(await _call(f"list bucket {self._name}", self._kv.keys()))
+        except nats.js.errors.NoKeysError:
+            return []
+
+
+@final
 class JetStream:
     """JetStream on one connection, in our terms (:mod:`._js_values`).
 
@@ -698,3 +766,30 @@ class JetStream:
     def new_inbox(self) -> str:
         """A unique subject under the connection's inbox prefix."""
         return new_inbox(self._nc)
+
+    async def key_value(
+        self, bucket: str, *, ttl: float | None, max_value_size: int
+    ) -> KeyValueBucket:
+        """The key-value bucket ``bucket``, made when missing (one value per key).
+
+        Raises:
+            ConfigError: it exists with another ``ttl``.
+        """
+        what = f"open key-value bucket {bucket}"
+        try:
+            kv = await _call(what, self._js.key_value(bucket))
+        except (nats.js.errors.BucketNotFoundError, NotFound):
+            config = api.KeyValueConfig(
+                bucket=bucket, history=1, ttl=ttl,
+                max_value_size=max_value_size if max_value_size > 0 else None,
+            )  # fmt: skip
+            kv = await _call(what, self._js.create_key_value(config))
+        else:
+            info = await self.stream_info(f"KV_{bucket}")
+            kept = info.max_age or None
+            if (kept or None) != (ttl or None) and not (kept and ttl and abs(kept - ttl) < 1e-3):
+                raise ConfigError(
+                    f"key-value bucket {bucket} keeps keys for {kept} s, this process wants "
+                    f"{ttl} s: use one lease time for the whole tenant, or delete the bucket"
+                )
+        return KeyValueBucket(kv, bucket)

@@ -10,6 +10,12 @@
 Every token is checked when a subject is built, so a bad token is an error at the
 call site and never a silently wrong subject. Agent and tenant ids are stricter
 (lowercase ``[a-z0-9_-]``) than other tokens.
+
+A keyed agent (one instance per key of a kind) is addressed by ``<kind>~<key>`` in the
+``<to>`` token: ``sdk.agent.client.chat~session-42.acme``. A key is 1 to
+:data:`MAX_KEY_LENGTH` characters of ``[A-Za-z0-9_=-]`` (so any base64url string is a
+key); ``~`` never appears in a plain name, so the two cannot collide, and every such token
+is also a valid JetStream key-value key.
 """
 
 from __future__ import annotations
@@ -23,11 +29,15 @@ import attrs
 from motadata_actors._errors import SubjectError
 
 __all__ = (
+    "KEY_SEPARATOR",
+    "MAX_KEY_LENGTH",
     "MAX_TOKEN_LENGTH",
     "Subject",
     "agent_inbox",
     "agent_subject",
+    "check_agent",
     "check_id",
+    "check_key",
     "check_publish_subject",
     "check_subscribe_subject",
     "check_token",
@@ -37,9 +47,11 @@ __all__ = (
     "event_subject",
     "inbox_prefix",
     "is_agent_subject",
+    "keyed_name",
     "keep_inbox",
     "new_inbox",
     "parse_subject",
+    "split_keyed",
     "subject_kind",
     "workflow_subject",
 )
@@ -47,7 +59,14 @@ __all__ = (
 MAX_TOKEN_LENGTH = 64
 """The longest token accepted, in characters."""
 
+MAX_KEY_LENGTH = 128
+"""The longest key of a keyed agent, in characters."""
+
+KEY_SEPARATOR = "~"
+"""Between a keyed agent's kind and its key in the ``<to>`` token."""
+
 _ID = re.compile(r"[a-z0-9_-]+")
+_KEY = re.compile(r"[A-Za-z0-9_=-]+")
 # Any printable, non-space character except the subject separators and wildcards.
 _TOKEN = re.compile(r"[^\s.*>\x00-\x1f\x7f]+")
 
@@ -85,6 +104,44 @@ def check_id(value: object, what: str = "id") -> str:
     if not _ID.fullmatch(value):
         raise SubjectError(f"{what} {value!r} must use only lowercase letters, digits, '_' and '-'")
     return value
+
+
+def check_key(key: object) -> str:
+    """Return ``key`` if it can key an agent (``[A-Za-z0-9_=-]``, 1 to 128 characters).
+
+    Raises:
+        SubjectError: not a str, empty, too long, or another character (a hostile key
+            such as ``"a.b"``, ``"*"`` or ``"x y"`` never reaches a subject).
+    """
+    if not isinstance(key, str):
+        raise SubjectError(f"a key must be a str, not {type(key).__name__}")
+    if not key or len(key) > MAX_KEY_LENGTH or not _KEY.fullmatch(key):
+        raise SubjectError(
+            f"key {key[:32]!r} must be 1 to {MAX_KEY_LENGTH} characters of letters, digits, "
+            "'_', '-' and '=' (encode others, for instance with base64.urlsafe_b64encode)"
+        )
+    return key
+
+
+def keyed_name(kind: str, key: str) -> str:
+    """``<kind>~<key>``: the ``<to>`` token of the agent of kind ``kind`` for ``key``."""
+    return f"{check_id(kind, 'agent kind')}{KEY_SEPARATOR}{check_key(key)}"
+
+
+def split_keyed(token: str) -> tuple[str, str | None]:
+    """``(kind, key)`` of a keyed ``<to>`` token, ``(name, None)`` of a plain name (unchecked)."""
+    kind, sep, key = token.partition(KEY_SEPARATOR)
+    return (kind, key) if sep else (token, None)
+
+
+def check_agent(token: object, what: str = "agent name") -> str:
+    """Return ``token`` if it names an agent: a plain name or ``<kind>~<key>``."""
+    if isinstance(token, str) and KEY_SEPARATOR in token:
+        kind, key = split_keyed(token)
+        check_id(kind, f"{what} (kind)")
+        check_key(key)
+        return token
+    return check_id(token, what)
 
 
 def check_publish_subject(subject: str) -> str:
@@ -140,7 +197,7 @@ def check_subscribe_subject(subject: str) -> tuple[str, ...]:
 def agent_subject(sender: str, to: str, tenant: str) -> str:
     """``sdk.agent.<from>.<to>.<tenant>``: a message from ``sender`` to agent ``to``."""
     return (
-        f"sdk.agent.{check_id(sender, 'sender')}.{check_id(to, 'agent name')}"
+        f"sdk.agent.{check_agent(sender, 'sender')}.{check_agent(to, 'agent name')}"
         f".{check_id(tenant, 'tenant')}"
     )
 
@@ -176,7 +233,7 @@ def workflow_subject(workflow_id: str, tenant: str) -> str:
 
 def dlq_subject(to: str, tenant: str) -> str:
     """``sdk.dlq.<to>.<tenant>``: dead letters addressed to agent ``to``."""
-    return f"sdk.dlq.{check_id(to, 'agent name')}.{check_id(tenant, 'tenant')}"
+    return f"sdk.dlq.{check_agent(to, 'agent name')}.{check_id(tenant, 'tenant')}"
 
 
 def inbox_prefix(tenant: str) -> str:

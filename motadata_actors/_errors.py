@@ -20,6 +20,7 @@ __all__ = (
     "RemoteError",
     "ReplayError",
     "SequenceConflict",
+    "StateConflict",
     "StreamError",
     "SubjectError",
     "SupervisionError",
@@ -175,6 +176,16 @@ class SequenceConflict(ActorsError):
 
     Raised by :meth:`Workflow.publish <motadata_actors.Workflow.publish>` with
     ``expect_seq``; read the history again and decide.
+    """
+
+
+class StateConflict(SequenceConflict):
+    """An agent's state was not saved: a newer activation owns it now.
+
+    Saves are fenced: each is conditional on the revision the activation loaded or last
+    saved, and a new activation claims the state when it loads it. A process that lost its
+    lease (it was paused, or cut off, past the lease time) but still runs gets this error
+    instead of overwriting newer state; its activation is dropped without saving.
     """
 
 
