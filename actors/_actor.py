@@ -15,6 +15,7 @@ from ._streaming import ReplyStream
 
 if TYPE_CHECKING:
     from ._cell import ActorCell
+    from ._state import StateSlot
 
 __all__ = ("Actor", "Context", "NotStreamed")
 
@@ -34,6 +35,12 @@ class Actor:
             its mailbox, like any message: each a type name (``"*"``: every event of the
             tenant) or a :class:`Subscribe` for a queue group, broadcast, or a durable,
             replayable subscription. :meth:`subscribe` adds more at run time.
+        state: not defined here. Define it on a subclass (the initial value: a
+            ``@message`` instance or any value of the value model) and every instance
+            starts with a copy of it or with what was saved before, and ``self.state`` is
+            saved after each handled message that changed it (before the reply), in the
+            tenant's key-value bucket: see :mod:`docs/stateful-agents.md` and
+            :class:`~motadata_actors.StateConflict`.
 
     Example::
 
@@ -51,7 +58,11 @@ class Actor:
     ref: ActorRef
     """This actor's own address."""
 
+    key: str | None = None
+    """The key of a keyed agent (``spawn_keyed``): one instance per key; None otherwise."""
+
     _sdk_cell: ActorCell  # set by the system with name and ref
+    _sdk_state: StateSlot | None = None  # where its state is kept, when it declares one
 
     def _cell(self) -> ActorCell:
         try:
@@ -103,6 +114,23 @@ class Actor:
     async def unfollow(self, workflow_id: str) -> None:
         """Stop receiving the workflow's steps (its position is kept for a day)."""
         await self._cell().feeds.remove("workflow", workflow_id)
+
+    async def save_state(self) -> bool:
+        """Save ``self.state`` now if it changed (it is also saved after each message).
+
+        Returns whether it was written. For a long handler that wants its progress kept.
+
+        Raises:
+            ConfigError: the class declares no ``state``.
+            StateConflict: another instance wrote it since (this one is stale).
+        """
+        slot = self._sdk_state
+        if slot is None:
+            raise ConfigError(
+                f"{type(self).__name__} keeps no state: give the class a state attribute "
+                "(its initial value)"
+            )
+        return await slot.save(self)
 
     async def on_start(self) -> None:
         """Run once before the first message. Raising here makes ``spawn`` fail."""

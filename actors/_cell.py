@@ -42,6 +42,7 @@ from ._feeds import Feeds
 from ._pubsub import Subscribe
 from ._ref import ActorRef
 from ._runtime import MailboxKind, Runtime, reason_line
+from ._state import StateSlot, declares_state, state_store
 
 if TYPE_CHECKING:
     from ._supervisor import Supervisor
@@ -76,6 +77,7 @@ class ActorStatistics:
             (each stream's share is bounded by its window).
         path: where it sits in the supervision tree (``/workers/writer``): the name
             :meth:`ActorSystem.events` uses for it.
+        keys: for a keyed agent kind, how many keys have an instance in this process.
     """
 
     name: str
@@ -91,9 +93,9 @@ class ActorStatistics:
     streams: int = 0
     stream_outstanding: int = 0
     path: str = ""
+    keys: int = 0
 
 
-@final
 class ActorCell:
     """One supervised actor: the part that survives restarts.
 
@@ -165,7 +167,17 @@ class ActorCell:
             len(streams),
             sum(stream.outstanding for stream in streams),
             self.path,
+            self.keys(),
         )
+
+    def keys(self) -> int:
+        """Keys with an instance here (0: not a keyed kind)."""
+        return 0
+
+    @property
+    def one_at_a_time(self) -> bool:
+        """Whether the instance handles one message at a time (concurrency 1)."""
+        return self.concurrency == 1
 
     @property
     def alive(self) -> bool:
@@ -202,6 +214,7 @@ class ActorCell:
         rt = self.rt
         try:
             actor = self._new_instance()
+            await self._load_state(actor)
             if self.mailbox_kind == "durable":
                 durable = rt.durable(f"actor {self.name!r}: mailbox='durable'")
                 self._inbox = await durable.open_mailbox(
@@ -224,6 +237,14 @@ class ActorCell:
             task_group.start_soon(self._work, name=f"actor:{self.path}#{i}")
         rt.events.record("started", self.path)
         log.debug("actor %s started on %s", self.path, self._inbox.subject)
+
+    async def _load_state(self, actor: Actor) -> None:
+        """Give an actor that declares ``state`` what was saved (a restart finds it)."""
+        if declares_state(type(actor)):
+            store = await state_store(self.rt, f"actor {self.name!r}")
+            slot = StateSlot(store, self.name, self.rt)
+            await slot.load(actor)
+            actor._sdk_state = slot
 
     async def halt(self) -> None:
         """Stop taking messages, wait for running handlers, run ``on_stop``.
@@ -259,6 +280,7 @@ class ActorCell:
             return
         await self.halt()
         actor = self._new_instance()
+        await self._load_state(actor)
         await actor.on_restart(exc)
         self._instance = actor
         self.generation += 1
@@ -323,13 +345,7 @@ class ActorCell:
         assert task is not None
         handling = self._handling
         try:
-            while True:
-                try:
-                    msg = await self._mailbox.receive()
-                except StopAsyncIteration:
-                    return
-                if not self._running.is_set():
-                    await self._running.wait()  # after a crash: until the restart (or shutdown)
+            while (msg := await self._next()) is not None:
                 actor = self._instance
                 if actor is None or self._expired:
                     await self._release(msg)
@@ -365,6 +381,16 @@ class ActorCell:
             self._workers_left -= 1
             if self._workers_left <= 0:
                 self._workers_done.set()
+
+    async def _next(self) -> Incoming | None:
+        """The next message once workers may take it (None: the mailbox closed)."""
+        try:
+            msg = await self._mailbox.receive()
+        except StopAsyncIteration:
+            return None
+        if not self._running.is_set():
+            await self._running.wait()  # after a crash: until the restart (or shutdown)
+        return msg
 
     def grace_expired(self) -> bool:
         """Whether shutdown's grace ran out (set while handlers may be running)."""

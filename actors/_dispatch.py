@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any, Final, final
+from typing import TYPE_CHECKING, Any, Final, Protocol, final
 
 from motadata_actors._errors import ActorsError, CodecError, StreamError
 from motadata_actors.mailbox import DurableMessage, Incoming
@@ -44,9 +44,9 @@ from ._runtime import (
 from ._streaming import ReplyStream
 
 if TYPE_CHECKING:
-    from ._cell import ActorCell
+    from ._runtime import Runtime
 
-__all__ = ("Dispatcher", "Result")
+__all__ = ("Dispatcher", "Host", "Result")
 
 log = get_logger("actors")
 
@@ -95,11 +95,47 @@ class _Closed(Exception):
     """A streaming handler was cancelled because its consumer closed the stream."""
 
 
+class Host(Protocol):
+    """What a dispatcher needs of the cell it works for (a plain actor's, or a kind's)."""
+
+    rt: Runtime
+    name: str
+    path: str
+    handled: int
+    failed: int
+    rejected: int
+
+    @property
+    def one_at_a_time(self) -> bool:
+        """Whether an instance handles one message at a time (it cannot ask itself)."""
+        ...
+
+    def enter(self) -> None:
+        """A handler starts."""
+        ...
+
+    def leave(self) -> None:
+        """A handler ended."""
+        ...
+
+    def call(self, actor: Actor, payload: Any, ctx: Context) -> Awaitable[Any]:
+        """Run the handler the way it is written."""
+        ...
+
+    def grace_expired(self) -> bool:
+        """Whether shutdown's grace ran out."""
+        ...
+
+    async def dead_letter(self, msg: Incoming, reason: str) -> None:
+        """Dead-letter ``msg`` with ``reason``."""
+        ...
+
+
 @final
 class Dispatcher:
     """Handles the messages of one actor cell, one call per message."""
 
-    def __init__(self, cell: ActorCell) -> None:
+    def __init__(self, cell: Host) -> None:
         rt = cell.rt
         self._cell = cell
         self._rt = rt
@@ -140,7 +176,7 @@ class Dispatcher:
         if left is None:
             left = letter.timeout
         deadline = rt.clock.now() + left if left is not None else None
-        ctx = Context(rt, cell.name, letter, deadline, cell.concurrency == 1)
+        ctx = Context(rt, actor.name, letter, deadline, cell.one_at_a_time)
         stream: ReplyStream | None = None
         if letter.reply and letter.is_streaming_ask:
             stream = await self._open_stream(letter)
@@ -162,6 +198,8 @@ class Dispatcher:
         error: BaseException | None = None
         try:
             result = await self._run(actor, payload, ctx, stream)
+            if actor._sdk_state is not None:
+                await actor._sdk_state.save(actor)  # before the reply: an acked ask is kept
         except _Closed:
             return HANDLED  # the consumer closed the stream: the handler was cancelled
         except _Overran:

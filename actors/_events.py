@@ -27,6 +27,9 @@ EventKind = Literal[
     "disconnected",  # the NATS connection broke (nats-py is reconnecting)
     "reconnected",  # the NATS connection is back
     "refused",  # the NATS server refused a publish or subscription (permissions)
+    "activated",  # a keyed agent's instance for one key started here
+    "deactivated",  # a keyed agent's instance ended here (idle, stopped, crashed)
+    "lease_lost",  # this process lost its node lease: its keyed instances were dropped
 ]
 
 

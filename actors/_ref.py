@@ -18,7 +18,14 @@ from motadata_actors._errors import (
     StreamError,
     TenantError,
 )
-from motadata_actors.mailbox import DurableStore, Incoming, agent_subject, check_id, new_message_id
+from motadata_actors.mailbox import (
+    DurableStore,
+    Incoming,
+    agent_subject,
+    check_id,
+    keyed_name,
+    new_message_id,
+)
 from motadata_actors.mailbox._envelope import Letter, Sealed, seal
 
 from ._clock import SystemClock
@@ -59,7 +66,7 @@ class ActorRef:
     and asks to a durable mailbox are stored by JetStream before they count as sent.
     """
 
-    __slots__ = ("_overrides", "_policy", "_rt", "_subjects", "mailbox", "name")
+    __slots__ = ("_overrides", "_policy", "_rt", "_subjects", "_to", "key", "mailbox", "name")
 
     def __init__(
         self,
@@ -68,8 +75,15 @@ class ActorRef:
         policy: AskPolicy | None = None,
         *,
         mailbox: MailboxKind = "core",
+        key: str | None = None,
     ) -> None:
         self.name = check_id(name, "agent name")
+        """The agent's name, or a keyed agent's kind."""
+        self.key = key
+        """A keyed agent's key (None for a plain agent)."""
+        self._to = self.name if key is None else keyed_name(name, key)
+        if key is not None and mailbox != "core":
+            raise ConfigError("keyed agents have core mailboxes: drop mailbox= with key=")
         if mailbox not in MAILBOX_KINDS:
             raise ConfigError(f"mailbox must be 'core' or 'durable', not {mailbox!r}")
         self.mailbox: MailboxKind = mailbox
@@ -81,13 +95,13 @@ class ActorRef:
 
     def __repr__(self) -> str:
         kind = " durable" if self.mailbox == "durable" else ""
-        return f"<ActorRef {self.name!r}{kind} tenant={self._rt.tenant!r}>"
+        return f"<ActorRef {self._to!r}{kind} tenant={self._rt.tenant!r}>"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, ActorRef) and other.name == self.name and other._rt is self._rt
+        return isinstance(other, ActorRef) and other._to == self._to and other._rt is self._rt
 
     def __hash__(self) -> int:
-        return hash((self.name, id(self._rt)))
+        return hash((self._to, id(self._rt)))
 
     @property
     def policy(self) -> AskPolicy:
@@ -107,7 +121,7 @@ class ActorRef:
             sender, correlation = ctx.actor, ctx.correlation_id
         subject = self._subjects.get(sender)
         if subject is None:
-            subject = self._subjects[sender] = agent_subject(sender, self.name, rt.tenant)
+            subject = self._subjects[sender] = agent_subject(sender, self._to, rt.tenant)
         sealed = seal(
             msg, rt.codecs.default, message_id=new_message_id(), correlation_id=correlation
         )
@@ -198,7 +212,7 @@ class ActorRef:
             left = ctx.time_left()
             if left is not None and left < budget:
                 if left <= 0:
-                    raise AskTimeout(f"ask to {self.name!r}: the handler's deadline has passed")
+                    raise AskTimeout(f"ask to {self._to!r}: the handler's deadline has passed")
                 budget = left
         sender, subject, sealed = self._prepare(msg)
         tel = rt.telemetry
@@ -306,9 +320,9 @@ class ActorRef:
             try:
                 reply = await self._request(self._durable().request, subject, sealed, budget)
             except AskTimeout:
-                rt.events.record("timeout", self.name, f"durable ask after {budget:.3g}s")
+                rt.events.record("timeout", self._to, f"durable ask after {budget:.3g}s")
                 raise AskTimeout(
-                    f"ask to durable {self.name!r} got no reply within {budget:.3g}s (the "
+                    f"ask to durable {self._to!r} got no reply within {budget:.3g}s (the "
                     "request stays stored until handled or dead-lettered as expired)"
                 ) from None
             return self._reply_value(reply)
@@ -331,14 +345,14 @@ class ActorRef:
             except (AskTimeout, NoResponders) as exc:
                 if isinstance(exc, AskTimeout):
                     rt.events.record(
-                        "timeout", self.name, f"attempt {attempts.number} after {wait:.3g}s"
+                        "timeout", self._to, f"attempt {attempts.number} after {wait:.3g}s"
                     )
                 if span is not None:
                     span.add_event(type(exc).__name__, {"sdk.attempt": attempts.number})
                 pause = attempts.failed(exc, clock.now())
                 if pause is None:
                     break
-                rt.events.record("retry", self.name, f"attempt {attempts.number + 1} after {exc!r}")
+                rt.events.record("retry", self._to, f"attempt {attempts.number + 1} after {exc!r}")
                 await clock.sleep(pause)
                 continue
             return self._reply_value(reply)
@@ -346,15 +360,15 @@ class ActorRef:
         tries = attempts.number
         why = type(last).__name__ if last is not None else "no time left"
         reason = f"ask failed after {tries} attempt(s): {why}"
-        if await rt.dead_letter(self.name, sealed.data, sealed.headers, reason):
-            rt.events.record("dead_letter", self.name, reason)
+        if await rt.dead_letter(self._to, sealed.data, sealed.headers, reason):
+            rt.events.record("dead_letter", self._to, reason)
         if isinstance(last, NoResponders):
             raise NoResponders(
-                f"no actor named {self.name!r} serves tenant {rt.tenant!r} "
+                f"no actor named {self._to!r} serves tenant {rt.tenant!r} "
                 f"on {rt.transport.description}{rt.no_responders_hint}"
             ) from None
         times = f" in {tries} attempts" if tries > 1 else ""
-        raise AskTimeout(f"ask to {self.name!r} got no reply within {budget:.3g}s{times}") from None
+        raise AskTimeout(f"ask to {self._to!r} got no reply within {budget:.3g}s{times}") from None
 
     async def _request(
         self, request: _Request, subject: str, sealed: Sealed, timeout: float
@@ -384,16 +398,16 @@ class ActorRef:
 
     def _check_not_self(self, ctx: Context) -> None:
         """Refuse at once an ask that would wait on the very handler making it."""
-        if ctx._alone and ctx.actor == self.name:
+        if ctx._alone and ctx.actor == self._to:
             raise ConfigError(
-                f"actor {self.name!r} asked itself from its own handler: with concurrency=1 "
+                f"actor {self._to!r} asked itself from its own handler: with concurrency=1 "
                 "the ask would wait for the handler that is waiting for it (until the "
                 "timeout). Call the logic directly, tell yourself instead, or spawn with "
                 "concurrency=2 or more"
             )
 
     def _durable(self) -> DurableStore:
-        return self._rt.durable(f"{self.name!r} has a durable mailbox, which")
+        return self._rt.durable(f"{self._to!r} has a durable mailbox, which")
 
     def _reply_value(self, reply: Incoming) -> Any:
         letter = Letter.open(reply)
@@ -403,7 +417,7 @@ class ActorRef:
             # JetStream's acknowledgement, not a reply: the agent's inbox is captured by a
             # durable mailbox, and this core ask raced its PubAck.
             raise ConfigError(
-                f"{self.name!r} has a durable mailbox: ask it through a durable ref "
+                f"{self._to!r} has a durable mailbox: ask it through a durable ref "
                 f"(system.ref({self.name!r}, mailbox='durable') or ctx.ref(..., "
                 "mailbox='durable')). This request was stored and will be handled, but "
                 "its reply cannot reach a core ask"
@@ -413,5 +427,5 @@ class ActorRef:
     def _error(self, letter: Letter) -> ActorsError:
         type_name, message, origin = letter.error_details(self._rt.codecs)
         if origin == "sdk" and type_name in _SDK_ERRORS:
-            return _SDK_ERRORS[type_name](f"rejected by {self.name!r}: {message}")
-        return RemoteError(type_name, message, actor=self.name)
+            return _SDK_ERRORS[type_name](f"rejected by {self._to!r}: {message}")
+        return RemoteError(type_name, message, actor=self._to)

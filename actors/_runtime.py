@@ -35,6 +35,7 @@ from ._policy import AskPolicy
 
 if TYPE_CHECKING:
     from ._actor import Context
+    from ._leases import Leases
 
 __all__ = (
     "AGENT_TEMPLATE",
@@ -93,6 +94,10 @@ class Runtime:
     """Where dead letters are kept; None: they are only published (nobody keeps them)."""
     task_group: anyio.abc.TaskGroup | None = None
     """The system's task group, for work no handler waits on (set while it runs)."""
+    lease_time: float = 10.0
+    """Seconds a node lease of keyed agents lasts without renewal."""
+    leases: Leases | None = None
+    """This system's leases of keyed agents (made by the first ``spawn_keyed``)."""
 
     def durable(self, what: str) -> DurableStore:
         """The transport's durable side, or a ConfigError saying why ``what`` needs it."""

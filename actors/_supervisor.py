@@ -35,6 +35,8 @@ from motadata_actors.telemetry._logging import get_logger
 
 from ._actor import Actor
 from ._cell import ActorCell, ActorStatistics
+from ._keyed import KeyedCell
+from ._leases import Leases
 from ._policy import (
     RESTART_TYPES,
     STRATEGIES,
@@ -174,6 +176,66 @@ class Supervisor:
         self._children.append(_Child(cell, restart))
         return ref
 
+    async def spawn_keyed(
+        self,
+        actor: Callable[[], Actor],
+        *,
+        kind: str,
+        idle_after: float = 60.0,
+        concurrency: int = 64,
+        ask: AskPolicy | None = None,
+    ) -> ActorRef:
+        """Register a keyed agent kind here: one instance per key, activated on demand.
+
+        The first message to ``system.ref(kind, key=...)`` activates exactly one instance
+        for that key among the processes that registered the kind (leases in the
+        tenant's key-value buckets decide); it handles the key's messages one at a time,
+        in order, until idle for ``idle_after`` seconds; the next message activates it
+        again, here or elsewhere. An ``actor`` class with a ``state`` attribute has its
+        state loaded on activation and saved after each message that changed it. See
+        docs/stateful-agents.md.
+
+        Args:
+            actor: an :class:`Actor` subclass or a factory (called once per activation);
+                each instance's ``key`` and ``name`` (``<kind>~<key>``) are set before its
+                ``on_start``.
+            kind: the kind's name (lowercase ``[a-z0-9_-]``), the part before ``~``.
+            idle_after: seconds without a message before an instance is deactivated.
+            concurrency: how many keys are handled at once in this process.
+            ask: the ask policy of refs the instances make (this supervisor's when omitted).
+
+        Returns:
+            A ref to the kind without a key: ``ref`` of :meth:`ActorSystem.ref` with
+            ``key=`` addresses one instance.
+
+        Raises:
+            SubjectError: ``kind`` is not a valid agent name.
+            ConfigError: an instance instead of a class or factory, a bad ``idle_after``
+                or concurrency, a transport without key-value buckets, or a lease time
+                other than the tenant's.
+        """
+        check_id(kind, "agent kind")
+        given: object = actor
+        if isinstance(given, Actor):
+            raise ConfigError(
+                f"spawn_keyed takes an Actor class or a factory, not an instance: pass "
+                f"{type(given).__name__} (each key gets its own instance)"
+            )
+        if not (isinstance(idle_after, (int, float)) and idle_after > 0):
+            raise ConfigError(f"idle_after must be > 0 seconds, not {idle_after!r}")
+        self._check_open()
+        rt = self._rt
+        if rt.leases is None:
+            rt.leases = Leases(rt, rt.lease_time)
+        ref = ActorRef(rt, kind, ask if ask is not None else self.ask_policy)
+        cell = KeyedCell(
+            rt, kind, actor, self, leases=rt.leases, idle_after=float(idle_after),
+            concurrency=concurrency, ref=ref,
+        )  # fmt: skip
+        await cell.start(self._tg)
+        self._children.append(_Child(cell, "permanent"))
+        return ref
+
     async def spawn_supervisor(
         self,
         *,
@@ -227,12 +289,13 @@ class Supervisor:
         """Whether no failure or exit waits for a decision."""
         return self._events.empty() and not self._deciding
 
-    def ref(self, name: str, *, mailbox: MailboxKind = "core") -> ActorRef:
+    def ref(self, name: str, *, mailbox: MailboxKind = "core", key: str | None = None) -> ActorRef:
         """A ref to ``name`` with this supervisor's ask policy.
 
-        ``mailbox="durable"`` for an agent spawned with a durable mailbox.
+        ``mailbox="durable"`` for an agent spawned with a durable mailbox; ``key`` for the
+        instance of keyed kind ``name`` for that key.
         """
-        return ActorRef(self._rt, name, self.ask_policy, mailbox=mailbox)
+        return ActorRef(self._rt, name, self.ask_policy, mailbox=mailbox, key=key)
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop this supervisor and its subtree (children newest first) and detach it."""

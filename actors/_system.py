@@ -126,6 +126,9 @@ class ActorSystem:
             143 for SIGTERM): the program ends without a traceback, as a shell expects.
             Only where the signal's handler is still Python's default: a handler the
             program installed is left alone. A second signal acts at once.
+        lease_time: seconds a process's lease on keyed agents lasts without renewal
+            (``spawn_keyed``): after a crash its keys move elsewhere within about this
+            long. One value for the whole tenant (its node bucket keeps it).
 
     Example::
 
@@ -146,6 +149,7 @@ class ActorSystem:
         tracer_provider: Any = None,
         meter_provider: Any = None,
         handle_signals: bool = True,
+        lease_time: float = 10.0,
     ) -> None:
         self.tenant = check_id(tenant, "tenant")
         self._client_id = check_id(client_id, "client_id")
@@ -165,6 +169,9 @@ class ActorSystem:
         self._stop_signal: int | None = None
         self._tracer_provider = tracer_provider
         self._meter_provider = meter_provider
+        if not (isinstance(lease_time, (int, float)) and lease_time > 0):
+            raise ConfigError(f"lease_time must be > 0 seconds, not {lease_time!r}")
+        self._lease_time = float(lease_time)
 
     @property
     def transport(self) -> Transport:
@@ -280,6 +287,7 @@ class ActorSystem:
             replay_window=settings.replay_window,
             stream_window=settings.stream_window,
             stream_window_bytes=settings.stream_window_bytes,
+            lease_time=self._lease_time,
         )
         if isinstance(transport, Observed):
             transport.listener = self._on_transport_event
@@ -327,6 +335,9 @@ class ActorSystem:
             deadline = self._clock.now() + self._grace
             await root.stop_accepting()
             await root.shutdown(deadline)
+            leases = self._rt.leases if self._rt is not None else None
+            if leases is not None:
+                await leases.close()
         for scope in background:
             scope.cancel()
 
@@ -477,23 +488,33 @@ class ActorSystem:
     spawn_supervisor = _on_root(
         Supervisor.spawn_supervisor, "Start a supervisor under the root supervisor."
     )
+    spawn_keyed = _on_root(
+        Supervisor.spawn_keyed, "Register a keyed agent kind under the root supervisor."
+    )
 
     def ref(
-        self, name: str, *, ask: AskPolicy | None = None, mailbox: MailboxKind = "core"
+        self,
+        name: str,
+        *,
+        key: str | None = None,
+        ask: AskPolicy | None = None,
+        mailbox: MailboxKind = "core",
     ) -> ActorRef:
         """Return a ref to the actor called ``name``, here or in another process.
 
         Args:
-            name: the agent name.
+            name: the agent name, or a keyed agent's kind.
+            key: for a keyed kind (``spawn_keyed``), the key of the instance
+                (``[A-Za-z0-9_=-]``, up to 128 characters): ``ref("chat", key="s-42")``.
             ask: the ask policy (the system's when omitted).
             mailbox: ``durable`` when the agent was spawned with a durable mailbox: its
                 tells and asks are then stored by JetStream before they count as sent.
 
         Raises:
-            SubjectError: ``name`` is not a valid agent name.
+            SubjectError: ``name`` is not a valid agent name, or ``key`` not a valid key.
             ConfigError: ``mailbox`` is not ``core`` or ``durable``.
         """
-        return ActorRef(self._runtime, name, ask, mailbox=mailbox)
+        return ActorRef(self._runtime, name, ask, mailbox=mailbox, key=key)
 
     def statistics(self) -> list[ActorStatistics]:
         """Return a snapshot of every actor running in this system, in start order."""

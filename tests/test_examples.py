@@ -24,6 +24,17 @@ EXAMPLES = ROOT / "examples"
 # wiretap's copy of the same message, say), all after the entry before it.
 Expected = str | tuple[str, ...]
 EXPECTED: dict[str, list[Expected]] = {
+    "chat_sessions.py": [
+        "main | two workers:",
+        "session 'ada' activated with 0 remembered turn(s)",
+        "main | turn 1; you said: hello",
+        "main | turn 2; you said: hello / I'd like a window seat",
+        "main | killed worker",
+        "session 'ada' activated with 2 remembered turn(s)",
+        "main | turn 3; you said: hello / I'd like a window seat / and a vegetarian meal",
+        "main | turn 4; you said:",
+        "main | the conversation went on in the other worker, memory intact",
+    ],
     "agents_over_nats.py": [
         "1. The client asks triage; triage asks kb and tells notifier",
         (

@@ -1,0 +1,329 @@
+"""Keyed agents: one instance per key of a kind, activated on demand in one process.
+
+Theory of operation:
+
+* A kind registered with ``spawn_keyed`` is one supervised cell per process. It
+  subscribes the tenant's agent subjects once (``sdk.agent.*.*.<tenant>``, no queue
+  group: every process hosting a keyed kind of the tenant sees every message), so a key
+  costs no subscription of its own. Messages for other agents are dropped at once.
+* A message to ``<kind>~<key>`` goes to the key's instance when this process has one.
+  Otherwise, unless the key is known to be held by a live process elsewhere (that process
+  got the message too), this process tries to take the key's lease
+  (:mod:`._leases`): the winner makes an instance (state loaded, ``on_start``) and
+  handles the message; the others drop it. So of the processes that see a message,
+  exactly the key's owner handles it.
+* One key's messages are handled one at a time, in arrival order (so in order per
+  sender); ``concurrency`` workers serve different keys at once.
+* An instance idle for ``idle_after`` seconds is deactivated (``on_stop``, lease
+  released); the next message activates the key again, here or elsewhere. A handler that
+  raises ends its key's instance (state not saved; the next message starts from the
+  last saved state); other keys are not touched and the supervisor is not involved.
+* A process that lost its node lease drops every instance unsaved; while its lease may
+  have lapsed (a long pause), it handles nothing until a renewal confirms it.
+
+Delivery is the core mailbox's: at most once. A tell sent in the instant its key changes
+hands can be lost; an ask is retried by its policy and answered by the new owner.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable
+from typing import TYPE_CHECKING, final
+
+import anyio
+import anyio.abc
+
+from motadata_actors._errors import ActorsError
+from motadata_actors.mailbox import Incoming, check_key, keyed_name, split_keyed
+from motadata_actors.telemetry._logging import get_logger
+
+from ._actor import Actor
+from ._cell import ActorCell
+from ._ref import ActorRef
+from ._runtime import Runtime, reason_line
+from ._state import StateSlot, declares_state, state_store
+
+if TYPE_CHECKING:
+    from ._leases import Leases
+    from ._supervisor import Supervisor
+
+__all__ = ("KeyedCell",)
+
+log = get_logger("actors")
+
+
+@final
+class _Activation:
+    """One key's instance here, and the messages waiting for it."""
+
+    __slots__ = ("actor", "busy", "dropped", "key", "pending", "token", "used")
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.actor: Actor | None = None
+        self.token = 0
+        self.busy = True  # a worker is on it: others queue its messages in ``pending``
+        self.dropped = False
+        self.pending: collections.deque[Incoming] = collections.deque()
+        self.used = 0.0
+
+
+@final
+class KeyedCell(ActorCell):
+    """One keyed agent kind in this process: its instances, by key."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        kind: str,
+        factory: Callable[[], Actor],
+        supervisor: Supervisor,
+        *,
+        leases: Leases,
+        idle_after: float,
+        concurrency: int,
+        ref: ActorRef,
+    ) -> None:
+        super().__init__(runtime, kind, factory, supervisor, concurrency=concurrency, ref=ref)
+        self.kind = kind
+        self.leases = leases
+        self.idle_after = idle_after
+        self._active: collections.OrderedDict[str, _Activation] = collections.OrderedDict()
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._sweeper = anyio.CancelScope()
+        self._state_kept = False
+        self.activations = 0
+        """Instances started here so far."""
+        self.deactivations = 0
+        """Instances ended here so far."""
+
+    @property
+    def one_at_a_time(self) -> bool:
+        """Always: one key's messages are handled one at a time."""
+        return True
+
+    @property
+    def alive(self) -> bool:
+        """Whether the kind is taking messages (each key's instance lives on its own)."""
+        return not self._stopping
+
+    def keys(self) -> int:
+        """Keys with an instance here now."""
+        return len(self._active)
+
+    def instances(self) -> list[tuple[str, float, int]]:
+        """``(key, idle seconds, state bytes)`` of every instance here now."""
+        now = self.rt.clock.now()
+        out = []
+        for act in list(self._active.values()):
+            slot = act.actor._sdk_state if act.actor is not None else None
+            out.append((act.key, 0.0 if act.busy else now - act.used, slot.size if slot else 0))
+        return out
+
+    # -- life cycle ---------------------------------------------------------------
+
+    async def start(self, task_group: anyio.abc.TaskGroup) -> None:
+        """Join the tenant's leases, subscribe its agent subjects, start the workers."""
+        rt = self.rt
+        self._tg = task_group
+        probe = self._new_instance()  # checks the factory and the handler's kind once
+        self._state_kept = declares_state(type(probe))
+        await self.leases.start()
+        self.leases.on_lost(self._drop_all)
+        self._inbox = await rt.transport.subscribe(
+            f"sdk.agent.*.*.{rt.tenant}", mailbox=self._mailbox
+        )
+        self._running.set()
+        self._workers_left = self.concurrency
+        for i in range(self.concurrency):
+            task_group.start_soon(self._work, name=f"keyed:{self.path}#{i}")
+        task_group.start_soon(self._sweep, name=f"keyed:{self.path}:idle")
+        rt.events.record("started", self.path)
+        log.debug("keyed agent %s started on %s", self.path, self._inbox.subject)
+
+    async def revive(self, exc: BaseException | None, cause: str = "") -> None:
+        """Resume after a sibling's restart (instances were ended by :meth:`halt`)."""
+        if self._stopping:
+            return
+        await self.halt()
+        self.generation += 1
+        self.restarts += 1
+        self.rt.events.record("restarted", self.path, reason_line(exc) if exc else cause)
+        self._running.set()
+
+    async def shutdown(self, deadline: float) -> None:
+        """Stop for good: no new messages, running handlers finish, every instance ends."""
+        await super().shutdown(deadline)
+        self._sweeper.cancel()
+
+    async def _stop_instance(self) -> None:
+        for act in list(self._active.values()):
+            if not act.busy:
+                act.busy = True
+                await self._deactivate(act)
+
+    async def _release(self, msg: Incoming, reason: str = "") -> None:
+        # Left in the mailbox at shutdown: the asker's policy retries it elsewhere.
+        log.debug("keyed agent %s: %s not handled (stopping)", self.path, msg.subject)
+
+    # -- workers ------------------------------------------------------------------
+
+    def _key_of(self, msg: Incoming) -> str | None:
+        tokens = msg.subject.split(".")
+        if len(tokens) != 5:
+            return None
+        kind, key = split_keyed(tokens[3])
+        if kind != self.kind or key is None:
+            return None
+        try:
+            return check_key(key)
+        except ActorsError:
+            self.rejected += 1
+            return None
+
+    async def _work(self) -> None:
+        try:
+            while (msg := await self._next()) is not None:
+                key = self._key_of(msg)
+                if key is None:
+                    continue
+                act = self._active.get(key)
+                if act is not None and act.busy:
+                    act.pending.append(msg)
+                    continue
+                if act is None:
+                    if await self.leases.held_elsewhere(f"{self.kind}.{key}"):
+                        continue
+                    act = _Activation(key)
+                    self._active[key] = act
+                    if not await self._activate(act, msg):
+                        continue
+                act.busy = True
+                await self._drain(act, msg)
+        finally:
+            self._workers_left -= 1
+            if self._workers_left <= 0:
+                self._workers_done.set()
+
+    async def _activate(self, act: _Activation, msg: Incoming) -> bool:
+        """Take the key's lease and make its instance; False (and forgotten) otherwise."""
+        rt, key = self.rt, act.key
+        record = f"{self.kind}.{key}"
+        try:
+            token = await self.leases.acquire(record)
+        except ActorsError as exc:
+            log.warning("keyed agent %s: cannot take %s: %r", self.path, record, exc)
+            token = None
+        if token is None:
+            self._active.pop(key, None)  # held elsewhere: its owner got these messages too
+            return False
+        act.token = token
+        try:
+            actor = self._new_instance()
+            actor.name = keyed_name(self.kind, key)
+            actor.key = key
+            actor.ref = ActorRef(rt, self.kind, self.ref.policy, key=key)
+            if self._state_kept:
+                store = await state_store(rt, f"keyed agent {self.kind!r}")
+                slot = StateSlot(store, record, rt)
+                await slot.load(actor)
+                actor._sdk_state = slot
+            await actor.on_start()
+        except Exception as exc:
+            log.error("keyed agent %s: instance for %r failed to start: %s",
+                      self.path, key, reason_line(exc))  # fmt: skip
+            self._active.pop(key, None)
+            await self.leases.release(record, token)
+            if msg.reply:
+                await rt.send_error(msg.reply, type(exc).__name__, str(exc), "handler")
+            return False
+        act.actor = actor
+        self.activations += 1
+        rt.events.record("activated", f"{self.path}/{key}", f"token {token}")
+        return True
+
+    async def _drain(self, act: _Activation, msg: Incoming) -> None:
+        """Handle ``msg`` and then every message that queued for the key meanwhile."""
+        while True:
+            if not await self.leases.confirm():
+                await self._refuse(msg, "its process's lease lapsed (it may be paused)")
+            elif act.actor is not None and not act.dropped:
+                result = await self._dispatch.handle(msg, act.actor)
+                act.used = self.rt.clock.now()
+                if act.key in self._active:
+                    self._active.move_to_end(act.key)
+                if result.crash is not None or result.stop:
+                    await self._deactivate(act, crashed=result.crash)
+            if act.dropped or act.actor is None:
+                if not act.pending:
+                    return
+                again = _Activation(act.key)
+                again.pending = act.pending
+                self._active[act.key] = again
+                msg = again.pending.popleft()
+                if not await self._activate(again, msg):
+                    return
+                act = again
+                continue
+            if not act.pending:
+                act.busy = False
+                return
+            msg = act.pending.popleft()
+
+    async def _refuse(self, msg: Incoming, reason: str) -> None:
+        if msg.reply:
+            await self.rt.send_error(msg.reply, "ActorsError", f"not handled: {reason}", "sdk")
+
+    async def _deactivate(self, act: _Activation, crashed: BaseException | None = None) -> None:
+        """End the key's instance here: ``on_stop`` (not after a crash), lease released."""
+        if self._active.get(act.key) is act:
+            del self._active[act.key]
+        actor, act.actor = act.actor, None
+        act.dropped = True
+        if actor is not None and crashed is None:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await actor.on_stop()
+                except Exception:
+                    log.exception("keyed agent %s/%s: on_stop raised", self.path, act.key)
+        if act.token:
+            await self.leases.release(f"{self.kind}.{act.key}", act.token)
+        self.deactivations += 1
+        detail = f"crashed: {reason_line(crashed)}" if crashed is not None else "idle or stopped"
+        self.rt.events.record("deactivated", f"{self.path}/{act.key}", detail)
+
+    async def _drop_all(self) -> None:
+        """The lease was lost: forget every instance, unsaved and unreleased."""
+        dropped = list(self._active.values())
+        self._active.clear()
+        for act in dropped:
+            act.dropped = True
+            act.token = 0
+            act.actor = None
+        self.rt.events.record("lease_lost", self.path, f"{len(dropped)} instance(s) dropped")
+
+    async def _sweep(self) -> None:
+        """Deactivate instances idle for ``idle_after`` seconds (least recently used first)."""
+        clock = self.rt.clock
+        with self._sweeper:
+            while True:
+                await clock.sleep(max(self.idle_after / 4, 0.01))
+                await self._sweep_once(clock.now() - self.idle_after)
+
+    async def _sweep_once(self, cutoff: float) -> None:
+        for act in list(self._active.values()):
+            if act.used > cutoff:
+                break  # the rest were used later
+            if act.busy:
+                continue
+            act.busy = True
+            await self._deactivate(act)
+            if act.pending:  # messages came while it ended: start it again
+                first = act.pending.popleft()
+                again = _Activation(act.key)
+                again.pending = act.pending
+                self._active[act.key] = again
+                if await self._activate(again, first):
+                    assert self._tg is not None
+                    self._tg.start_soon(self._drain, again, first)

@@ -1,0 +1,241 @@
+"""Leases: which process holds which key of a keyed agent kind, decided through NATS.
+
+Theory of operation:
+
+* Each system that hosts keyed kinds is a *node*: it writes ``<node>`` into the tenant's
+  bucket ``SDK_NODES_<tenant>``, whose keys are forgotten ``lease_time`` seconds after
+  their last write, and renews it every quarter lease with a compare-and-set on its
+  revision. A node that cannot renew in time stops handling (its lease is *valid* only
+  until three quarters of the lease after the last renewal it sent); one that finds its
+  key gone (it was paused or cut off past the lease, and others may have taken its keys)
+  has *lost* its lease: its activations are dropped without saving, and it joins again
+  under a new node id.
+* A key's owner is recorded in ``SDK_LEASES_<tenant>`` under ``<kind>.<key>``: the owning
+  node's id. It is taken with ``create`` (nobody holds it) or ``update(last=)`` (its holder
+  is a node whose lease expired), so of processes racing for one key exactly one wins.
+  The revision that wins is the activation's *fencing token*. Released with
+  ``delete(last=token)`` when the activation ends.
+* Whether another node is alive is read from ``SDK_NODES_<tenant>`` and believed for a
+  quarter lease, so a busy key owned elsewhere costs its non-owners no read per message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Final, final
+
+import anyio
+
+from motadata_actors._errors import ActorsError, ConfigError, SequenceConflict
+from motadata_actors.mailbox import KeepsValues, KeyValueStore
+from motadata_actors.mailbox._kv import bucket_name
+from motadata_actors.telemetry._logging import get_logger
+
+if TYPE_CHECKING:
+    from ._runtime import Runtime
+
+__all__ = ("Leases",)
+
+log = get_logger("actors")
+
+_VALID: Final = 0.75  # of the lease after a renewal was sent: then stop handling
+_RENEW: Final = 0.25  # of the lease between renewals
+_OWNERS_MAX: Final = 200_000  # remembered owners of keys held elsewhere
+
+
+def _new_node(client_id: str) -> str:
+    return f"{client_id}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+@final
+class Leases:
+    """The node lease of one system and the key leases of its keyed agents, in one tenant.
+
+    Args:
+        rt: the system's runtime (its clock, tenant and transport).
+        lease_time: seconds a node's lease lasts without renewal (the whole tenant must
+            use one value: the bucket keeps it).
+    """
+
+    def __init__(self, rt: Runtime, lease_time: float) -> None:
+        if not lease_time > 0:
+            raise ConfigError(f"lease_time must be > 0 seconds, not {lease_time!r}")
+        self._rt = rt
+        self.lease_time = lease_time
+        self.node = _new_node(rt.client_id)
+        """This system's node id (a new one after a lost lease)."""
+        self._nodes: KeyValueStore | None = None
+        self._records: KeyValueStore | None = None
+        self._revision = 0
+        self._valid_until = 0.0
+        self._seen_alive: dict[str, float] = {}
+        self.owners: dict[str, str] = {}
+        """Last known owner node of keys held elsewhere (``<kind>.<key>`` -> node)."""
+        self._on_lost: list[Callable[[], Awaitable[None]]] = []
+        self._started = False
+        self._renewal = asyncio.Lock()  # one compare-and-set on the node key at a time
+        self._renewer = anyio.CancelScope()
+        self.lost = 0
+        """How many times this system lost its lease and joined again."""
+
+    def on_lost(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """Call ``callback`` when the lease is lost (drop every activation, unsaved)."""
+        self._on_lost.append(callback)
+
+    async def start(self) -> None:
+        """Join: open the buckets, write this node, start renewing (idempotent).
+
+        Raises:
+            ConfigError: no key-value buckets (a transport without them), or the tenant's
+                node bucket keeps keys for another lease time.
+        """
+        if self._started:
+            return
+        transport = self._rt.transport
+        if not isinstance(transport, KeepsValues):
+            raise ConfigError("keyed agents need a transport with key-value buckets")
+        tenant = self._rt.tenant
+        self._nodes = await transport.key_value(bucket_name("nodes", tenant), ttl=self.lease_time)
+        self._records = await transport.key_value(bucket_name("leases", tenant))
+        await self._join()
+        self._started = True
+        self._rt.run_soon(self._renewing)
+
+    def _record(self) -> bytes:
+        return f"{socket.gethostname()} {os.getpid()}".encode()
+
+    async def _join(self) -> None:
+        assert self._nodes is not None
+        sent = self._rt.clock.now()
+        self._revision = await self._nodes.create(self.node, self._record())
+        self._valid_until = sent + self.lease_time * _VALID
+        log.info("keyed agents: node %s joined tenant %s (lease %gs)",
+                 self.node, self._rt.tenant, self.lease_time)  # fmt: skip
+
+    async def _renewing(self) -> None:
+        with self._renewer:
+            while True:
+                await self._rt.clock.sleep(self.lease_time * _RENEW)
+                await self.renew()
+
+    async def renew(self) -> None:
+        """Renew the node lease now; after a lost one, drop everything and join again."""
+        assert self._nodes is not None
+        async with self._renewal:
+            sent = self._rt.clock.now()
+            try:
+                self._revision = await self._nodes.update(self.node, self._record(), self._revision)
+            except SequenceConflict:
+                await self._lose()
+            except ActorsError as exc:
+                level = logging.WARNING if not self.valid() else logging.DEBUG
+                log.log(level, "keyed agents: node %s could not renew: %r", self.node, exc)
+            else:
+                self._valid_until = sent + self.lease_time * _VALID
+
+    async def _lose(self) -> None:
+        self.lost += 1
+        log.error(
+            "keyed agents: node %s lost its lease (paused or cut off past %gs); its "
+            "activations are dropped unsaved and it joins again", self.node, self.lease_time,
+        )  # fmt: skip
+        self._valid_until = 0.0
+        for callback in self._on_lost:
+            await callback()
+        self.node = _new_node(self._rt.client_id)
+        self.owners.clear()
+        self._seen_alive.clear()
+        await self._join()
+
+    def valid(self) -> bool:
+        """Whether this node may handle messages of the keys it holds now."""
+        return self._rt.clock.now() < self._valid_until
+
+    async def confirm(self) -> bool:
+        """Whether the lease is valid, renewing first when it may have lapsed."""
+        if not self.valid():
+            await self.renew()
+        return self.valid()
+
+    async def alive(self, node: str) -> bool:
+        """Whether ``node`` holds a node lease (believed for a quarter lease)."""
+        if node == self.node:
+            return True
+        now = self._rt.clock.now()
+        seen = self._seen_alive.get(node)
+        if seen is not None and now - seen < self.lease_time * _RENEW:
+            return True
+        assert self._nodes is not None
+        if await self._nodes.get(node) is None:
+            self._seen_alive.pop(node, None)
+            return False
+        if len(self._seen_alive) > 10_000:
+            self._seen_alive.clear()
+        self._seen_alive[node] = now
+        return True
+
+    async def held_elsewhere(self, record: str) -> bool:
+        """Whether a live node other than this one is known to hold ``record`` (no read)."""
+        owner = self.owners.get(record)
+        return owner is not None and owner != self.node and await self.alive(owner)
+
+    async def acquire(self, record: str) -> int | None:
+        """Take ``record`` (``<kind>.<key>``) for this node: its fencing token, or None.
+
+        None when a live node holds it (remembered in :attr:`owners`) or another process
+        won the race.
+        """
+        records = self._records
+        assert records is not None
+        node = self.node
+        for _ in range(3):
+            entry = await records.get(record)
+            try:
+                if entry is None:
+                    return await self._won(record, await records.create(record, node.encode()))
+                owner = entry.value.decode(errors="replace")
+                if owner != node and await self.alive(owner):
+                    self._remember(record, owner)
+                    return None
+                # ours from before (an activation that ended without releasing), or its
+                # holder's lease expired: take it over, fenced by its revision
+                return await self._won(
+                    record, await records.update(record, node.encode(), entry.revision)
+                )
+            except SequenceConflict:
+                continue  # somebody moved first: read who
+        return None
+
+    async def _won(self, record: str, token: int) -> int:
+        self.owners.pop(record, None)
+        return token
+
+    def _remember(self, record: str, owner: str) -> None:
+        if len(self.owners) >= _OWNERS_MAX:
+            self.owners.clear()
+        self.owners[record] = owner
+
+    async def release(self, record: str, token: int) -> None:
+        """Give ``record`` up (only if ``token`` still holds it)."""
+        assert self._records is not None
+        try:
+            await self._records.delete(record, token)
+        except ActorsError as exc:  # taken over meanwhile, or the server is away
+            log.debug("keyed agents: %s not released: %r", record, exc)
+
+    async def close(self) -> None:
+        """Stop renewing and leave (the node key is removed; its records are released)."""
+        if not self._started:
+            return
+        self._started = False
+        self._renewer.cancel()
+        assert self._nodes is not None
+        try:
+            await self._nodes.delete(self.node)
+        except ActorsError as exc:
+            log.debug("keyed agents: node %s not removed: %r", self.node, exc)

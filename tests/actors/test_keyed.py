@@ -1,0 +1,276 @@
+"""Keyed agents and persistent state: the same contract in process and on NATS."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+import pytest
+
+from motadata_actors import (
+    Actor,
+    ActorSystem,
+    AskPolicy,
+    ConfigError,
+    Context,
+    RemoteError,
+    SequenceConflict,
+    Settings,
+    StateConflict,
+    SubjectError,
+)
+from motadata_actors.actors._state import StateSlot
+from motadata_actors.mailbox import (
+    InProcessTransport,
+    MemoryKeyValue,
+    NatsServer,
+    check_key,
+    keyed_name,
+    parse_subject,
+    split_keyed,
+)
+
+from ..conftest import connect, wait_for
+
+pytestmark = pytest.mark.anyio
+
+
+class Counter(Actor):
+    """Adds what it is told; answers (key, total)."""
+
+    state: ClassVar[Any] = {"n": 0}
+    started: ClassVar[list[str]] = []
+    stopped: ClassVar[list[str]] = []
+    running: ClassVar[dict[str, int]] = {}
+    overlap: ClassVar[list[str]] = []
+
+    async def on_start(self) -> None:
+        assert self.key is not None
+        Counter.started.append(self.key)
+
+    async def on_stop(self) -> None:
+        assert self.key is not None
+        Counter.stopped.append(self.key)
+
+    async def on_message(self, msg: Any, ctx: Context) -> Any:
+        assert self.key is not None
+        if msg == "boom":
+            self.state["n"] += 1000  # never saved: the instance crashes
+            raise RuntimeError("boom")
+        Counter.running[self.key] = Counter.running.get(self.key, 0) + 1
+        if Counter.running[self.key] > 1:
+            Counter.overlap.append(self.key)
+        await asyncio.sleep(0)
+        self.state["n"] += msg
+        Counter.running[self.key] -= 1
+        return [self.key, ctx.actor, self.state["n"]]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_counter() -> None:
+    Counter.started, Counter.stopped, Counter.running, Counter.overlap = [], [], {}, []
+
+
+@pytest.fixture(params=["inprocess", "nats"])
+async def keyed_system(
+    request: pytest.FixtureRequest, nats_server: NatsServer, tenant: str
+) -> AsyncIterator[ActorSystem]:
+    """A system on each transport in turn, with a short lease."""
+    if request.param == "nats":
+        transport: Any = await connect(nats_server)
+        settings = Settings()
+    else:
+        transport, settings = InProcessTransport(), Settings(enable_nats=False)
+    async with ActorSystem(
+        tenant, transport=transport, settings=settings, handle_signals=False, lease_time=3.0
+    ) as system:
+        yield system
+
+
+def test_keys_travel_in_the_to_token_and_never_collide_with_plain_names() -> None:
+    token = keyed_name("chat", "session-42")
+    assert token == "chat~session-42"
+    assert split_keyed(token) == ("chat", "session-42")
+    assert split_keyed("chat") == ("chat", None)
+    subject = parse_subject(f"sdk.agent.client.{token}.acme")
+    assert subject.target == token
+    assert check_key("dGVzdA==") == "dGVzdA=="  # base64url keys are keys
+    for hostile in ("", "a.b", "*", ">", "x y", "a~b", "ä", "k" * 129, "a\x00"):
+        with pytest.raises(SubjectError):
+            keyed_name("chat", hostile)
+    with pytest.raises(SubjectError):
+        check_key(42)
+    with pytest.raises(SubjectError):
+        keyed_name("Chat", "k")  # kinds are agent names
+
+
+async def test_the_first_message_activates_one_instance_per_key(
+    keyed_system: ActorSystem,
+) -> None:
+    await keyed_system.spawn_keyed(Counter, kind="counter", idle_after=30)
+    a, b = keyed_system.ref("counter", key="a"), keyed_system.ref("counter", key="b")
+    assert await a.ask(1, timeout=5) == ["a", "counter~a", 1]
+    assert await a.ask(2, timeout=5) == ["a", "counter~a", 3]
+    assert await b.ask(5, timeout=5) == ["b", "counter~b", 5]
+    assert sorted(Counter.started) == ["a", "b"]
+    assert keyed_system.statistics()[-1].keys == 2
+    kinds = [e.kind for e in keyed_system.events()]
+    assert kinds.count("activated") == 2
+
+
+async def test_one_key_handles_one_message_at_a_time_in_order_per_sender(
+    keyed_system: ActorSystem,
+) -> None:
+    await keyed_system.spawn_keyed(Counter, kind="counter", idle_after=30, concurrency=8)
+    refs = [keyed_system.ref("counter", key=f"k{i}") for i in range(4)]
+
+    async def sender(ref: Any) -> list[int]:
+        return [(await ref.ask(1, timeout=5))[2] for _ in range(10)]
+
+    async def burst(ref: Any) -> None:
+        for _ in range(20):
+            await ref.tell(1)
+
+    results = await asyncio.gather(*(sender(r) for r in refs), *(burst(r) for r in refs))
+    for totals in results[:4]:
+        assert totals == sorted(totals) and len(set(totals)) == 10
+    final = [await r.ask(0, timeout=5) for r in refs]
+    assert [f[2] for f in final] == [30, 30, 30, 30]
+    assert Counter.overlap == []
+
+
+async def test_an_idle_instance_is_deactivated_and_comes_back_with_its_state(
+    keyed_system: ActorSystem,
+) -> None:
+    await keyed_system.spawn_keyed(Counter, kind="counter", idle_after=0.2)
+    ref = keyed_system.ref("counter", key="s1")
+    assert (await ref.ask(7, timeout=5))[2] == 7
+    await wait_for(lambda: Counter.stopped == ["s1"], 10, "the idle instance to stop")
+    assert keyed_system.statistics()[-1].keys == 0
+    assert (await ref.ask(1, timeout=5))[2] == 8  # a fresh instance, the state kept
+    assert Counter.started == ["s1", "s1"]
+
+
+async def test_a_crash_ends_only_its_key_and_loses_only_the_unsaved_change(
+    keyed_system: ActorSystem,
+) -> None:
+    await keyed_system.spawn_keyed(Counter, kind="counter", idle_after=30)
+    a, b = keyed_system.ref("counter", key="a"), keyed_system.ref("counter", key="b")
+    await a.ask(1, timeout=5)
+    await b.ask(2, timeout=5)
+    with pytest.raises(RemoteError, match="boom"):
+        await a.ask("boom", timeout=5)
+    assert (await a.ask(1, timeout=5))[2] == 2  # the +1000 was never saved
+    assert (await b.ask(0, timeout=5))[2] == 2
+    assert Counter.started.count("a") == 2 and Counter.started.count("b") == 1
+    assert "a" not in Counter.stopped  # a crashed instance gets no on_stop
+
+
+class Notes(Actor):
+    """A plain agent with state: a list of notes."""
+
+    state: ClassVar[Any] = []
+
+    async def on_message(self, msg: Any, ctx: Context) -> Any:
+        if msg == "crash":
+            raise RuntimeError("crash")
+        if msg != "read":
+            self.state.append(msg)
+        return list(self.state)
+
+
+async def test_a_restarted_plain_agent_finds_its_state(keyed_system: ActorSystem) -> None:
+    ref = await keyed_system.spawn(Notes, name="notes")
+    await ref.ask("one", timeout=5)
+    await ref.ask("two", timeout=5)
+    with pytest.raises(RemoteError):
+        await ref.ask("crash", timeout=5)
+    await wait_for(lambda: keyed_system.statistics()[0].restarts == 1, 10, "the restart")
+    assert await ref.ask("read", timeout=5) == ["one", "two"]
+
+
+async def test_state_survives_the_process_on_nats(nats_server: NatsServer, tenant: str) -> None:
+    for expected in (["one"], ["one", "two"]):
+        async with ActorSystem(
+            tenant, transport=await connect(nats_server), handle_signals=False
+        ) as system:
+            ref = await system.spawn(Notes, name="notes")
+            assert await ref.ask(expected[-1], timeout=5) == expected
+
+
+async def test_a_stale_save_is_refused_never_overwriting_newer_state(tenant: str) -> None:
+    transport = InProcessTransport()
+    async with ActorSystem(
+        tenant, transport=transport, settings=Settings(enable_nats=False), handle_signals=False
+    ) as system:
+        store = await transport.key_value(f"SDK_STATE_{tenant}")
+        rt = system._runtime
+        stale, fresh = Notes(), Notes()
+        old, new = StateSlot(store, "notes", rt), StateSlot(store, "notes", rt)
+        await old.load(stale)
+        await new.load(fresh)
+        fresh.state.append("newer")
+        assert await new.save(fresh)
+        stale.state.append("stale")
+        with pytest.raises(StateConflict, match="stale"):
+            await old.save(stale)
+        assert isinstance(StateConflict("x"), SequenceConflict)
+        await new.load(fresh)
+        assert fresh.state == ["newer"]
+        assert not await new.save(fresh)  # unchanged: nothing written
+
+
+async def test_key_value_buckets_are_compare_and_set() -> None:
+    now = [0.0]
+    kv = MemoryKeyValue("SDK_LEASES_t", ttl=5.0, max_value_size=8, now=lambda: now[0])
+    rev = await kv.create("a", b"1")
+    with pytest.raises(SequenceConflict):
+        await kv.create("a", b"2")
+    with pytest.raises(SequenceConflict):
+        await kv.update("a", b"2", rev + 1)
+    rev2 = await kv.update("a", b"2", rev)
+    with pytest.raises(SequenceConflict):
+        await kv.delete("a", rev)
+    now[0] = 5.0  # past the ttl: forgotten
+    assert await kv.get("a") is None
+    assert await kv.create("a", b"3") > rev2
+    await kv.delete("a")
+    assert await kv.keys() == []
+    with pytest.raises(Exception, match="exceeds"):
+        await kv.create("b", b"123456789")
+
+
+async def test_keyed_misuse_is_a_clear_error(system: ActorSystem) -> None:
+    with pytest.raises(ConfigError, match="not an instance"):
+        await system.spawn_keyed(Counter(), kind="counter")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="idle_after"):
+        await system.spawn_keyed(Counter, kind="counter", idle_after=0)
+    with pytest.raises(ConfigError, match="core mailboxes"):
+        system.ref("counter", key="a", mailbox="durable")
+    with pytest.raises(SubjectError):
+        system.ref("counter", key="a.b")
+    with pytest.raises(ConfigError, match="keeps no state"):
+        await Actor().save_state()
+
+
+async def test_two_systems_on_one_server_activate_each_key_once(
+    nats_server: NatsServer, tenant: str
+) -> None:
+    policy = AskPolicy(timeout=2.0, attempts=3)
+    async with (
+        ActorSystem(tenant, transport=await connect(nats_server), handle_signals=False) as one,
+        ActorSystem(tenant, transport=await connect(nats_server), handle_signals=False) as two,
+    ):
+        await one.spawn_keyed(Counter, kind="counter", idle_after=30)
+        await two.spawn_keyed(Counter, kind="counter", idle_after=30)
+        keys = [f"k{i}" for i in range(40)]
+
+        async def send(system: ActorSystem, key: str) -> None:
+            await system.ref("counter", key=key, ask=policy).ask(1, timeout=5)
+
+        await asyncio.gather(*(send(s, k) for k in keys for s in (one, two) for _ in range(3)))
+        assert sorted(Counter.started) == sorted(keys)  # exactly one activation per key
+        totals = [(await one.ref("counter", key=k).ask(0, timeout=5))[2] for k in keys]
+        assert totals == [6] * len(keys)
+        assert one.statistics()[-1].keys + two.statistics()[-1].keys == len(keys)
