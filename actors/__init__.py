@@ -7,6 +7,7 @@ from ._events import EventKind, SupervisionEvent
 from ._policy import AskPolicy, Backoff, RestartType, Strategy
 from ._pubsub import Subscribe, Workflow, WorkflowStep
 from ._ref import ActorRef
+from ._reminders import Reminder
 from ._status import summarize
 from ._streaming import AskStream
 from ._supervisor import Supervisor
@@ -24,6 +25,7 @@ __all__ = (
     "Context",
     "EventKind",
     "ManualClock",
+    "Reminder",
     "RestartType",
     "Strategy",
     "Subscribe",

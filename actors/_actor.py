@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, final
 
 from motadata_actors._errors import ConfigError, StreamError, SubjectError
@@ -14,7 +15,10 @@ from ._runtime import MailboxKind, Runtime
 from ._streaming import ReplyStream
 
 if TYPE_CHECKING:
+    from motadata_actors.mailbox._reminders import ReminderInfo
+
     from ._cell import ActorCell
+    from ._reminders import Timers
     from ._state import StateSlot
 
 __all__ = ("Actor", "Context", "NotStreamed")
@@ -63,6 +67,7 @@ class Actor:
 
     _sdk_cell: ActorCell  # set by the system with name and ref
     _sdk_state: StateSlot | None = None  # where its state is kept, when it declares one
+    _sdk_timers: Timers | None = None  # its timers, made by the first start_timer
 
     def _cell(self) -> ActorCell:
         try:
@@ -131,6 +136,84 @@ class Actor:
                 "(its initial value)"
             )
         return await slot.save(self)
+
+    def start_timer(self, name: str, delay: float, msg: object, *, repeat: bool = False) -> None:
+        """Tell this agent ``msg`` after ``delay`` seconds (every ``delay`` with ``repeat``).
+
+        In memory, on the system's clock: the message arrives through the mailbox like
+        any other. Starting a timer under a running one's name replaces it. Every timer
+        is cancelled when this instance ends (stopped, crashed, deactivated); use
+        :meth:`remind` for what must survive that.
+
+        Raises:
+            ConfigError: a negative delay, or a repeating one of 0.
+        """
+        from ._reminders import Timers
+
+        cell = self._cell()
+        if self._sdk_timers is None:
+            self._sdk_timers = Timers(cell.rt)
+        ref, rt = self.ref, cell.rt
+        self._sdk_timers.start(name, delay, lambda: rt.run_soon(lambda: ref.tell(msg)), repeat)
+
+    def cancel_timer(self, name: str) -> bool:
+        """Cancel timer ``name``; whether it was running."""
+        return self._sdk_timers is not None and self._sdk_timers.cancel(name)
+
+    async def remind(
+        self,
+        name: str,
+        payload: object = None,
+        *,
+        after: float | None = None,
+        at: datetime.datetime | None = None,
+        every: float | None = None,
+    ) -> None:
+        """Have the server send this agent a :class:`~motadata_actors.Reminder` later.
+
+        Durable: kept by the server (NATS: a JetStream message schedule), it survives
+        this process and wakes a deactivated keyed agent; it fires at least once (once
+        handled it is acknowledged; a failure brings it again). Give exactly one of
+        ``after`` (seconds), ``at`` (an aware datetime) or ``every`` (whole seconds >= 1,
+        periodic until cancelled). A reminder set again under its name replaces it.
+
+        Args:
+            name: its name (``[A-Za-z0-9_=-]``), unique per agent.
+            payload: a value the reminder carries (``Reminder.payload``).
+            after: fire once, this many seconds from now.
+            at: fire once, at this time.
+            every: fire every this many whole seconds.
+
+        Raises:
+            ConfigError: not exactly one of after, at and every, or bad values.
+            SubjectError: a bad name.
+            EncodeError: the payload cannot be encoded.
+            ConnectionLost: the server cannot be reached.
+        """
+        from motadata_actors.mailbox._envelope import seal_reminder
+        from motadata_actors.mailbox._reminders import fired_subject, schedule_text
+
+        from ._reminders import reminder_service, reminder_store
+
+        rt = self._cell().rt
+        schedule = schedule_text(after=after, at=at, every=every)
+        await reminder_service(rt)
+        sealed = seal_reminder(payload, rt.codecs.default, schedule, fired_subject(rt.tenant))
+        await reminder_store(rt).schedule(rt.tenant, self.name, name, sealed)
+
+    async def reminders(self) -> list[ReminderInfo]:
+        """The reminders of this agent still to fire: name and schedule."""
+        from ._reminders import reminder_store
+
+        rt = self._cell().rt
+        return await reminder_store(rt).list(rt.tenant, self.name)
+
+    async def cancel_reminder(self, name: str) -> bool:
+        """Cancel reminder ``name``; whether there was one."""
+        from ._reminders import reminder_store
+
+        rt = self._cell().rt
+        return await reminder_store(rt).cancel(rt.tenant, self.name, name)
 
     async def on_start(self) -> None:
         """Run once before the first message. Raising here makes ``spawn`` fail."""

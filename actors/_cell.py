@@ -262,6 +262,8 @@ class ActorCell:
         actor, self._instance = self._instance, None
         if actor is None:
             return
+        if actor._sdk_timers is not None:
+            actor._sdk_timers.cancel_all()
         with anyio.CancelScope(shield=True):
             try:
                 await actor.on_stop()

@@ -30,6 +30,7 @@ EventKind = Literal[
     "activated",  # a keyed agent's instance for one key started here
     "deactivated",  # a keyed agent's instance ended here (idle, stopped, crashed)
     "lease_lost",  # this process lost its node lease: its keyed instances were dropped
+    "reminded",  # a durable reminder fired and its agent handled it
 ]
 
 

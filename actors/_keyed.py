@@ -41,6 +41,7 @@ from motadata_actors.telemetry._logging import get_logger
 from ._actor import Actor
 from ._cell import ActorCell
 from ._ref import ActorRef
+from ._reminders import reminder_service
 from ._runtime import Runtime, reason_line
 from ._state import StateSlot, declares_state, state_store
 
@@ -131,6 +132,7 @@ class KeyedCell(ActorCell):
         self._state_kept = declares_state(type(probe))
         await self.leases.start()
         self.leases.on_lost(self._drop_all)
+        await reminder_service(rt)  # reminders wake this kind's deactivated keys
         self._inbox = await rt.transport.subscribe(
             f"sdk.agent.*.*.{rt.tenant}", mailbox=self._mailbox
         )
@@ -281,6 +283,8 @@ class KeyedCell(ActorCell):
             del self._active[act.key]
         actor, act.actor = act.actor, None
         act.dropped = True
+        if actor is not None and actor._sdk_timers is not None:
+            actor._sdk_timers.cancel_all()
         if actor is not None and crashed is None:
             with anyio.CancelScope(shield=True):
                 try:
@@ -300,6 +304,8 @@ class KeyedCell(ActorCell):
         for act in dropped:
             act.dropped = True
             act.token = 0
+            if act.actor is not None and act.actor._sdk_timers is not None:
+                act.actor._sdk_timers.cancel_all()
             act.actor = None
         self.rt.events.record("lease_lost", self.path, f"{len(dropped)} instance(s) dropped")
 

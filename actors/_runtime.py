@@ -36,6 +36,7 @@ from ._policy import AskPolicy
 if TYPE_CHECKING:
     from ._actor import Context
     from ._leases import Leases
+    from ._reminders import ReminderService
 
 __all__ = (
     "AGENT_TEMPLATE",
@@ -98,6 +99,8 @@ class Runtime:
     """Seconds a node lease of keyed agents lasts without renewal."""
     leases: Leases | None = None
     """This system's leases of keyed agents (made by the first ``spawn_keyed``)."""
+    reminders: ReminderService | None = None
+    """Hands fired reminders to agents (started by a keyed kind or the first reminder)."""
 
     def durable(self, what: str) -> DurableStore:
         """The transport's durable side, or a ConfigError saying why ``what`` needs it."""

@@ -335,9 +335,11 @@ class ActorSystem:
             deadline = self._clock.now() + self._grace
             await root.stop_accepting()
             await root.shutdown(deadline)
-            leases = self._rt.leases if self._rt is not None else None
-            if leases is not None:
-                await leases.close()
+            rt = self._rt
+            if rt is not None and rt.reminders is not None:
+                await rt.reminders.close()
+            if rt is not None and rt.leases is not None:
+                await rt.leases.close()
         for scope in background:
             scope.cancel()
 

@@ -55,7 +55,9 @@ __all__ = (
     "seal_end",
     "seal_error",
     "seal_part",
+    "seal_reminder",
     "seal_state",
+    "reminder_of",
     "stored",
 )
 
@@ -567,3 +569,30 @@ def open_state(data: bytes, codecs: Codecs) -> Any:
     if wire_name != "-":
         headers[MESSAGE_TYPE] = wire_name
     return decode_body(data[end + 1 :], headers, codecs)
+
+
+def seal_reminder(value: object, codec: Codec, schedule: str, target: str) -> Sealed:
+    """A reminder's definition for a stream that runs schedules.
+
+    ``schedule`` is ``@at <RFC 3339 time>`` or ``@every <seconds>s``; the server publishes
+    the body to ``target`` then (and again, for ``@every``), with ``Nats-Scheduler``
+    naming the definition's subject. Fired copies expire after a day unread.
+
+    Raises:
+        EncodeError, MessageTooLarge: ``value`` cannot be encoded, or is too large.
+    """
+    headers = {
+        "Nats-Schedule": schedule,
+        "Nats-Schedule-Target": target,
+        "Nats-Schedule-TTL": "86400s",
+    }
+    return Sealed(seal_state(value, codec), headers)
+
+
+def reminder_of(msg: Incoming) -> tuple[str, str] | None:
+    """``(definition subject, schedule)`` of a fired reminder, or None if it is not one."""
+    headers = msg.headers or {}
+    subject = headers.get("Nats-Scheduler")
+    if not subject:
+        return None
+    return subject, headers.get("Nats-Schedule", "")

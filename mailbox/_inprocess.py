@@ -24,6 +24,7 @@ from ._dead_letters import MemoryDeadLetters
 from ._envelope import check_size
 from ._kv import MemoryKeyValue
 from ._queue import Mailbox
+from ._reminders import MemoryReminders
 from ._subjects import check_publish_subject, check_subscribe_subject
 from ._transport import Incoming, Subscription
 
@@ -79,7 +80,13 @@ class InProcessTransport:
         self._round_robin = itertools.count()
         self._inbox_ids = itertools.count(1)
         self._buckets: dict[str, MemoryKeyValue] = {}
+        self._reminders = MemoryReminders()
         self._closed = False
+
+    @property
+    def reminders(self) -> MemoryReminders:
+        """Reminders on the event loop's timers (gone with the process)."""
+        return self._reminders
 
     async def key_value(
         self, bucket: str, *, ttl: float | None = None, max_value_size: int = -1

@@ -26,6 +26,7 @@ cancels and awaits whatever still runs.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import final
 
 from motadata_actors.telemetry import get_logger
@@ -135,6 +136,25 @@ class JetStreamMailboxes:
                 prefetch=1 if ordered else config.prefetch, label=f"{subject} ({consumer})",
                 dead_subject=dlq_subject(agent, tenant), dead_letter=self._dead_letters.store,
                 drop_after_dead_letter=False,
+            )
+        )  # fmt: skip
+
+    async def open_pull(
+        self,
+        stream: str,
+        consumer: str,
+        ensure: Callable[[], Awaitable[None]],
+        mailbox: Mailbox[Incoming],
+        config: DurableConfig,
+    ) -> Subscription:
+        """Pull from ``consumer`` of ``stream`` into ``mailbox`` (``ensure`` makes them)."""
+        tenant = stream.rsplit("_", 1)[-1]
+        return await self._open(
+            Pull(
+                self._js, stream, consumer, ensure, mailbox, config,
+                prefetch=config.prefetch, label=f"{stream}/{consumer}",
+                dead_subject=dlq_subject("reminders", tenant),
+                dead_letter=self._dead_letters.store, drop_after_dead_letter=False,
             )
         )  # fmt: skip
 

@@ -15,6 +15,8 @@ __all__ = (
     "dead_letter_subjects",
     "log_stream",
     "log_subjects",
+    "reminder_subject",
+    "reminders_stream",
 )
 
 
@@ -46,3 +48,13 @@ def dead_letter_stream(tenant: str) -> str:
 def dead_letter_subjects(tenant: str) -> str:
     """What a tenant's dead-letter stream captures: ``sdk.dlq.*.<tenant>``."""
     return f"sdk.dlq.*.{tenant}"
+
+
+def reminders_stream(tenant: str) -> str:
+    """The stream keeping a tenant's reminders: ``SDK_REMINDERS_<tenant>``."""
+    return f"SDK_REMINDERS_{tenant}"
+
+
+def reminder_subject(to: str, name: str, tenant: str) -> str:
+    """Where reminder ``name`` of agent ``to`` is defined: ``sdk.reminder.<to>.<name>.<t>``."""
+    return f"sdk.reminder.{to}.{name}.{tenant}"

@@ -83,6 +83,8 @@ class StreamSpec:
         max_msgs: messages kept (-1: no limit).
         replicas: copies in a cluster.
         duplicate_window: seconds a repeated ``Nats-Msg-Id`` is dropped (0: the server's).
+        schedules: the stream runs message schedules (``Nats-Schedule``) and per-message
+            TTLs (``Nats-TTL``).
     """
 
     name: str
@@ -94,6 +96,7 @@ class StreamSpec:
     max_msgs: int = -1
     replicas: int = 1
     duplicate_window: float = 0.0
+    schedules: bool = False
 
 
 @final

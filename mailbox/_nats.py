@@ -33,6 +33,7 @@ from . import _natspy as natspy
 from ._envelope import check_size
 from ._jetstream import JetStreamMailboxes
 from ._js_dead_letters import JetStreamDeadLetters
+from ._js_reminders import JetStreamReminders
 from ._natspy import RawClient, RawSubscription
 from ._queue import Mailbox
 from ._subjects import check_publish_subject, check_subscribe_subject
@@ -170,6 +171,7 @@ class NatsTransport:
         self._durable: JetStreamMailboxes | None = None
         self._js: natspy.JetStream | None = None
         self._buckets: dict[str, natspy.KeyValueBucket] = {}
+        self._reminders: JetStreamReminders | None = None
         self._closed = False
         self.listener: Callable[[str, str, str], None] | None = None
         """Told ``(kind, detail, reply)`` of ``dropped`` (a slow consumer: nats-py dropped
@@ -204,6 +206,13 @@ class NatsTransport:
         if self._dead_letters is None:
             self._dead_letters = JetStreamDeadLetters(self._jetstream(), lambda: self.description)
         return self._dead_letters
+
+    @property
+    def reminders(self) -> JetStreamReminders:
+        """Reminders as JetStream message schedules (after :meth:`start`)."""
+        if self._reminders is None:
+            self._reminders = JetStreamReminders(self._jetstream(), self.durable.open_pull)
+        return self._reminders
 
     async def key_value(
         self, bucket: str, *, ttl: float | None = None, max_value_size: int = -1

@@ -419,6 +419,7 @@ def _stream_config(spec: StreamSpec) -> api.StreamConfig:
         max_bytes=spec.max_bytes, max_msgs=spec.max_msgs, num_replicas=spec.replicas,
         duplicate_window=spec.duplicate_window, storage=api.StorageType.FILE,
         discard=api.DiscardPolicy.OLD,
+        allow_msg_schedules=spec.schedules or None, allow_msg_ttl=spec.schedules or None,
     )  # fmt: skip
 
 
@@ -737,6 +738,25 @@ class JetStream:
             {k: str(v) for k, v in (raw.headers or {}).items()},
             raw.data or b"",
             raw.time.timestamp() if raw.time is not None else 0.0,
+        )
+
+    async def subjects(self, stream: str, subjects: str) -> list[str]:
+        """The subjects matching ``subjects`` that hold messages in ``stream``."""
+        info = await _call(f"read stream {stream!r}",
+                           self._js.stream_info(stream, subjects_filter=subjects))  # fmt: skip
+        return sorted(info.state.subjects or {})
+
+    async def last(self, stream: str, subject: str) -> StoredMessage | None:
+        """The last message on ``subject`` in ``stream``, or None."""
+        try:
+            return await self.get_msg(stream, 0, subject=subject)
+        except NotFound:
+            return None
+
+    async def purge(self, stream: str, subject: str) -> None:
+        """Remove every message on ``subject`` from ``stream``."""
+        await _call(
+            f"purge {subject!r} of {stream}", self._js.purge_stream(stream, subject=subject)
         )
 
     async def delete_msg(self, stream: str, seq: int) -> None:

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
         Backoff,
         Context,
         ManualClock,
+        Reminder,
         Subscribe,
         SupervisionEvent,
         Supervisor,
@@ -58,7 +59,8 @@ _LAZY = {
     **dict.fromkeys(
         (
             "Actor", "ActorRef", "ActorStatistics", "ActorSystem", "AskPolicy", "AskStream",
-            "Backoff", "Context", "ManualClock", "Subscribe", "SupervisionEvent", "Supervisor",
+            "Backoff", "Context", "ManualClock", "Reminder", "Subscribe", "SupervisionEvent",
+            "Supervisor",
             "Workflow", "WorkflowStep",
         ),
         "motadata_actors.actors",
@@ -106,6 +108,7 @@ __all__ = (
     "NatsServer",
     "NatsTransport",
     "NoResponders",
+    "Reminder",
     "RemoteError",
     "ReplayError",
     "SequenceConflict",
