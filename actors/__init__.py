@@ -12,6 +12,7 @@ from ._status import summarize
 from ._streaming import AskStream
 from ._supervisor import Supervisor
 from ._system import ActorSystem
+from ._watch import Terminated
 
 __all__ = (
     "Actor",
@@ -32,6 +33,7 @@ __all__ = (
     "Supervisor",
     "SupervisionEvent",
     "SystemClock",
+    "Terminated",
     "Workflow",
     "WorkflowStep",
     "summarize",

@@ -215,6 +215,22 @@ class Actor:
         rt = self._cell().rt
         return await reminder_store(rt).cancel(rt.tenant, self.name, name)
 
+    async def watch(self, target: ActorRef) -> None:
+        """Receive a :class:`~motadata_actors.Terminated` when ``target`` ends.
+
+        Once per watch (watch again to go on): when it stops, when a keyed instance
+        crashes or stops itself (not when idle deactivation ends it: it comes back on
+        demand), or when its process dies (seen within about half a lease).
+        """
+        from ._watch import watch_service
+
+        await (await watch_service(self._cell().rt)).watch(self.ref, target.address)
+
+    async def unwatch(self, target: ActorRef) -> bool:
+        """Stop watching ``target``; whether this agent watched it."""
+        watches = self._cell().rt.watches
+        return watches is not None and await watches.unwatch(self.ref, target.address)
+
     async def on_start(self) -> None:
         """Run once before the first message. Raising here makes ``spawn`` fail."""
 
@@ -400,13 +416,14 @@ class Context:
                 "ref.ask_stream(...)"
             )
 
-    def ref(self, name: str, *, mailbox: MailboxKind = "core") -> ActorRef:
+    def ref(self, name: str, *, mailbox: MailboxKind = "core", key: str | None = None) -> ActorRef:
         """Return a ref to the actor called ``name`` in the same tenant.
 
         ``mailbox="durable"`` for an agent spawned with a durable mailbox: tells and asks
-        to it are then stored by JetStream before they count as sent.
+        to it are then stored by JetStream before they count as sent. ``key`` for the
+        instance of keyed kind ``name`` for that key.
         """
-        return ActorRef(self._rt, name, mailbox=mailbox)
+        return ActorRef(self._rt, name, mailbox=mailbox, key=key)
 
     async def publish(
         self, event: object, *, event_type: str | None = None, durable: bool = False

@@ -43,6 +43,7 @@ from ._pubsub import Subscribe
 from ._ref import ActorRef
 from ._runtime import MailboxKind, Runtime, reason_line
 from ._state import StateSlot, declares_state, state_store
+from ._watch import notify_terminated
 
 if TYPE_CHECKING:
     from ._supervisor import Supervisor
@@ -78,6 +79,8 @@ class ActorStatistics:
         path: where it sits in the supervision tree (``/workers/writer``): the name
             :meth:`ActorSystem.events` uses for it.
         keys: for a keyed agent kind, how many keys have an instance in this process.
+        instances: for a keyed kind, ``(key, idle seconds, state bytes)`` of up to 20 of
+            them, the most recently used first (``mailbox`` is then ``keyed``).
     """
 
     name: str
@@ -94,6 +97,7 @@ class ActorStatistics:
     stream_outstanding: int = 0
     path: str = ""
     keys: int = 0
+    instances: tuple[tuple[str, float, int], ...] = ()
 
 
 class ActorCell:
@@ -329,6 +333,7 @@ class ActorCell:
             await self._release(msg)
         await self._stop_instance()
         self.rt.events.record("stopped", self.path)
+        await notify_terminated(self.rt, self.ref.address, "stopped")
         log.debug("actor %s stopped", self.path)
 
     async def _unsubscribe(self) -> None:

@@ -42,6 +42,7 @@ from ._runtime import (
     reason_line,
 )
 from ._streaming import ReplyStream
+from ._watch import Probe
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
@@ -173,6 +174,10 @@ class Dispatcher:
     async def _take(self, letter: Letter, payload: Any, actor: Actor, left: float | None) -> Result:
         """Run the handler on a taken message, and answer its asker."""
         cell, rt = self._cell, self._rt
+        if type(payload) is Probe:  # a watcher asks whether anything runs this agent
+            if letter.reply:
+                await rt.send(letter.reply, seal(True, rt.codecs.default))
+            return HANDLED
         if left is None:
             left = letter.timeout
         deadline = rt.clock.now() + left if left is not None else None

@@ -33,17 +33,19 @@ from typing import TYPE_CHECKING, final
 
 import anyio
 import anyio.abc
+import attrs
 
 from motadata_actors._errors import ActorsError
 from motadata_actors.mailbox import Incoming, check_key, keyed_name, split_keyed
 from motadata_actors.telemetry._logging import get_logger
 
 from ._actor import Actor
-from ._cell import ActorCell
+from ._cell import ActorCell, ActorStatistics
 from ._ref import ActorRef
 from ._reminders import reminder_service
 from ._runtime import Runtime, reason_line
 from ._state import StateSlot, declares_state, state_store
+from ._watch import notify_terminated
 
 if TYPE_CHECKING:
     from ._leases import Leases
@@ -113,11 +115,17 @@ class KeyedCell(ActorCell):
         """Keys with an instance here now."""
         return len(self._active)
 
-    def instances(self) -> list[tuple[str, float, int]]:
-        """``(key, idle seconds, state bytes)`` of every instance here now."""
+    def statistics(self) -> ActorStatistics:
+        """The kind's counters, with its instances here (``mailbox`` is ``keyed``)."""
+        return attrs.evolve(
+            super().statistics(), mailbox="keyed", instances=tuple(self.instances(20))
+        )
+
+    def instances(self, limit: int | None = None) -> list[tuple[str, float, int]]:
+        """``(key, idle seconds, state bytes)`` of the instances here, latest used first."""
         now = self.rt.clock.now()
         out = []
-        for act in list(self._active.values()):
+        for act in reversed(list(self._active.values())[-limit if limit else 0 :]):
             slot = act.actor._sdk_state if act.actor is not None else None
             out.append((act.key, 0.0 if act.busy else now - act.used, slot.size if slot else 0))
         return out
@@ -256,7 +264,7 @@ class KeyedCell(ActorCell):
                 if act.key in self._active:
                     self._active.move_to_end(act.key)
                 if result.crash is not None or result.stop:
-                    await self._deactivate(act, crashed=result.crash)
+                    await self._deactivate(act, crashed=result.crash, stopped=result.stop)
             if act.dropped or act.actor is None:
                 if not act.pending:
                     return
@@ -277,7 +285,9 @@ class KeyedCell(ActorCell):
         if msg.reply:
             await self.rt.send_error(msg.reply, "ActorsError", f"not handled: {reason}", "sdk")
 
-    async def _deactivate(self, act: _Activation, crashed: BaseException | None = None) -> None:
+    async def _deactivate(
+        self, act: _Activation, crashed: BaseException | None = None, stopped: bool = False
+    ) -> None:
         """End the key's instance here: ``on_stop`` (not after a crash), lease released."""
         if self._active.get(act.key) is act:
             del self._active[act.key]
@@ -296,6 +306,9 @@ class KeyedCell(ActorCell):
         self.deactivations += 1
         detail = f"crashed: {reason_line(crashed)}" if crashed is not None else "idle or stopped"
         self.rt.events.record("deactivated", f"{self.path}/{act.key}", detail)
+        if crashed is not None or stopped:
+            reason = f"crashed: {reason_line(crashed)}" if crashed is not None else "stopped"
+            await notify_terminated(self.rt, keyed_name(self.kind, act.key), reason)
 
     async def _drop_all(self) -> None:
         """The lease was lost: forget every instance, unsaved and unreleased."""

@@ -96,15 +96,32 @@ class Leases:
         """
         if self._started:
             return
+        await self.open()
+        await self._join()
+        self._started = True
+        self._rt.run_soon(self._renewing)
+
+    async def open(self) -> None:
+        """Open the tenant's node and lease buckets (to read them; :meth:`start` joins).
+
+        Raises:
+            ConfigError: a transport without key-value buckets, or another lease time.
+        """
+        if self._records is not None:
+            return
         transport = self._rt.transport
         if not isinstance(transport, KeepsValues):
             raise ConfigError("keyed agents need a transport with key-value buckets")
         tenant = self._rt.tenant
         self._nodes = await transport.key_value(bucket_name("nodes", tenant), ttl=self.lease_time)
         self._records = await transport.key_value(bucket_name("leases", tenant))
-        await self._join()
-        self._started = True
-        self._rt.run_soon(self._renewing)
+
+    async def owner(self, record: str) -> str | None:
+        """The node holding ``record`` now, or None (nobody)."""
+        await self.open()
+        assert self._records is not None
+        entry = await self._records.get(record)
+        return None if entry is None else entry.value.decode(errors="replace")
 
     def _record(self) -> bytes:
         return f"{socket.gethostname()} {os.getpid()}".encode()

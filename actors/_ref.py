@@ -104,6 +104,11 @@ class ActorRef:
         return hash((self._to, id(self._rt)))
 
     @property
+    def address(self) -> str:
+        """The ``<to>`` token: the name, or ``<kind>~<key>`` for a keyed agent."""
+        return self._to
+
+    @property
     def policy(self) -> AskPolicy:
         """The ask policy this ref applies when a call does not override it."""
         return self._policy

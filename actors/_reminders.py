@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Final, final
 import anyio
 
 from motadata_actors._errors import ActorsError, CodecError, ConfigError
-from motadata_actors.codecs import message
+from motadata_actors.codecs import field, message
 from motadata_actors.mailbox import DurableMessage, Incoming, Mailbox, Subscription
 from motadata_actors.mailbox._envelope import open_state, reminder_of
 from motadata_actors.mailbox._reminders import KeepsReminders, ReminderStore, parse_definition
@@ -48,8 +48,8 @@ class Reminder:
         payload: the value given to :meth:`Actor.remind` (None if none).
     """
 
-    name: str
-    payload: Any = None
+    name: str = field(proto=1)
+    payload: Any = field(proto=2, default=None)
 
 
 def reminder_store(rt: Runtime) -> ReminderStore:

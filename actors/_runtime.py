@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from ._actor import Context
     from ._leases import Leases
     from ._reminders import ReminderService
+    from ._watch import WatchService
 
 __all__ = (
     "AGENT_TEMPLATE",
@@ -101,6 +102,8 @@ class Runtime:
     """This system's leases of keyed agents (made by the first ``spawn_keyed``)."""
     reminders: ReminderService | None = None
     """Hands fired reminders to agents (started by a keyed kind or the first reminder)."""
+    watches: WatchService | None = None
+    """The watches of this system's agents (made by the first ``watch``)."""
 
     def durable(self, what: str) -> DurableStore:
         """The transport's durable side, or a ConfigError saying why ``what`` needs it."""

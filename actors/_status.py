@@ -56,6 +56,11 @@ def _report(client_id: str, stats: list[ActorStatistics]) -> dict[str, Any]:
                 "rejected": s.rejected,
                 "restarts": s.restarts,
                 "dropped": s.dropped,
+                **(
+                    {"keys": s.keys, "instances": [list(i) for i in s.instances]}
+                    if s.mailbox == "keyed"
+                    else {}
+                ),
             }
             for s in stats
         ],
@@ -115,16 +120,19 @@ async def gather_status(transport: Transport, tenant: str, wait: float = 0.5) ->
 
 
 def summarize(reports: list[Any]) -> dict[str, dict[str, Any]]:
-    """Per agent name: its replicas (processes running it), mailbox kind and totals."""
+    """Per agent name: its replicas (processes running it), mailbox kind and totals.
+
+    A keyed kind's ``keys`` is the number of its active instances over all processes.
+    """
     agents: dict[str, dict[str, Any]] = {}
     for report in reports:
         for a in report.get("agents", []):
             row = agents.setdefault(
                 a["name"],
                 {"replicas": 0, "mailbox": a.get("mailbox", "core"), "queued": 0,
-                 "handled": 0, "failed": 0, "restarts": 0, "dropped": 0},
+                 "handled": 0, "failed": 0, "restarts": 0, "dropped": 0, "keys": 0},
             )  # fmt: skip
             row["replicas"] += 1
-            for key in ("queued", "handled", "failed", "restarts", "dropped"):
+            for key in ("queued", "handled", "failed", "restarts", "dropped", "keys"):
                 row[key] += int(a.get(key, 0))
     return dict(sorted(agents.items()))

@@ -336,6 +336,8 @@ class ActorSystem:
             await root.stop_accepting()
             await root.shutdown(deadline)
             rt = self._rt
+            if rt is not None and rt.watches is not None:
+                await rt.watches.close()
             if rt is not None and rt.reminders is not None:
                 await rt.reminders.close()
             if rt is not None and rt.leases is not None:

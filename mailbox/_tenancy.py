@@ -63,8 +63,10 @@ def tenant_permissions(tenant: str) -> dict[str, list[str]]:
     """The subjects a tenant's user may publish and subscribe to, inside its own account.
 
     Every subject kind of the tenant: agents (``sdk.agent.<from>.<to>.<tenant>``), events,
-    workflows, dead letters, system/status requests, the tenant's reply inbox prefix,
-    and the JetStream API, acks and delivery advisories its durable mailboxes use.
+    workflows, dead letters, system/status requests, reminders, termination notices of
+    watched agents, the tenant's reply inbox prefix, the key-value buckets of keyed agents
+    (leases, nodes, state), and the JetStream API, acks and delivery advisories its durable
+    mailboxes use.
     """
     check_id(tenant, "tenant")
     own = [
@@ -74,10 +76,14 @@ def tenant_permissions(tenant: str) -> dict[str, list[str]]:
         f"sdk.dlq.*.{tenant}",
         f"sdk.system.{tenant}",
         f"sdk.system.{tenant}.>",
+        f"sdk.reminder.*.*.{tenant}",
+        f"sdk.reminded.{tenant}",
+        f"sdk.watch.*.{tenant}",
         f"{inbox_prefix(tenant)}.>",
     ]
+    buckets = [f"$KV.SDK_{purpose}_{tenant}.>" for purpose in ("NODES", "LEASES", "STATE")]
     return {
-        "publish": [*own, "$JS.API.>", "$JS.ACK.>"],
+        "publish": [*own, *buckets, "$JS.API.>", "$JS.ACK.>"],
         "subscribe": [*own, "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.>"],
     }
 

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
         Subscribe,
         SupervisionEvent,
         Supervisor,
+        Terminated,
         Workflow,
         WorkflowStep,
     )
@@ -60,7 +61,7 @@ _LAZY = {
         (
             "Actor", "ActorRef", "ActorStatistics", "ActorSystem", "AskPolicy", "AskStream",
             "Backoff", "Context", "ManualClock", "Reminder", "Subscribe", "SupervisionEvent",
-            "Supervisor",
+            "Supervisor", "Terminated",
             "Workflow", "WorkflowStep",
         ),
         "motadata_actors.actors",
@@ -121,6 +122,7 @@ __all__ = (
     "SupervisionEvent",
     "Supervisor",
     "TenantError",
+    "Terminated",
     "TransportClosed",
     "Workflow",
     "WorkflowStep",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 from motadata_actors._errors import ConfigError
 from motadata_actors._settings import Settings
@@ -42,6 +42,19 @@ async def show_status(
             f"{a['handled']:>9} {a['failed']:>7} {a['restarts']:>8} {a['dropped']:>8}",
             file=out,
         )
+    _keyed(reports, out)
     for line in backlog:
         print(line, file=out)
     return len(agents)
+
+
+def _keyed(reports: list[Any], out: TextIO) -> None:
+    """Keyed kinds per process: how many keys are active there, and the latest used."""
+    for r in reports:
+        for a in r.get("agents", []):
+            if a.get("mailbox") != "keyed":
+                continue
+            print(f"keyed {a['name']} in {r['process']} (pid {r['pid']}): "
+                  f"{a.get('keys', 0)} active key(s)", file=out)  # fmt: skip
+            for key, idle, size in a.get("instances", []):
+                print(f"  {key:<32} idle {idle:>7.1f}s  state {size:>7} B", file=out)

@@ -274,3 +274,27 @@ async def test_two_systems_on_one_server_activate_each_key_once(
         totals = [(await one.ref("counter", key=k).ask(0, timeout=5))[2] for k in keys]
         assert totals == [6] * len(keys)
         assert one.statistics()[-1].keys + two.statistics()[-1].keys == len(keys)
+
+
+async def test_status_lists_active_keys_per_kind_and_process(
+    nats_server: NatsServer, tenant: str
+) -> None:
+    from io import StringIO
+
+    from motadata_actors._status_cli import show_status
+
+    settings = Settings(nats_urls=(nats_server.url,))
+    async with ActorSystem(tenant, settings=settings, handle_signals=False) as system:
+        await system.spawn_keyed(Counter, kind="counter", idle_after=30)
+        for key in ("a", "b"):
+            await system.ref("counter", key=key).ask(1, timeout=5)
+        out = StringIO()
+        assert await show_status(settings, tenant, 1.0, out) == 1
+        text = out.getvalue()
+        assert [line.split()[:2] for line in text.splitlines() if line.startswith("counter")] == [
+            ["counter", "keyed"]
+        ]
+        assert "keyed counter in client (pid" in text and "2 active key(s)" in text
+        rows = [line.split() for line in text.splitlines() if line.startswith("  ")]
+        assert [row[0] for row in rows if row[1] == "idle"] == ["b", "a"]  # latest first
+        assert all(int(row[-2]) > 0 for row in rows if row[1] == "idle")  # state bytes
