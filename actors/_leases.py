@@ -210,6 +210,10 @@ class Leases:
         records = self._records
         assert records is not None
         node = self.node
+        try:  # most keys are new, or were released: one round trip
+            return await self._won(record, await records.create(record, node.encode()))
+        except SequenceConflict:
+            pass
         for _ in range(3):
             entry = await records.get(record)
             try:

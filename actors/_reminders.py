@@ -125,7 +125,7 @@ class ReminderService:
                 await _quietly(durable.nak, delay)
             return
         self.fired += 1
-        rt.events.record("reminded", to, name)
+        rt.events.record("reminded", kind, f"{to}: {name}")
         if durable is not None:
             await _quietly(durable.ack)
 

@@ -17,6 +17,7 @@ and schema upgrades of messages.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any, Final, final
 
 from motadata_actors._errors import ConfigError, SequenceConflict, StateConflict
@@ -50,11 +51,13 @@ async def state_store(rt: Runtime, what: str) -> KeyValueStore:
 class StateSlot:
     """Where one instance's state is kept, and the revision it last read or wrote."""
 
-    __slots__ = ("_codecs", "_saved", "_store", "key", "revision")
+    __slots__ = ("_agent", "_codecs", "_saved", "_store", "_tel", "key", "revision")
 
     def __init__(self, store: KeyValueStore, key: str, rt: Runtime) -> None:
         self._store = store
         self._codecs = rt.codecs
+        self._tel = rt.telemetry
+        self._agent = key.split(".", 1)[0]  # the name, or the kind (bounded cardinality)
         self.key = key
         """The key in ``SDK_STATE_<tenant>``."""
         self.revision = 0
@@ -72,7 +75,11 @@ class StateSlot:
         Raises:
             CodecError: the kept state does not decode (an unknown type, say).
         """
+        started = time.perf_counter()
         entry = await self._store.get(self.key)
+        if self._tel is not None:
+            size = len(entry.value) if entry is not None else 0
+            self._tel.state_done("load", self._agent, size, time.perf_counter() - started)
         if entry is None:
             initial = type(actor).state  # type: ignore[attr-defined]
             actor.state = open_state(seal_state(initial, self._codecs.default), self._codecs)  # type: ignore[attr-defined]
@@ -94,17 +101,22 @@ class StateSlot:
         data = seal_state(actor.state, self._codecs.default)  # type: ignore[attr-defined]
         if data == self._saved:
             return False
+        started = time.perf_counter()
         try:
             if self.revision:
                 self.revision = await self._store.update(self.key, data, self.revision)
             else:
                 self.revision = await self._store.create(self.key, data)
         except SequenceConflict as exc:
+            if self._tel is not None:
+                self._tel.state_done("save", self._agent, len(data), 0.0, conflict=True)
             raise StateConflict(
                 f"state of {self.key!r} not saved: another instance wrote it since this one "
                 f"loaded it (revision {self.revision}); this instance is stale"
             ) from exc
         self._saved = data
+        if self._tel is not None:
+            self._tel.state_done("save", self._agent, len(data), time.perf_counter() - started)
         return True
 
 

@@ -221,7 +221,20 @@ class Telemetry:
             "disconnected": meter.create_counter("sdk.connection.losses", unit="{event}"),
             "reconnected": meter.create_counter("sdk.connection.recoveries", unit="{event}"),
             "refused": meter.create_counter("sdk.permission.refusals", unit="{event}"),
+            "activated": meter.create_counter("sdk.keyed.activations", unit="{instance}"),
+            "deactivated": meter.create_counter("sdk.keyed.deactivations", unit="{instance}"),
+            "lease_lost": meter.create_counter("sdk.keyed.lease_losses", unit="{event}"),
+            "reminded": meter.create_counter("sdk.reminders.fired", unit="{reminder}"),
         }
+        self.state_size = meter.create_histogram(
+            "sdk.state.size", unit="By", description="Bytes of agent state loaded or saved"
+        )
+        self.state_duration = meter.create_histogram(
+            "sdk.state.duration", unit="s", description="Time an agent state load or save took"
+        )
+        self.state_conflicts = meter.create_counter(
+            "sdk.state.conflicts", unit="{save}", description="State saves refused as stale"
+        )
         self._agents: dict[str, str] = {}
         self._attribute_cache: dict[str, dict[str, str]] = {}
 
@@ -398,6 +411,29 @@ class Telemetry:
         """Record ``error`` on ``span`` and mark it failed."""
         span.record_exception(error)
         span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"[:512]))
+
+    # -- keyed agents and state ----------------------------------------------------------
+
+    def start_keyed(self, operation: str, kind: str, key: str) -> Span:
+        """Start the span of a keyed instance's ``activate`` or ``deactivate`` (end it)."""
+        return self.tracer.start_span(
+            f"{operation} {kind}",
+            kind=SpanKind.INTERNAL,
+            attributes={"sdk.tenant.id": self.tenant, "sdk.agent.kind": kind,
+                        "sdk.agent.key": key},
+        )  # fmt: skip
+
+    def state_done(
+        self, operation: str, agent: str, size: int, seconds: float, conflict: bool = False
+    ) -> None:
+        """Record a state ``load`` or ``save`` of ``agent`` (a name or a kind)."""
+        attributes = {"sdk.tenant.id": self.tenant, "sdk.agent.to": self.agent(agent),
+                      "sdk.state.operation": operation}  # fmt: skip
+        if conflict:
+            self.state_conflicts.add(1, attributes)
+            return
+        self.state_size.record(size, attributes)
+        self.state_duration.record(seconds, attributes)
 
     # -- metrics from supervision events -----------------------------------------------
 

@@ -298,3 +298,43 @@ async def test_status_lists_active_keys_per_kind_and_process(
         rows = [line.split() for line in text.splitlines() if line.startswith("  ")]
         assert [row[0] for row in rows if row[1] == "idle"] == ["b", "a"]  # latest first
         assert all(int(row[-2]) > 0 for row in rows if row[1] == "idle")  # state bytes
+
+
+async def test_activations_and_state_are_traced_and_measured(tenant: str) -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter, reader = InMemorySpanExporter(), InMemoryMetricReader()
+    tracing = TracerProvider()
+    tracing.add_span_processor(SimpleSpanProcessor(exporter))
+    async with ActorSystem(
+        tenant, transport=InProcessTransport(), settings=Settings(enable_nats=False),
+        handle_signals=False, tracer_provider=tracing,
+        meter_provider=MeterProvider(metric_readers=[reader]),
+    ) as system:  # fmt: skip
+        await system.spawn_keyed(Counter, kind="counter", idle_after=0.2)
+        await system.ref("counter", key="a").ask(5, timeout=5)
+        await wait_for(lambda: Counter.stopped == ["a"], 10, "the idle deactivation")
+        data = reader.get_metrics_data()
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    activation = spans["activate counter"]
+    assert activation.attributes is not None
+    assert activation.attributes["sdk.agent.key"] == "a"
+    assert activation.attributes["sdk.lease.token"] >= 1  # type: ignore[operator]
+    assert "deactivate counter" in spans
+    points: dict[str, int] = {}
+    assert data is not None
+    for rm in data.resource_metrics:
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                for p in metric.data.data_points:
+                    value = getattr(p, "value", None)
+                    count = int(value if value is not None else p.count)
+                    points[metric.name] = points.get(metric.name, 0) + count
+    assert points["sdk.keyed.activations"] == 1
+    assert points["sdk.keyed.deactivations"] == 1
+    assert points["sdk.state.size"] == 2  # a load and a save
+    assert points["sdk.state.duration"] == 2
