@@ -35,8 +35,16 @@ import anyio
 import anyio.abc
 import attrs
 
-from motadata_actors._errors import ActorsError
-from motadata_actors.mailbox import Incoming, check_key, keyed_name, split_keyed
+from motadata_actors._errors import ActorsError, MailboxFull
+from motadata_actors.mailbox import (
+    Incoming,
+    Mailbox,
+    Subscription,
+    check_key,
+    keyed_name,
+    split_keyed,
+)
+from motadata_actors.mailbox._subjects import KEY_SEPARATOR
 from motadata_actors.telemetry._logging import get_logger
 
 from ._actor import Actor
@@ -51,7 +59,7 @@ if TYPE_CHECKING:
     from ._leases import Leases
     from ._supervisor import Supervisor
 
-__all__ = ("KeyedCell",)
+__all__ = ("KeyedCell", "Tap")
 
 log = get_logger("actors")
 
@@ -71,6 +79,60 @@ class _Activation:
         # made when a message waits: an empty deque costs 600 bytes per idle instance
         self.pending: collections.deque[Incoming] | None = None
         self.used = 0.0
+
+
+@final
+class Tap:
+    """The one subscription to a tenant's agent subjects, shared by the keyed kinds here.
+
+    Each message goes to its kind's mailbox (a full one drops it, counted as a slow
+    consumer's); messages to plain agents are dropped at once. One subscription, so a
+    process hosting several kinds receives each message once.
+    """
+
+    def __init__(self, rt: Runtime) -> None:
+        self._rt = rt
+        self._kinds: dict[str, Mailbox[Incoming]] = {}
+        self._box: Mailbox[Incoming] = Mailbox(max(rt.mailbox_capacity, 1024))
+        self._sub: Subscription | None = None
+        self._scope = anyio.CancelScope()
+
+    async def add(self, kind: str, mailbox: Mailbox[Incoming]) -> Subscription:
+        """Deliver ``kind``'s messages into ``mailbox`` until the result is unsubscribed."""
+        rt = self._rt
+        self._kinds[kind] = mailbox
+        if self._sub is None:
+            self._scope = anyio.CancelScope()
+            self._sub = await rt.transport.subscribe(
+                f"sdk.agent.*.*.{rt.tenant}", mailbox=self._box
+            )
+            rt.run_soon(self._route)
+
+        async def remove() -> None:
+            if self._kinds.get(kind) is mailbox:
+                del self._kinds[kind]
+            if not self._kinds and self._sub is not None:
+                sub, self._sub = self._sub, None
+                await sub.unsubscribe()
+                self._scope.cancel()
+
+        return Subscription(self._sub.subject, None, mailbox, remove)
+
+    async def _route(self) -> None:
+        kinds, box = self._kinds, self._box
+        with self._scope:
+            while True:
+                msg = await box.receive()
+                token = msg.subject.split(".", 4)[3:4]
+                if not token or KEY_SEPARATOR not in token[0]:
+                    continue  # a plain agent's
+                mailbox = kinds.get(token[0].partition(KEY_SEPARATOR)[0])
+                if mailbox is None or mailbox.closed:
+                    continue
+                try:
+                    mailbox.send_nowait(msg)
+                except MailboxFull:
+                    mailbox.dropped += 1
 
 
 @final
@@ -142,9 +204,9 @@ class KeyedCell(ActorCell):
         await self.leases.start()
         self.leases.on_lost(self._drop_all)
         await reminder_service(rt)  # reminders wake this kind's deactivated keys
-        self._inbox = await rt.transport.subscribe(
-            f"sdk.agent.*.*.{rt.tenant}", mailbox=self._mailbox
-        )
+        if rt.tap is None:
+            rt.tap = Tap(rt)
+        self._inbox = await rt.tap.add(self.kind, self._mailbox)
         self._running.set()
         self._workers_left = self.concurrency
         for i in range(self.concurrency):

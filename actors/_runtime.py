@@ -35,6 +35,7 @@ from ._policy import AskPolicy
 
 if TYPE_CHECKING:
     from ._actor import Context
+    from ._keyed import Tap
     from ._leases import Leases
     from ._reminders import ReminderService
     from ._watch import WatchService
@@ -102,6 +103,8 @@ class Runtime:
     """This system's leases of keyed agents (made by the first ``spawn_keyed``)."""
     reminders: ReminderService | None = None
     """Hands fired reminders to agents (started by a keyed kind or the first reminder)."""
+    tap: Tap | None = None
+    """The one subscription the keyed kinds here share (made by the first)."""
     watches: WatchService | None = None
     """The watches of this system's agents (made by the first ``watch``)."""
 

@@ -16,7 +16,9 @@ Scenarios (128-byte payloads; 4 KiB too in the full run), each on names of its o
    three responder processes on one server and a three-node cluster (``bench_scale``);
 5. in process: tell and ask vs a plain asyncio-queue actor and Pykka;
 6. telemetry and codecs (``bench_telemetry``; ``bench_codecs``, ours vs the very library
-   each codec wraps).
+   each codec wraps);
+7. keyed agents beside a plain agent (``bench_keyed``): first-message activation,
+   activations per second, asks to active keys, state saves of 1 and 64 KiB, memory.
 
 How (:mod:`~motadata_actors.benchmarks.measure`): every side of a scenario is set up once,
 calibrated, then run in time-sized batches (at least ``min_seconds`` each), all sides back
@@ -431,7 +433,7 @@ async def _inprocess_rows(
 
 def run_suite(out: Path, *, quick: bool) -> dict[str, Any]:
     """Run every scenario; write ``results.json``, ``results.md`` and ``results.png`` to ``out``."""
-    from . import bench_codecs, bench_telemetry
+    from . import bench_codecs, bench_keyed, bench_telemetry
 
     out.mkdir(parents=True, exist_ok=True)
     loops = ["asyncio"]
@@ -473,6 +475,9 @@ def run_suite(out: Path, *, quick: bool) -> dict[str, Any]:
         run("asyncio", _scale_rows(url, config, names))
         progress("telemetry: off, unsampled, 10 % and always sampled (sequential asks)")
         telemetry = bench_telemetry.run(2 if quick else 5, 300 if quick else 3000, url)
+        progress("keyed agents beside a plain agent: activation, rate, memory, state saves")
+        keyed = bench_keyed.run(2 if quick else 5, 500 if quick else 3000, url,
+                                keys=2000 if quick else 10_000)  # fmt: skip
     progress("in-process scenarios")
     run("asyncio", _inprocess_rows(config, names))
     progress("codecs (ours vs the library each wraps)")
@@ -491,11 +496,13 @@ def run_suite(out: Path, *, quick: bool) -> dict[str, Any]:
         "answered": answered,
         "codecs": codecs,
         "telemetry": telemetry,
+        "keyed": keyed,
     }
     (out / "results.json").write_text(json.dumps(result, indent=2))
     text = (
         f"{markdown(rows)}\n\n{explain(config.repeats, config.min_seconds)}\n\n"
         f"### Telemetry\n\n{bench_telemetry.markdown(telemetry)}\n\n"
+        f"### Keyed agents\n\n{bench_keyed.markdown(keyed)}\n\n"
         f"### Codecs\n\n{bench_codecs.markdown(codecs)}\n"
     )
     (out / "results.md").write_text(text)
