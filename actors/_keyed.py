@@ -201,7 +201,7 @@ class KeyedCell(ActorCell):
         self._tg = task_group
         probe = self._new_instance()  # checks the factory and the handler's kind once
         self._state_kept = declares_state(type(probe))
-        await self.leases.start()
+        await self.leases.host(self.kind)
         self.leases.on_lost(self._drop_all)
         await reminder_service(rt)  # reminders wake this kind's deactivated keys
         if rt.tap is None:
@@ -277,6 +277,8 @@ class KeyedCell(ActorCell):
                     act.pending.append(msg)
                     continue
                 if act is None:
+                    if not self.leases.placed_here(self.kind, key):
+                        continue  # its place is another node, which got it too
                     if await self.leases.held_elsewhere(f"{self.kind}.{key}"):
                         continue
                     act = _Activation(key)

@@ -22,6 +22,7 @@ Theory of operation:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import socket
@@ -76,6 +77,9 @@ class Leases:
         self._seen_alive: dict[str, float] = {}
         self.owners: dict[str, str] = {}
         """Last known owner node of keys held elsewhere (``<kind>.<key>`` -> node)."""
+        self.kinds: set[str] = set()
+        """The keyed kinds this node hosts (written in its node record)."""
+        self._hosts: dict[str, list[str]] = {}  # kind -> live nodes hosting it
         self._on_lost: list[Callable[[], Awaitable[None]]] = []
         self._started = False
         self._renewal = asyncio.Lock()  # one compare-and-set on the node key at a time
@@ -124,7 +128,50 @@ class Leases:
         return None if entry is None else entry.value.decode(errors="replace")
 
     def _record(self) -> bytes:
-        return f"{socket.gethostname()} {os.getpid()}".encode()
+        kinds = ",".join(sorted(self.kinds)) or "-"
+        return f"{socket.gethostname()} {os.getpid()} {kinds}".encode()
+
+    async def host(self, kind: str) -> None:
+        """Say that this node hosts ``kind`` (its record and placement include it now)."""
+        self.kinds.add(kind)
+        await self.start()
+        await self.renew()
+        await self.refresh()
+
+    async def refresh(self) -> None:
+        """Read which live nodes host which kinds (for placement)."""
+        nodes = self._nodes
+        assert nodes is not None
+        hosts: dict[str, list[str]] = {}
+        try:
+            for node in await nodes.keys():
+                entry = await nodes.get(node)
+                if entry is None:
+                    continue
+                fields = entry.value.decode(errors="replace").split(" ")
+                for kind in fields[2].split(",") if len(fields) > 2 else ():
+                    hosts.setdefault(kind, []).append(node)
+        except ActorsError as exc:
+            log.debug("keyed agents: node list not read: %r", exc)
+            return
+        for kind in self.kinds:  # this node hosts its kinds, whatever the list said
+            if self.node not in hosts.setdefault(kind, []):
+                hosts[kind].append(self.node)
+        self._hosts = hosts
+
+    def placed_here(self, kind: str, key: str) -> bool:
+        """Whether this node is where ``key`` of ``kind`` should live (rendezvous hashing).
+
+        Every node computes the same answer from the same list of live nodes hosting the
+        kind, so a new key is taken by one node and keys spread over the nodes. A node
+        missing from someone's list only makes two nodes try at once (the lease decides).
+        """
+        hosts = self._hosts.get(kind)
+        if not hosts or len(hosts) == 1:
+            return True
+        best = max(hosts, key=lambda node: hashlib.blake2b(
+            f"{node}|{key}".encode(), digest_size=8).digest())  # fmt: skip
+        return best == self.node
 
     async def _join(self) -> None:
         assert self._nodes is not None
@@ -139,6 +186,7 @@ class Leases:
             while True:
                 await self._rt.clock.sleep(self.lease_time * _RENEW)
                 await self.renew()
+                await self.refresh()
 
     async def renew(self) -> None:
         """Renew the node lease now; after a lost one, drop everything and join again."""

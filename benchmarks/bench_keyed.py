@@ -12,6 +12,9 @@ as the agents, repeats interleaved so both sides of each ratio see the same mach
   beside asks to a plain agent, 100 in flight.
 * **state saved per message**: the same asks to keyed agents whose state (1 KiB, 64 KiB)
   changes with every message, beside keyed agents without state: the cost of one save.
+* **keys across processes**: keys touched once each, 200 asks in flight, with three
+  processes hosting the kind: activations per second in all, keys per process, and
+  keys activated twice or never (both must be 0).
 * **memory per agent**: Python memory held per active keyed instance (10,000 keys)
   beside per plain actor (1,000 actors, each its own subscription), by ``tracemalloc``.
 
@@ -22,8 +25,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import gc
 import statistics
+import subprocess
 import sys
 import time
 import tracemalloc
@@ -31,7 +36,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
-from motadata_actors import Actor, ActorSystem, Context, NatsServer, Settings
+from motadata_actors import Actor, ActorSystem, AskPolicy, Context, NatsServer, Settings
 
 __all__ = ("markdown", "run")
 
@@ -142,6 +147,80 @@ async def _memory(url: str, keys: int, actors: int) -> dict[str, float]:
     return {"keyed_bytes": keyed, "plain_bytes": plain, "keys": keys, "actors": actors}
 
 
+_HOST = """
+import asyncio, sys
+from motadata_actors import Actor, ActorSystem
+seen = []
+class Echo(Actor):
+    async def on_start(self):
+        seen.append(self.key)
+    async def on_message(self, msg, ctx):
+        return msg
+async def main():
+    async with ActorSystem(sys.argv[1], lease_time=5) as system:
+        await system.spawn_keyed(Echo, kind="spread", idle_after=3600, concurrency=128)
+        print("ready", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    print("\\n".join(seen), flush=True)
+asyncio.run(main())
+"""
+
+
+def _start_hosts(url: str, tenant: str, processes: int) -> list[subprocess.Popen[str]]:
+    """Start ``processes`` children hosting the kind ``spread``; return once all are ready."""
+    env = {"NATS_URL": url, "PATH": "/usr/bin:/bin", "PYTHONPATH": ":".join(sys.path)}
+    children: list[subprocess.Popen[str]] = []
+    try:
+        for _ in range(processes):
+            child = subprocess.Popen(
+                [sys.executable, "-c", _HOST, tenant], stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, text=True, env=env,
+            )  # fmt: skip
+            children.append(child)
+            assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+    except BaseException:
+        for child in children:  # stopped by their pids, as every process started here
+            child.kill()
+            child.wait()
+        raise
+    return children
+
+
+async def spread(url: str, keys: int, processes: int = 3) -> dict[str, Any]:
+    """Touch ``keys`` keys once each, the kind hosted by ``processes`` child processes."""
+    tenant = f"bench-keyed-spread-{uuid.uuid4().hex[:8]}"
+    children = await asyncio.to_thread(_start_hosts, url, tenant, processes)
+    try:
+        policy = AskPolicy(timeout=30.0, attempt_timeout=5.0, attempts=6)
+        async with ActorSystem(tenant, settings=Settings(nats_urls=(url,))) as system:
+            sem = asyncio.Semaphore(200)
+
+            async def touch(i: int) -> None:
+                async with sem:
+                    await system.ref("spread", key=f"s{i}", ask=policy).ask(i)
+
+            start = time.perf_counter()
+            await asyncio.gather(*(touch(i) for i in range(keys)))
+            seconds = time.perf_counter() - start
+        counts: collections.Counter[str] = collections.Counter()
+        per_process = []
+        for child in children:
+            out, _ = await asyncio.to_thread(child.communicate, "", 120)
+            activated = [k for k in out.split("\n") if k]
+            per_process.append(len(activated))
+            counts.update(activated)
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+    return {
+        "keys": keys, "processes": processes, "seconds": seconds,
+        "per_process": per_process, "doubled": sum(1 for c in counts.values() if c > 1),
+        "never": keys - len(counts),
+    }  # fmt: skip
+
+
 async def _run(repeats: int, n: int, url: str, keys: int) -> dict[str, Any]:
     samples: dict[str, list[float]] = {
         name: []
@@ -152,7 +231,10 @@ async def _run(repeats: int, n: int, url: str, keys: int) -> dict[str, Any]:
         await _one_repeat(url, n, samples)
         print(f"  keyed agents: repeat {r + 1}/{repeats} done", file=sys.stderr, flush=True)
     memory = await _memory(url, keys, max(100, keys // 10))
-    return {"repeats": repeats, "asks": n, "samples": samples, "memory": memory}
+    print(f"  keyed agents: {keys * 10:,} keys across 3 processes", file=sys.stderr, flush=True)
+    spread_result = await spread(url, keys * 10)
+    return {"repeats": repeats, "asks": n, "samples": samples, "memory": memory,
+            "spread": spread_result}  # fmt: skip
 
 
 def run(repeats: int, n: int, url: str | None = None, keys: int = 10_000) -> dict[str, Any]:
@@ -203,6 +285,12 @@ def markdown(result: dict[str, Any]) -> str:
         f"per plain actor ({mem['actors']:,} actors) | {plain / 1024:.1f} KiB | "
         f"{keyed / plain:.2f}x | lower is better |"
     )
+    sp = result["spread"]
+    lines.append(
+        f"\n{sp['keys']:,} keys touched once each with {sp['processes']} processes hosting the "
+        f"kind: {sp['keys'] / sp['seconds']:,.0f} activations/s in all, keys per process "
+        f"{sp['per_process']}, activated twice: {sp['doubled']}, never: {sp['never']}."
+    )
     for label, key in (("1 KiB", "state_1k_asks_per_s"), ("64 KiB", "state_64k_asks_per_s")):
         cost = 1e6 / med(s[key]) - 1e6 / med(s["keyed_asks_per_s"])
         lines.append(f"\nSaving a {label} state costs {cost:+.0f} us per message (asks 100 in "
@@ -217,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="2 repeats of 500 asks, not 5 of 3000")
     args = parser.parse_args(argv)
-    repeats, n, keys = (2, 500, 2000) if args.quick else (5, 3000, 10_000)
+    repeats, n, keys = (2, 500, 1000) if args.quick else (5, 3000, 10_000)
     print(markdown(run(repeats, n, keys=keys)))
     return 0
 

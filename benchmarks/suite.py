@@ -477,7 +477,7 @@ def run_suite(out: Path, *, quick: bool) -> dict[str, Any]:
         telemetry = bench_telemetry.run(2 if quick else 5, 300 if quick else 3000, url)
         progress("keyed agents beside a plain agent: activation, rate, memory, state saves")
         keyed = bench_keyed.run(2 if quick else 5, 500 if quick else 3000, url,
-                                keys=2000 if quick else 10_000)  # fmt: skip
+                                keys=1000 if quick else 10_000)  # fmt: skip
     progress("in-process scenarios")
     run("asyncio", _inprocess_rows(config, names))
     progress("codecs (ours vs the library each wraps)")

@@ -137,6 +137,8 @@ async def test_a_killed_process_keys_move_elsewhere_and_nothing_acked_is_lost(
 
             await asyncio.gather(*(sender(n, range(0, 2)) for n in range(8)))
             victim = procs[0]
+            hosts = {e[1] for e in _events(logs) if e[2] == "activated"}
+            assert hosts == {p.pid for p in procs}, "keys were not spread over the processes"
             owned = {e[3] for e in _events(logs) if e[1] == victim.pid and e[2] == "activated"}
             assert owned, "the victim held no key"
             victim.send_signal(signal.SIGKILL)

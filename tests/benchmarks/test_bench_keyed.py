@@ -24,3 +24,6 @@ def test_keyed_rows_stand_beside_a_plain_agent(nats_server: NatsServer) -> None:
     ):
         assert f"| {label} |" in text
     assert text.count("x (") == 5  # every rate or latency row is a ratio with its spread
+    spread = result["spread"]
+    assert spread["keys"] == 2000 and spread["doubled"] == 0 and spread["never"] == 0
+    assert sum(spread["per_process"]) == 2000 and min(spread["per_process"]) > 0
