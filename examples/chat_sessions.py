@@ -6,10 +6,11 @@ Two worker processes register the keyed agent kind ``chat``
 of the workers; it keeps the conversation in ``self.state`` (a ``@message`` class),
 which the system saves after every message, in the tenant's key-value bucket.
 
-Halfway through the conversation this process kills the worker holding Ada's session
-(SIGKILL: no goodbye, nothing flushed). Its lease runs out, the next message activates
-Ada's session in the other worker, which loads the saved memory and goes on where the
-conversation was.
+On the second turn the session sets a durable reminder (``self.remind``, kept by the
+server) to check on Ada's seat a few seconds later. Then this process kills the worker
+holding Ada's session (SIGKILL: no goodbye, nothing flushed). Its lease runs out, the next
+message activates Ada's session in the other worker, which loads the saved memory and
+goes on where the conversation was; and the reminder the dead worker set fires there.
 
 Run it with ``python examples/chat_sessions.py`` (POSIX). It starts an embedded
 nats-server on a free loopback port and the two workers
@@ -25,7 +26,7 @@ import subprocess
 import sys
 from typing import Any
 
-from motadata_actors import Actor, ActorSystem, AskPolicy, Context, message
+from motadata_actors import Actor, ActorSystem, AskPolicy, Context, Reminder, message
 
 TENANT = "acme"
 LEASE = 2.0  # seconds: a dead worker's sessions move within about this long
@@ -57,7 +58,16 @@ class ChatSession(Actor):
 
     async def on_message(self, msg: Any, ctx: Context) -> dict[str, Any]:
         """Remember the turn and answer with the whole conversation."""
+        if isinstance(msg, Reminder):  # fired by the server, in whichever worker
+            print(f"worker {os.getpid()} | reminder {msg.name!r} for {self.key!r}: "
+                  f"{msg.payload}", flush=True)  # fmt: skip
+            self.state.turns.append(f"(reminder: {msg.payload})")
+            return {"pid": os.getpid(), "answer": "noted"}
+        if msg.text == "anything new?":
+            return {"pid": os.getpid(), "answer": " / ".join(self.state.turns)}
         self.state.turns.append(msg.text)  # saved after this message, before the reply
+        if "seat" in msg.text:
+            await self.remind("seat-check", "is the window seat confirmed?", after=4)
         return {
             "pid": os.getpid(),
             "answer": f"turn {len(self.state.turns)}; you said: " + " / ".join(self.state.turns),
@@ -123,6 +133,12 @@ async def main() -> None:
             assert reply["pid"] != holder.pid
             print("main | the conversation went on in the other worker, memory intact",
                   flush=True)  # fmt: skip
+            deadline = asyncio.get_running_loop().time() + 30
+            while "(reminder:" not in reply["answer"]:  # the reminder the dead worker set
+                assert asyncio.get_running_loop().time() < deadline, "the reminder never fired"
+                await asyncio.sleep(0.5)
+                reply = await ada.ask(Turn(text="anything new?"))
+            print(f"main | memory now: {reply['answer']}", flush=True)
         finally:
             for proc in workers.values():
                 if proc.poll() is None:

@@ -34,6 +34,9 @@ EXPECTED: dict[str, list[Expected]] = {
         "main | turn 3; you said: hello / I'd like a window seat / and a vegetarian meal",
         "main | turn 4; you said:",
         "main | the conversation went on in the other worker, memory intact",
+        "reminder 'seat-check' for 'ada': is the window seat confirmed?",
+        "main | memory now: hello / I'd like a window seat / and a vegetarian meal / thanks! / "
+        "(reminder: is the window seat confirmed?)",
     ],
     "agents_over_nats.py": [
         "1. The client asks triage; triage asks kb and tells notifier",

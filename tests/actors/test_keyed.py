@@ -338,3 +338,73 @@ async def test_activations_and_state_are_traced_and_measured(tenant: str) -> Non
     assert points["sdk.keyed.deactivations"] == 1
     assert points["sdk.state.size"] == 2  # a load and a save
     assert points["sdk.state.duration"] == 2
+
+
+class Growing(Actor):
+    """Keyed, its state a string that grows by what it is told."""
+
+    state: ClassVar[Any] = {"text": ""}
+
+    async def on_message(self, msg: Any, ctx: Context) -> Any:
+        self.state["text"] += msg
+        return len(self.state["text"])
+
+
+async def test_state_over_the_size_limit_is_refused_and_the_saved_one_kept(tenant: str) -> None:
+    settings = Settings(enable_nats=False, max_message_size=4096)
+    async with ActorSystem(
+        tenant, transport=InProcessTransport(), settings=settings, handle_signals=False
+    ) as system:
+        await system.spawn_keyed(Growing, kind="grow", idle_after=30)
+        ref = system.ref("grow", key="g")
+        assert await ref.ask("x" * 1000, timeout=5) == 1000
+        with pytest.raises(RemoteError, match="MessageTooLarge"):
+            await ref.ask("y" * 4000, timeout=5)  # over the limit: not saved, instance ends
+        assert await ref.ask("z", timeout=5) == 1001  # from the last saved state
+
+
+async def test_a_kept_state_is_upgraded_like_a_message(
+    nats_server: NatsServer, tenant: str
+) -> None:
+    from motadata_actors import message
+    from motadata_actors.codecs import TypeRegistry
+
+    old, new = TypeRegistry(), TypeRegistry()  # before and after the upgrade ships
+
+    @message("tests.memory.v1", registry=old)
+    class MemoryV1:
+        turns: list[str]
+
+    new.register(MemoryV1, "tests.memory.v1")
+
+    @message(
+        "tests.memory.v2", registry=new,
+        upgrade={MemoryV1: lambda old: MemoryV2(turns=old.turns, summary="")},
+    )  # fmt: skip
+    class MemoryV2:
+        turns: list[str]
+        summary: str
+
+    class ChatV1(Actor):
+        state: ClassVar[Any] = MemoryV1(turns=[])
+
+        async def on_message(self, msg: Any, ctx: Context) -> Any:
+            self.state.turns.append(msg)
+            return type(self.state).__name__
+
+    class ChatV2(Actor):
+        state: ClassVar[Any] = MemoryV2(turns=[], summary="")
+
+        async def on_message(self, msg: Any, ctx: Context) -> Any:
+            return [type(self.state).__name__, list(self.state.turns)]
+
+    async with ActorSystem(
+        tenant, transport=await connect(nats_server), registry=old, handle_signals=False
+    ) as system:
+        await system.spawn_keyed(ChatV1, kind="chat", idle_after=30)
+        assert await system.ref("chat", key="a").ask("hi", timeout=5) == "MemoryV1"
+    async with ActorSystem(  # a new version of the program, the same bucket
+        tenant, transport=await connect(nats_server), registry=new, handle_signals=False
+    ) as system:
+        await system.spawn_keyed(ChatV2, kind="chat", idle_after=30)
+        assert await system.ref("chat", key="a").ask("?", timeout=5) == ["MemoryV2", ["hi"]]
