@@ -127,6 +127,8 @@ class ActorCell:
         self._factory = factory
         self.supervisor = supervisor
         self.concurrency = concurrency
+        self.one_at_a_time = concurrency == 1
+        """Whether an instance handles one message at a time (so it cannot ask itself)."""
         self.offload = offload
         self.ref = ref
         self.mailbox_kind = mailbox
@@ -177,11 +179,6 @@ class ActorCell:
     def keys(self) -> int:
         """Keys with an instance here (0: not a keyed kind)."""
         return 0
-
-    @property
-    def one_at_a_time(self) -> bool:
-        """Whether the instance handles one message at a time (concurrency 1)."""
-        return self.concurrency == 1
 
     @property
     def alive(self) -> bool:
@@ -351,8 +348,15 @@ class ActorCell:
         task = asyncio.current_task()
         assert task is not None
         handling = self._handling
+        mailbox = self._mailbox
         try:
-            while (msg := await self._next()) is not None:
+            while True:  # the loop inlined (no _next frame): the per-message path
+                try:
+                    msg = await mailbox.receive()
+                except StopAsyncIteration:
+                    return
+                if not self._running.is_set():
+                    await self._running.wait()  # after a crash: until the restart (or shutdown)
                 actor = self._instance
                 if actor is None or self._expired:
                     await self._release(msg)

@@ -106,10 +106,7 @@ class Host(Protocol):
     failed: int
     rejected: int
 
-    @property
-    def one_at_a_time(self) -> bool:
-        """Whether an instance handles one message at a time (it cannot ask itself)."""
-        ...
+    one_at_a_time: bool
 
     def enter(self) -> None:
         """A handler starts."""

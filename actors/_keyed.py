@@ -153,6 +153,7 @@ class KeyedCell(ActorCell):
     ) -> None:
         super().__init__(runtime, kind, factory, supervisor, concurrency=concurrency, ref=ref)
         self.kind = kind
+        self.one_at_a_time = True  # one key's messages are handled one at a time
         self.leases = leases
         self.idle_after = idle_after
         self._active: collections.OrderedDict[str, _Activation] = collections.OrderedDict()
@@ -163,11 +164,6 @@ class KeyedCell(ActorCell):
         """Instances started here so far."""
         self.deactivations = 0
         """Instances ended here so far."""
-
-    @property
-    def one_at_a_time(self) -> bool:
-        """Always: one key's messages are handled one at a time."""
-        return True
 
     @property
     def alive(self) -> bool:

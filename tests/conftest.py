@@ -9,15 +9,18 @@ stopped by pid when the fixture ends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 import textwrap
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from motadata_actors import ActorSystem, Settings
 from motadata_actors.mailbox import InProcessTransport, NatsServer, NatsTransport, Transport
 
 
@@ -90,6 +93,22 @@ async def transport(
         yield t
     finally:
         await t.aclose()
+
+
+@contextlib.asynccontextmanager
+async def system_on(
+    transport: str, server: NatsServer, tenant: str, **kwargs: Any
+) -> AsyncIterator[ActorSystem]:
+    """An ActorSystem on ``transport`` (``inprocess`` or ``nats``: ``server``), no signals."""
+    if transport == "nats":
+        bus: Transport = await connect(server)
+        settings = Settings()
+    else:
+        bus, settings = InProcessTransport(), Settings(enable_nats=False)
+    async with ActorSystem(
+        tenant, transport=bus, settings=settings, handle_signals=False, **kwargs
+    ) as system:
+        yield system
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ from motadata_actors.mailbox import (
     split_keyed,
 )
 
-from ..conftest import connect, wait_for
+from ..conftest import connect, system_on, wait_for
 
 pytestmark = pytest.mark.anyio
 
@@ -77,14 +77,7 @@ async def keyed_system(
     request: pytest.FixtureRequest, nats_server: NatsServer, tenant: str
 ) -> AsyncIterator[ActorSystem]:
     """A system on each transport in turn, with a short lease."""
-    if request.param == "nats":
-        transport: Any = await connect(nats_server)
-        settings = Settings()
-    else:
-        transport, settings = InProcessTransport(), Settings(enable_nats=False)
-    async with ActorSystem(
-        tenant, transport=transport, settings=settings, handle_signals=False, lease_time=3.0
-    ) as system:
+    async with system_on(request.param, nats_server, tenant, lease_time=3.0) as system:
         yield system
 
 

@@ -18,12 +18,11 @@ from motadata_actors import (
     ConfigError,
     Context,
     Reminder,
-    Settings,
     SubjectError,
 )
-from motadata_actors.mailbox import InProcessTransport, NatsServer
+from motadata_actors.mailbox import NatsServer
 
-from ..conftest import connect, start_child, stop_child, wait_for
+from ..conftest import connect, start_child, stop_child, system_on, wait_for
 
 pytestmark = pytest.mark.anyio
 
@@ -74,14 +73,7 @@ async def system(
     request: pytest.FixtureRequest, nats_server: NatsServer, tenant: str
 ) -> AsyncIterator[ActorSystem]:
     """A system hosting the keyed kind ``nag`` on each transport in turn."""
-    if request.param == "nats":
-        transport: Any = await connect(nats_server)
-        settings = Settings()
-    else:
-        transport, settings = InProcessTransport(), Settings(enable_nats=False)
-    async with ActorSystem(
-        tenant, transport=transport, settings=settings, handle_signals=False, lease_time=3.0
-    ) as system:
+    async with system_on(request.param, nats_server, tenant, lease_time=3.0) as system:
         await system.spawn_keyed(Nag, kind="nag", idle_after=0.3)
         yield system
 

@@ -10,10 +10,10 @@ from typing import Any, ClassVar
 
 import pytest
 
-from motadata_actors import Actor, ActorSystem, Context, RemoteError, Settings, Terminated
-from motadata_actors.mailbox import InProcessTransport, NatsServer
+from motadata_actors import Actor, ActorSystem, Context, RemoteError, Terminated
+from motadata_actors.mailbox import NatsServer
 
-from ..conftest import connect, start_child, stop_child, wait_for
+from ..conftest import connect, start_child, stop_child, system_on, wait_for
 
 pytestmark = pytest.mark.anyio
 
@@ -56,14 +56,7 @@ async def system(
     request: pytest.FixtureRequest, nats_server: NatsServer, tenant: str
 ) -> AsyncIterator[ActorSystem]:
     """A system with a watcher, on each transport in turn."""
-    if request.param == "nats":
-        transport: Any = await connect(nats_server)
-        settings = Settings()
-    else:
-        transport, settings = InProcessTransport(), Settings(enable_nats=False)
-    async with ActorSystem(
-        tenant, transport=transport, settings=settings, handle_signals=False, lease_time=2.0
-    ) as system:
+    async with system_on(request.param, nats_server, tenant, lease_time=2.0) as system:
         await system.spawn(Watcher, name="watcher")
         yield system
 
