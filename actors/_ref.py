@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final, final
 
 from motadata_actors._errors import (
@@ -26,7 +26,7 @@ from motadata_actors.mailbox import (
     keyed_name,
     new_message_id,
 )
-from motadata_actors.mailbox._envelope import Letter, Sealed, seal
+from motadata_actors.mailbox._envelope import Letter, Sealed, seal, user_headers
 
 from ._clock import SystemClock
 from ._deadline import Deadline
@@ -113,7 +113,12 @@ class ActorRef:
         """The ask policy this ref applies when a call does not override it."""
         return self._policy
 
-    def _prepare(self, msg: object) -> tuple[str, str, Sealed]:
+    def _prepare(
+        self,
+        msg: object,
+        headers: Mapping[str, str] | None = None,
+        codec: str | None = None,
+    ) -> tuple[str, str, Sealed]:
         # Sizes are checked alike on both sides: the codec refuses a body over
         # SDK_MAX_MESSAGE_SIZE, the transport headers plus body over the server's
         # max_payload (so the connection is never dropped); the receiver checks the same,
@@ -127,9 +132,16 @@ class ActorRef:
         subject = self._subjects.get(sender)
         if subject is None:
             subject = self._subjects[sender] = agent_subject(sender, self._to, rt.tenant)
-        sealed = seal(
-            msg, rt.codecs.default, message_id=new_message_id(), correlation_id=correlation
-        )
+        if headers is None and codec is None:
+            sealed = seal(
+                msg, rt.codecs.default, message_id=new_message_id(), correlation_id=correlation
+            )
+        else:
+            sealed = seal(
+                msg, rt.codecs.default if codec is None else rt.codecs.named(codec),
+                message_id=new_message_id(), correlation_id=correlation,
+                extra=user_headers(headers) if headers is not None else None,
+            )  # fmt: skip
         return sender, subject, sealed
 
     def _span(self, sender: str, subject: str, sealed: Sealed) -> Any:
@@ -140,14 +152,27 @@ class ActorRef:
             sealed.message_id, sealed.correlation_id,
         )  # fmt: skip
 
-    async def tell(self, msg: object) -> None:
+    async def tell(
+        self, msg: object, *, headers: Mapping[str, str] | None = None, codec: str | None = None
+    ) -> None:
         """Send ``msg`` and return without waiting for it to be handled.
 
         To a core mailbox this is at most once: it returns once the message is on its
         way. To a durable mailbox it returns once JetStream stored the message, which is
         then handled at least once.
 
+        Args:
+            msg: the message; a typed message (``@message``) or plain values.
+            headers: headers of your own, sent along and read by the handler from
+                ``ctx.headers`` (``Sdk-*``, ``Nats-*``, ``Content-Type`` and the trace
+                context are reserved).
+            codec: ``json``, ``msgpack``, ``cbor`` or ``protobuf`` for this message (the
+                process default, ``CODEC_TYPE``, when omitted); the receiver decodes by
+                ``Content-Type``.
+
         Raises:
+            ConfigError: a reserved or malformed header.
+            CodecError: an unknown codec.
             EncodeError: ``msg`` cannot be encoded (nothing was sent).
             MessageTooLarge: ``msg`` exceeds the size limit (nothing was sent).
             ConnectionLost: the connection to NATS is broken (durable: no acknowledgement
@@ -155,7 +180,7 @@ class ActorRef:
             NoResponders: durable only: no durable mailbox of this name was ever spawned.
         """
         rt = self._rt
-        sender, subject, sealed = self._prepare(msg)
+        sender, subject, sealed = self._prepare(msg, headers, codec)
         publish = rt.transport.publish if self.mailbox == "core" else self._durable().publish
         tel = rt.telemetry
         if tel is None:
@@ -171,6 +196,8 @@ class ActorRef:
         timeout: float | None = None,
         attempt_timeout: float | None = None,
         attempts: int | None = None,
+        headers: Mapping[str, str] | None = None,
+        codec: str | None = None,
     ) -> Any:
         """Send ``msg`` and return the handler's reply, retrying per the ask policy.
 
@@ -185,6 +212,8 @@ class ActorRef:
                 Inside a handler, never longer than that handler's own time left.
             attempt_timeout: seconds for one attempt.
             attempts: how many attempts at most.
+            headers: headers of your own (see :meth:`tell`).
+            codec: the codec of this message (see :meth:`tell`).
 
         Raises:
             AskTimeout: no reply in time (after every attempt).
@@ -192,7 +221,8 @@ class ActorRef:
             RemoteError: the handler raised; carries its type name and message.
             CodecError: ``msg`` or the reply cannot be encoded or decoded.
             ConnectionLost: the connection to NATS is broken.
-            ConfigError: a timeout or attempt count that is not a positive number.
+            ConfigError: a timeout or attempt count that is not a positive number, or a
+                reserved or malformed header.
         """
         rt = self._rt
         if timeout is None and attempt_timeout is None and attempts is None:
@@ -219,7 +249,7 @@ class ActorRef:
                 if left <= 0:
                     raise AskTimeout(f"ask to {self._to!r}: the handler's deadline has passed")
                 budget = left
-        sender, subject, sealed = self._prepare(msg)
+        sender, subject, sealed = self._prepare(msg, headers, codec)
         tel = rt.telemetry
         if tel is None:
             return await self._ask(subject, sealed, policy, budget, None)
@@ -245,6 +275,8 @@ class ActorRef:
         timeout: float | None = None,
         window: int | None = None,
         window_bytes: int | None = None,
+        headers: Mapping[str, str] | None = None,
+        codec: str | None = None,
     ) -> AskStream:
         """Ask for a streaming reply: an async iterator of the handler's parts, in order.
 
@@ -269,9 +301,12 @@ class ActorRef:
                 slowly the parts are read.
             window_bytes: the same bound in bytes of bodies, one part at least
                 (``SDK_STREAM_WINDOW_BYTES`` if omitted).
+            headers: headers of your own (see :meth:`tell`).
+            codec: the codec of the request (see :meth:`tell`).
 
         Raises:
-            ConfigError: ``timeout`` or ``window`` out of range.
+            ConfigError: ``timeout`` or ``window`` out of range, or a reserved or malformed
+                header.
             EncodeError: ``msg`` cannot be encoded (nothing was sent).
             MessageTooLarge: ``msg`` exceeds the size limit (nothing was sent).
         """
@@ -295,7 +330,7 @@ class ActorRef:
             left = ctx.time_left()
             if left is not None and left < budget:
                 budget = max(0.0, left)
-        sender, subject, sealed = self._prepare(msg)
+        sender, subject, sealed = self._prepare(msg, headers, codec)
         sealed.streaming(window, window_bytes)
         span = self._span(sender, subject, sealed) if rt.telemetry is not None else None
         if self.mailbox == "core":

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import time
 from base64 import urlsafe_b64encode
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final, final
 
-from motadata_actors._errors import CodecError, DecodeError, MessageTooLarge
+from motadata_actors._errors import CodecError, ConfigError, DecodeError, MessageTooLarge
 from motadata_actors.codecs import Codec, Codecs, wire_name_of
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ __all__ = (
     "seal_part",
     "seal_reminder",
     "seal_state",
+    "user_headers",
     "reminder_of",
     "stored",
 )
@@ -296,20 +298,61 @@ class Sealed(_Ids):
         return {**self.headers, REPLY_TO: inbox}
 
 
+_USER_NAME: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}")
+_RESERVED_PREFIXES: Final = ("sdk-", "nats-")
+
+
+def user_headers(headers: object) -> dict[str, str]:
+    """Check headers a user attaches to a message; return them as a new dict.
+
+    Names are HTTP-style tokens (1-128 characters); values printable text without line
+    breaks. ``Sdk-*`` and ``Nats-*`` (the framework's and the server's), ``Content-Type``
+    and the trace context (``traceparent``, ``tracestate``, ``baggage``) are reserved, in
+    any case.
+
+    Raises:
+        ConfigError: not a mapping of str to str, a malformed name or value, or a
+            reserved name.
+    """
+    if not isinstance(headers, Mapping):
+        raise ConfigError(f"headers must be a mapping of str to str, not {type(headers).__name__}")
+    out: dict[str, str] = {}
+    for name, value in headers.items():
+        if not isinstance(name, str) or not _USER_NAME.fullmatch(name):
+            raise ConfigError(f"header name {name!r} is not a token of 1 to 128 characters")
+        lowered = name.lower()
+        if lowered.startswith(_RESERVED_PREFIXES) or lowered in _RESERVED_NAMES:
+            raise ConfigError(
+                f"header {name!r} is reserved (Sdk-*, Nats-*, Content-Type and the trace "
+                "context are the framework's): choose another name"
+            )
+        if not isinstance(value, str) or _BAD_VALUE.search(value):
+            raise ConfigError(f"header {name!r} must be printable text without line breaks")
+        out[name] = value
+    return out
+
+
+_RESERVED_NAMES: Final = frozenset(("content-type", "traceparent", "tracestate", "baggage"))
+_BAD_VALUE: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
 def seal(
     body: object,
     codec: Codec,
     *,
     message_id: str | None = None,
     correlation_id: str | None = None,
+    extra: dict[str, str] | None = None,
 ) -> Sealed:
     """A tell, ask, event, workflow step or reply: ``body`` encoded, ids as given.
+
+    ``extra``: headers checked by :func:`user_headers`, sent along.
 
     Raises:
         EncodeError: ``body`` is outside the value model, or a typed field is wrong.
         MessageTooLarge: the body exceeds the codec's size limit.
     """
-    headers: dict[str, str] = {}
+    headers: dict[str, str] = dict(extra) if extra else {}
     if message_id is not None:
         headers[MESSAGE_ID] = message_id
     if correlation_id is not None:
