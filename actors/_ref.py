@@ -153,7 +153,12 @@ class ActorRef:
         )  # fmt: skip
 
     async def tell(
-        self, msg: object, *, headers: Mapping[str, str] | None = None, codec: str | None = None
+        self,
+        msg: object,
+        *,
+        headers: Mapping[str, str] | None = None,
+        codec: str | None = None,
+        ttl: float | None = None,
     ) -> None:
         """Send ``msg`` and return without waiting for it to be handled.
 
@@ -169,9 +174,13 @@ class ActorRef:
             codec: ``json``, ``msgpack``, ``cbor`` or ``protobuf`` for this message (the
                 process default, ``CODEC_TYPE``, when omitted); the receiver decodes by
                 ``Content-Type``.
+            ttl: seconds the message may wait: past them the receiver drops it unhandled
+                and dead-letters it as expired (:class:`~motadata_actors.MessageExpired`);
+                a durable one is also removed from its stream then (whole seconds).
 
         Raises:
-            ConfigError: a reserved or malformed header.
+            ConfigError: a reserved or malformed header, or a ``ttl`` that is not a
+                positive number.
             CodecError: an unknown codec.
             EncodeError: ``msg`` cannot be encoded (nothing was sent).
             MessageTooLarge: ``msg`` exceeds the size limit (nothing was sent).
@@ -181,6 +190,10 @@ class ActorRef:
         """
         rt = self._rt
         sender, subject, sealed = self._prepare(msg, headers, codec)
+        if ttl is not None:
+            if not (isinstance(ttl, (int, float)) and 0 < ttl < 1e9):
+                raise ConfigError(f"ttl must be a positive number of seconds, not {ttl!r}")
+            sealed.expire_after(ttl)
         publish = rt.transport.publish if self.mailbox == "core" else self._durable().publish
         tel = rt.telemetry
         if tel is None:

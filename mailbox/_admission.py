@@ -31,6 +31,7 @@ from typing import Any, Final, final
 from motadata_actors._errors import (
     ActorsError,
     CodecError,
+    MessageExpired,
     MessageTooLarge,
     ReplayError,
     TenantError,
@@ -150,6 +151,12 @@ class Admission:
                 raise TenantError(
                     f"Sdk-Tenant-Id {tenant!r} does not match the subject's tenant {self._tenant!r}"
                 )
+            expires = letter.expires
+            if expires is not None and expires < self._wall_clock():
+                raise MessageExpired(
+                    f"its time to live ended {self._wall_clock() - expires:.3f}s before it "
+                    "could be handled"
+                )
             size = letter.size()
             if size > self._max_size:
                 raise MessageTooLarge(size, self._max_size)
@@ -162,7 +169,7 @@ class Admission:
                 if repeated is not None:
                     return repeated
             payload = letter.body(self._codecs)
-        except (CodecError, TenantError, ReplayError) as exc:
+        except (CodecError, TenantError, ReplayError, MessageExpired) as exc:
             return Refuse(letter, exc)
         except Exception as exc:  # a message class's own validator, say
             return Refuse(letter, CodecError(f"cannot build the message: {exc!r}"))

@@ -9,6 +9,7 @@ receiver treats a missing header as its default.
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import re
 import time
@@ -28,6 +29,7 @@ __all__ = (
     "CORRELATION_ID",
     "DEAD_REASON",
     "ERROR",
+    "EXPIRES",
     "MAX_WINDOW",
     "MESSAGE_ID",
     "MESSAGE_TYPE",
@@ -69,6 +71,7 @@ MESSAGE_ID: Final = "Sdk-Message-Id"
 CORRELATION_ID: Final = "Sdk-Correlation-Id"
 TENANT_ID: Final = "Sdk-Tenant-Id"
 TIMEOUT_MS: Final = "Sdk-Timeout-Ms"
+EXPIRES: Final = "Sdk-Expires"
 ATTEMPT: Final = "Sdk-Attempt"
 REPLY_TO: Final = "Sdk-Reply-To"
 ERROR: Final = "Sdk-Error"
@@ -82,7 +85,7 @@ STREAM_WINDOW: Final = "Sdk-Stream-Window"
 # client's ``sdk-tenant-id`` is checked like ``Sdk-Tenant-Id``.
 _KNOWN: Final = (
     CONTENT_TYPE, MESSAGE_TYPE, MESSAGE_ID, CORRELATION_ID, TENANT_ID, TIMEOUT_MS,
-    ATTEMPT, REPLY_TO, ERROR, DEAD_REASON, STREAM_SEQ, STREAM_END, STREAM_WINDOW,
+    ATTEMPT, REPLY_TO, ERROR, DEAD_REASON, STREAM_SEQ, STREAM_END, STREAM_WINDOW, EXPIRES,
     "traceparent", "tracestate", "baggage", "Nats-Msg-Id", "Status", "Description",
 )  # fmt: skip
 _KNOWN_NAMES: Final = frozenset(_KNOWN)
@@ -246,9 +249,12 @@ _NO_RESPONDERS: Final = "503"
 _CANCEL: Final = "cancel"
 _MSG_ID_JS: Final = "Nats-Msg-Id"
 _EXPECT_SEQ_JS: Final = "Nats-Expected-Last-Subject-Sequence"
+_TTL_JS: Final = "Nats-TTL"
 _PUB_ACK: Final = b'{"stream":'
 # A resend from the dead-letter store drops what belonged to the first attempt.
-_NOT_REPLAYED: Final = frozenset({DEAD_REASON, TIMEOUT_MS, ATTEMPT, REPLY_TO, STREAM_WINDOW})
+_NOT_REPLAYED: Final = frozenset(
+    {DEAD_REASON, TIMEOUT_MS, ATTEMPT, REPLY_TO, STREAM_WINDOW, EXPIRES}  # a replay starts afresh
+)
 
 
 class _Ids:
@@ -282,6 +288,14 @@ class Sealed(_Ids):
     def __init__(self, data: bytes, headers: dict[str, str]) -> None:
         self.data = data
         self.headers = headers
+
+    def expire_after(self, ttl: float) -> None:
+        """Give it a time to live: ``Sdk-Expires``, the wall-clock time (epoch ms) it ends.
+
+        A receiver drops it once past (dead-lettered as expired); a JetStream stream
+        removes it by itself then (``Nats-TTL``, set by :func:`stored`).
+        """
+        self.headers[EXPIRES] = str(int((time.time() + ttl) * 1000))
 
     def attempt(self, number: int, timeout: float) -> None:
         """Make it attempt ``number`` (from 1) of an ask that may take ``timeout`` seconds."""
@@ -410,6 +424,10 @@ def stored(headers: Mapping[str, str], *, expect_last_seq: int | None = None) ->
     message_id = headers.get(MESSAGE_ID)
     if message_id is not None:
         out[_MSG_ID_JS] = message_id
+    expires = headers.get(EXPIRES)
+    if expires is not None and expires.isdigit():  # the stream forgets it then (whole s)
+        left = int(expires) / 1000 - time.time()
+        out[_TTL_JS] = f"{max(1, math.ceil(left))}s"
     if expect_last_seq is not None:
         out[_EXPECT_SEQ_JS] = str(expect_last_seq)
     return out
@@ -465,6 +483,12 @@ class Letter(_Ids):
     def tenant(self) -> str | None:
         """``Sdk-Tenant-Id``, when the sender claimed one."""
         return self.headers.get(TENANT_ID)
+
+    @property
+    def expires(self) -> float | None:
+        """When its time to live ends (``Sdk-Expires``, epoch seconds); None: never."""
+        raw = self.headers.get(EXPIRES)
+        return int(raw) / 1000 if raw is not None and raw.isdigit() else None
 
     @property
     def timeout(self) -> float | None:

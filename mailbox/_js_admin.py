@@ -54,7 +54,7 @@ def _agents_spec(tenant: str, subjects: tuple[str, ...], cfg: DurableConfig) -> 
         agents_stream(tenant), subjects,
         description=f"motadata-actors durable mailboxes of tenant {tenant}",
         retention=cfg.retention, max_age=cfg.max_age, max_bytes=cfg.max_bytes,
-        replicas=cfg.replicas, duplicate_window=cfg.duplicate_window,
+        replicas=cfg.replicas, duplicate_window=cfg.duplicate_window, message_ttl=True,
     )  # fmt: skip
 
 
@@ -112,6 +112,9 @@ class StreamAdmin:
                             raise
                     continue  # read it back (ours, or another process's)
                 self._report_stream_drift(info, cfg)
+                if not info.message_ttl:  # made before messages had a time to live
+                    await self._js.edit_stream(info, {"message_ttl": True})
+                    continue
                 if subject in info.subjects:
                     if seen_once:
                         return

@@ -85,6 +85,7 @@ class StreamSpec:
         duplicate_window: seconds a repeated ``Nats-Msg-Id`` is dropped (0: the server's).
         schedules: the stream runs message schedules (``Nats-Schedule``) and per-message
             TTLs (``Nats-TTL``).
+        message_ttl: the stream honours per-message TTLs (``Nats-TTL``).
     """
 
     name: str
@@ -97,6 +98,7 @@ class StreamSpec:
     replicas: int = 1
     duplicate_window: float = 0.0
     schedules: bool = False
+    message_ttl: bool = False
 
 
 @final
@@ -115,6 +117,7 @@ class StreamInfo:
         messages: messages it holds now.
         bytes: bytes it holds now.
         raw: the server's whole configuration (the adapter's, opaque here).
+        message_ttl: it honours per-message TTLs (``Nats-TTL``).
     """
 
     name: str
@@ -127,6 +130,7 @@ class StreamInfo:
     messages: int
     bytes: int
     raw: object = attrs.field(repr=False, eq=False)
+    message_ttl: bool = False
 
 
 @final

@@ -409,7 +409,7 @@ def new_inbox(nc: RawClient) -> str:
 
 # -- JetStream ------------------------------------------------------------------------------
 
-_NATS_NAMES: Final = {"replicas": "num_replicas"}  # ours -> nats-py's StreamConfig's
+_NATS_NAMES: Final = {"replicas": "num_replicas", "message_ttl": "allow_msg_ttl"}  # ours -> nats-py
 
 
 def _stream_config(spec: StreamSpec) -> api.StreamConfig:
@@ -419,7 +419,8 @@ def _stream_config(spec: StreamSpec) -> api.StreamConfig:
         max_bytes=spec.max_bytes, max_msgs=spec.max_msgs, num_replicas=spec.replicas,
         duplicate_window=spec.duplicate_window, storage=api.StorageType.FILE,
         discard=api.DiscardPolicy.OLD,
-        allow_msg_schedules=spec.schedules or None, allow_msg_ttl=spec.schedules or None,
+        allow_msg_schedules=spec.schedules or None,
+        allow_msg_ttl=spec.schedules or spec.message_ttl or None,
     )  # fmt: skip
 
 
@@ -428,7 +429,7 @@ def _stream_info(info: api.StreamInfo) -> StreamInfo:
     return StreamInfo(
         c.name or "", tuple(c.subjects or ()), getattr(c.retention, "value", str(c.retention)),
         c.max_age or 0.0, c.max_bytes if c.max_bytes is not None else -1, c.num_replicas or 1,
-        c.duplicate_window, info.state.messages, info.state.bytes, c,
+        c.duplicate_window, info.state.messages, info.state.bytes, c, bool(c.allow_msg_ttl),
     )  # fmt: skip
 
 

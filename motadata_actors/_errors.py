@@ -15,6 +15,7 @@ __all__ = (
     "DecodeError",
     "EncodeError",
     "MailboxFull",
+    "MessageExpired",
     "MessageTooLarge",
     "NoResponders",
     "RemoteError",
@@ -111,6 +112,14 @@ class MessageTooLarge(CodecError):
         super().__init__(f"{what} of {size} bytes{detail} exceeds the limit of {limit} bytes")
         self.size = size
         self.limit = limit
+
+
+class MessageExpired(ActorsError):
+    """A message's time to live (``tell(..., ttl=)``) ran out before it was handled.
+
+    The receiver drops it unhandled and dead-letters it as expired; a durable one is also
+    removed by its stream once the time is up (the server's per-message TTL).
+    """
 
 
 class AskTimeout(ActorsError, TimeoutError):
