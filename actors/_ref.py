@@ -142,6 +142,8 @@ class ActorRef:
                 message_id=new_message_id(), correlation_id=correlation,
                 extra=user_headers(headers) if headers is not None else None,
             )  # fmt: skip
+        if rt.compress_above and len(sealed.data) > rt.compress_above:
+            sealed.compress()
         return sender, subject, sealed
 
     def _span(self, sender: str, subject: str, sealed: Sealed) -> Any:

@@ -97,6 +97,8 @@ class Runtime:
     """Where dead letters are kept; None: they are only published (nobody keeps them)."""
     task_group: anyio.abc.TaskGroup | None = None
     """The system's task group, for work no handler waits on (set while it runs)."""
+    compress_above: int = 0
+    """Bytes above which sent bodies are zstd-compressed (0: never)."""
     lease_time: float = 10.0
     """Seconds a node lease of keyed agents lasts without renewal."""
     leases: Leases | None = None

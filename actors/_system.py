@@ -32,6 +32,7 @@ from motadata_actors.mailbox import (
     inbox_prefix,
     parse_subject,
 )
+from motadata_actors.mailbox._compress import require as require_zstd
 from motadata_actors.telemetry import setup as setup_telemetry
 from motadata_actors.telemetry._instrument import Telemetry
 from motadata_actors.telemetry._logging import get_logger
@@ -210,6 +211,8 @@ class ActorSystem:
             codecs = Codecs(settings.codec, registry=self._registry, limits=limits)
         except CodecError as exc:
             raise ConfigError(f"CODEC_TYPE={settings.codec!r}: {exc}") from None
+        if settings.compress_above:
+            require_zstd()  # says which extra to install, before anything starts
         telemetry = self._telemetry(settings)
         self._grace = settings.shutdown_grace
         self._stop_signal = None
@@ -288,6 +291,7 @@ class ActorSystem:
             stream_window=settings.stream_window,
             stream_window_bytes=settings.stream_window_bytes,
             lease_time=self._lease_time,
+            compress_above=settings.compress_above,
         )
         if isinstance(transport, Observed):
             transport.listener = self._on_transport_event

@@ -20,11 +20,14 @@ from typing import TYPE_CHECKING, Any, Final, final
 from motadata_actors._errors import CodecError, ConfigError, DecodeError, MessageTooLarge
 from motadata_actors.codecs import Codec, Codecs, wire_name_of
 
+from ._compress import ZSTD, compress, decompress
+
 if TYPE_CHECKING:
     from ._transport import Incoming
 
 __all__ = (
     "ATTEMPT",
+    "CONTENT_ENCODING",
     "CONTENT_TYPE",
     "CORRELATION_ID",
     "DEAD_REASON",
@@ -66,6 +69,7 @@ __all__ = (
 )
 
 CONTENT_TYPE: Final = "Content-Type"
+CONTENT_ENCODING: Final = "Content-Encoding"
 MESSAGE_TYPE: Final = "Sdk-Message-Type"
 MESSAGE_ID: Final = "Sdk-Message-Id"
 CORRELATION_ID: Final = "Sdk-Correlation-Id"
@@ -87,6 +91,7 @@ _KNOWN: Final = (
     CONTENT_TYPE, MESSAGE_TYPE, MESSAGE_ID, CORRELATION_ID, TENANT_ID, TIMEOUT_MS,
     ATTEMPT, REPLY_TO, ERROR, DEAD_REASON, STREAM_SEQ, STREAM_END, STREAM_WINDOW, EXPIRES,
     "traceparent", "tracestate", "baggage", "Nats-Msg-Id", "Status", "Description",
+    CONTENT_ENCODING,
 )  # fmt: skip
 _KNOWN_NAMES: Final = frozenset(_KNOWN)
 _CANONICAL: Final = {name.lower(): name for name in _KNOWN}
@@ -207,6 +212,9 @@ def decode_body(data: bytes, headers: Mapping[str, str] | None, codecs: Codecs) 
     """
     if not headers:
         return codecs.for_content_type(None).decode(data)
+    encoding = headers.get(CONTENT_ENCODING)
+    if encoding is not None:
+        data = decompress(data, encoding, codecs.limits.max_size)
     codec = codecs.for_content_type(headers.get(CONTENT_TYPE))
     wire_name = headers.get(MESSAGE_TYPE)
     if wire_name is None:
@@ -289,6 +297,17 @@ class Sealed(_Ids):
         self.data = data
         self.headers = headers
 
+    def compress(self) -> None:
+        """Compress the body with zstd (``Content-Encoding: zstd``) when that makes it smaller.
+
+        Raises:
+            ConfigError: zstandard is not installed.
+        """
+        packed = compress(self.data)
+        if len(packed) < len(self.data):
+            self.data = packed
+            self.headers[CONTENT_ENCODING] = ZSTD
+
     def expire_after(self, ttl: float) -> None:
         """Give it a time to live: ``Sdk-Expires``, the wall-clock time (epoch ms) it ends.
 
@@ -320,9 +339,9 @@ def user_headers(headers: object) -> dict[str, str]:
     """Check headers a user attaches to a message; return them as a new dict.
 
     Names are HTTP-style tokens (1-128 characters); values printable text without line
-    breaks. ``Sdk-*`` and ``Nats-*`` (the framework's and the server's), ``Content-Type``
-    and the trace context (``traceparent``, ``tracestate``, ``baggage``) are reserved, in
-    any case.
+    breaks. ``Sdk-*`` and ``Nats-*`` (the framework's and the server's), ``Content-Type``,
+    ``Content-Encoding`` and the trace context (``traceparent``, ``tracestate``,
+    ``baggage``) are reserved, in any case.
 
     Raises:
         ConfigError: not a mapping of str to str, a malformed name or value, or a
@@ -337,8 +356,8 @@ def user_headers(headers: object) -> dict[str, str]:
         lowered = name.lower()
         if lowered.startswith(_RESERVED_PREFIXES) or lowered in _RESERVED_NAMES:
             raise ConfigError(
-                f"header {name!r} is reserved (Sdk-*, Nats-*, Content-Type and the trace "
-                "context are the framework's): choose another name"
+                f"header {name!r} is reserved (Sdk-*, Nats-*, Content-Type, Content-Encoding "
+                "and the trace context are the framework's): choose another name"
             )
         if not isinstance(value, str) or _BAD_VALUE.search(value):
             raise ConfigError(f"header {name!r} must be printable text without line breaks")
@@ -346,7 +365,9 @@ def user_headers(headers: object) -> dict[str, str]:
     return out
 
 
-_RESERVED_NAMES: Final = frozenset(("content-type", "traceparent", "tracestate", "baggage"))
+_RESERVED_NAMES: Final = frozenset(
+    ("content-type", "content-encoding", "traceparent", "tracestate", "baggage")
+)
 _BAD_VALUE: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 

@@ -58,6 +58,19 @@ def _positive(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _size_or_off(env: Mapping[str, str], name: str) -> int:
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return 0
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ConfigError(f"{name}={raw!r} must be a whole number of bytes (0: off)")
+    return value
+
+
 def _count(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name)
     if raw is None:
@@ -202,6 +215,7 @@ _READERS: dict[str, Callable[[Mapping[str, str]], Any]] = {
     "replay_window": lambda env: _positive(env, "SDK_REPLAY_WINDOW", 300.0),
     "stream_window": lambda env: _count(env, "SDK_STREAM_WINDOW", 256),
     "stream_window_bytes": lambda env: _count(env, "SDK_STREAM_WINDOW_BYTES", 1024 * 1024),
+    "compress_above": lambda env: _size_or_off(env, "SDK_COMPRESS_ABOVE"),
     "nats_token": lambda env: _text(env, "NATS_TOKEN"),
     "nats_user": lambda env: _text(env, "NATS_USER"),
     "nats_password": lambda env: _text(env, "NATS_PASSWORD"),
@@ -276,6 +290,9 @@ class Settings:
             send ahead of what its consumer has taken (the flow-control window).
         stream_window_bytes: ``SDK_STREAM_WINDOW_BYTES``, the same bound in bytes of
             bodies (one part is always allowed).
+        compress_above: ``SDK_COMPRESS_ABOVE``, bytes above which a tell's, ask's or
+            reply's body is sent zstd-compressed (``Content-Encoding: zstd``; needs
+            ``pip install 'motadata-actors[compress]'`` on both ends); 0 (the default): off.
         nats_token: ``NATS_TOKEN``, a token to authenticate with (never shown).
         nats_user: ``NATS_USER``, a user name (with ``NATS_PASSWORD``).
         nats_password: ``NATS_PASSWORD`` (never shown).
@@ -318,6 +335,7 @@ class Settings:
     replay_window: float = _from_env("replay_window")
     stream_window: int = _from_env("stream_window")
     stream_window_bytes: int = _from_env("stream_window_bytes")
+    compress_above: int = _from_env("compress_above")
     nats_token: str | None = _from_env("nats_token", repr=secret_repr)
     nats_user: str | None = _from_env("nats_user")
     nats_password: str | None = _from_env("nats_password", repr=secret_repr)
