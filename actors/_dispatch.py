@@ -326,6 +326,8 @@ class Dispatcher:
             return
         if rt.compress_above and len(sealed.data) > rt.compress_above:
             sealed.compress()
+        if rt.codecs.keys is not None:
+            sealed.seal_body(rt.codecs.keys)
         tel = rt.telemetry
         span = (
             tel.start_reply(letter.reply, self._cell.name, sealed.headers, len(sealed.data))

@@ -12,9 +12,11 @@ from motadata_actors._errors import (
     CodecError,
     ConfigError,
     MailboxFull,
+    MessageExpired,
     NoResponders,
     RemoteError,
     ReplayError,
+    SealError,
     StreamError,
     TenantError,
 )
@@ -52,6 +54,8 @@ _SDK_ERRORS: dict[str, type[ActorsError]] = {
     "MailboxFull": MailboxFull,
     "ReplayError": ReplayError,
     "StreamError": StreamError,
+    "SealError": SealError,
+    "MessageExpired": MessageExpired,
 }
 
 
@@ -144,6 +148,8 @@ class ActorRef:
             )  # fmt: skip
         if rt.compress_above and len(sealed.data) > rt.compress_above:
             sealed.compress()
+        if rt.codecs.keys is not None:
+            sealed.seal_body(rt.codecs.keys)
         return sender, subject, sealed
 
     def _span(self, sender: str, subject: str, sealed: Sealed) -> Any:

@@ -20,7 +20,7 @@ from motadata_actors._errors import (
     TransportClosed,
 )
 from motadata_actors._settings import Settings
-from motadata_actors.codecs import Codecs, TypeRegistry, default_registry
+from motadata_actors.codecs import Codecs, KeyRing, TypeRegistry, default_registry
 from motadata_actors.mailbox import (
     DeadLetter,
     InProcessTransport,
@@ -130,6 +130,8 @@ class ActorSystem:
         lease_time: seconds a process's lease on keyed agents lasts without renewal
             (``spawn_keyed``): after a crash its keys move elsewhere within about this
             long. One value for the whole tenant (its node bucket keeps it).
+        keys: seal message bodies end to end with this key ring (AES-GCM; else the one
+            ``SDK_SEAL_KEYS`` gives, if any): see :class:`~motadata_actors.codecs.KeyRing`.
 
     Example::
 
@@ -151,6 +153,7 @@ class ActorSystem:
         meter_provider: Any = None,
         handle_signals: bool = True,
         lease_time: float = 10.0,
+        keys: KeyRing | None = None,
     ) -> None:
         self.tenant = check_id(tenant, "tenant")
         self._client_id = check_id(client_id, "client_id")
@@ -173,6 +176,7 @@ class ActorSystem:
         if not (isinstance(lease_time, (int, float)) and lease_time > 0):
             raise ConfigError(f"lease_time must be > 0 seconds, not {lease_time!r}")
         self._lease_time = float(lease_time)
+        self._keys = keys
 
     @property
     def transport(self) -> Transport:
@@ -213,6 +217,9 @@ class ActorSystem:
             raise ConfigError(f"CODEC_TYPE={settings.codec!r}: {exc}") from None
         if settings.compress_above:
             require_zstd()  # says which extra to install, before anything starts
+        codecs.keys = self._keys
+        if codecs.keys is None and settings.seal_keys:
+            codecs.keys = KeyRing.parse(settings.seal_keys)
         telemetry = self._telemetry(settings)
         self._grace = settings.shutdown_grace
         self._stop_signal = None

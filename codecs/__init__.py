@@ -12,6 +12,7 @@ from ._formats import CborCodec, JsonCodec, MsgpackCodec
 from ._limits import Limits
 from ._protobuf import ProtobufCodec
 from ._registry import TypeRegistry, default_registry, field, message, wire_name_of
+from ._sealing import KeyRing
 
 __all__ = (
     "CODEC_NAMES",
@@ -22,6 +23,7 @@ __all__ = (
     "DecodeError",
     "EncodeError",
     "JsonCodec",
+    "KeyRing",
     "Limits",
     "MessageTooLarge",
     "MsgpackCodec",

@@ -11,6 +11,7 @@ from ._formats import CborCodec, JsonCodec, MsgpackCodec
 from ._limits import Limits
 from ._protobuf import ProtobufCodec
 from ._registry import TypeRegistry, default_registry
+from ._sealing import KeyRing
 
 __all__ = ("CODEC_NAMES", "Codecs")
 
@@ -53,6 +54,8 @@ class Codecs:
             self._by_name[name] = codec
             self._by_content_type[codec.content_type] = codec
         self.default: Codec = self._by_name[default]
+        self.keys: KeyRing | None = None
+        """The tenant's key ring when bodies are sealed (set by the system), else None."""
 
     def named(self, name: str) -> Codec:
         """Return the codec called ``name``.

@@ -17,8 +17,14 @@ from base64 import urlsafe_b64encode
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final, final
 
-from motadata_actors._errors import CodecError, ConfigError, DecodeError, MessageTooLarge
-from motadata_actors.codecs import Codec, Codecs, wire_name_of
+from motadata_actors._errors import (
+    CodecError,
+    ConfigError,
+    DecodeError,
+    MessageTooLarge,
+    SealError,
+)
+from motadata_actors.codecs import Codec, Codecs, KeyRing, wire_name_of
 
 from ._compress import ZSTD, compress, decompress
 
@@ -33,6 +39,7 @@ __all__ = (
     "DEAD_REASON",
     "ERROR",
     "EXPIRES",
+    "KEY_ID",
     "MAX_WINDOW",
     "MESSAGE_ID",
     "MESSAGE_TYPE",
@@ -70,6 +77,7 @@ __all__ = (
 
 CONTENT_TYPE: Final = "Content-Type"
 CONTENT_ENCODING: Final = "Content-Encoding"
+KEY_ID: Final = "Sdk-Key-Id"
 MESSAGE_TYPE: Final = "Sdk-Message-Type"
 MESSAGE_ID: Final = "Sdk-Message-Id"
 CORRELATION_ID: Final = "Sdk-Correlation-Id"
@@ -91,7 +99,7 @@ _KNOWN: Final = (
     CONTENT_TYPE, MESSAGE_TYPE, MESSAGE_ID, CORRELATION_ID, TENANT_ID, TIMEOUT_MS,
     ATTEMPT, REPLY_TO, ERROR, DEAD_REASON, STREAM_SEQ, STREAM_END, STREAM_WINDOW, EXPIRES,
     "traceparent", "tracestate", "baggage", "Nats-Msg-Id", "Status", "Description",
-    CONTENT_ENCODING,
+    CONTENT_ENCODING, KEY_ID,
 )  # fmt: skip
 _KNOWN_NAMES: Final = frozenset(_KNOWN)
 _CANONICAL: Final = {name.lower(): name for name in _KNOWN}
@@ -203,6 +211,11 @@ def encode_body(obj: object, codec: Codec, headers: dict[str, str]) -> bytes:
     return codec.encode(obj)
 
 
+def _bound(headers: Mapping[str, str]) -> bytes:
+    """What a sealed body is bound to: its content type and message type."""
+    return f"{headers.get(CONTENT_TYPE, '')}|{headers.get(MESSAGE_TYPE, '')}".encode()
+
+
 def decode_body(data: bytes, headers: Mapping[str, str] | None, codecs: Codecs) -> Any:
     """Decode a body by its ``Content-Type`` (JSON when absent), as its registered type.
 
@@ -212,6 +225,11 @@ def decode_body(data: bytes, headers: Mapping[str, str] | None, codecs: Codecs) 
     """
     if not headers:
         return codecs.for_content_type(None).decode(data)
+    kid = headers.get(KEY_ID)
+    if kid is not None:
+        if codecs.keys is None:
+            raise SealError(f"a body sealed with key {kid!r}, and this process seals nothing")
+        data = codecs.keys.open(kid, data, _bound(headers))
     encoding = headers.get(CONTENT_ENCODING)
     if encoding is not None:
         data = decompress(data, encoding, codecs.limits.max_size)
@@ -308,6 +326,11 @@ class Sealed(_Ids):
             self.data = packed
             self.headers[CONTENT_ENCODING] = ZSTD
 
+    def seal_body(self, keys: KeyRing) -> None:
+        """Encrypt the body with the ring's current key (``Sdk-Key-Id``), last of all."""
+        kid, self.data = keys.seal(self.data, _bound(self.headers))
+        self.headers[KEY_ID] = kid
+
     def expire_after(self, ttl: float) -> None:
         """Give it a time to live: ``Sdk-Expires``, the wall-clock time (epoch ms) it ends.
 
@@ -367,7 +390,7 @@ def user_headers(headers: object) -> dict[str, str]:
 
 _RESERVED_NAMES: Final = frozenset(
     ("content-type", "content-encoding", "traceparent", "tracestate", "baggage")
-)
+)  # and every Sdk-* (Sdk-Key-Id, ...) and Nats-* name
 _BAD_VALUE: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 

@@ -20,6 +20,7 @@ __all__ = (
     "NoResponders",
     "RemoteError",
     "ReplayError",
+    "SealError",
     "SequenceConflict",
     "StateConflict",
     "StreamError",
@@ -119,6 +120,14 @@ class MessageExpired(ActorsError):
 
     The receiver drops it unhandled and dead-letters it as expired; a durable one is also
     removed by its stream once the time is up (the server's per-message TTL).
+    """
+
+
+class SealError(CodecError):
+    """A sealed body could not be opened: an unknown key id, a wrong key, or altered bytes.
+
+    Also raised when a tenant that seals receives a body sealed with a key it does not
+    have: add the key to the ring (``SDK_SEAL_KEYS`` or the ring's provider).
     """
 
 

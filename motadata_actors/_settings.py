@@ -216,6 +216,7 @@ _READERS: dict[str, Callable[[Mapping[str, str]], Any]] = {
     "stream_window": lambda env: _count(env, "SDK_STREAM_WINDOW", 256),
     "stream_window_bytes": lambda env: _count(env, "SDK_STREAM_WINDOW_BYTES", 1024 * 1024),
     "compress_above": lambda env: _size_or_off(env, "SDK_COMPRESS_ABOVE"),
+    "seal_keys": lambda env: _text(env, "SDK_SEAL_KEYS"),
     "nats_token": lambda env: _text(env, "NATS_TOKEN"),
     "nats_user": lambda env: _text(env, "NATS_USER"),
     "nats_password": lambda env: _text(env, "NATS_PASSWORD"),
@@ -293,6 +294,9 @@ class Settings:
         compress_above: ``SDK_COMPRESS_ABOVE``, bytes above which a tell's, ask's or
             reply's body is sent zstd-compressed (``Content-Encoding: zstd``; needs
             ``pip install 'motadata-actors[compress]'`` on both ends); 0 (the default): off.
+        seal_keys: ``SDK_SEAL_KEYS``, ``id:base64key[,id:base64key...]``: bodies are
+            sealed (AES-GCM) with the first key and opened with any (never shown; needs
+            ``pip install 'motadata-actors[seal]'``).
         nats_token: ``NATS_TOKEN``, a token to authenticate with (never shown).
         nats_user: ``NATS_USER``, a user name (with ``NATS_PASSWORD``).
         nats_password: ``NATS_PASSWORD`` (never shown).
@@ -336,6 +340,7 @@ class Settings:
     stream_window: int = _from_env("stream_window")
     stream_window_bytes: int = _from_env("stream_window_bytes")
     compress_above: int = _from_env("compress_above")
+    seal_keys: str | None = _from_env("seal_keys", repr=secret_repr)
     nats_token: str | None = _from_env("nats_token", repr=secret_repr)
     nats_user: str | None = _from_env("nats_user")
     nats_password: str | None = _from_env("nats_password", repr=secret_repr)
