@@ -324,10 +324,7 @@ class Dispatcher:
             log.error("actor %s: cannot send its reply: %s", self._cell.path, exc)
             await rt.send_error(letter.reply, type(exc).__name__, f"reply not sent: {exc}", "sdk")
             return
-        if rt.compress_above and len(sealed.data) > rt.compress_above:
-            sealed.compress()
-        if rt.codecs.keys is not None:
-            sealed.seal_body(rt.codecs.keys)
+        rt.finish(sealed)
         tel = rt.telemetry
         span = (
             tel.start_reply(letter.reply, self._cell.name, sealed.headers, len(sealed.data))

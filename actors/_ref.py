@@ -146,10 +146,8 @@ class ActorRef:
                 message_id=new_message_id(), correlation_id=correlation,
                 extra=user_headers(headers) if headers is not None else None,
             )  # fmt: skip
-        if rt.compress_above and len(sealed.data) > rt.compress_above:
-            sealed.compress()
-        if rt.codecs.keys is not None:
-            sealed.seal_body(rt.codecs.keys)
+        if rt.compress_above or rt.codecs.keys is not None:
+            rt.finish(sealed)
         return sender, subject, sealed
 
     def _span(self, sender: str, subject: str, sealed: Sealed) -> Any:

@@ -120,6 +120,14 @@ class Runtime:
             )
         return transport.durable
 
+    def finish(self, sealed: Sealed) -> Sealed:
+        """Compress (above ``SDK_COMPRESS_ABOVE``), then seal (with a key ring) a body to send."""
+        if self.compress_above and len(sealed.data) > self.compress_above:
+            sealed.compress()
+        if self.codecs.keys is not None:
+            sealed.seal_body(self.codecs.keys)
+        return sealed
+
     def run_soon(self, work: Callable[[], Coroutine[Any, Any, Any]]) -> None:
         """Run ``work`` in the system's task group (dropped once the system stopped)."""
         group = self.task_group
@@ -211,17 +219,20 @@ class Runtime:
     ) -> T:
         """Send a message with no single recipient (an event, a workflow step) by ``send``.
 
-        Seals it (message id, the conversation's correlation id) and makes the send span
+        Seals it (message id, the conversation's correlation id; compressed and sealed as
+        the system's settings say) and makes the send span
         when telemetry is on. ``sdk.agent.to`` is ``-``: event types and workflow ids must
         not use up the bounded agent label of the metrics (the span's destination name
         carries them).
         """
         ctx = current_context.get()
-        sealed = seal(
-            body,
-            self.codecs.default,
-            message_id=message_id if message_id is not None else new_message_id(),
-            correlation_id=ctx.correlation_id if ctx is not None else None,
+        sealed = self.finish(
+            seal(
+                body,
+                self.codecs.default,
+                message_id=message_id if message_id is not None else new_message_id(),
+                correlation_id=ctx.correlation_id if ctx is not None else None,
+            )
         )
         tel = self.telemetry
         if tel is None:

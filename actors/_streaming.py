@@ -173,9 +173,7 @@ class ReplyStream:
         window = self.window
         async with self._lock:
             seq, probe = window.next_part()
-            sealed = seal_part(part, rt.codecs.default, seq)
-            if rt.codecs.keys is not None:
-                sealed.seal_body(rt.codecs.keys)
+            sealed = rt.finish(seal_part(part, rt.codecs.default, seq))
             size = len(sealed.data)
             while not window.has_room(size):
                 self._wake = asyncio.get_running_loop().create_future()
@@ -189,8 +187,8 @@ class ReplyStream:
         """Publish the last message: the handler's return value, or an empty body."""
         rt = self._rt
         sealed = seal_end(result, rt.codecs.default, self.window.sent + 1, has_result=has_result)
-        if rt.codecs.keys is not None and has_result:
-            sealed.seal_body(rt.codecs.keys)
+        if has_result:
+            rt.finish(sealed)
         await rt.transport.publish(self.reply, sealed.data, headers=sealed.headers)
 
     async def fail(self, type_name: str, message: str, origin: str) -> None:

@@ -291,9 +291,10 @@ class Settings:
             send ahead of what its consumer has taken (the flow-control window).
         stream_window_bytes: ``SDK_STREAM_WINDOW_BYTES``, the same bound in bytes of
             bodies (one part is always allowed).
-        compress_above: ``SDK_COMPRESS_ABOVE``, bytes above which a tell's, ask's or
-            reply's body is sent zstd-compressed (``Content-Encoding: zstd``; needs
-            ``pip install 'motadata-actors[compress]'`` on both ends); 0 (the default): off.
+        compress_above: ``SDK_COMPRESS_ABOVE``, bytes above which a body (tells, asks,
+            replies, streamed parts, events, workflow steps) is sent zstd-compressed
+            (``Content-Encoding: zstd``; needs ``pip install 'motadata-actors[compress]'``
+            on both ends); 0 (the default): off.
         seal_keys: ``SDK_SEAL_KEYS``, ``id:base64key[,id:base64key...]``: bodies are
             sealed (AES-GCM) with the first key and opened with any (never shown; needs
             ``pip install 'motadata-actors[seal]'``).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import os
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -132,3 +132,24 @@ def test_key_rings_from_settings_and_their_errors() -> None:
             KeyRing.parse(bad)
     with pytest.raises(ConfigError, match="at least one key"):
         KeyRing({})
+
+
+class Listener(Actor):
+    """Keeps the events it receives."""
+
+    events = ("note",)
+    got: ClassVar[list[Any]] = []
+
+    async def on_message(self, msg: Any, ctx: Context) -> Any:
+        Listener.got.append(msg)
+
+
+async def test_events_are_sealed_too(system: ActorSystem) -> None:
+    Listener.got = []
+    tap: Mailbox[Any] = Mailbox(100)
+    await system.transport.subscribe(f"sdk.events.note.{system.tenant}", mailbox=tap)
+    await system.spawn(Listener, name="listener")
+    await system.publish({"note": SECRET}, event_type="note")
+    await wait_for(lambda: Listener.got == [{"note": SECRET}], 10, "the event")
+    wire = await tap.receive()
+    assert wire.headers["Sdk-Key-Id"] == "k1" and b"launch" not in wire.data
