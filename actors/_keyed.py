@@ -44,7 +44,7 @@ from motadata_actors.mailbox import (
     keyed_name,
     split_keyed,
 )
-from motadata_actors.mailbox._subjects import KEY_SEPARATOR
+from motadata_actors.mailbox._subjects import KEY_SEPARATOR, tenant_agents
 from motadata_actors.telemetry._logging import get_logger
 
 from ._actor import Actor
@@ -103,9 +103,7 @@ class Tap:
         self._kinds[kind] = mailbox
         if self._sub is None:
             self._scope = anyio.CancelScope()
-            self._sub = await rt.transport.subscribe(
-                f"sdk.agent.*.*.{rt.tenant}", mailbox=self._box
-            )
+            self._sub = await rt.transport.subscribe(tenant_agents(rt.tenant), mailbox=self._box)
             rt.run_soon(self._route)
 
         async def remove() -> None:
@@ -160,10 +158,6 @@ class KeyedCell(ActorCell):
         self._tg: anyio.abc.TaskGroup | None = None
         self._sweeper = anyio.CancelScope()
         self._state_kept = False
-        self.activations = 0
-        """Instances started here so far."""
-        self.deactivations = 0
-        """Instances ended here so far."""
 
     @property
     def alive(self) -> bool:
@@ -326,7 +320,6 @@ class KeyedCell(ActorCell):
                 span.end()
             return False
         act.actor = actor
-        self.activations += 1
         rt.events.record("activated", self.path, f"{key} (fencing token {token})")
         if span is not None:
             span.set_attribute("sdk.lease.token", token)
@@ -349,20 +342,30 @@ class KeyedCell(ActorCell):
                     await self._deactivate(act, crashed=result.crash, stopped=result.stop)
             waiting = act.pending
             if act.dropped or act.actor is None:
-                if not waiting:
+                found = await self._again(act)
+                if found is None:
                     return
-                again = _Activation(act.key)
-                again.pending = waiting
-                self._active[act.key] = again
-                msg = waiting.popleft()
-                if not await self._activate(again, msg):
-                    return
-                act = again
+                act, msg = found
                 continue
             if not waiting:
                 act.busy = False
                 return
             msg = waiting.popleft()
+
+    async def _again(self, ended: _Activation) -> tuple[_Activation, Incoming] | None:
+        """Start the key again for the messages that waited on an instance that ended.
+
+        Returns the new activation and the first of them to handle; None when nothing
+        waited or the key is held elsewhere now (its owner got those messages too).
+        """
+        waiting = ended.pending
+        if not waiting:
+            return None
+        again = _Activation(ended.key)
+        again.pending = waiting
+        self._active[ended.key] = again
+        first = waiting.popleft()
+        return (again, first) if await self._activate(again, first) else None
 
     async def _refuse(self, msg: Incoming, reason: str) -> None:
         if msg.reply:
@@ -388,7 +391,6 @@ class KeyedCell(ActorCell):
                     log.exception("keyed agent %s/%s: on_stop raised", self.path, act.key)
         if act.token:
             await self.leases.release(f"{self.kind}.{act.key}", act.token)
-        self.deactivations += 1
         detail = f"crashed: {reason_line(crashed)}" if crashed is not None else "idle or stopped"
         self.rt.events.record("deactivated", self.path, f"{act.key}: {detail}")
         if span is not None:
@@ -426,12 +428,7 @@ class KeyedCell(ActorCell):
                 continue
             act.busy = True
             await self._deactivate(act)
-            waiting = act.pending
-            if waiting:  # messages came while it ended: start it again
-                first = waiting.popleft()
-                again = _Activation(act.key)
-                again.pending = waiting
-                self._active[act.key] = again
-                if await self._activate(again, first):
-                    assert self._tg is not None
-                    self._tg.start_soon(self._drain, again, first)
+            found = await self._again(act)  # messages came while it ended
+            if found is not None:
+                assert self._tg is not None
+                self._tg.start_soon(self._drain, *found)

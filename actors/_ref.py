@@ -136,19 +136,12 @@ class ActorRef:
         subject = self._subjects.get(sender)
         if subject is None:
             subject = self._subjects[sender] = agent_subject(sender, self._to, rt.tenant)
-        if headers is None and codec is None:
-            sealed = seal(
-                msg, rt.codecs.default, message_id=new_message_id(), correlation_id=correlation
-            )
-        else:
-            sealed = seal(
-                msg, rt.codecs.default if codec is None else rt.codecs.named(codec),
-                message_id=new_message_id(), correlation_id=correlation,
-                extra=user_headers(headers) if headers is not None else None,
-            )  # fmt: skip
-        if rt.compress_above or rt.codecs.keys is not None:
-            rt.finish(sealed)
-        return sender, subject, sealed
+        sealed = seal(
+            msg, rt.codecs.default if codec is None else rt.codecs.named(codec),
+            message_id=new_message_id(), correlation_id=correlation,
+            extra=user_headers(headers) if headers is not None else None,
+        )  # fmt: skip
+        return sender, subject, rt.finish(sealed)
 
     def _span(self, sender: str, subject: str, sealed: Sealed) -> Any:
         tel = self._rt.telemetry

@@ -18,7 +18,7 @@ and schema upgrades of messages.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Final, final
+from typing import TYPE_CHECKING, Final, final
 
 from motadata_actors._errors import ConfigError, SequenceConflict, StateConflict
 from motadata_actors.mailbox import KeepsValues, KeyValueStore
@@ -118,9 +118,3 @@ class StateSlot:
         if self._tel is not None:
             self._tel.state_done("save", self._agent, len(data), time.perf_counter() - started)
         return True
-
-
-def slot_for(actor: Actor) -> StateSlot | None:
-    """The state slot the system gave ``actor`` (None: it keeps no state)."""
-    slot: Any = getattr(actor, "_sdk_state", None)
-    return slot if isinstance(slot, StateSlot) else None

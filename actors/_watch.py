@@ -27,6 +27,7 @@ from motadata_actors._errors import ActorsError, NoResponders
 from motadata_actors.codecs import field, message
 from motadata_actors.mailbox import Incoming, Mailbox, Subscription, split_keyed
 from motadata_actors.mailbox._envelope import Letter, seal
+from motadata_actors.mailbox._subjects import watch_subject
 from motadata_actors.telemetry._logging import get_logger
 
 if TYPE_CHECKING:
@@ -56,11 +57,6 @@ class Terminated:
 @message("sdk.probe.v1")
 class Probe:
     """Internal: asks whether any instance of an agent runs (answered by the system)."""
-
-
-def watch_subject(to: str, tenant: str) -> str:
-    """``sdk.watch.<to>.<tenant>``: where ``to`` announces its end."""
-    return f"sdk.watch.{to}.{tenant}"
 
 
 def ensure_registered(rt: Runtime) -> None:

@@ -53,6 +53,8 @@ __all__ = (
     "parse_subject",
     "split_keyed",
     "subject_kind",
+    "tenant_agents",
+    "watch_subject",
     "workflow_subject",
 )
 
@@ -219,6 +221,16 @@ def subject_kind(subject: str) -> str:
 def agent_inbox(to: str, tenant: str) -> str:
     """``sdk.agent.*.<to>.<tenant>``: what agent ``to`` subscribes, from any sender."""
     return f"sdk.agent.*.{check_id(to, 'agent name')}.{check_id(tenant, 'tenant')}"
+
+
+def tenant_agents(tenant: str) -> str:
+    """``sdk.agent.*.*.<tenant>``: every agent message of the tenant (the keyed tap)."""
+    return f"sdk.agent.*.*.{check_id(tenant, 'tenant')}"
+
+
+def watch_subject(to: str, tenant: str) -> str:
+    """``sdk.watch.<to>.<tenant>``: where agent ``to`` announces its end to its watchers."""
+    return f"sdk.watch.{check_agent(to)}.{check_id(tenant, 'tenant')}"
 
 
 def event_subject(event_type: str, tenant: str) -> str:

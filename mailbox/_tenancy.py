@@ -26,7 +26,7 @@ import attrs
 from motadata_actors._errors import ConfigError
 from motadata_actors._settings import secret_repr
 
-from ._subjects import check_id, inbox_prefix
+from ._subjects import check_id, inbox_prefix, tenant_agents
 
 __all__ = ("TenantUser", "server_config", "tenant_permissions")
 
@@ -70,7 +70,7 @@ def tenant_permissions(tenant: str) -> dict[str, list[str]]:
     """
     check_id(tenant, "tenant")
     own = [
-        f"sdk.agent.*.*.{tenant}",
+        tenant_agents(tenant),
         f"sdk.events.*.{tenant}",
         f"sdk.workflow.*.{tenant}",
         f"sdk.dlq.*.{tenant}",
