@@ -17,6 +17,7 @@ from ._registry import TypeRegistry, default_registry, wire_name_of
 from ._schema import schema_of
 from ._strict import BodyError
 from ._values import ModelError, Walker
+from ._vectors import Packed
 
 __all__ = ("Codec", "ValueCodec")
 
@@ -74,10 +75,11 @@ class ValueCodec:
     """Base of the codecs whose library works on plain Python values.
 
     Subclasses set ``name``, ``content_type`` and ``json_bytes``, and implement
-    ``_dumps`` and ``_loads``; library errors they raise, and ``BodyError`` (a strict rule
-    broken, see ``_strict``), become ``DecodeError``. ``_loads`` also says whether the value
-    is proven plain within the limits (the walker's fast check, done by the strict check's
-    walk), so that an untyped decode walks it only once.
+    ``_dumps``, ``_loads`` and ``_vector`` (a vector's wire form, see ``_vectors``); library
+    errors they raise, ``BodyError`` (a strict rule broken, see ``_strict``) and
+    ``ModelError`` (a bad vector, say), become ``DecodeError``. ``_loads`` also says
+    whether the value is proven plain within the limits (the walker's fast check, done by
+    the strict check's walk), so that an untyped decode walks it only once.
     """
 
     name: ClassVar[str]
@@ -96,6 +98,7 @@ class ValueCodec:
             json_bytes=self.json_bytes,
             to_fields=self.registry.to_fields,
             from_fields=self.registry.from_fields,
+            vector=self._vector,
         )
 
     def __repr__(self) -> str:
@@ -105,6 +108,9 @@ class ValueCodec:
         raise NotImplementedError
 
     def _loads(self, data: bytes) -> tuple[Any, bool]:
+        raise NotImplementedError
+
+    def _vector(self, packed: Packed) -> Any:
         raise NotImplementedError
 
     def encode(self, obj: object) -> bytes:
@@ -147,7 +153,7 @@ class ValueCodec:
             value, plain = self._loads(data)
         except self._library_errors as exc:
             raise DecodeError(self.name, wire_name, f"malformed body: {exc}") from None
-        except BodyError as exc:
+        except (BodyError, ModelError) as exc:
             raise DecodeError(self.name, wire_name, str(exc)) from None
         except RecursionError:
             raise DecodeError(self.name, wire_name, "nesting too deep") from None

@@ -6,10 +6,10 @@
  * - Is it plain and inside the model as it stands: made only of None, bool, str, int in
  *   [-2**63, 2**63-1], finite float, bytes (when bytes_ok), and dicts (str keys) / lists /
  *   tuples (when tuples_ok) of those, within the depth and length limits, with no dict
- *   shaped like a reserved map ({"$type", "$value"} or {"$bytes"})? Then the codec needs no
- *   conversion and no further check. Otherwise the Python walker (codecs/_values.py)
- *   converts it or raises the precise error: the walk never decides that a value is bad,
- *   it only proves that a value is good. plain() asks only this, and stops at the first
+ *   shaped like a reserved map ({"$type", "$value"}, {"$bytes"} or {"$array"})? Then the
+ *   codec needs no conversion and no further check. Otherwise the Python walker
+ *   (codecs/_values.py) converts it or raises the precise error: the walk never decides
+ *   that a value is bad, it only proves that a value is good. plain() asks only this, and stops at the first
  *   thing that is not plain.
  * - When it tallies (the strict checks, on a decoded value): how many entries its dicts
  *   hold, and whether an int outside the model or a float of magnitude >= 2**63 is anywhere
@@ -44,7 +44,7 @@
  * max_depth (32) stays below, so the common case pays nothing. */
 #define FREE_DEPTH 64
 
-static PyObject *key_type, *key_bytes;
+static PyObject *key_type, *key_bytes, *key_array;
 
 typedef struct {
     int max_depth;
@@ -65,10 +65,11 @@ static int not_plain(Walk *w) {
 
 static int walk(PyObject *v, int depth, Walk *w);
 
-/* A key of the reserved maps, "$type" or "$bytes" (k is a str). */
+/* A key of the reserved maps, "$type", "$bytes" or "$array" (k is a str). */
 static int reserved_key(PyObject *k) {
     return PyUnicode_GET_LENGTH(k) >= 5 && PyUnicode_READ_CHAR(k, 0) == '$'
-           && (PyUnicode_Compare(k, key_type) == 0 || PyUnicode_Compare(k, key_bytes) == 0);
+           && (PyUnicode_Compare(k, key_type) == 0 || PyUnicode_Compare(k, key_bytes) == 0
+               || PyUnicode_Compare(k, key_array) == 0);
 }
 
 static int walk_dict(PyObject *d, int depth, Walk *w) {
@@ -532,6 +533,7 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_fastcheck", NULL, -
 PyMODINIT_FUNC PyInit__fastcheck(void) {
     key_type = PyUnicode_InternFromString("$type");
     key_bytes = PyUnicode_InternFromString("$bytes");
-    if (key_type == NULL || key_bytes == NULL) return NULL;
+    key_array = PyUnicode_InternFromString("$array");
+    if (key_type == NULL || key_bytes == NULL || key_array == NULL) return NULL;
     return PyModule_Create(&module);
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Final, NoReturn, final
 
 import cbor2
@@ -20,6 +21,19 @@ from ._strict import (
     msgpack_settle,
     trailing,
 )
+from ._values import ModelError
+from ._vectors import (
+    CBOR_NDIM_TAG,
+    CBOR_TAGS,
+    MSGPACK_EXT,
+    Packed,
+    cbor_typed,
+    from_cbor,
+    from_cbor_ndim,
+    from_msgpack,
+    to_json,
+    to_msgpack,
+)
 
 __all__ = ("CborCodec", "JsonCodec", "MsgpackCodec")
 
@@ -29,7 +43,8 @@ class JsonCodec(ValueCodec):
     """JSON (RFC 8259) as UTF-8, via orjson: the default, human-readable codec.
 
     orjson was chosen on the benchmark (several times faster than the standard
-    library's json). Bytes travel as ``{"$bytes": "<base64>"}``. Decoding is strict
+    library's json). Bytes travel as ``{"$bytes": "<base64>"}``, vectors as
+    ``{"$array": {"dtype": ..., "shape": ..., "data": "<base64>"}}``. Decoding is strict
     (``_strict``): no repeated keys, no integer literals outside the model.
     """
 
@@ -41,6 +56,9 @@ class JsonCodec(ValueCodec):
     def _dumps(self, value: Any) -> bytes:
         return orjson.dumps(value)
 
+    def _vector(self, packed: Packed) -> Any:
+        return to_json(packed)
+
     def _loads(self, data: bytes) -> tuple[Any, bool]:
         if not data:
             return None, True
@@ -51,13 +69,17 @@ class JsonCodec(ValueCodec):
         return value, True
 
 
-def _refuse_ext(code: int, data: bytes) -> NoReturn:
-    raise ValueError(f"MessagePack extension type {code} is not accepted")
+def _ext(code: int, data: bytes) -> Any:
+    if code != MSGPACK_EXT:
+        raise ValueError(f"MessagePack extension type {code} is not accepted")
+    return from_msgpack(data)
 
 
 @final
 class MsgpackCodec(ValueCodec):
-    """MessagePack, via msgpack: compact and fast. Bytes are native (bin); no extensions.
+    """MessagePack, via msgpack: compact and fast. Bytes are native (bin).
+
+    Vectors are extension type 1 (``_vectors``); every other extension is refused.
 
     Decoding is strict (``_strict``): no repeated keys (msgpack keeps the last), nothing
     after the value.
@@ -76,6 +98,9 @@ class MsgpackCodec(ValueCodec):
     def _dumps(self, value: Any) -> bytes:
         return self._packer.pack(value)  # type: ignore[no-any-return]
 
+    def _vector(self, packed: Packed) -> Any:
+        return msgpack.ExtType(MSGPACK_EXT, to_msgpack(packed))
+
     def _loads(self, data: bytes) -> tuple[Any, bool]:
         if not data:
             return None, True
@@ -85,10 +110,10 @@ class MsgpackCodec(ValueCodec):
                 data,
                 raw=False,
                 strict_map_key=True,
-                ext_hook=_refuse_ext,
+                ext_hook=_ext,
                 max_array_len=size,
                 max_map_len=size,
-                max_ext_len=0,
+                max_ext_len=self.limits.max_size,
             )
         except msgpack.ExtraData as exc:
             raise trailing(len(exc.extra)) from None
@@ -98,18 +123,43 @@ class MsgpackCodec(ValueCodec):
         return value, True
 
 
-def _refuse_tag(decoder: Any, tag: Any = None) -> NoReturn:
-    raise ValueError("CBOR tags are not accepted")
+def _refused(tag: int) -> Callable[[Any, bool], NoReturn]:
+    def refuse(value: Any, immutable: bool) -> NoReturn:
+        raise ModelError(f"CBOR tag {tag} is not accepted (of tags, only RFC 8746 vectors)")
+
+    return refuse
+
+
+def _refuse_tag(tag: cbor2.CBORTag, immutable: bool) -> NoReturn:
+    _refused(tag.tag)(tag.value, immutable)
+
+
+def _typed_array(tag: int) -> Callable[[Any, bool], Any]:
+    def decode(value: Any, immutable: bool) -> Any:
+        return from_cbor(tag, value)
+
+    return decode
+
+
+def _ndim_array(value: Any, immutable: bool) -> Any:
+    return from_cbor_ndim(value)
 
 
 # Every semantic tag cbor2 would otherwise turn into an object (datetimes, decimals,
-# regular expressions, MIME messages, sets, shared references, ...) is refused.
-_NO_SEMANTICS: Final = {tag: _refuse_tag for tag in (*range(0, 300), 1004, 1040, 25441, 55799)}
+# regular expressions, MIME messages, sets, shared references, ...) is refused, but RFC
+# 8746's typed arrays (vectors).
+_SEMANTICS: Final[dict[int, Callable[..., Any]]] = {
+    **{tag: _refused(tag) for tag in (*range(0, 300), 1004, 1040, 25441, 55799)},
+    **{tag: _typed_array(tag) for tag in CBOR_TAGS},
+    CBOR_NDIM_TAG: _ndim_array,
+}
 
 
 @final
 class CborCodec(ValueCodec):
-    """CBOR (RFC 8949), via cbor2. Bytes are native; tags are refused on decode.
+    """CBOR (RFC 8949), via cbor2. Bytes are native; vectors are RFC 8746 typed arrays.
+
+    Every other tag is refused on decode.
 
     Decoding is strict (``_strict``): no repeated keys, nothing after the value (cbor2
     ignores what follows the first item).
@@ -122,17 +172,27 @@ class CborCodec(ValueCodec):
     def _dumps(self, value: Any) -> bytes:
         return cbor2.dumps(value)
 
+    def _vector(self, packed: Packed) -> Any:
+        tag, data, shape = cbor_typed(packed)
+        typed = cbor2.CBORTag(tag, data)
+        return typed if shape is None else cbor2.CBORTag(CBOR_NDIM_TAG, [shape, typed])
+
     def _loads(self, data: bytes) -> tuple[Any, bool]:
         if not data:
             return None, True
-        value = cbor2.loads(
-            data,
-            tag_hook=_refuse_tag,
-            semantic_decoders=_NO_SEMANTICS,
-            max_depth=self._max_depth + 2,
-            strict_hashable_types=True,
-            allow_duplicate_keys=False,
-        )
+        try:
+            value = cbor2.loads(
+                data,
+                tag_hook=_refuse_tag,
+                semantic_decoders=_SEMANTICS,
+                max_depth=self._max_depth + 2,
+                strict_hashable_types=True,
+                allow_duplicate_keys=False,
+            )
+        except cbor2.CBORDecodeError as exc:
+            if isinstance(exc.__cause__, ModelError):  # a tag refused, a bad vector
+                raise exc.__cause__ from None
+            raise
         verdict = cbor_check(data, value, self._max_depth, self._max_length)
         if verdict:  # a problem, or work left for the walker
             return value, cbor_settle(data, value, verdict)

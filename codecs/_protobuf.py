@@ -12,9 +12,10 @@ Choices (documented in the README):
 * Singular fields use explicit presence (proto3 ``optional``), so a missing required
   field is detected; None means absent. Lists and maps of scalars or messages are
   ``repeated`` and ``map<string, T>`` (they have no presence: missing reads as empty).
-* Anything else (``Any``, unions, enums, nested lists) and untyped messages use our own
-  ``motadata.sdk.Value`` oneof, which keeps ints as ints and carries bytes and typed
-  messages, unlike ``google.protobuf.Struct`` (doubles only, no bytes).
+* Anything else (``Any``, unions, enums, nested lists, vectors) and untyped messages use
+  our own ``motadata.sdk.Value`` oneof, which keeps ints as ints and carries bytes, typed
+  messages and vectors (``motadata.sdk.Array``: dtype, shape, little-endian bytes), unlike
+  ``google.protobuf.Struct`` (doubles only, no bytes).
 * Validation is the same as every codec's (``_schema``/``_values``): this module only
   maps checked plain values to protobuf messages and back.
 * Decoding is as strict as the other codecs where protobuf can say the same thing: a map
@@ -50,6 +51,7 @@ from ._schema import (
     schema_of,
 )
 from ._values import TYPE_KEY, VALUE_KEY, ModelError
+from ._vectors import Packed, unpack
 
 __all__ = ("ProtobufCodec",)
 
@@ -69,6 +71,7 @@ _TYPE_NAMES: Final = {
     F.TYPE_BOOL: "bool",
     F.TYPE_SINT64: "sint64",
     F.TYPE_DOUBLE: "double",
+    F.TYPE_UINT64: "uint64",
 }
 
 # How a field maps: (shape, scalar type or None for messages, nested class or None)
@@ -95,6 +98,7 @@ def _value_file() -> descriptor_pb2.FileDescriptorProto:
         ("list_value", F.TYPE_MESSAGE, ".motadata.sdk.ValueList"),
         ("map_value", F.TYPE_MESSAGE, ".motadata.sdk.ValueMap"),
         ("typed_value", F.TYPE_MESSAGE, ".motadata.sdk.TypedValue"),
+        ("array_value", F.TYPE_MESSAGE, ".motadata.sdk.Array"),
     ]
     for number, (name, tp, type_name) in enumerate(kinds, start=1):
         f = value.field.add(
@@ -112,6 +116,10 @@ def _value_file() -> descriptor_pb2.FileDescriptorProto:
     typed = fdp.message_type.add(name="TypedValue")
     typed.field.add(name="type", number=1, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
     typed.field.add(name="data", number=2, type=F.TYPE_BYTES, label=F.LABEL_OPTIONAL)
+    vector = fdp.message_type.add(name="Array")  # a vector: see _vectors
+    vector.field.add(name="dtype", number=1, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
+    vector.field.add(name="shape", number=2, type=F.TYPE_UINT64, label=F.LABEL_REPEATED)
+    vector.field.add(name="data", number=3, type=F.TYPE_BYTES, label=F.LABEL_OPTIONAL)
     return fdp
 
 
@@ -321,6 +329,9 @@ class ProtobufCodec(ValueCodec):
 
     # -- encoding -----------------------------------------------------------------
 
+    def _vector(self, packed: Packed) -> Any:
+        return packed  # _to_value writes it as a motadata.sdk.Array
+
     def _encode(self, obj: object, wire_name: str | None) -> bytes:
         try:
             if wire_name is None:
@@ -395,6 +406,11 @@ class ProtobufCodec(ValueCodec):
             msg.string_value = value
         elif t is bytes:
             msg.bytes_value = value
+        elif t is Packed:
+            vector = msg.array_value
+            vector.dtype = value.dtype
+            vector.shape.extend(value.shape)
+            vector.data = value.data
         elif t is list or t is tuple:
             items = msg.list_value
             items.SetInParent()
@@ -490,6 +506,9 @@ class ProtobufCodec(ValueCodec):
             cls = self.registry.lookup(wire_name)
             fields = self._from_message(cls, msg.typed_value.data, depth + 1)
             return {TYPE_KEY: wire_name, VALUE_KEY: fields}
+        if kind == "array_value":
+            vector = msg.array_value
+            return unpack(vector.dtype, list(vector.shape), vector.data)
         return getattr(msg, kind)
 
 

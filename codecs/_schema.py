@@ -12,6 +12,7 @@ A schema is compiled once per class from its attrs fields and their annotations:
 | ``dict[str, X]``                  | a map of X                               |
 | an attrs class                    | its field map (nested message)           |
 | an Enum                           | its value                                |
+| ``numpy.ndarray``, ``array.array`` | a vector (``_vectors``), of that type    |
 | ``Any`` and anything else         | any value of the model                   |
 
 Encoding checks every field against its annotation, so a wrong type fails at the
@@ -31,6 +32,7 @@ from typing import Any, Final, Union
 import attrs
 
 from ._values import INT_MAX, INT_MIN, ModelError, Walker
+from ._vectors import annotation, array_code, as_array, as_ndarray, dtype_of, is_vector
 
 __all__ = ("Conv", "FieldSpec", "Schema", "schema_of")
 
@@ -271,10 +273,42 @@ class MessageConv(Conv):
         return self.schema.back(value, depth + 1, walker)
 
 
+class VectorConv(Conv):
+    """A vector field: a numpy array or an ``array.array``, decoded into that type.
+
+    The sender may hold either; a numpy annotation that fixes the element type
+    (``NDArray[np.float32]``) is checked both ways.
+    """
+
+    kind = "vector"
+
+    def __init__(self, numpy: bool, dtype: str | None) -> None:
+        self.numpy = numpy
+        self.dtype = dtype
+
+    def out(self, value: Any, depth: int, walker: Walker) -> Any:
+        if not is_vector(value):
+            raise _type_error("a vector (a numpy array or an array.array)", value)
+        if self.dtype is not None and dtype_of(value) != self.dtype:
+            raise ModelError(f"expected a vector of {self.dtype}, got {dtype_of(value)}")
+        if not self.numpy:
+            array_code(value)  # refuses what the receiver could not make an array.array
+        return walker.out(value, depth)
+
+    def back(self, value: Any, depth: int, walker: Walker) -> Any:
+        value = walker.back(value, depth)  # JSON's $array map becomes the vector here
+        if not is_vector(value):
+            raise _type_error("a vector", value)
+        return as_ndarray(value, self.dtype) if self.numpy else as_array(value)
+
+
 def conv_for(tp: Any) -> Conv:
     """Return the converter for an annotation (``Conv()``, any value, when unknown)."""
     if tp in (str, bytes, bool, int, float):
         return ScalarConv(tp)
+    vector = annotation(tp)
+    if vector is not None:
+        return VectorConv(*vector)
     if tp is None or tp is _NONE:
         return NoneConv()
     if isinstance(tp, type):

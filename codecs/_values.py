@@ -11,10 +11,12 @@ The model is exact and the same for every codec:
   plain list or dict, or a field annotated ``Any``) travels as the reserved map
   ``{"$type": <wire name>, "$value": {<fields>}}`` and comes back as an instance.
 
-Enum members travel as their values; subclasses of str, int and float as the base type.
-Anything else is refused at encode time. JSON has no bytes: the JSON codec carries
-them as the reserved map ``{"$bytes": "<base64>"}``. A plain dict shaped like a
-reserved map is refused at encode time, so decoding is never ambiguous.
+Enum members travel as their values; subclasses of str, int and float as the base type,
+numpy scalars as the Python number they hold. Vectors (numpy arrays, ``array.array``)
+travel as their raw bytes in each codec's own form (``_vectors``). Anything else is
+refused at encode time. JSON has no bytes: the JSON codec carries
+them as the reserved map ``{"$bytes": "<base64>"}`` (and vectors as ``{"$array": {...}}``). A plain
+dict shaped like a reserved map is refused at encode time, so decoding is never ambiguous.
 
 Depth and container lengths are bounded (:class:`Limits`) in both directions.
 Containers made only of plain leaves are checked with C-speed passes (``set(map(type,
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import enum
+import sys
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -42,6 +45,7 @@ INT_MAX: Final = 2**63 - 1
 TYPE_KEY: Final = "$type"
 VALUE_KEY: Final = "$value"
 BYTES_KEY: Final = "$bytes"
+ARRAY_KEY: Final = "$array"
 WIRE_ATTR: Final = "__sdk_wire_name__"
 
 _NONE = type(None)
@@ -103,6 +107,8 @@ class Walker:
         to_fields: turns a typed message into its field map (the registry's).
         from_fields: builds a typed message from its wire name and field map.
         fast: use the C check (when built) to pass plain values through untouched.
+        vector: the codec's wire form of a vector (``_vectors.Packed``); None: the codec
+            carries none.
     """
 
     def __init__(
@@ -114,6 +120,7 @@ class Walker:
         to_fields: Callable[[object, int, Walker], dict[str, Any]],
         from_fields: Callable[[str, Any, int, Walker], object],
         fast: bool = True,
+        vector: Callable[[Any], Any] | None = None,
     ) -> None:
         self.max_depth = max_depth
         self.max_length = max_length
@@ -121,6 +128,7 @@ class Walker:
         self._plain = _plain if fast else None
         self._to_fields = to_fields
         self._from_fields = from_fields
+        self._vector = vector
 
     # -- encoding ----------------------------------------------------------------
 
@@ -176,6 +184,13 @@ class Walker:
             return self._out(dict(value), depth)
         if isinstance(value, list):
             return self._out(list(value), depth)
+        from ._vectors import is_vector, pack  # a cycle: _vectors raises ModelError
+
+        if self._vector is not None and is_vector(value):
+            return self._vector(pack(value))
+        np = sys.modules.get("numpy")
+        if np is not None and isinstance(value, np.generic):
+            return self._out(value.item(), depth)  # np.float32(0.5): the number it holds
         raise ModelError(f"{type(value).__qualname__} is not in the value model")
 
     def check_container(self, size: int, depth: int) -> None:
@@ -188,7 +203,7 @@ class Walker:
     def _out_dict(self, d: dict[Any, Any], depth: int) -> dict[str, Any]:
         if depth > self.max_depth or len(d) > self.max_length:
             self.check_container(len(d), depth)
-        if len(d) <= 2 and (TYPE_KEY in d or BYTES_KEY in d) and _reserved(d):
+        if len(d) <= 2 and (TYPE_KEY in d or BYTES_KEY in d or ARRAY_KEY in d) and _reserved(d):
             raise ModelError(f"a plain map with keys {sorted(d)} is reserved")
         out: dict[str, Any] | None = None
         key: Any = None
@@ -263,6 +278,10 @@ class Walker:
             if value - value != 0:
                 raise ModelError(f"non-finite float {value!r}")
             return value
+        from ._vectors import is_vector  # a cycle: _vectors raises ModelError
+
+        if self._vector is not None and is_vector(value):
+            return value  # built and checked by the codec's decoder
         raise ModelError(f"{t.__qualname__} is not in the value model")
 
     def _back_dict(self, d: dict[Any, Any], depth: int) -> Any:
@@ -277,6 +296,10 @@ class Walker:
                     return base64.b64decode(raw, validate=True)
                 except ValueError:  # binascii.Error, or a non-ASCII string
                     raise ModelError("$bytes holds invalid base64") from None
+            if self.json_bytes and len(d) == 1 and ARRAY_KEY in d:
+                from ._vectors import from_json  # a cycle: _vectors raises ModelError
+
+                return from_json(d[ARRAY_KEY])
             if len(d) == 2 and TYPE_KEY in d and VALUE_KEY in d:
                 wire_name = d[TYPE_KEY]
                 if type(wire_name) is not str:
@@ -323,4 +346,4 @@ class Walker:
 
 def _reserved(d: dict[Any, Any]) -> bool:
     keys = set(d)
-    return keys == {TYPE_KEY, VALUE_KEY} or keys == {BYTES_KEY}
+    return keys == {TYPE_KEY, VALUE_KEY} or keys == {BYTES_KEY} or keys == {ARRAY_KEY}
