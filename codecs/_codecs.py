@@ -7,17 +7,15 @@ from typing import Final, final
 from motadata_actors._errors import CodecError
 
 from ._codec import Codec
-from ._formats import CborCodec, JsonCodec, MsgpackCodec
 from ._limits import Limits
-from ._protobuf import ProtobufCodec
+from ._plugins import BUILTINS, Plugin, find_plugin, plugin_for_content_type, unavailable
 from ._registry import TypeRegistry, default_registry
 from ._sealing import KeyRing
 
 __all__ = ("CODEC_NAMES", "Codecs")
 
-_CLASSES: Final = {c.name: c for c in (JsonCodec, MsgpackCodec, CborCodec, ProtobufCodec)}
-CODEC_NAMES: Final = tuple(_CLASSES)
-"""The names ``CODEC_TYPE`` accepts."""
+CODEC_NAMES: Final = tuple(BUILTINS)
+"""The names of the built-in codecs; ``codec_names()`` adds the plug-ins'."""
 
 
 @final
@@ -25,15 +23,17 @@ class Codecs:
     """Every codec, sharing one registry and one set of limits; one of them the default.
 
     A receiver decodes by the message's ``Content-Type`` whatever its own default is,
-    so a fleet can move from one codec to another one service at a time.
+    so a fleet can move from one codec to another one service at a time. Plug-in codecs
+    (:func:`~motadata_actors.codecs.register_codec`, entry points) are made on first use.
 
     Args:
-        default: the name of the codec for outgoing messages.
+        default: the name of the codec for outgoing messages, built-in or plug-in.
         registry: the typed-message registry.
         limits: bounds for every codec.
 
     Raises:
-        CodecError: ``default`` names no codec.
+        CodecError: ``default`` names no codec, or its plug-in cannot start (a missing
+            optional dependency: the message says what to install).
     """
 
     def __init__(
@@ -43,17 +43,15 @@ class Codecs:
         registry: TypeRegistry | None = None,
         limits: Limits | None = None,
     ) -> None:
-        if default not in _CLASSES:
-            raise CodecError(f"unknown codec {default!r}; available: {', '.join(CODEC_NAMES)}")
         self.registry = registry if registry is not None else default_registry()
         self.limits = limits if limits is not None else Limits()
         self._by_name: dict[str, Codec] = {}
         self._by_content_type: dict[str, Codec] = {}
-        for name, cls in _CLASSES.items():
+        for name, cls in BUILTINS.items():
             codec: Codec = cls(self.registry, self.limits)
             self._by_name[name] = codec
             self._by_content_type[codec.content_type] = codec
-        self.default: Codec = self._by_name[default]
+        self.default: Codec = self.named(default)
         self.keys: KeyRing | None = None
         """The tenant's key ring when bodies are sealed (set by the system), else None."""
 
@@ -61,20 +59,27 @@ class Codecs:
         """Return the codec called ``name``.
 
         Raises:
-            CodecError: no codec has that name.
+            CodecError: no codec has that name (the message lists those that do), or its
+                plug-in cannot start.
         """
-        try:
-            return self._by_name[name]
-        except KeyError:
-            raise CodecError(
-                f"unknown codec {name!r}; available: {', '.join(CODEC_NAMES)}"
-            ) from None
+        codec = self._by_name.get(name)
+        if codec is None:
+            codec = self._start(find_plugin(name))
+        return codec
+
+    def _start(self, plugin: Plugin) -> Codec:
+        """Make a plug-in's codec for this set (once: later lookups find it)."""
+        codec = plugin.build(self.registry, self.limits)
+        self._by_content_type[plugin.content_type] = codec
+        self._by_name[plugin.name] = codec
+        return codec
 
     def for_content_type(self, content_type: str | None) -> Codec:
         """Return the codec for a ``Content-Type`` header; absent (a foreign client) means JSON.
 
         Raises:
-            CodecError: the content type is not one this process can decode.
+            CodecError: the content type is not one this process can decode, or its
+                plug-in cannot start.
         """
         if content_type is None:
             return self._by_name["json"]
@@ -82,7 +87,13 @@ class Codecs:
         if codec is None:
             # "application/json; charset=utf-8", "Application/JSON": parameters and case
             # do not change the format (RFC 9110).
-            codec = self._by_content_type.get(content_type.split(";", 1)[0].strip().lower())
+            media_type = content_type.split(";", 1)[0].strip().lower()
+            codec = self._by_content_type.get(media_type)
             if codec is None:
-                raise CodecError(f"unsupported Content-Type {content_type!r}")
+                plugin = plugin_for_content_type(media_type)
+                if plugin is None:
+                    raise CodecError(f"unsupported Content-Type {content_type!r}{unavailable()}")
+                codec = self._by_name.get(plugin.name)
+                if codec is None:
+                    codec = self._start(plugin)
         return codec

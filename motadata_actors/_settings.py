@@ -14,11 +14,12 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from motadata_actors._errors import ConfigError
+from motadata_actors._errors import CodecError, ConfigError
 
 __all__ = ("CodecName", "Settings", "redact_url", "secret_repr", "valid_url")
 
-CodecName = Literal["json", "msgpack", "cbor", "protobuf"]
+CodecName = str
+"""A codec's name: ``json``, ``msgpack``, ``cbor``, ``protobuf``, or a plug-in's (``avro``)."""
 Retention = Literal["workqueue", "interest", "limits"]
 _RETENTIONS: tuple[Retention, ...] = ("workqueue", "interest", "limits")
 T = TypeVar("T")
@@ -174,10 +175,17 @@ def _urls(raw: str) -> tuple[str, ...]:
 
 def _codec(env: Mapping[str, str]) -> CodecName:
     raw = env.get("CODEC_TYPE", "json")
-    for codec in _CODECS:
-        if raw.strip().lower() == codec:
-            return codec
-    raise ConfigError(f"CODEC_TYPE={raw!r} is not one of {', '.join(_CODECS)}")
+    name = raw.strip().lower()
+    if name in _CODECS:
+        return name
+    # A plug-in's name: only then is the codecs layer asked (it reads the entry points),
+    # so this module stays importable alone and the built-in names load nothing.
+    from motadata_actors.codecs._plugins import find_plugin
+
+    try:
+        return find_plugin(name).name
+    except CodecError as exc:  # unknown (the message lists the names), or broken
+        raise ConfigError(f"CODEC_TYPE={raw!r}: {exc}") from None
 
 
 # How each setting is read from an environment: one place for names and defaults.
@@ -217,6 +225,9 @@ _READERS: dict[str, Callable[[Mapping[str, str]], Any]] = {
     "stream_window_bytes": lambda env: _count(env, "SDK_STREAM_WINDOW_BYTES", 1024 * 1024),
     "compress_above": lambda env: _size_or_off(env, "SDK_COMPRESS_ABOVE"),
     "seal_keys": lambda env: _text(env, "SDK_SEAL_KEYS"),
+    "claim_above": lambda env: _size_or_off(env, "SDK_CLAIM_ABOVE"),
+    "claim_max_size": lambda env: _count(env, "SDK_CLAIM_MAX_SIZE", 1024**3),
+    "claim_ttl": lambda env: _positive(env, "SDK_CLAIM_TTL", 3600.0),
     "nats_token": lambda env: _text(env, "NATS_TOKEN"),
     "nats_user": lambda env: _text(env, "NATS_USER"),
     "nats_password": lambda env: _text(env, "NATS_PASSWORD"),
@@ -247,7 +258,8 @@ class Settings:
         nats_urls: servers to connect to (``NATS_URL``, comma-separated); empty means
             start an embedded nats-server.
         enable_nats: ``ENABLE_NATS``; false runs on the in-process transport.
-        codec: ``CODEC_TYPE``, the codec for messages this process sends.
+        codec: ``CODEC_TYPE``, the codec for messages this process sends: a built-in's
+            name or a codec plug-in's (``avro``, ``pip install 'motadata-actors[avro]'``).
         enable_codec: ``ENABLE_CODEC``, the seed API's switch: false makes the seed
             :class:`~motadata_actors.integrations.NatsClient` send payloads as the bytes
             they are and refuse other values (actors always encode).
@@ -298,6 +310,14 @@ class Settings:
         seal_keys: ``SDK_SEAL_KEYS``, ``id:base64key[,id:base64key...]``: bodies are
             sealed (AES-GCM) with the first key and opened with any (never shown; needs
             ``pip install 'motadata-actors[seal]'``).
+        claim_above: ``SDK_CLAIM_ABOVE``, bytes above which the body of a tell, an ask or
+            a reply travels through the tenant's object store (a claim check) instead of
+            in the message; 0 (the default): off, and a body is at most
+            ``SDK_MAX_MESSAGE_SIZE``.
+        claim_max_size: ``SDK_CLAIM_MAX_SIZE``, the largest body sent through the object
+            store (1 GiB by default); it replaces ``SDK_MAX_MESSAGE_SIZE`` while claims are on.
+        claim_ttl: ``SDK_CLAIM_TTL``, seconds an object is kept at most (one hour by
+            default): what a crashed sender or receiver leaves is gone after it.
         nats_token: ``NATS_TOKEN``, a token to authenticate with (never shown).
         nats_user: ``NATS_USER``, a user name (with ``NATS_PASSWORD``).
         nats_password: ``NATS_PASSWORD`` (never shown).
@@ -342,6 +362,9 @@ class Settings:
     stream_window_bytes: int = _from_env("stream_window_bytes")
     compress_above: int = _from_env("compress_above")
     seal_keys: str | None = _from_env("seal_keys", repr=secret_repr)
+    claim_above: int = _from_env("claim_above")
+    claim_max_size: int = _from_env("claim_max_size")
+    claim_ttl: float = _from_env("claim_ttl")
     nats_token: str | None = _from_env("nats_token", repr=secret_repr)
     nats_user: str | None = _from_env("nats_user")
     nats_password: str | None = _from_env("nats_password", repr=secret_repr)

@@ -20,10 +20,16 @@ import anyio
 import anyio.abc
 from opentelemetry import propagate
 
-from motadata_actors._errors import ActorsError, ConfigError, EncodeError, TransportClosed
+from motadata_actors._errors import (
+    ActorsError,
+    CodecError,
+    ConfigError,
+    EncodeError,
+    TransportClosed,
+)
 from motadata_actors._settings import Settings
 from motadata_actors.actors._config import nats_transport
-from motadata_actors.codecs import CODEC_NAMES, Codec, Codecs, Limits, TypeRegistry
+from motadata_actors.codecs import Codec, Codecs, Limits, TypeRegistry
 from motadata_actors.mailbox import (
     CONTENT_TYPE,
     Incoming,
@@ -330,7 +336,7 @@ class CodecManager:
 
     @property
     def codec_type(self) -> str:
-        """The codec's name: ``json``, ``msgpack``, ``cbor`` or ``protobuf``."""
+        """The codec's name: ``json``, ``msgpack``, ``cbor``, ``protobuf`` or a plug-in's."""
         return self._codec.name
 
     @property
@@ -366,14 +372,15 @@ def create_codec_manager(
     Without ``codec_type``, the ``CODEC_TYPE`` setting's codec (JSON when unset).
 
     Raises:
-        ConfigError: ``codec_type`` is not one of json, msgpack, cbor, protobuf, or
-            ``CODEC_TYPE`` has a value that is not.
+        ConfigError: ``codec_type`` names no codec (built-in or plug-in) or a plug-in that
+            cannot start, or ``CODEC_TYPE`` has a value that names none.
     """
     if codec_type is None:
         codec_type = Settings.from_env().codec
-    if codec_type not in CODEC_NAMES:
-        raise ConfigError(f"codec_type={codec_type!r} is not one of {', '.join(CODEC_NAMES)}")
-    return CodecManager(Codecs(codec_type, registry=registry, limits=limits).default)
+    try:
+        return CodecManager(Codecs(codec_type, registry=registry, limits=limits).default)
+    except CodecError as exc:  # an unknown name (the message lists the names) or plug-in
+        raise ConfigError(f"codec_type={codec_type!r}: {exc}") from None
 
 
 def create_otel_tracer(service_name: str = "motadata-actors") -> Any:
