@@ -2,6 +2,7 @@
 
 from ._actor import Actor, Context
 from ._cell import ActorStatistics
+from ._claims import BodyReader
 from ._clock import Clock, ManualClock, SystemClock
 from ._events import EventKind, SupervisionEvent
 from ._policy import AskPolicy, Backoff, RestartType, Strategy
@@ -22,6 +23,7 @@ __all__ = (
     "AskPolicy",
     "AskStream",
     "Backoff",
+    "BodyReader",
     "Clock",
     "Context",
     "EventKind",

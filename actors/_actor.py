@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime
-from typing import TYPE_CHECKING, Any, ClassVar, final
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, final
 
 from motadata_actors._errors import ConfigError, StreamError, SubjectError
 from motadata_actors.mailbox import DurableMessage, StartAt, Subject, parse_subject
@@ -45,6 +45,11 @@ class Actor:
             saved after each handled message that changed it (before the reply), in the
             tenant's key-value bucket: see :mod:`docs/stateful-agents.md` and
             :class:`~motadata_actors.StateConflict`.
+        claimed_bodies: ``"value"`` (the default): a body that travelled through the
+            object store (``SDK_CLAIM_ABOVE``) is fetched and decoded before the handler
+            runs, which receives the value; ``"reader"``: the handler receives a
+            :class:`~motadata_actors.actors.BodyReader` and reads it when and how it
+            chooses (in chunks, never all in memory).
 
     Example::
 
@@ -55,6 +60,7 @@ class Actor:
     """
 
     events: ClassVar[tuple[str | Subscribe, ...]] = ()
+    claimed_bodies: ClassVar[Literal["value", "reader"]] = "value"
 
     name: str
     """The actor's name, the ``<to>`` token of its subject."""

@@ -33,6 +33,7 @@ import attrs
 
 from motadata_actors._errors import ActorsError, ConfigError
 from motadata_actors.mailbox import DurableMessage, Incoming, Mailbox, Subscription, agent_inbox
+from motadata_actors.mailbox._envelope import claimed_name
 from motadata_actors.mailbox._settlement import RELEASE, Verdict, settle
 from motadata_actors.telemetry._logging import get_logger
 
@@ -491,6 +492,11 @@ class ActorCell:
         try:
             if verdict.action == "ack":
                 await msg.ack()
+                claims = self.rt.claims
+                if claims is not None:
+                    claim = claimed_name(msg.headers)
+                    if claim is not None:  # its body in the object store: no longer needed
+                        await claims.release(claim)
             elif verdict.action == "nak":
                 await msg.nak(verdict.delay)
             else:

@@ -50,9 +50,15 @@ def nats_transport(
 
 
 def codec_limits(settings: Settings) -> Limits:
-    """``SDK_MAX_MESSAGE_SIZE``, ``SDK_MAX_DEPTH`` and ``SDK_MAX_LENGTH``."""
+    """The body size, depth and length bounds of every codec.
+
+    ``SDK_MAX_MESSAGE_SIZE`` (``SDK_CLAIM_MAX_SIZE`` while claims are on: a body over
+    ``SDK_CLAIM_ABOVE`` travels through the object store), ``SDK_MAX_DEPTH`` and
+    ``SDK_MAX_LENGTH``.
+    """
+    claims = settings.claim_above > 0
     return Limits(
-        max_size=settings.max_message_size,
+        max_size=settings.claim_max_size if claims else settings.max_message_size,
         max_depth=settings.max_depth,
         max_length=settings.max_length,
     )

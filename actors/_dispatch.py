@@ -24,15 +24,16 @@ import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Final, Protocol, final
 
-from motadata_actors._errors import ActorsError, CodecError, StreamError
+from motadata_actors._errors import ActorsError, CodecError, DecodeError, StreamError
 from motadata_actors.mailbox import DurableMessage, Incoming
 from motadata_actors.mailbox._admission import Accept, Admission, Answered, Duplicate
-from motadata_actors.mailbox._envelope import Letter, seal
+from motadata_actors.mailbox._envelope import Claimed, Letter, seal
 from motadata_actors.mailbox._settlement import Outcome
 from motadata_actors.mailbox._subjects import is_agent_subject, subject_kind
 from motadata_actors.telemetry._logging import get_logger, log_fields
 
 from ._actor import Actor, Context, NotStreamed
+from ._claims import claims_off
 from ._deadline import Deadline
 from ._runtime import (
     AGENT_TEMPLATE,
@@ -175,6 +176,14 @@ class Dispatcher:
             if letter.reply:
                 await rt.send(letter.reply, seal(True, rt.codecs.default))
             return HANDLED
+        claimed: Claimed | None = None
+        if type(payload) is Claimed:  # a large body, in the object store
+            claimed = payload
+            try:
+                payload = await self._claimed(letter, claimed, actor)
+            except ActorsError as exc:
+                await self.reject(letter, exc)
+                return REFUSED
         if left is None:
             left = letter.timeout
         deadline = rt.clock.now() + left if left is not None else None
@@ -220,6 +229,8 @@ class Dispatcher:
                 await self._end_stream(stream, result)
             elif letter.reply:
                 await self._reply(letter, result)
+            if claimed is not None and type(letter.message) is not DurableMessage:
+                await self._release(claimed)  # durable: once acked (the cell)
         finally:
             if stream is not None:
                 self.streams.discard(stream)
@@ -230,6 +241,25 @@ class Dispatcher:
             if tel is not None:
                 tel.end_process(span, otel_token, started, cell.name, error)
         return Result("handled", stop=True) if ctx.stop_requested else HANDLED
+
+    async def _claimed(self, letter: Letter, claimed: Claimed, actor: Actor) -> Any:
+        """The value of a body kept in the object store, or a reader of it.
+
+        Raises:
+            DecodeError, CodecError: claims are off here, or the body is gone or bad.
+        """
+        claims = self._rt.claims
+        if claims is None:
+            raise claims_off(claimed)
+        if not is_agent_subject(letter.subject):  # events and workflow steps are never claimed
+            raise DecodeError("claim", None, "Sdk-Claim on a message that is never claimed")
+        if actor.claimed_bodies == "reader":
+            return claims.reader(claimed)
+        return await claims.value(claimed)
+
+    async def _release(self, claimed: Claimed) -> None:
+        if self._rt.claims is not None:
+            await self._rt.claims.release(claimed.name)
 
     async def _not_taken(self, decision: object) -> Result:
         rt, path = self._rt, self._cell.path
@@ -325,6 +355,14 @@ class Dispatcher:
             await rt.send_error(letter.reply, type(exc).__name__, f"reply not sent: {exc}", "sdk")
             return
         rt.finish(sealed)
+        if rt.claims is not None:
+            try:
+                await rt.claims.check_in(sealed)
+            except ActorsError as exc:
+                await rt.send_error(
+                    letter.reply, type(exc).__name__, f"reply not sent: {exc}", "sdk"
+                )
+                return
         tel = rt.telemetry
         span = (
             tel.start_reply(letter.reply, self._cell.name, sealed.headers, len(sealed.data))

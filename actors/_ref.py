@@ -28,8 +28,9 @@ from motadata_actors.mailbox import (
     keyed_name,
     new_message_id,
 )
-from motadata_actors.mailbox._envelope import Letter, Sealed, seal, user_headers
+from motadata_actors.mailbox._envelope import Claimed, Letter, Sealed, seal, user_headers
 
+from ._claims import claims_off
 from ._clock import SystemClock
 from ._deadline import Deadline
 from ._policy import AskAttempts, AskPolicy
@@ -189,6 +190,8 @@ class ActorRef:
         """
         rt = self._rt
         sender, subject, sealed = self._prepare(msg, headers, codec)
+        if rt.claims is not None:  # a body over SDK_CLAIM_ABOVE goes to the object store
+            await rt.claims.check_in(sealed)
         if ttl is not None:
             if not (isinstance(ttl, (int, float)) and 0 < ttl < 1e9):
                 raise ConfigError(f"ttl must be a positive number of seconds, not {ttl!r}")
@@ -262,6 +265,8 @@ class ActorRef:
                     raise AskTimeout(f"ask to {self._to!r}: the handler's deadline has passed")
                 budget = left
         sender, subject, sealed = self._prepare(msg, headers, codec)
+        if rt.claims is not None:  # a body over SDK_CLAIM_ABOVE goes to the object store
+            await rt.claims.check_in(sealed)
         tel = rt.telemetry
         if tel is None:
             return await self._ask(subject, sealed, policy, budget, None)
@@ -377,7 +382,8 @@ class ActorRef:
                     f"ask to durable {self._to!r} got no reply within {budget:.3g}s (the "
                     "request stays stored until handled or dead-lettered as expired)"
                 ) from None
-            return self._reply_value(reply)
+            value = self._reply_value(reply)
+            return await self._claimed_reply(value) if type(value) is Claimed else value
         clock = rt.clock
         # On the event loop's clock the transport's own timeout is that clock: asked
         # directly, with no extra frame or timer on this per-ask path.
@@ -407,7 +413,8 @@ class ActorRef:
                 rt.events.record("retry", self._to, f"attempt {attempts.number + 1} after {exc!r}")
                 await clock.sleep(pause)
                 continue
-            return self._reply_value(reply)
+            value = self._reply_value(reply)
+            return await self._claimed_reply(value) if type(value) is Claimed else value
         last = attempts.last
         tries = attempts.number
         why = type(last).__name__ if last is not None else "no time left"
@@ -474,7 +481,14 @@ class ActorRef:
                 "mailbox='durable')). This request was stored and will be handled, but "
                 "its reply cannot reach a core ask"
             )
-        return letter.body(self._rt.codecs)
+        return letter.body(self._rt.codecs, claims=True)
+
+    async def _claimed_reply(self, claimed: Claimed) -> Any:
+        """A reply kept in the object store: fetched, decoded, deleted."""
+        claims = self._rt.claims
+        if claims is None:
+            raise claims_off(claimed)
+        return await claims.take(claimed)
 
     def _error(self, letter: Letter) -> ActorsError:
         type_name, message, origin = letter.error_details(self._rt.codecs)

@@ -35,6 +35,7 @@ from ._policy import AskPolicy
 
 if TYPE_CHECKING:
     from ._actor import Context
+    from ._claims import Claims
     from ._keyed import Tap
     from ._leases import Leases
     from ._reminders import ReminderService
@@ -99,6 +100,8 @@ class Runtime:
     """The system's task group, for work no handler waits on (set while it runs)."""
     compress_above: int = 0
     """Bytes above which sent bodies are zstd-compressed (0: never)."""
+    claims: Claims | None = None
+    """Claim checks (``SDK_CLAIM_ABOVE``): large bodies through the object store; None: off."""
     lease_time: float = 10.0
     """Seconds a node lease of keyed agents lasts without renewal."""
     leases: Leases | None = None

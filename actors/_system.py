@@ -38,6 +38,7 @@ from motadata_actors.telemetry._instrument import Telemetry
 from motadata_actors.telemetry._logging import get_logger
 
 from ._cell import ActorStatistics
+from ._claims import Claims
 from ._clock import Clock, SystemClock
 from ._config import codec_limits, durable_config, nats_transport
 from ._events import EventKind, EventLog, SupervisionEvent
@@ -300,6 +301,11 @@ class ActorSystem:
             lease_time=self._lease_time,
             compress_above=settings.compress_above,
         )
+        if settings.claim_above:
+            self._rt.claims = Claims(
+                transport, self.tenant, codecs, above=settings.claim_above, ttl=settings.claim_ttl
+            )
+            await self._rt.claims.store()  # JetStream off, a TTL that differs: said at start
         if isinstance(transport, Observed):
             transport.listener = self._on_transport_event
             stack.callback(setattr, transport, "listener", None)

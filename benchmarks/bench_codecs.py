@@ -7,6 +7,10 @@ directly (:data:`LIBRARIES`: orjson for JSON, not the standard library's json), 
 with like. The cases run interleaved, in an order reversed every repeat; each ratio is
 ours / raw in time per round trip, per repeat, reported as median (min-max).
 
+A second table does the same for a 1536-d float32 embedding (a numpy array) per codec:
+ours beside the library carrying the same three things by hand (the array's bytes,
+dtype and shape, base64 for JSON), and the size beside the embedding as a list of floats.
+
     python benchmarks/bench_codecs.py [--quick] [--json PATH]
 """
 
@@ -146,6 +150,99 @@ def measure(fn: Callable[[], Any], seconds: float) -> float:
             return elapsed / n * 1e6
 
 
+def vector_cases() -> list[tuple[str, str, Callable[[], Any]]]:
+    """(codec, variant, one round trip) of a 1536-d float32 embedding, ours and by hand."""
+    import base64
+
+    import numpy as np
+
+    vector = np.random.default_rng(7).standard_normal(1536).astype(np.float32)
+
+    def by_hand(dumps: Callable[[Any], bytes], loads: Callable[[bytes], Any], b64: bool) -> Any:
+        data = base64.b64encode(vector.tobytes()).decode() if b64 else vector.tobytes()
+        spec = loads(dumps({"dtype": "<f4", "shape": [1536], "data": data}))
+        raw = base64.b64decode(spec["data"]) if b64 else spec["data"]
+        return np.frombuffer(raw, dtype=spec["dtype"]).reshape(spec["shape"]).copy()
+
+    libraries = {
+        "json": (orjson.dumps, orjson.loads, True),
+        "msgpack": (msgpack.packb, msgpack.unpackb, False),
+        "cbor": (cbor2.dumps, cbor2.loads, False),
+    }
+    out: list[tuple[str, str, Callable[[], Any]]] = []
+    for name in ("json", "msgpack", "cbor", "protobuf"):
+        codec = Codecs(name, registry=registry).default
+        if name in libraries:
+            dumps, loads, b64 = libraries[name]
+            out.append((name, "by hand", lambda d=dumps, ld=loads, b=b64: by_hand(d, ld, b)))  # type: ignore[misc]
+        out.append((name, "ours", lambda c=codec: c.decode(c.encode(vector))))  # type: ignore[misc]
+    return out
+
+
+def vector_sizes() -> dict[str, dict[str, int]]:
+    """Bytes of the embedding per codec: as a vector, and as a list of 1536 floats."""
+    import numpy as np
+
+    vector = np.random.default_rng(7).standard_normal(1536).astype(np.float32)
+    return {
+        name: {
+            "vector": len(Codecs(name).default.encode(vector)),
+            "floats": len(Codecs(name).default.encode(vector.tolist())),
+        }
+        for name in ("json", "msgpack", "cbor", "protobuf")
+    }
+
+
+def _interleaved(
+    table: list[tuple[str, str, Callable[[], Any]]], repeats: int, seconds: float
+) -> dict[tuple[str, str], list[float]]:
+    for _, _, fn in table:  # warm up, and check every case works
+        fn()
+    samples: dict[tuple[str, str], list[float]] = {(c, v): [] for c, v, _ in table}
+    for r in range(repeats):
+        for codec, variant, fn in table if r % 2 == 0 else reversed(table):
+            samples[(codec, variant)].append(measure(fn, seconds))
+    return samples
+
+
+def run_vectors(repeats: int, seconds: float) -> dict[str, Any]:
+    """The embedding table: us per round trip, ours / by hand, sizes."""
+    samples = _interleaved(vector_cases(), repeats, seconds)
+    sizes = vector_sizes()
+    rows = []
+    for name in ("json", "msgpack", "cbor", "protobuf"):
+        ours = samples[(name, "ours")]
+        hand = samples.get((name, "by hand"))
+        ratios = [o / h for o, h in zip(ours, hand, strict=True)] if hand else []
+        rows.append(
+            {
+                "codec": name,
+                "us_per_round_trip": round(statistics.median(ours), 3),
+                "by_hand_us": round(statistics.median(hand), 3) if hand else None,
+                "ratio_vs_by_hand": round(statistics.median(ratios), 2) if ratios else None,
+                **sizes[name],
+            }
+        )
+    return {"rows": rows, "repeats": repeats}
+
+
+def vector_markdown(result: dict[str, Any]) -> str:
+    """The embedding table as Markdown."""
+    lines = [
+        "| codec | 1536-d float32: us / round trip | by hand with the library | ours / by hand "
+        "| bytes as a vector | as a list of floats |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in result["rows"]:
+        hand = f"{row['by_hand_us']:.2f}" if row["by_hand_us"] is not None else "-"
+        ratio = f"{row['ratio_vs_by_hand']:.2f}x" if row["ratio_vs_by_hand"] is not None else "-"
+        lines.append(
+            f"| {row['codec']} | {row['us_per_round_trip']:.2f} | {hand} | {ratio} "
+            f"| {row['vector']:,} | {row['floats']:,} |"
+        )
+    return "\n".join(lines)
+
+
 def run(repeats: int, seconds: float) -> dict[str, Any]:
     """Interleave repeats of every case; return medians, min-max and ratios to the raw library."""
     table = cases()
@@ -206,7 +303,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     repeats, seconds = (4, 0.05) if args.quick else (6, 0.3)
     result = run(repeats, seconds)
+    result["vectors"] = run_vectors(repeats, seconds)
     print(markdown(result))
+    print()
+    print(vector_markdown(result["vectors"]))
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(result, fh, indent=2)

@@ -482,6 +482,7 @@ def run_suite(out: Path, *, quick: bool) -> dict[str, Any]:
     run("asyncio", _inprocess_rows(config, names))
     progress("codecs (ours vs the library each wraps)")
     codecs = bench_codecs.run(4 if quick else 6, 0.05 if quick else 0.3)
+    codecs["vectors"] = bench_codecs.run_vectors(4 if quick else 6, 0.05 if quick else 0.3)
     result = {
         "quick": quick,
         "machine": {
@@ -503,7 +504,8 @@ def run_suite(out: Path, *, quick: bool) -> dict[str, Any]:
         f"{markdown(rows)}\n\n{explain(config.repeats, config.min_seconds)}\n\n"
         f"### Telemetry\n\n{bench_telemetry.markdown(telemetry)}\n\n"
         f"### Keyed agents\n\n{bench_keyed.markdown(keyed)}\n\n"
-        f"### Codecs\n\n{bench_codecs.markdown(codecs)}\n"
+        f"### Codecs\n\n{bench_codecs.markdown(codecs)}\n\n"
+        f"{bench_codecs.vector_markdown(codecs['vectors'])}\n"
     )
     (out / "results.md").write_text(text)
     if not plot(rows, out / "results.png"):

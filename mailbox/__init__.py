@@ -9,6 +9,7 @@ internals) is the actors layer's, imported from the private modules.
 
 from ._envelope import (
     ATTEMPT,
+    CLAIM,
     CONTENT_TYPE,
     CORRELATION_ID,
     DEAD_REASON,
@@ -32,6 +33,7 @@ from ._envelope import (
 from ._inprocess import InProcessTransport
 from ._kv import Entry, KeepsValues, KeyValueStore, MemoryKeyValue
 from ._nats import NatsAuth, NatsTransport
+from ._objects import KeepsObjects, MemoryObjectStore, ObjectStore
 from ._queue import Mailbox, MailboxStatistics
 from ._server import NatsCluster, NatsServer, find_nats_server
 from ._subjects import (
@@ -75,6 +77,7 @@ __all__ = (
     "DEAD_REASON",
     "ERROR",
     "EXPIRES",
+    "CLAIM",
     "KEY_ID",
     "MAX_KEY_LENGTH",
     "MAX_TOKEN_LENGTH",
@@ -96,15 +99,18 @@ __all__ = (
     "InProcessTransport",
     "Incoming",
     "KeepsDeadLetters",
+    "KeepsObjects",
     "KeepsValues",
     "KeyValueStore",
     "Mailbox",
     "MailboxStatistics",
     "MemoryKeyValue",
+    "MemoryObjectStore",
     "NatsAuth",
     "NatsCluster",
     "NatsServer",
     "NatsTransport",
+    "ObjectStore",
     "Observed",
     "StartAt",
     "StoredMessage",

@@ -168,7 +168,7 @@ class Admission:
                 repeated = self._repeated(letter, message_id)
                 if repeated is not None:
                     return repeated
-            payload = letter.body(self._codecs)
+            payload = letter.body(self._codecs, claims=True)
         except (CodecError, TenantError, ReplayError, MessageExpired) as exc:
             return Refuse(letter, exc)
         except Exception as exc:  # a message class's own validator, say

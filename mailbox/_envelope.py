@@ -15,7 +15,7 @@ import re
 import time
 from base64 import urlsafe_b64encode
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Final, final
+from typing import TYPE_CHECKING, Any, Final, cast, final
 
 from motadata_actors._errors import (
     CodecError,
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = (
     "ATTEMPT",
+    "CLAIM",
     "CONTENT_ENCODING",
     "CONTENT_TYPE",
     "CORRELATION_ID",
@@ -49,9 +50,11 @@ __all__ = (
     "STREAM_WINDOW",
     "TENANT_ID",
     "TIMEOUT_MS",
+    "Claimed",
     "Letter",
     "Sealed",
     "cancel",
+    "claimed_name",
     "credit",
     "dead_letter_headers",
     "decode_body",
@@ -78,6 +81,7 @@ __all__ = (
 CONTENT_TYPE: Final = "Content-Type"
 CONTENT_ENCODING: Final = "Content-Encoding"
 KEY_ID: Final = "Sdk-Key-Id"
+CLAIM: Final = "Sdk-Claim"
 MESSAGE_TYPE: Final = "Sdk-Message-Type"
 MESSAGE_ID: Final = "Sdk-Message-Id"
 CORRELATION_ID: Final = "Sdk-Correlation-Id"
@@ -99,7 +103,7 @@ _KNOWN: Final = (
     CONTENT_TYPE, MESSAGE_TYPE, MESSAGE_ID, CORRELATION_ID, TENANT_ID, TIMEOUT_MS,
     ATTEMPT, REPLY_TO, ERROR, DEAD_REASON, STREAM_SEQ, STREAM_END, STREAM_WINDOW, EXPIRES,
     "traceparent", "tracestate", "baggage", "Nats-Msg-Id", "Status", "Description",
-    CONTENT_ENCODING, KEY_ID,
+    CONTENT_ENCODING, KEY_ID, CLAIM,
 )  # fmt: skip
 _KNOWN_NAMES: Final = frozenset(_KNOWN)
 _CANONICAL: Final = {name.lower(): name for name in _KNOWN}
@@ -331,6 +335,18 @@ class Sealed(_Ids):
         kid, self.data = keys.seal(self.data, _bound(self.headers))
         self.headers[KEY_ID] = kid
 
+    def check_in(self, name: str) -> bytes:
+        """Leave the body out: it is kept as object ``name`` (``Sdk-Claim: <name> <size>``).
+
+        Returns the body, for the object store. Its headers still say what it is
+        (content type, message type, encoding, key), so the receiver reads it as if it had
+        come in the message.
+        """
+        data = self.data
+        self.headers[CLAIM] = f"{name} {len(data)}"
+        self.data = b""
+        return data
+
     def expire_after(self, ttl: float) -> None:
         """Give it a time to live: ``Sdk-Expires``, the wall-clock time (epoch ms) it ends.
 
@@ -489,6 +505,78 @@ def replayed(headers: Mapping[str, str]) -> dict[str, str]:
     return out
 
 
+_OBJECT_NAME: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def claimed_name(headers: Mapping[str, str] | None) -> str | None:
+    """The object a received message's body is kept as (``Sdk-Claim``), or None."""
+    claim = headers.get(CLAIM) if headers else None
+    if claim is None:
+        return None
+    name = claim.split(" ", 1)[0]
+    return name if _OBJECT_NAME.fullmatch(name) else None
+
+
+@final
+class Claimed:
+    """A body kept in the tenant's object store (``Sdk-Claim: <name> <size>``).
+
+    Attributes:
+        name: the object's name.
+        size: its bytes.
+        headers: the message's headers, which say how to read the body.
+    """
+
+    __slots__ = ("headers", "name", "size")
+
+    def __init__(self, name: str, size: int, headers: dict[str, str]) -> None:
+        self.name = name
+        self.size = size
+        self.headers = headers
+
+    def __repr__(self) -> str:
+        return f"<Claimed {self.name} {self.size} bytes>"
+
+    @property
+    def content_type(self) -> str:
+        """The body's ``Content-Type`` (JSON when absent)."""
+        return self.headers.get(CONTENT_TYPE, "application/json")
+
+    @property
+    def plain(self) -> bool:
+        """Whether the kept bytes are the codec's own (neither compressed nor sealed)."""
+        return CONTENT_ENCODING not in self.headers and KEY_ID not in self.headers
+
+    @classmethod
+    def read(cls, headers: dict[str, str], inline: int) -> Claimed:
+        """The claim ``headers`` carry.
+
+        Raises:
+            DecodeError: a malformed claim, or a body in the message beside it.
+        """
+        fields = headers[CLAIM].split(" ")
+        if len(fields) != 2 or not _OBJECT_NAME.fullmatch(fields[0]) or not fields[1].isdigit():
+            raise DecodeError("claim", None, f"malformed {CLAIM} {headers[CLAIM][:100]!r}")
+        if inline:
+            raise DecodeError("claim", None, f"a body of {inline} bytes beside {CLAIM}")
+        return cls(fields[0], int(fields[1]), headers)
+
+    def decode(self, data: bytes | bytearray, codecs: Codecs) -> Any:
+        """Decode the fetched body, as if it had come in the message.
+
+        Raises:
+            DecodeError: it is not the size the claim says, or does not decode.
+            CodecError: an unknown content or message type.
+        """
+        if len(data) != self.size:
+            raise DecodeError(
+                "claim", None, f"object {self.name} has {len(data)} bytes, not {self.size}"
+            )
+        # Every codec, decompression and opening read any bytes-like body: no copy of a
+        # large body into bytes.
+        return decode_body(cast(bytes, data), self.headers, codecs)
+
+
 @final
 class Letter(_Ids):
     """A received message as a receiver reads it: the headers it trusts, parsed on demand.
@@ -624,13 +712,23 @@ class Letter(_Ids):
         """Headers and body, as the server counts them against ``max_payload``."""
         return message_size(self.data, self.headers)
 
-    def body(self, codecs: Codecs) -> Any:
+    def body(self, codecs: Codecs, *, claims: bool = False) -> Any:
         """The decoded body, as its registered type when typed.
+
+        Args:
+            codecs: the codecs to decode with.
+            claims: a body kept in the object store (``Sdk-Claim``) is returned as a
+                :class:`Claimed`, for the receiver to fetch; False: it is an error (only
+                tells, asks and replies are claimed).
 
         Raises:
             CodecError: unsupported content type or unknown message type.
             DecodeError: malformed bytes, a limit exceeded, or fields that do not fit.
         """
+        if CLAIM in self.headers:
+            if not claims:
+                raise DecodeError("claim", None, f"{CLAIM} on a message that is never claimed")
+            return Claimed.read(self.headers, len(self.data))
         return decode_body(self.data, self.headers, codecs)
 
     def error_details(self, codecs: Codecs) -> tuple[str, str, str]:

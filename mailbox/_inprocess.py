@@ -23,6 +23,7 @@ from motadata_actors._errors import AskTimeout, NoResponders, SubjectError, Tran
 from ._dead_letters import MemoryDeadLetters
 from ._envelope import check_size
 from ._kv import MemoryKeyValue
+from ._objects import MemoryObjectStore
 from ._queue import Mailbox
 from ._reminders import MemoryReminders
 from ._subjects import check_publish_subject, check_subscribe_subject
@@ -80,6 +81,7 @@ class InProcessTransport:
         self._round_robin = itertools.count()
         self._inbox_ids = itertools.count(1)
         self._buckets: dict[str, MemoryKeyValue] = {}
+        self._objects: dict[str, MemoryObjectStore] = {}
         self._reminders = MemoryReminders()
         self._closed = False
 
@@ -100,6 +102,13 @@ class InProcessTransport:
             found = self._buckets[bucket] = MemoryKeyValue(
                 bucket, ttl=ttl, max_value_size=max_value_size
             )
+        return found
+
+    async def object_store(self, bucket: str, *, ttl: float) -> MemoryObjectStore:
+        """The object bucket ``bucket`` in this process's memory, made when missing."""
+        found = self._objects.get(bucket)
+        if found is None:
+            found = self._objects[bucket] = MemoryObjectStore(bucket, ttl=ttl)
         return found
 
     @property

@@ -171,6 +171,7 @@ class NatsTransport:
         self._durable: JetStreamMailboxes | None = None
         self._js: natspy.JetStream | None = None
         self._buckets: dict[str, natspy.KeyValueBucket] = {}
+        self._objects: dict[str, natspy.ObjectBucket] = {}
         self._reminders: JetStreamReminders | None = None
         self._closed = False
         self.listener: Callable[[str, str, str], None] | None = None
@@ -228,6 +229,17 @@ class NatsTransport:
                 bucket, ttl=ttl, max_value_size=max_value_size
             )
             self._buckets[bucket] = found
+        return found
+
+    async def object_store(self, bucket: str, *, ttl: float) -> natspy.ObjectBucket:
+        """The JetStream object store ``bucket``, made when missing (after :meth:`start`).
+
+        Raises:
+            ConfigError: it exists with another ``ttl``, or JetStream is off.
+        """
+        found = self._objects.get(bucket)
+        if found is None:
+            found = self._objects[bucket] = await self._jetstream().object_store(bucket, ttl=ttl)
         return found
 
     def _jetstream(self) -> natspy.JetStream:

@@ -21,13 +21,16 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import dataclasses
 import datetime
+import hashlib
 import importlib.metadata
+import json
 import re
 import warnings
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, TypeVar, cast, final
 
 import attrs
@@ -40,6 +43,7 @@ from nats.aio.subscription import Subscription
 from motadata_actors._errors import (
     ConfigError,
     ConnectionLost,
+    DecodeError,
     MessageTooLarge,
     NoResponders,
     SequenceConflict,
@@ -60,6 +64,7 @@ from ._js_values import (
     StreamSpec,
 )
 from ._kv import Entry
+from ._objects import gone
 from ._tls_guard import GuardedTcp
 from ._transport import StoredMessage
 
@@ -76,6 +81,7 @@ __all__ = (
     "Hook",
     "JetStream",
     "KeyValueBucket",
+    "ObjectBucket",
     "PullSubscription",
     "RawClient",
     "RawSubscription",
@@ -626,6 +632,118 @@ class KeyValueBucket:
 
 
 @final
+class ObjectBucket:
+    """A JetStream object store (nats-py's ``ObjectStore``) in our terms (:mod:`._objects`).
+
+    Objects are written by nats-py (chunks of 128 KiB, each acknowledged, then the meta
+    record with the SHA-256 digest) and read here chunk by chunk with the stream's message
+    get (public API): into one buffer of the object's size, or handed on one at a time,
+    the digest checked either way. nats-py's own ``get`` concatenates bytes (quadratic, and
+    twice the object in memory) and lets a pushed consumer queue what the reader has not
+    taken yet. A delete removes the meta record too, leaving nothing.
+    """
+
+    __slots__ = ("_js", "_name", "_obs")
+
+    def __init__(self, obs: Any, js: Any, name: str) -> None:
+        self._obs = obs
+        self._js = js
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        """The bucket's name."""
+        return self._name
+
+    async def put(self, name: str, data: bytes) -> None:
+        """Keep ``data`` under ``name``."""
+        await _call(f"store object {name!r} in {self._name}", self._obs.put(name, data))
+
+    async def _info(self, name: str) -> Any:
+        try:
+            info = await _call(f"read object {name!r} of {self._name}", self._obs.get_info(name))
+        except (nats.js.errors.ObjectNotFoundError, NotFound):
+            raise gone(self._name, name) from None
+        return info
+
+    async def _chunks(self, info: Any) -> AsyncIterator[bytes]:
+        # One chunk at a time, each asked for by subject (the stream's message get API),
+        # so never more than one chunk waits in memory however slow the reader is; a
+        # pushed consumer would queue the rest of the object meanwhile.
+        digest = hashlib.sha256()
+        stream, subject = f"OBJ_{self._name}", f"$O.{self._name}.C.{info.nuid}"
+        seq = 0
+        for _ in range(info.chunks or 0):
+            try:
+                raw = await _call(
+                    f"read object {info.name!r} of {self._name}",
+                    self._js.get_msg(stream, seq + 1, subject=subject, next=True),
+                )
+            except NotFound:
+                raise gone(self._name, info.name) from None
+            seq = raw.seq
+            data = raw.data or b""
+            digest.update(data)
+            yield data
+        expected = info.digest or ""
+        got = "SHA-256=" + base64.urlsafe_b64encode(digest.digest()).decode()
+        if expected.rstrip("=") != got.rstrip("="):
+            raise DecodeError("claim", None, f"object {info.name!r} does not match its digest")
+
+    async def get(self, name: str) -> bytearray:
+        """The whole object, in one buffer of its size (chunks copied in as they come)."""
+        info = await self._info(name)
+        out = bytearray(info.size or 0)
+        at = 0
+        async for chunk in self._chunks(info):
+            if at + len(chunk) > len(out):
+                raise DecodeError("claim", None, f"object {name!r} is longer than its record")
+            out[at : at + len(chunk)] = chunk
+            at += len(chunk)
+        if at != len(out):
+            raise DecodeError("claim", None, f"object {name!r} is shorter than its record")
+        return out
+
+    async def chunks(self, name: str) -> AsyncIterator[bytes]:
+        """The object's bytes chunk by chunk (128 KiB each, as written)."""
+        info = await self._info(name)
+        async for chunk in self._chunks(info):
+            yield chunk
+
+    async def delete(self, name: str) -> None:
+        """Remove the object's chunks and its record."""
+        with contextlib.suppress(nats.js.errors.ObjectNotFoundError, NotFound):
+            await _call(f"delete object {name!r} of {self._name}", self._obs.delete(name))
+        meta = f"$O.{self._name}.M.{base64.urlsafe_b64encode(name.encode()).decode()}"
+        await _call(
+            f"delete object {name!r} of {self._name}",
+            self._js.purge_stream(f"OBJ_{self._name}", subject=meta),
+        )
+
+    async def names(self) -> list[str]:
+        """The names of the objects kept now.
+
+        Read from the meta subjects: nats-py's ``list`` waits forever on a bucket whose
+        records were all purged.
+        """
+        stream = f"OBJ_{self._name}"
+        try:
+            info = await _call(
+                f"list objects of {self._name}",
+                self._js.stream_info(stream, subjects_filter=f"$O.{self._name}.M.>"),
+            )
+        except NotFound:
+            return []
+        names = []
+        for subject in info.state.subjects or {}:
+            raw = await _call(f"read {subject}", self._js.get_last_msg(stream, subject))
+            record = json.loads(raw.data or b"{}")
+            if not record.get("deleted"):
+                names.append(str(record.get("name", "")))
+        return sorted(names)
+
+
+@final
 class JetStream:
     """JetStream on one connection, in our terms (:mod:`._js_values`).
 
@@ -814,3 +932,25 @@ class JetStream:
                     f"{ttl} s: use one lease time for the whole tenant, or delete the bucket"
                 )
         return KeyValueBucket(kv, bucket)
+
+    async def object_store(self, bucket: str, *, ttl: float) -> ObjectBucket:
+        """The object bucket ``bucket``, made when missing (objects kept ``ttl`` s at most).
+
+        Raises:
+            ConfigError: it exists with another ``ttl``.
+        """
+        what = f"open object store {bucket}"
+        try:
+            obs = await _call(what, self._js.object_store(bucket))
+        except (nats.js.errors.BucketNotFoundError, NotFound):
+            config = api.ObjectStoreConfig(bucket=bucket, ttl=ttl)
+            obs = await _call(what, self._js.create_object_store(bucket, config=config))
+        else:
+            info = await self.stream_info(f"OBJ_{bucket}")
+            if info.max_age is None or abs(info.max_age - ttl) > 1e-3:
+                raise ConfigError(
+                    f"object store {bucket} keeps objects {info.max_age} s, this process "
+                    f"wants {ttl} s: use one SDK_CLAIM_TTL for the whole tenant, or delete "
+                    "the bucket"
+                )
+        return ObjectBucket(obs, self._js, bucket)

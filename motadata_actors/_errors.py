@@ -110,7 +110,12 @@ class MessageTooLarge(CodecError):
     def __init__(self, size: int, limit: int, *, part: str = "message") -> None:
         what = "message" if part == "message" else part
         detail = " (headers and body)" if part == "message" else ""
-        super().__init__(f"{what} of {size} bytes{detail} exceeds the limit of {limit} bytes")
+        hint = (
+            "; for larger bodies set SDK_CLAIM_ABOVE (they travel through the object store)"
+            if part != "headers"
+            else ""
+        )
+        super().__init__(f"{what} of {size} bytes{detail} exceeds the limit of {limit} bytes{hint}")
         self.size = size
         self.limit = limit
 
