@@ -202,6 +202,7 @@ def _interleaved(
     for r in range(repeats):
         for codec, variant, fn in table if r % 2 == 0 else reversed(table):
             samples[(codec, variant)].append(measure(fn, seconds))
+        print(f"  repeat {r + 1}/{repeats} done", file=sys.stderr, flush=True)
     return samples
 
 
@@ -245,14 +246,7 @@ def vector_markdown(result: dict[str, Any]) -> str:
 
 def run(repeats: int, seconds: float) -> dict[str, Any]:
     """Interleave repeats of every case; return medians, min-max and ratios to the raw library."""
-    table = cases()
-    for _, _, fn in table:  # warm up, and check every case works
-        fn()
-    samples: dict[tuple[str, str], list[float]] = {(c, v): [] for c, v, _ in table}
-    for r in range(repeats):
-        for codec, variant, fn in table if r % 2 == 0 else reversed(table):
-            samples[(codec, variant)].append(measure(fn, seconds))
-        print(f"  repeat {r + 1}/{repeats} done", file=sys.stderr, flush=True)
+    samples = _interleaved(cases(), repeats, seconds)
     rows = []
     for (codec, variant), us in samples.items():
         median = statistics.median(us)
