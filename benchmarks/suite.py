@@ -18,7 +18,9 @@ Scenarios (128-byte payloads; 4 KiB too in the full run), each on names of its o
 6. telemetry and codecs (``bench_telemetry``; ``bench_codecs``, ours vs the very library
    each codec wraps);
 7. keyed agents beside a plain agent (``bench_keyed``): first-message activation,
-   activations per second, asks to active keys, state saves of 1 and 64 KiB, memory.
+   activations per second, asks to active keys, state saves of 1 and 64 KiB, memory;
+8. large bodies (``bench_claims``): a claimed ask beside raw nats-py's object store, and a
+   1536-d float32 embedding per codec (``bench_codecs``).
 
 How (:mod:`~motadata_actors.benchmarks.measure`): every side of a scenario is set up once,
 calibrated, then run in time-sized batches (at least ``min_seconds`` each), all sides back
@@ -433,7 +435,7 @@ async def _inprocess_rows(
 
 def run_suite(out: Path, *, quick: bool) -> dict[str, Any]:
     """Run every scenario; write ``results.json``, ``results.md`` and ``results.png`` to ``out``."""
-    from . import bench_codecs, bench_keyed, bench_telemetry
+    from . import bench_claims, bench_codecs, bench_keyed, bench_telemetry
 
     out.mkdir(parents=True, exist_ok=True)
     loops = ["asyncio"]
@@ -478,6 +480,8 @@ def run_suite(out: Path, *, quick: bool) -> dict[str, Any]:
         progress("keyed agents beside a plain agent: activation, rate, memory, state saves")
         keyed = bench_keyed.run(2 if quick else 5, 500 if quick else 3000, url,
                                 keys=1000 if quick else 10_000)  # fmt: skip
+        progress("large bodies: a claimed ask beside raw nats-py's object store")
+        large = bench_claims.run(2 if quick else 5, (4 if quick else 32) * 1024 * 1024, 2, url)
     progress("in-process scenarios")
     run("asyncio", _inprocess_rows(config, names))
     progress("codecs (ours vs the library each wraps)")
@@ -498,12 +502,14 @@ def run_suite(out: Path, *, quick: bool) -> dict[str, Any]:
         "codecs": codecs,
         "telemetry": telemetry,
         "keyed": keyed,
+        "large_bodies": large,
     }
     (out / "results.json").write_text(json.dumps(result, indent=2))
     text = (
         f"{markdown(rows)}\n\n{explain(config.repeats, config.min_seconds)}\n\n"
         f"### Telemetry\n\n{bench_telemetry.markdown(telemetry)}\n\n"
         f"### Keyed agents\n\n{bench_keyed.markdown(keyed)}\n\n"
+        f"### Large bodies\n\n{bench_claims.markdown(large)}\n\n"
         f"### Codecs\n\n{bench_codecs.markdown(codecs)}\n\n"
         f"{bench_codecs.vector_markdown(codecs['vectors'])}\n"
     )

@@ -16,8 +16,8 @@ from ._limits import Limits
 from ._registry import TypeRegistry, default_registry, wire_name_of
 from ._schema import schema_of
 from ._strict import BodyError
-from ._values import ModelError, Walker
-from ._vectors import Packed
+from ._values import ModelError, VectorHooks, Walker
+from ._vectors import Packed, from_json, is_vector, pack
 
 __all__ = ("Codec", "ValueCodec")
 
@@ -98,7 +98,7 @@ class ValueCodec:
             json_bytes=self.json_bytes,
             to_fields=self.registry.to_fields,
             from_fields=self.registry.from_fields,
-            vector=self._vector,
+            vectors=VectorHooks(is_vector, lambda v: self._vector(pack(v)), from_json),
         )
 
     def __repr__(self) -> str:

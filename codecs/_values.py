@@ -29,7 +29,7 @@ import base64
 import enum
 import sys
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 _Plain = Callable[[object, int, int, bool, bool], bool]
 _plain: _Plain | None
@@ -38,7 +38,7 @@ try:  # the optional C fast path (setup.py builds it; pure Python is the fallbac
 except ImportError:  # pragma: no cover - a build without a C compiler
     _plain = None
 
-__all__ = ("ModelError", "Walker")
+__all__ = ("ModelError", "VectorHooks", "Walker")
 
 INT_MIN: Final = -(2**63)
 INT_MAX: Final = 2**63 - 1
@@ -96,6 +96,16 @@ def _check_numbers(items: Any, types: set[type]) -> None:
                     raise ModelError("integer outside 64-bit range", f"[{i}]")
 
 
+class VectorHooks(NamedTuple):
+    """How a codec carries vectors (made from ``_vectors``, which needs this module)."""
+
+    is_vector: Callable[[Any], bool]
+    out: Callable[[Any], Any]
+    """A vector's wire form in the codec."""
+    from_map: Callable[[Any], Any]
+    """A vector from the inside of a JSON ``$array`` map."""
+
+
 class Walker:
     """Checks (and, where needed, converts) values against the model for one codec.
 
@@ -107,8 +117,7 @@ class Walker:
         to_fields: turns a typed message into its field map (the registry's).
         from_fields: builds a typed message from its wire name and field map.
         fast: use the C check (when built) to pass plain values through untouched.
-        vector: the codec's wire form of a vector (``_vectors.Packed``); None: the codec
-            carries none.
+        vectors: how the codec carries vectors (``_vectors``); None: it carries none.
     """
 
     def __init__(
@@ -120,7 +129,7 @@ class Walker:
         to_fields: Callable[[object, int, Walker], dict[str, Any]],
         from_fields: Callable[[str, Any, int, Walker], object],
         fast: bool = True,
-        vector: Callable[[Any], Any] | None = None,
+        vectors: VectorHooks | None = None,
     ) -> None:
         self.max_depth = max_depth
         self.max_length = max_length
@@ -128,7 +137,7 @@ class Walker:
         self._plain = _plain if fast else None
         self._to_fields = to_fields
         self._from_fields = from_fields
-        self._vector = vector
+        self._vectors = vectors
 
     # -- encoding ----------------------------------------------------------------
 
@@ -168,6 +177,9 @@ class Walker:
         return self._out_other(value, depth)
 
     def _out_other(self, value: Any, depth: int) -> Any:
+        vectors = self._vectors
+        if vectors is not None and vectors.is_vector(value):
+            return vectors.out(value)
         if isinstance(value, enum.Enum):
             return self._out(value.value, depth)
         if isinstance(value, (bytearray, memoryview)):
@@ -184,10 +196,6 @@ class Walker:
             return self._out(dict(value), depth)
         if isinstance(value, list):
             return self._out(list(value), depth)
-        from ._vectors import is_vector, pack  # a cycle: _vectors raises ModelError
-
-        if self._vector is not None and is_vector(value):
-            return self._vector(pack(value))
         np = sys.modules.get("numpy")
         if np is not None and isinstance(value, np.generic):
             return self._out(value.item(), depth)  # np.float32(0.5): the number it holds
@@ -278,9 +286,7 @@ class Walker:
             if value - value != 0:
                 raise ModelError(f"non-finite float {value!r}")
             return value
-        from ._vectors import is_vector  # a cycle: _vectors raises ModelError
-
-        if self._vector is not None and is_vector(value):
+        if self._vectors is not None and self._vectors.is_vector(value):
             return value  # built and checked by the codec's decoder
         raise ModelError(f"{t.__qualname__} is not in the value model")
 
@@ -296,10 +302,8 @@ class Walker:
                     return base64.b64decode(raw, validate=True)
                 except ValueError:  # binascii.Error, or a non-ASCII string
                     raise ModelError("$bytes holds invalid base64") from None
-            if self.json_bytes and len(d) == 1 and ARRAY_KEY in d:
-                from ._vectors import from_json  # a cycle: _vectors raises ModelError
-
-                return from_json(d[ARRAY_KEY])
+            if self.json_bytes and len(d) == 1 and ARRAY_KEY in d and self._vectors is not None:
+                return self._vectors.from_map(d[ARRAY_KEY])
             if len(d) == 2 and TYPE_KEY in d and VALUE_KEY in d:
                 wire_name = d[TYPE_KEY]
                 if type(wire_name) is not str:

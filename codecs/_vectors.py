@@ -157,8 +157,22 @@ def pack(value: Any) -> Packed:
         return Packed(dtype, (len(value),), value.tobytes())
     if value.ndim > _MAX_DIMS:
         raise ModelError(f"a vector of {value.ndim} dimensions exceeds {_MAX_DIMS}")
-    little = value.astype(_numpy().dtype(dtype), copy=False)  # a no-op when already so
-    return Packed(dtype, tuple(int(n) for n in value.shape), little.tobytes(order="C"))
+    wire, _ = _np_dtypes(dtype)
+    if value.dtype != wire:  # big-endian: swapped to the wire's byte order
+        value = value.astype(wire)
+    return Packed(dtype, value.shape, value.tobytes(order="C"))
+
+
+_NP_DTYPES: dict[str, Any] = {}
+
+
+def _np_dtypes(dtype: str) -> tuple[Any, Any]:
+    """The (wire, native byte order) numpy dtypes of a wire element type, made once."""
+    found = _NP_DTYPES.get(dtype)
+    if found is None:
+        wire = _numpy().dtype(dtype)
+        found = _NP_DTYPES[dtype] = (wire, wire.newbyteorder("="))
+    return found
 
 
 def annotation(tp: Any) -> tuple[bool, str | None] | None:
@@ -207,8 +221,11 @@ def unpack(dtype: object, shape: object, data: object) -> Any:
         )
     np = _numpy()
     if np is not None:
-        out = np.frombuffer(data, dtype=np.dtype(dtype)).astype(np.dtype(dtype).newbyteorder("="))
-        return out.reshape(dims)
+        wire, native = _np_dtypes(dtype)
+        out = np.frombuffer(data, dtype=wire)
+        # One copy either way: writable, owning its memory, in native byte order.
+        out = out.copy() if wire == native else out.astype(native)
+        return out.reshape(dims) if len(dims) != 1 else out
     code = _TYPECODES.get(f"<{dtype[1:]}" if size > 1 else dtype)
     if code is None or len(dims) != 1:
         what = "float16" if code is None else f"{len(dims)} dimensions"
