@@ -10,6 +10,7 @@ from ._avro import AvroCodec
 from ._codec import Codec
 from ._codecs import CODEC_NAMES, Codecs
 from ._formats import CborCodec, JsonCodec, MsgpackCodec
+from ._jsonschema import json_schema
 from ._limits import Limits
 from ._plugins import ENTRY_POINT_GROUP, CodecFactory, codec_names, register_codec
 from ._protobuf import ProtobufCodec
@@ -37,6 +38,7 @@ __all__ = (
     "codec_names",
     "default_registry",
     "field",
+    "json_schema",
     "message",
     "register_codec",
     "wire_name_of",
