@@ -20,7 +20,8 @@ Scenarios (128-byte payloads; 4 KiB too in the full run), each on names of its o
 7. keyed agents beside a plain agent (``bench_keyed``): first-message activation,
    activations per second, asks to active keys, state saves of 1 and 64 KiB, memory;
 8. large bodies (``bench_claims``): a claimed ask beside raw nats-py's object store, and a
-   1536-d float32 embedding per codec (``bench_codecs``).
+   1536-d float32 embedding per codec (``bench_codecs``);
+9. the HTTP gateway (``bench_gateway``): 1,000 concurrent asks over HTTP beside over NATS.
 
 How (:mod:`~motadata_actors.benchmarks.measure`): every side of a scenario is set up once,
 calibrated, then run in time-sized batches (at least ``min_seconds`` each), all sides back
@@ -435,7 +436,7 @@ async def _inprocess_rows(
 
 def run_suite(out: Path, *, quick: bool) -> dict[str, Any]:
     """Run every scenario; write ``results.json``, ``results.md`` and ``results.png`` to ``out``."""
-    from . import bench_claims, bench_codecs, bench_keyed, bench_telemetry
+    from . import bench_claims, bench_codecs, bench_gateway, bench_keyed, bench_telemetry
 
     out.mkdir(parents=True, exist_ok=True)
     loops = ["asyncio"]
@@ -482,6 +483,12 @@ def run_suite(out: Path, *, quick: bool) -> dict[str, Any]:
                                 keys=1000 if quick else 10_000)  # fmt: skip
         progress("large bodies: a claimed ask beside raw nats-py's object store")
         large = bench_claims.run(2 if quick else 5, (4 if quick else 32) * 1024 * 1024, 2, url)
+        gateway = None
+        if bench_gateway.available():
+            progress("the HTTP gateway: 1,000 concurrent asks over HTTP beside over NATS")
+            gateway = bench_gateway.run(2 if quick else 5, 1000, url)
+        else:
+            progress("no HTTP gateway rows: pip install 'motadata-actors[gateway,bench]'")
     progress("in-process scenarios")
     run("asyncio", _inprocess_rows(config, names))
     progress("codecs (ours vs the library each wraps)")
@@ -503,13 +510,16 @@ def run_suite(out: Path, *, quick: bool) -> dict[str, Any]:
         "telemetry": telemetry,
         "keyed": keyed,
         "large_bodies": large,
+        "gateway": gateway,
     }
     (out / "results.json").write_text(json.dumps(result, indent=2))
+    gateway_text = f"### HTTP gateway\n\n{bench_gateway.markdown(gateway)}\n\n" if gateway else ""
     text = (
         f"{markdown(rows)}\n\n{explain(config.repeats, config.min_seconds)}\n\n"
         f"### Telemetry\n\n{bench_telemetry.markdown(telemetry)}\n\n"
         f"### Keyed agents\n\n{bench_keyed.markdown(keyed)}\n\n"
         f"### Large bodies\n\n{bench_claims.markdown(large)}\n\n"
+        f"{gateway_text}"
         f"### Codecs\n\n{bench_codecs.markdown(codecs)}\n\n"
         f"{bench_codecs.vector_markdown(codecs['vectors'])}\n"
     )

@@ -170,6 +170,34 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument(
         "--wait", type=float, default=0.5, help="seconds to wait for answers (default 0.5)"
     )
+    gateway = commands.add_parser(
+        "gateway",
+        help="expose chosen agents over HTTP (needs NATS_URL and the 'gateway' extra)",
+        description=(
+            "Serves the agents named by --expose of each --tenant over HTTP: POST "
+            "/agents/<name> asks one (the body in any codec by Content-Type, the reply in "
+            "the one Accept chooses), GET /agents lists them; errors are RFC 9457 problem "
+            "details. Loopback only unless SDK_GATEWAY_TOKENS (tenant:token,...) gives "
+            "each tenant a bearer token. pip install 'motadata-actors[gateway]'."
+        ),
+    )
+    gateway.add_argument("--tenant", action="append", required=True, help="a tenant (repeat)")
+    gateway.add_argument(
+        "--expose",
+        action="append",
+        required=True,
+        metavar="NAME[=MODULE:CLASS]",
+        help="an agent to expose (repeat); with its class, its docstring and `accepts` "
+        "describe the A2A agent and the MCP tool",
+    )
+    gateway.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
+    gateway.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    gateway.add_argument(
+        "--max-body", type=int, default=1024 * 1024, help="largest request body in bytes"
+    )
+    gateway.add_argument(
+        "--rate", type=float, default=200.0, help="requests per second per credential"
+    )
     return parser
 
 
@@ -253,6 +281,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             pages = build_api_reference(Path(args.out))
             print(f"API reference: {len(pages)} pages in {args.out}/ (open index.html)")
+        elif args.command == "gateway":
+            import os
+
+            from motadata_actors.gateway import Limits
+            from motadata_actors.gateway._serve import parse_exposed, parse_tokens, serve
+
+            limits = Limits(
+                max_body=args.max_body, rate=args.rate, burst=max(1, int(args.rate * 2))
+            )
+            tokens = parse_tokens(os.environ.get("SDK_GATEWAY_TOKENS"))
+            names, classes = parse_exposed(args.expose)
+            asyncio.run(_cancel_on_signals(serve(
+                Settings.from_env(), args.tenant, names, host=args.host, port=args.port,
+                tokens=tokens, limits=limits, classes=classes,
+            )))  # fmt: skip
         elif args.command == "streams":
             from motadata_actors._streams import apply_streams, show_streams
 

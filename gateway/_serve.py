@@ -1,0 +1,117 @@
+"""Running a gateway: ``python -m motadata_actors gateway`` (uvicorn on one address)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+from collections.abc import Mapping, Sequence
+
+from motadata_actors._errors import ConfigError
+from motadata_actors._settings import Settings
+
+from ._app import INSTALL, Gateway
+from ._http import Limits, is_loopback
+
+__all__ = ("parse_exposed", "parse_tokens", "serve")
+
+
+def parse_tokens(text: str | None) -> dict[str, str] | None:
+    """``tenant:token[,tenant:token...]`` (``SDK_GATEWAY_TOKENS``) as token -> tenant.
+
+    Raises:
+        ConfigError: a malformed entry.
+    """
+    if not text or not text.strip():
+        return None
+    tokens: dict[str, str] = {}
+    for entry in text.split(","):
+        tenant, sep, token = entry.strip().partition(":")
+        if not sep or not tenant or not token:
+            raise ConfigError("SDK_GATEWAY_TOKENS must be tenant:token[,tenant:token...]")
+        tokens[token] = tenant
+    return tokens
+
+
+def parse_exposed(specs: Sequence[str]) -> tuple[list[str], dict[str, type]]:
+    """``NAME`` or ``NAME=MODULE:CLASS`` items as (names, classes of those that name one).
+
+    Raises:
+        ConfigError: a class that cannot be imported.
+    """
+    names: list[str] = []
+    classes: dict[str, type] = {}
+    for spec in specs:
+        name, _, target = spec.partition("=")
+        names.append(name)
+        if target:
+            module, _, attr = target.partition(":")
+            try:
+                cls = getattr(importlib.import_module(module), attr)
+            except (ImportError, AttributeError, ValueError) as exc:
+                raise ConfigError(f"--expose {spec}: cannot import {target!r}: {exc}") from None
+            if not isinstance(cls, type):
+                raise ConfigError(f"--expose {spec}: {target!r} is not a class")
+            classes[name] = cls
+    return names, classes
+
+
+async def serve(
+    settings: Settings,
+    tenants: Sequence[str],
+    expose: Sequence[str],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    tokens: Mapping[str, str] | None = None,
+    limits: Limits | None = None,
+    classes: Mapping[str, type] | None = None,
+    ready: asyncio.Event | None = None,
+) -> None:
+    """Serve ``expose`` of each tenant in ``tenants`` on ``host:port`` until cancelled.
+
+    Each tenant's system is a client of the agents' NATS (``NATS_URL``): the agents run in
+    their own processes.
+
+    Raises:
+        ConfigError: a non-loopback ``host`` without tokens, no NATS_URL, or the web stack
+            is not installed.
+    """
+    if not is_loopback(host) and not tokens:
+        raise ConfigError(
+            f"the gateway listens on {host} only with bearer tokens (SDK_GATEWAY_TOKENS=tenant:"
+            "token,...): without them it serves loopback only"
+        )
+    if settings.enable_nats and not settings.nats_urls:
+        raise ConfigError("set NATS_URL to the agents' NATS: the gateway is their client")
+    try:
+        import uvicorn
+    except ImportError:
+        raise ConfigError(f"the gateway needs the web stack: {INSTALL}") from None
+    from motadata_actors.actors import ActorSystem
+
+    async with contextlib.AsyncExitStack() as stack:
+        systems = {
+            tenant: await stack.enter_async_context(
+                ActorSystem(tenant, settings=settings, handle_signals=False)
+            )
+            for tenant in tenants
+        }
+        gateway = Gateway(systems, expose=expose, tokens=tokens, limits=limits, classes=classes)
+        config = uvicorn.Config(gateway.app, host=host, port=port, log_level="warning")
+        server = uvicorn.Server(config)
+        task = asyncio.ensure_future(server.serve())
+        try:
+            while not server.started and not task.done():
+                await asyncio.sleep(0.02)  # uvicorn says "started" by a flag, not an event
+            if task.done():
+                task.result()  # the port was taken, say: raise it
+                raise ConfigError(f"the gateway did not start on {host}:{port}")
+            print(f"gateway for {', '.join(tenants)} on http://{host}:{port}: "
+                  f"{', '.join(expose)}", flush=True)  # fmt: skip
+            if ready is not None:
+                ready.set()
+            await asyncio.shield(task)  # a cancel lands here, not in uvicorn
+        finally:
+            server.should_exit = True  # uvicorn's own shutdown: connections, then sockets
+            await task
