@@ -24,6 +24,17 @@ EXAMPLES = ROOT / "examples"
 # wiretap's copy of the same message, say), all after the entry before it.
 Expected = str | tuple[str, ...]
 EXPECTED: dict[str, list[Expected]] = {
+    "gateway_clients.py": [
+        "main | gateway on http://127.0.0.1:",
+        "a2a | card: writer: Writes a short answer, one word at a time.",
+        "a2a | streamed so far: a short",
+        "a2a | streamed so far: a short answer about NATS",
+        "a2a | planner answered: {'goal': 'ship it', 'plan': ['step 1', 'step 2']}",
+        "mcp | tool planner: Plans the steps toward a goal.",
+        "mcp | planner takes: ['goal', 'steps']",
+        "mcp | planner answered: {'goal': 'write the docs', 'plan': ['step 1']}",
+        "main | done",
+    ],
     "chat_sessions.py": [
         "main | two workers:",
         "session 'ada' activated with 0 remembered turn(s)",
