@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import statistics
 import sys
 import time
@@ -44,16 +43,10 @@ def available() -> bool:
     return all(importlib.util.find_spec(m) for m in ("starlette", "uvicorn", "aiohttp"))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def _http(port: int, n: int) -> float:
+async def _http(base: str, n: int) -> float:
     import aiohttp
 
-    url = f"http://127.0.0.1:{port}/agents/echo"
+    url = f"{base}/agents/echo"
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
 
         async def ask(i: int) -> Any:
@@ -86,19 +79,19 @@ async def _run(repeats: int, n: int, url: str) -> dict[str, Any]:
     samples: dict[str, list[float]] = {"http": [], "nats": []}
     async with ActorSystem(tenant, settings=settings, handle_signals=False) as system:
         await system.spawn(Echo, name="echo", concurrency=128)
-        port, ready = _free_port(), asyncio.Event()
+        ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         limits = Limits(rate=1e6, burst=1_000_000)
         server = asyncio.ensure_future(
-            serve(settings, [tenant], ["echo"], port=port, ready=ready, limits=limits)
+            serve(settings, [tenant], ["echo"], port=0, ready=ready.set_result, limits=limits)
         )
         try:
-            await asyncio.wait_for(ready.wait(), 30)
-            await _http(port, 50)  # warm up both paths
+            base = await asyncio.wait_for(ready, 30)
+            await _http(base, 50)  # warm up both paths
             await _nats(system, 50)
             for r in range(repeats):
                 order = ("http", "nats") if r % 2 == 0 else ("nats", "http")
                 for side in order:
-                    rate = await (_http(port, n) if side == "http" else _nats(system, n))
+                    rate = await (_http(base, n) if side == "http" else _nats(system, n))
                     samples[side].append(rate)
                 print(f"  repeat {r + 1}/{repeats} done", file=sys.stderr, flush=True)
         finally:

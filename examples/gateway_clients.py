@@ -15,7 +15,6 @@ A gateway exposes them on a loopback port; then:
 from __future__ import annotations
 
 import asyncio
-import socket
 from typing import Any
 
 import httpx
@@ -56,12 +55,6 @@ class Writer(Actor):
         """Stream the answer word by word."""
         for word in f"a short answer about {msg}".split():
             yield word
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _request(part: Part) -> SendMessageRequest:
@@ -113,13 +106,13 @@ async def main() -> None:
         gateway = Gateway(
             system, expose=["planner", "writer"], classes={"planner": Planner, "writer": Writer}
         )
-        port = _free_port()
-        server = uvicorn.Server(
-            uvicorn.Config(gateway.app, host="127.0.0.1", port=port, log_level="warning")
+        server = uvicorn.Server(  # port 0: a free one, read back once it listens
+            uvicorn.Config(gateway.app, host="127.0.0.1", port=0, log_level="warning")
         )
         serving = asyncio.ensure_future(server.serve())
         while not server.started:
             await asyncio.sleep(0.02)
+        port = server.servers[0].sockets[0].getsockname()[1]
         base = f"http://127.0.0.1:{port}"
         print(f"main | gateway on {base}")
         try:

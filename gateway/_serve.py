@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
-from collections.abc import Mapping, Sequence
+import socket
+from collections.abc import Callable, Mapping, Sequence
 
 from motadata_actors._errors import ConfigError
 from motadata_actors._settings import Settings
@@ -66,9 +67,11 @@ async def serve(
     tokens: Mapping[str, str] | None = None,
     limits: Limits | None = None,
     classes: Mapping[str, type] | None = None,
-    ready: asyncio.Event | None = None,
+    ready: Callable[[str], object] | None = None,
 ) -> None:
     """Serve ``expose`` of each tenant in ``tenants`` on ``host:port`` until cancelled.
+
+    ``port=0`` takes a free port; ``ready`` is called with the URL once it listens.
 
     Each tenant's system is a client of the agents' NATS (``NATS_URL``): the agents run in
     their own processes.
@@ -100,17 +103,23 @@ async def serve(
         gateway = Gateway(systems, expose=expose, tokens=tokens, limits=limits, classes=classes)
         config = uvicorn.Config(gateway.app, host=host, port=port, log_level="warning")
         server = uvicorn.Server(config)
-        task = asyncio.ensure_future(server.serve())
+        # Bound here, not by uvicorn: a taken port is an error of ours (uvicorn would exit
+        # the process), and port 0's choice is known before serving.
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        stack.callback(sock.close)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(f"the gateway could not listen on {host}:{port}: {exc}") from None
+        url = f"http://{host}:{sock.getsockname()[1]}"
+        task = asyncio.ensure_future(server.serve(sockets=[sock]))
         try:
             while not server.started and not task.done():
                 await asyncio.sleep(0.02)  # uvicorn says "started" by a flag, not an event
-            if task.done():
-                task.result()  # the port was taken, say: raise it
-                raise ConfigError(f"the gateway did not start on {host}:{port}")
-            print(f"gateway for {', '.join(tenants)} on http://{host}:{port}: "
-                  f"{', '.join(expose)}", flush=True)  # fmt: skip
+            print(f"gateway for {', '.join(tenants)} on {url}: {', '.join(expose)}", flush=True)
             if ready is not None:
-                ready.set()
+                ready(url)
             await asyncio.shield(task)  # a cancel lands here, not in uvicorn
         finally:
             server.should_exit = True  # uvicorn's own shutdown: connections, then sockets

@@ -226,14 +226,6 @@ def test_a_gateway_refuses_unsafe_configurations() -> None:
         Limits(rate=0)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_the_gateway_serves_on_loopback_and_answers_1000_concurrent_asks(
     nats_server: NatsServer, tenant: str
 ) -> None:
@@ -243,18 +235,18 @@ async def test_the_gateway_serves_on_loopback_and_answers_1000_concurrent_asks(
     settings = Settings(nats_urls=(nats_server.url,))
     async with ActorSystem(tenant, settings=settings, handle_signals=False) as agents:
         await agents.spawn(Planner, name="planner", concurrency=64)
-        port, ready = _free_port(), asyncio.Event()
+        ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         server = asyncio.ensure_future(
-            serve(settings, [tenant], ["planner"], port=port, ready=ready,
+            serve(settings, [tenant], ["planner"], port=0, ready=ready.set_result,
                   limits=Limits(rate=10_000, burst=10_000))
         )  # fmt: skip
         try:
-            await asyncio.wait_for(ready.wait(), 30)
+            base = await asyncio.wait_for(ready, 30)
             # aiohttp, not httpx: httpx's pool takes ~30 s to open 100 connections at once
             async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
 
                 async def ask(i: int) -> tuple[int, Any]:
-                    url = f"http://127.0.0.1:{port}/agents/planner"
+                    url = f"{base}/agents/planner"
                     async with http.post(url, json=i) as r:
                         return r.status, await r.json()
 
@@ -265,6 +257,20 @@ async def test_the_gateway_serves_on_loopback_and_answers_1000_concurrent_asks(
             server.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await server
+
+
+async def test_a_taken_port_is_a_clear_error(nats_server: NatsServer, tenant: str) -> None:
+    import socket
+
+    from motadata_actors import Settings
+    from motadata_actors.gateway._serve import serve
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError, match=f"could not listen on 127.0.0.1:{port}: .*in use"):
+            await serve(Settings(nats_urls=(nats_server.url,)), [tenant], ["a"], port=port)
 
 
 async def test_serving_beyond_loopback_needs_tokens() -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -47,12 +46,6 @@ class Echo(Actor):
         return {"echo": msg, "by": ctx.actor}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.asynccontextmanager
 async def _gateway(
     nats_server: NatsServer, tenants: list[str], tokens: dict[str, str] | None = None
@@ -66,14 +59,13 @@ async def _gateway(
             )
             await system.spawn(Planner, name="planner")
             await system.spawn(Echo, name="echo")
-        port, ready = _free_port(), asyncio.Event()
+        ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         server = asyncio.ensure_future(
-            serve(settings, tenants, ["planner", "echo"], port=port, tokens=tokens, ready=ready,
-                  classes={"planner": Planner, "echo": Echo})
+            serve(settings, tenants, ["planner", "echo"], port=0, tokens=tokens,
+                  ready=ready.set_result, classes={"planner": Planner, "echo": Echo})
         )  # fmt: skip
         try:
-            await asyncio.wait_for(ready.wait(), 30)
-            yield f"http://127.0.0.1:{port}/mcp"
+            yield f"{await asyncio.wait_for(ready, 30)}/mcp"
         finally:
             server.cancel()
             await asyncio.gather(server, return_exceptions=True)
