@@ -79,8 +79,8 @@ async def a2a_client(base: str) -> None:
         data = json_format.ParseDict({"goal": "ship it", "steps": 2}, Part().data)
         async for response in planner.send_message(_request(Part(data=data))):
             if response.HasField("task"):
-                part = response.task.artifacts[0].parts[0]
-                print(f"a2a | planner answered: {json_format.MessageToDict(part.data)}")
+                answer = json_format.MessageToDict(response.task.artifacts[0].parts[0].data)
+                print(f"a2a | planner answered: {dict(sorted(answer.items()))}")
         await planner.close()
 
 

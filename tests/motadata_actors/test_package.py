@@ -253,7 +253,7 @@ def test_api_reference_builds_without_warnings(tmp_path: Path) -> None:
         timeout=120,
     )
     assert out.returncode == 0, out.stderr
-    assert "API reference: 7 pages" in out.stdout
+    assert "API reference: 8 pages" in out.stdout
     actors = (tmp_path / "api" / "motadata_actors" / "actors.html").read_text()
     for documented in ("ask_stream", "Subscribe", "Workflow", "Supervisor", "AskPolicy"):
         assert documented in actors, documented
