@@ -65,8 +65,8 @@ def tenant_permissions(tenant: str) -> dict[str, list[str]]:
     Every subject kind of the tenant: agents (``sdk.agent.<from>.<to>.<tenant>``), events,
     workflows, dead letters, system/status requests, reminders, termination notices of
     watched agents, the tenant's reply inbox prefix, the key-value buckets of keyed agents
-    (leases, nodes, state), and the JetStream API, acks and delivery advisories its durable
-    mailboxes use.
+    (leases, nodes, state), the object store of large bodies (claim checks), and the
+    JetStream API, acks and delivery advisories its durable mailboxes use.
     """
     check_id(tenant, "tenant")
     own = [
@@ -82,6 +82,7 @@ def tenant_permissions(tenant: str) -> dict[str, list[str]]:
         f"{inbox_prefix(tenant)}.>",
     ]
     buckets = [f"$KV.SDK_{purpose}_{tenant}.>" for purpose in ("NODES", "LEASES", "STATE")]
+    buckets.append(f"$O.SDK_OBJECTS_{tenant}.>")
     return {
         "publish": [*own, *buckets, "$JS.API.>", "$JS.ACK.>"],
         "subscribe": [*own, "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.>"],

@@ -95,6 +95,18 @@ async def test_each_tenant_works_normally_inside_its_own_account(tenant_server: 
             assert await durable.ask("kept", timeout=5) == "kept"  # JetStream API allowed
 
 
+async def test_large_bodies_travel_through_the_tenants_object_store_in_its_account(
+    tenant_server: NatsServer,
+) -> None:
+    transport = await connect(tenant_server, inbox_prefix="_INBOX_a", auth=auth("a"))
+    document = b"x" * 300_000
+    async with ActorSystem(
+        "a", transport=transport, settings=Settings(claim_above=64 * 1024)
+    ) as system:
+        echo = await system.spawn(Echo, name="echo")
+        assert await echo.ask(document, timeout=10) == document  # $O.SDK_OBJECTS_a.> allowed
+
+
 def open_sockets() -> int:
     count = 0
     for fd in os.listdir("/proc/self/fd"):
