@@ -1,4 +1,4 @@
-"""Subjects: building and parsing the SDK's four subject kinds (sans-io).
+"""Subjects: building and parsing the SDK's subject kinds (sans-io).
 
 | kind      | subject                              |
 |-----------|--------------------------------------|
@@ -6,6 +6,13 @@
 | event     | ``sdk.events.<event_type>.<tenant>`` |
 | workflow  | ``sdk.workflow.<workflow_id>.<tenant>`` |
 | dead letter | ``sdk.dlq.<to>.<tenant>``          |
+| status    | ``sdk.status.<kind>.<tenant>``       |
+
+Status events (:data:`STATUS_KINDS`: an agent's life-cycle changes, a handler's progress)
+travel on a family of their own, so ``sdk.events.*.<tenant>`` (an actor's ``"*"``
+subscription, the tenant's events stream) never carries them. Actors subscribe to them by
+the reserved event types ``sdk~lifecycle`` and ``sdk~progress``; no event type of the
+application may start with ``sdk~``.
 
 Every token is checked when a subject is built, so a bad token is an error at the
 call site and never a silently wrong subject. Agent and tenant ids are stricter
@@ -31,6 +38,8 @@ from motadata_actors._errors import SubjectError
 __all__ = (
     "KEY_SEPARATOR",
     "MAX_KEY_LENGTH",
+    "RESERVED_EVENT_PREFIX",
+    "STATUS_KINDS",
     "MAX_TOKEN_LENGTH",
     "Subject",
     "agent_inbox",
@@ -52,6 +61,7 @@ __all__ = (
     "new_inbox",
     "parse_subject",
     "split_keyed",
+    "status_subject",
     "subject_kind",
     "tenant_agents",
     "watch_subject",
@@ -67,6 +77,12 @@ MAX_KEY_LENGTH = 128
 KEY_SEPARATOR = "~"
 """Between a keyed agent's kind and its key in the ``<to>`` token."""
 
+STATUS_KINDS: tuple[str, ...] = ("lifecycle", "progress")
+"""The kinds of status events: ``sdk.status.<kind>.<tenant>``."""
+
+RESERVED_EVENT_PREFIX = "sdk~"
+"""Event types starting with it are the framework's: ``sdk~<kind>`` names a status kind."""
+
 _ID = re.compile(r"[a-z0-9_-]+")
 _KEY = re.compile(r"[A-Za-z0-9_=-]+")
 # Any printable, non-space character except the subject separators and wildcards.
@@ -77,7 +93,7 @@ _CHECKED: set[str] = set()
 _KEPT_INBOXES: set[str] = set()  # reply inboxes used many times: streaming replies
 _CHECKED_MAX = 4096
 
-SubjectKind = Literal["agent", "events", "workflow", "dlq"]
+SubjectKind = Literal["agent", "events", "workflow", "dlq", "status"]
 
 
 def check_token(token: object, what: str = "token") -> str:
@@ -212,7 +228,8 @@ def is_agent_subject(subject: str) -> bool:
 def subject_kind(subject: str) -> str:
     """The kind of an SDK subject by its prefix alone, with no validation.
 
-    ``agent``, ``events``, ``workflow``, ``dlq`` or ``system``; ``""`` for other subjects.
+    ``agent``, ``events``, ``workflow``, ``dlq``, ``status`` or ``system``; ``""`` for other
+    subjects.
     """
     end = subject.find(".", 4)
     return subject[4:end] if subject.startswith("sdk.") and end > 0 else ""
@@ -234,8 +251,35 @@ def watch_subject(to: str, tenant: str) -> str:
 
 
 def event_subject(event_type: str, tenant: str) -> str:
-    """``sdk.events.<event_type>.<tenant>``."""
-    return f"sdk.events.{check_token(event_type, 'event type')}.{check_id(tenant, 'tenant')}"
+    """``sdk.events.<event_type>.<tenant>``.
+
+    Raises:
+        SubjectError: a bad token, or a reserved type (``sdk~...``: status events travel on
+            :func:`status_subject`).
+    """
+    check_token(event_type, "event type")
+    if event_type.startswith(RESERVED_EVENT_PREFIX):
+        raise SubjectError(
+            f"event type {event_type!r} is reserved: types starting with "
+            f"{RESERVED_EVENT_PREFIX!r} are the framework's status events "
+            f"({', '.join(RESERVED_EVENT_PREFIX + k for k in STATUS_KINDS)})"
+        )
+    return f"sdk.events.{event_type}.{check_id(tenant, 'tenant')}"
+
+
+def status_subject(kind: str, tenant: str) -> str:
+    """``sdk.status.<kind>.<tenant>``: the tenant's status events of ``kind``.
+
+    ``kind`` is one of :data:`STATUS_KINDS`, or ``*`` for a subscription to all of them.
+
+    Raises:
+        SubjectError: another kind, or a bad tenant.
+    """
+    if kind != "*" and kind not in STATUS_KINDS:
+        raise SubjectError(
+            f"status kind {kind!r} is not one of {', '.join(STATUS_KINDS)}"
+        )
+    return f"sdk.status.{kind}.{check_id(tenant, 'tenant')}"
 
 
 def workflow_subject(workflow_id: str, tenant: str) -> str:
@@ -269,10 +313,11 @@ class Subject:
     """A parsed SDK subject.
 
     Attributes:
-        kind: ``agent``, ``events``, ``workflow`` or ``dlq``.
+        kind: ``agent``, ``events``, ``workflow``, ``dlq`` or ``status``.
         tenant: the tenant token (always the last token).
         sender: the sending agent (agent subjects only).
-        target: the receiving agent (agent and dlq), the event type, or the workflow id.
+        target: the receiving agent (agent and dlq), the event type, the workflow id, or
+            the status kind.
     """
 
     kind: SubjectKind
@@ -288,6 +333,8 @@ class Subject:
             return event_subject(self.target, self.tenant)
         if self.kind == "workflow":
             return workflow_subject(self.target, self.tenant)
+        if self.kind == "status":
+            return status_subject(self.target, self.tenant)
         return dlq_subject(self.target, self.tenant)
 
 
@@ -313,4 +360,9 @@ def parse_subject(subject: str) -> Subject:
         if kind == "dlq":
             dlq_subject(target, tenant)
             return Subject("dlq", tenant, target)
-    raise SubjectError(f"{subject!r} is not an SDK subject (sdk.agent|events|workflow|dlq....)")
+        if kind == "status" and target != "*":
+            status_subject(target, tenant)
+            return Subject("status", tenant, target)
+    raise SubjectError(
+        f"{subject!r} is not an SDK subject (sdk.agent|events|workflow|dlq|status....)"
+    )
