@@ -10,6 +10,7 @@ from ._pubsub import Subscribe, Workflow, WorkflowStep
 from ._ref import ActorRef
 from ._reminders import Reminder
 from ._status import summarize
+from ._status_events import AgentLifecycle, LifecycleChange, Progress, StatusFeed
 from ._streaming import AskStream
 from ._supervisor import Supervisor
 from ._system import ActorSystem
@@ -20,6 +21,7 @@ __all__ = (
     "ActorRef",
     "ActorStatistics",
     "ActorSystem",
+    "AgentLifecycle",
     "AskPolicy",
     "AskStream",
     "Backoff",
@@ -27,9 +29,12 @@ __all__ = (
     "Clock",
     "Context",
     "EventKind",
+    "LifecycleChange",
     "ManualClock",
+    "Progress",
     "Reminder",
     "RestartType",
+    "StatusFeed",
     "Strategy",
     "Subscribe",
     "Supervisor",

@@ -8,10 +8,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, final
 from motadata_actors._errors import ConfigError, StreamError, SubjectError
 from motadata_actors.mailbox import DurableMessage, StartAt, Subject, parse_subject
 from motadata_actors.mailbox._envelope import Letter
+from motadata_actors.mailbox._subjects import RESERVED_EVENT_PREFIX
 
 from ._pubsub import Subscribe, Workflow, check_start
 from ._ref import ActorRef
 from ._runtime import MailboxKind, Runtime
+from ._status_events import report_progress
 from ._streaming import ReplyStream
 
 if TYPE_CHECKING:
@@ -324,9 +326,16 @@ class Context:
 
     @property
     def event_type(self) -> str | None:
-        """The event type when the message is an event, else None."""
+        """The event type when the message is an event, else None.
+
+        A status event's is ``sdk~lifecycle`` or ``sdk~progress``.
+        """
         parsed = self._parsed()
-        return parsed.target if parsed is not None and parsed.kind == "events" else None
+        if parsed is None:
+            return None
+        if parsed.kind == "events":
+            return parsed.target
+        return f"{RESERVED_EVENT_PREFIX}{parsed.target}" if parsed.kind == "status" else None
 
     @property
     def workflow_id(self) -> str | None:
@@ -421,6 +430,34 @@ class Context:
                 "the handler streams its reply, but this ask takes one reply: ask it with "
                 "ref.ask_stream(...)"
             )
+
+    async def progress(
+        self, value: object = None, *, done: float | None = None, total: float | None = None
+    ) -> None:
+        """Report how far the handler got, live, while it still runs.
+
+        The report (a :class:`~motadata_actors.actors.Progress`: this agent, ``value``,
+        ``done`` of ``total``, this message's correlation id) goes to the asker when it
+        asked for it (``ask(..., on_progress=...)``), before the reply, and to whoever
+        follows the tenant's status events (``sdk.status.progress.<tenant>``:
+        :meth:`ActorSystem.follow_status`, actors subscribed to ``"sdk~progress"``, the
+        CLI's ``status --follow``) unless ``SDK_STATUS_EVENTS=false``.
+
+        Best effort, and it never waits for a follower: a report lost on the way is
+        logged, not raised. With nobody asking and status events off it does nothing.
+
+        Example::
+
+            for i, chunk in enumerate(chunks, 1):
+                await summarize(chunk)
+                await ctx.progress(f"chunk {i}", done=i, total=len(chunks))
+
+        Raises:
+            ConfigError: ``done`` or ``total`` is not a finite number >= 0.
+            EncodeError: ``value`` cannot be encoded (nothing was sent).
+            MessageTooLarge: ``value`` exceeds the size limit (nothing was sent).
+        """
+        await report_progress(self._rt, self, self._letter.progress_to, value, done, total)
 
     def ref(self, name: str, *, mailbox: MailboxKind = "core", key: str | None = None) -> ActorRef:
         """Return a ref to the actor called ``name`` in the same tenant.

@@ -237,7 +237,7 @@ class ActorCell:
         self._workers_left = self.concurrency
         for i in range(self.concurrency):
             task_group.start_soon(self._work, name=f"actor:{self.path}#{i}")
-        rt.events.record("started", self.path)
+        rt.events.record("started", self.path, address=self.name)
         log.debug("actor %s started on %s", self.path, self._inbox.subject)
 
     async def _load_state(self, actor: Actor) -> None:
@@ -290,7 +290,7 @@ class ActorCell:
         self.generation += 1
         self.restarts += 1
         detail = reason_line(exc) if exc else cause or "exited"
-        self.rt.events.record("restarted", self.path, detail)
+        self.rt.events.record("restarted", self.path, detail, address=self.name)
         log.info("actor %s restarted%s", self.path, f" after {reason_line(exc)}" if exc else "")
         self._running.set()
 
@@ -330,7 +330,7 @@ class ActorCell:
                 break
             await self._release(msg)
         await self._stop_instance()
-        self.rt.events.record("stopped", self.path)
+        self.rt.events.record("stopped", self.path, address=self.name)
         await notify_terminated(self.rt, self.ref.address, "stopped")
         log.debug("actor %s stopped", self.path)
 
@@ -376,7 +376,9 @@ class ActorCell:
                         await self._settle(durable, result)
                     if result.crash is not None:
                         self._pause()  # take nothing until the supervisor acts
-                        self.rt.events.record("crashed", self.path, reason_line(result.crash))
+                        self.rt.events.record(
+                            "crashed", self.path, reason_line(result.crash), address=self.name
+                        )
                         self.supervisor.child_failed(self, result.crash, self.generation)
                     elif result.stop:
                         self._pause()

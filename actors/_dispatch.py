@@ -38,6 +38,7 @@ from ._deadline import Deadline
 from ._runtime import (
     AGENT_TEMPLATE,
     EVENT_TEMPLATE,
+    STATUS_TEMPLATE,
     WORKFLOW_TEMPLATE,
     current_context,
     reason_line,
@@ -412,7 +413,11 @@ class Dispatcher:
             log.warning("actor %s: end of stream lost: %r", self._cell.path, exc)
 
 
-_TEMPLATES: Final = {"agent": AGENT_TEMPLATE, "events": EVENT_TEMPLATE}
+_TEMPLATES: Final = {
+    "agent": AGENT_TEMPLATE,
+    "events": EVENT_TEMPLATE,
+    "status": STATUS_TEMPLATE,
+}
 
 
 def _template(subject: str) -> str:

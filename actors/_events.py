@@ -1,4 +1,9 @@
-"""What supervision did: a bounded log of events and their counts, for tests and metrics."""
+"""What supervision did: a bounded log of events and their counts, for tests and metrics.
+
+The changes of an agent (started, crashed, restarted, stopped; a keyed instance activated
+or deactivated) name the agent's address; the log forwards those to its ``forward`` hook,
+which the system points at its status-event publisher (``sdk.status.lifecycle.<tenant>``).
+"""
 
 from __future__ import annotations
 
@@ -44,12 +49,16 @@ class SupervisionEvent:
         actor: the actor or supervisor concerned (the target, for asks).
         detail: a human-readable reason or figure.
         at: the system clock's time.
+        address: for a change of an agent, its address: the name (``writer``), or
+            ``<kind>~<key>`` for a keyed instance; None for a supervisor's events and
+            for events that are not changes of an agent (asks, dead letters, ...).
     """
 
     kind: EventKind
     actor: str
     detail: str
     at: float
+    address: str | None = None
 
 
 @final
@@ -64,15 +73,22 @@ class EventLog:
     ) -> None:
         self._clock = clock
         self.listener = listener
+        self.forward: Callable[[SupervisionEvent], None] | None = None
+        """Told every event that names an agent's address (it must not block or raise)."""
         self._events: deque[SupervisionEvent] = deque(maxlen=size)
         self._counts: Counter[str] = Counter()
 
-    def record(self, kind: EventKind, actor: str, detail: str = "") -> None:
-        """Record an event now."""
-        self._events.append(SupervisionEvent(kind, actor, detail, self._clock()))
+    def record(
+        self, kind: EventKind, actor: str, detail: str = "", *, address: str | None = None
+    ) -> None:
+        """Record an event now; ``address``: the agent's, for a change of an agent."""
+        event = SupervisionEvent(kind, actor, detail, self._clock(), address)
+        self._events.append(event)
         self._counts[kind] += 1
         if self.listener is not None:
             self.listener(kind, actor)
+        if address is not None and self.forward is not None:
+            self.forward(event)
 
     def events(
         self, kind: EventKind | None = None, actor: str | None = None

@@ -202,7 +202,7 @@ class KeyedCell(ActorCell):
         for i in range(self.concurrency):
             task_group.start_soon(self._work, name=f"keyed:{self.path}#{i}")
         task_group.start_soon(self._sweep, name=f"keyed:{self.path}:idle")
-        rt.events.record("started", self.path)
+        rt.events.record("started", self.path, address=self.kind)
         log.debug("keyed agent %s started on %s", self.path, self._inbox.subject)
 
     async def revive(self, exc: BaseException | None, cause: str = "") -> None:
@@ -212,7 +212,9 @@ class KeyedCell(ActorCell):
         await self.halt()
         self.generation += 1
         self.restarts += 1
-        self.rt.events.record("restarted", self.path, reason_line(exc) if exc else cause)
+        self.rt.events.record(
+            "restarted", self.path, reason_line(exc) if exc else cause, address=self.kind
+        )
         self._running.set()
 
     async def shutdown(self, deadline: float) -> None:
@@ -320,7 +322,9 @@ class KeyedCell(ActorCell):
                 span.end()
             return False
         act.actor = actor
-        rt.events.record("activated", self.path, f"{key} (fencing token {token})")
+        rt.events.record(
+            "activated", self.path, f"fencing token {token}", address=keyed_name(self.kind, key)
+        )
         if span is not None:
             span.set_attribute("sdk.lease.token", token)
             kept = actor._sdk_state
@@ -392,7 +396,9 @@ class KeyedCell(ActorCell):
         if act.token:
             await self.leases.release(f"{self.kind}.{act.key}", act.token)
         detail = f"crashed: {reason_line(crashed)}" if crashed is not None else "idle or stopped"
-        self.rt.events.record("deactivated", self.path, f"{act.key}: {detail}")
+        self.rt.events.record(
+            "deactivated", self.path, detail, address=keyed_name(self.kind, act.key)
+        )
         if span is not None:
             span.set_attribute("sdk.deactivation.reason", detail)
             span.end()
@@ -409,6 +415,11 @@ class KeyedCell(ActorCell):
             act.token = 0
             if act.actor is not None and act.actor._sdk_timers is not None:
                 act.actor._sdk_timers.cancel_all()
+            if act.actor is not None:
+                self.rt.events.record(
+                    "deactivated", self.path, "lease lost: dropped unsaved",
+                    address=keyed_name(self.kind, act.key),
+                )  # fmt: skip
             act.actor = None
         self.rt.events.record("lease_lost", self.path, f"{len(dropped)} instance(s) dropped")
 

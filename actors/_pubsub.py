@@ -23,9 +23,14 @@ from typing import Any, Final, final
 
 import attrs
 
-from motadata_actors._errors import ConfigError
+from motadata_actors._errors import ConfigError, SubjectError
 from motadata_actors.mailbox import StartAt, check_id, check_token, workflow_subject
 from motadata_actors.mailbox._envelope import Letter, Sealed
+from motadata_actors.mailbox._subjects import (
+    RESERVED_EVENT_PREFIX,
+    STATUS_KINDS,
+    status_event_subject,
+)
 
 from ._runtime import WORKFLOW_TEMPLATE, Runtime
 
@@ -68,7 +73,11 @@ class Subscribe:
 
     Attributes:
         event_type: one event type (one subject token), or ``"*"`` for all of the
-            tenant's events.
+            tenant's events. ``"sdk~lifecycle"`` and ``"sdk~progress"`` are the tenant's
+            status events (agents' life-cycle changes, handlers' progress reports: see
+            :class:`~motadata_actors.actors.AgentLifecycle`); they travel on
+            ``sdk.status.<kind>.<tenant>``, so ``"*"`` does not include them, and they
+            are never kept (not ``durable``).
         queue: the queue group sharing these events: each event goes to one member.
             Default: the actor's name (each actor gets each event once; its replicas
             split them).
@@ -102,6 +111,18 @@ class Subscribe:
     def _check_type(self, _: object, value: object) -> None:
         if value != "*":
             check_token(value, "event type")
+            assert isinstance(value, str)
+            if value.startswith(RESERVED_EVENT_PREFIX) and self._status_kind(value) is None:
+                kinds = ", ".join(RESERVED_EVENT_PREFIX + k for k in STATUS_KINDS)
+                raise SubjectError(
+                    f"event type {value!r} is reserved: of the {RESERVED_EVENT_PREFIX}... "
+                    f"types there are {kinds}"
+                )
+
+    @staticmethod
+    def _status_kind(event_type: str) -> str | None:
+        kind = event_type.removeprefix(RESERVED_EVENT_PREFIX)
+        return kind if kind != event_type and kind in STATUS_KINDS else None
 
     def __attrs_post_init__(self) -> None:
         if self.queue is not None:
@@ -112,6 +133,10 @@ class Subscribe:
                 "nor durable=True (a durable subscription is shared by its group)"
             )
         check_start(self.start)
+        if self.durable and self._status_kind(self.event_type) is not None:
+            raise ConfigError(
+                f"{self.event_type} events are never kept: subscribe without durable=True"
+            )
         if self.ordered and not self.durable:
             raise ConfigError(
                 "ordered=True needs durable=True: only a kept event can hold back the ones "
@@ -129,6 +154,9 @@ class Subscribe:
 
     def subject(self, tenant: str) -> str:
         """The subject (a wildcard for ``"*"``) this subscription reads."""
+        kind = self._status_kind(self.event_type)
+        if kind is not None:
+            return status_event_subject(kind, tenant)
         return f"sdk.events.{self.event_type}.{check_id(tenant, 'tenant')}"
 
     def group(self, actor: str) -> str | None:

@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final, final
 
+import anyio
+
 from motadata_actors._errors import (
     ActorsError,
     AskTimeout,
@@ -35,6 +37,7 @@ from ._clock import SystemClock
 from ._deadline import Deadline
 from ._policy import AskAttempts, AskPolicy
 from ._runtime import AGENT_TEMPLATE, MAILBOX_KINDS, MailboxKind, Runtime, current_context
+from ._status_events import ProgressCallback, ProgressListener
 from ._streaming import MAX_WINDOW, AskStream
 
 if TYPE_CHECKING:
@@ -213,6 +216,7 @@ class ActorRef:
         attempts: int | None = None,
         headers: Mapping[str, str] | None = None,
         codec: str | None = None,
+        on_progress: ProgressCallback | None = None,
     ) -> Any:
         """Send ``msg`` and return the handler's reply, retrying per the ask policy.
 
@@ -229,6 +233,11 @@ class ActorRef:
             attempts: how many attempts at most.
             headers: headers of your own (see :meth:`tell`).
             codec: the codec of this message (see :meth:`tell`).
+            on_progress: called with each :class:`~motadata_actors.actors.Progress` the
+                handler reports (``await ctx.progress(...)``), in order, all before the
+                ask returns; a function or a coroutine function. The reports travel to an
+                inbox of this ask's own (``Sdk-Progress-To``). A callback that raises is
+                logged, and the ask goes on.
 
         Raises:
             AskTimeout: no reply in time (after every attempt).
@@ -236,10 +245,12 @@ class ActorRef:
             RemoteError: the handler raised; carries its type name and message.
             CodecError: ``msg`` or the reply cannot be encoded or decoded.
             ConnectionLost: the connection to NATS is broken.
-            ConfigError: a timeout or attempt count that is not a positive number, or a
-                reserved or malformed header.
+            ConfigError: a timeout or attempt count that is not a positive number, a
+                reserved or malformed header, or an ``on_progress`` that is not callable.
         """
         rt = self._rt
+        if on_progress is not None and not callable(on_progress):
+            raise ConfigError(f"on_progress must be callable, not {on_progress!r}")
         if timeout is None and attempt_timeout is None and attempts is None:
             policy = self._policy
         else:
@@ -269,12 +280,16 @@ class ActorRef:
             await rt.claims.check_in(sealed)
         tel = rt.telemetry
         if tel is None:
-            return await self._ask(subject, sealed, policy, budget, None)
+            if on_progress is None:
+                return await self._ask(subject, sealed, policy, budget, None)
+            return await self._ask_reporting(subject, sealed, policy, budget, None, on_progress)
         span = self._span(sender, subject, sealed)
         started = rt.clock.now()
         error: BaseException | None = None
         try:
-            return await self._ask(subject, sealed, policy, budget, span)
+            if on_progress is None:
+                return await self._ask(subject, sealed, policy, budget, span)
+            return await self._ask_reporting(subject, sealed, policy, budget, span, on_progress)
         except BaseException as exc:
             error = exc
             if span is not None:
@@ -366,6 +381,28 @@ class ActorRef:
         return AskStream(
             self.name, rt, send, sealed, budget, window, window_bytes, self._error, span
         )
+
+    async def _ask_reporting(
+        self,
+        subject: str,
+        sealed: Sealed,
+        policy: AskPolicy,
+        budget: float,
+        span: Any,
+        on_progress: ProgressCallback,
+    ) -> Any:
+        """An ask whose handler's progress reports are handed to ``on_progress``."""
+        listener = ProgressListener(self._rt, on_progress)
+        await listener.open()
+        sealed.report_progress(listener.inbox)
+        try:
+            result = await self._ask(subject, sealed, policy, budget, span)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await listener.close(deliver=False)
+            raise
+        await listener.close(deliver=True)
+        return result
 
     async def _ask(
         self, subject: str, sealed: Sealed, policy: AskPolicy, budget: float, span: Any

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from ._keyed import Tap
     from ._leases import Leases
     from ._reminders import ReminderService
+    from ._status_events import StatusPublisher
     from ._watch import WatchService
 
 __all__ = (
@@ -47,6 +48,7 @@ __all__ = (
     "MAILBOX_KINDS",
     "MailboxKind",
     "Runtime",
+    "STATUS_TEMPLATE",
     "WORKFLOW_TEMPLATE",
     "current_context",
     "reason_line",
@@ -58,6 +60,7 @@ MAILBOX_KINDS: tuple[MailboxKind, ...] = ("core", "durable")
 AGENT_TEMPLATE = "sdk.agent.{from}.{to}.{tenant}"
 EVENT_TEMPLATE = "sdk.events.{event_type}.{tenant}"
 WORKFLOW_TEMPLATE = "sdk.workflow.{workflow_id}.{tenant}"
+STATUS_TEMPLATE = "sdk.status.{kind}.{tenant}"
 
 
 def reason_line(exc: BaseException) -> str:
@@ -112,6 +115,8 @@ class Runtime:
     """The one subscription the keyed kinds here share (made by the first)."""
     watches: WatchService | None = None
     """The watches of this system's agents (made by the first ``watch``)."""
+    status: StatusPublisher | None = None
+    """Publishes the tenant's status events (life cycles, progress); None: turned off."""
 
     def durable(self, what: str) -> DurableStore:
         """The transport's durable side, or a ConfigError saying why ``what`` needs it."""

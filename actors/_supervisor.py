@@ -54,6 +54,12 @@ __all__ = ("Supervisor",)
 log = get_logger("supervision")
 
 
+def _record_crash(rt: Runtime, node: ActorCell | Supervisor, failure: BaseException) -> None:
+    """Record that ``node`` failed to restart (an actor's failure names its address)."""
+    address = node.name if isinstance(node, ActorCell) else None
+    rt.events.record("crashed", node.path, reason_line(failure), address=address)
+
+
 @attrs.define(slots=True, eq=False)
 class _Child:
     node: ActorCell | Supervisor
@@ -363,7 +369,7 @@ class Supervisor:
             try:
                 await child.node.revive(None, f"its supervisor {where} restarted")
             except Exception as failure:
-                self._rt.events.record("crashed", child.node.path, reason_line(failure))
+                _record_crash(self._rt, child.node, failure)
                 self.child_failed(child.node, failure, child.node.generation)
         self._rt.events.record("restarted", where, reason_line(exc) if exc else cause)
 
@@ -448,7 +454,7 @@ class Supervisor:
                     why = f"{self.strategy}: its sibling {failed.node.path} failed"
                     await child.node.revive(None, why)
             except Exception as failure:
-                self._rt.events.record("crashed", child.node.path, reason_line(failure))
+                _record_crash(self._rt, child.node, failure)
                 log.warning("%s failed to restart: %s", child.node.path, reason_line(failure))
                 self.child_failed(child.node, failure, child.node.generation)
 

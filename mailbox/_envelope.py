@@ -44,6 +44,7 @@ __all__ = (
     "MAX_WINDOW",
     "MESSAGE_ID",
     "MESSAGE_TYPE",
+    "PROGRESS_TO",
     "REPLY_TO",
     "STREAM_END",
     "STREAM_SEQ",
@@ -95,6 +96,7 @@ DEAD_REASON: Final = "Sdk-Dead-Reason"
 STREAM_SEQ: Final = "Sdk-Stream-Seq"
 STREAM_END: Final = "Sdk-Stream-End"
 STREAM_WINDOW: Final = "Sdk-Stream-Window"
+PROGRESS_TO: Final = "Sdk-Progress-To"
 
 # Every header a receiver reads, in the case our senders write it. Received names are
 # matched without regard to case (HTTP's rule, which NATS headers follow), so a foreign
@@ -103,7 +105,7 @@ _KNOWN: Final = (
     CONTENT_TYPE, MESSAGE_TYPE, MESSAGE_ID, CORRELATION_ID, TENANT_ID, TIMEOUT_MS,
     ATTEMPT, REPLY_TO, ERROR, DEAD_REASON, STREAM_SEQ, STREAM_END, STREAM_WINDOW, EXPIRES,
     "traceparent", "tracestate", "baggage", "Nats-Msg-Id", "Status", "Description",
-    CONTENT_ENCODING, KEY_ID, CLAIM,
+    CONTENT_ENCODING, KEY_ID, CLAIM, PROGRESS_TO,
 )  # fmt: skip
 _KNOWN_NAMES: Final = frozenset(_KNOWN)
 _CANONICAL: Final = {name.lower(): name for name in _KNOWN}
@@ -283,7 +285,8 @@ _TTL_JS: Final = "Nats-TTL"
 _PUB_ACK: Final = b'{"stream":'
 # A resend from the dead-letter store drops what belonged to the first attempt.
 _NOT_REPLAYED: Final = frozenset(
-    {DEAD_REASON, TIMEOUT_MS, ATTEMPT, REPLY_TO, STREAM_WINDOW, EXPIRES}  # a replay starts afresh
+    # a replay starts afresh: its asker is long gone
+    {DEAD_REASON, TIMEOUT_MS, ATTEMPT, REPLY_TO, STREAM_WINDOW, EXPIRES, PROGRESS_TO}
 )
 
 
@@ -364,6 +367,10 @@ class Sealed(_Ids):
     def streaming(self, window: int, window_bytes: int) -> None:
         """Make it a streaming ask with a credit window of parts and bytes."""
         self.headers[STREAM_WINDOW] = f"{window} {window_bytes}"
+
+    def report_progress(self, inbox: str) -> None:
+        """Ask the handler to send its progress reports to ``inbox`` (``Sdk-Progress-To``)."""
+        self.headers[PROGRESS_TO] = inbox
 
     def replying_to(self, inbox: str) -> dict[str, str]:
         """Its headers naming ``inbox`` in ``Sdk-Reply-To`` (JetStream keeps no reply subject)."""
@@ -640,6 +647,11 @@ class Letter(_Ids):
     def reply_to(self) -> str:
         """``Sdk-Reply-To``: a stored request's asker, "" when none."""
         return self.headers.get(REPLY_TO, "")
+
+    @property
+    def progress_to(self) -> str:
+        """``Sdk-Progress-To``: where the asker wants progress reports, "" when nowhere."""
+        return self.headers.get(PROGRESS_TO, "")
 
     @property
     def is_streaming_ask(self) -> bool:

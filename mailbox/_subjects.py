@@ -61,7 +61,7 @@ __all__ = (
     "new_inbox",
     "parse_subject",
     "split_keyed",
-    "status_subject",
+    "status_event_subject",
     "subject_kind",
     "tenant_agents",
     "watch_subject",
@@ -255,7 +255,7 @@ def event_subject(event_type: str, tenant: str) -> str:
 
     Raises:
         SubjectError: a bad token, or a reserved type (``sdk~...``: status events travel on
-            :func:`status_subject`).
+            :func:`status_event_subject`).
     """
     check_token(event_type, "event type")
     if event_type.startswith(RESERVED_EVENT_PREFIX):
@@ -267,7 +267,7 @@ def event_subject(event_type: str, tenant: str) -> str:
     return f"sdk.events.{event_type}.{check_id(tenant, 'tenant')}"
 
 
-def status_subject(kind: str, tenant: str) -> str:
+def status_event_subject(kind: str, tenant: str) -> str:
     """``sdk.status.<kind>.<tenant>``: the tenant's status events of ``kind``.
 
     ``kind`` is one of :data:`STATUS_KINDS`, or ``*`` for a subscription to all of them.
@@ -276,9 +276,7 @@ def status_subject(kind: str, tenant: str) -> str:
         SubjectError: another kind, or a bad tenant.
     """
     if kind != "*" and kind not in STATUS_KINDS:
-        raise SubjectError(
-            f"status kind {kind!r} is not one of {', '.join(STATUS_KINDS)}"
-        )
+        raise SubjectError(f"status kind {kind!r} is not one of {', '.join(STATUS_KINDS)}")
     return f"sdk.status.{kind}.{check_id(tenant, 'tenant')}"
 
 
@@ -334,7 +332,7 @@ class Subject:
         if self.kind == "workflow":
             return workflow_subject(self.target, self.tenant)
         if self.kind == "status":
-            return status_subject(self.target, self.tenant)
+            return status_event_subject(self.target, self.tenant)
         return dlq_subject(self.target, self.tenant)
 
 
@@ -361,7 +359,7 @@ def parse_subject(subject: str) -> Subject:
             dlq_subject(target, tenant)
             return Subject("dlq", tenant, target)
         if kind == "status" and target != "*":
-            status_subject(target, tenant)
+            status_event_subject(target, tenant)
             return Subject("status", tenant, target)
     raise SubjectError(
         f"{subject!r} is not an SDK subject (sdk.agent|events|workflow|dlq|status....)"

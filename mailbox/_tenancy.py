@@ -63,8 +63,9 @@ def tenant_permissions(tenant: str) -> dict[str, list[str]]:
     """The subjects a tenant's user may publish and subscribe to, inside its own account.
 
     Every subject kind of the tenant: agents (``sdk.agent.<from>.<to>.<tenant>``), events,
-    workflows, dead letters, system/status requests, reminders, termination notices of
-    watched agents, the tenant's reply inbox prefix, the key-value buckets of keyed agents
+    workflows, dead letters, system/status requests, status events (life cycles and
+    progress), reminders, termination notices of watched agents, the tenant's reply inbox
+    prefix, the key-value buckets of keyed agents
     (leases, nodes, state), the object store of large bodies (claim checks), and the
     JetStream API, acks and delivery advisories its durable mailboxes use.
     """
@@ -76,6 +77,7 @@ def tenant_permissions(tenant: str) -> dict[str, list[str]]:
         f"sdk.dlq.*.{tenant}",
         f"sdk.system.{tenant}",
         f"sdk.system.{tenant}.>",
+        f"sdk.status.*.{tenant}",
         f"sdk.reminder.*.*.{tenant}",
         f"sdk.reminded.{tenant}",
         f"sdk.watch.*.{tenant}",

@@ -159,16 +159,30 @@ def _parser() -> argparse.ArgumentParser:
     apidoc.add_argument("--out", default="build/api", help="output directory (default: build/api)")
     status = commands.add_parser(
         "status",
-        help="which agents run, their replicas and mailbox depth (needs NATS_URL)",
+        help="which agents run, their replicas and mailbox depth; --follow: changes live "
+        "(needs NATS_URL)",
         description=(
             "Asks every process of the tenant on sdk.system.<tenant> and prints what "
             "answered: each agent's mailbox kind, replicas (processes running it), queued "
-            "messages and counters, then the durable mailboxes' backlog."
+            "messages and counters, then the durable mailboxes' backlog. With --follow it "
+            "prints the tenant's status events as they happen instead, one line each: "
+            "agents started, crashed, restarted, stopped, activated, deactivated "
+            "(sdk.status.lifecycle.<tenant>) and handlers' progress "
+            "(sdk.status.progress.<tenant>), until Ctrl-C."
         ),
     )
     status.add_argument("--tenant", required=True, help="the tenant id")
     status.add_argument(
         "--wait", type=float, default=0.5, help="seconds to wait for answers (default 0.5)"
+    )
+    status.add_argument(
+        "--follow", action="store_true", help="print status events live until interrupted"
+    )
+    status.add_argument(
+        "--only",
+        choices=("lifecycle", "progress"),
+        default=None,
+        help="with --follow: only life-cycle changes, or only progress reports",
     )
     gateway = commands.add_parser(
         "gateway",
@@ -264,6 +278,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 if failed:
                     return 1
+        elif args.command == "status" and args.follow:
+            from motadata_actors._status_cli import follow_status
+
+            asyncio.run(_cancel_on_signals(follow_status(
+                Settings.from_env(), args.tenant, lifecycle=args.only != "progress",
+                progress=args.only != "lifecycle",
+            )))  # fmt: skip
         elif args.command == "status":
             from motadata_actors._status_cli import show_status
 

@@ -1,27 +1,37 @@
-"""``python -m motadata_actors status``: which agents run where, replicas and backlog."""
+"""``python -m motadata_actors status``: which agents run where, replicas and backlog.
+
+``status --follow`` prints the tenant's status events live instead, one line each.
+"""
 
 from __future__ import annotations
 
+import datetime
 import sys
 from typing import Any, TextIO
 
 from motadata_actors._errors import ConfigError
 from motadata_actors._settings import Settings
-from motadata_actors.actors import summarize
-from motadata_actors.actors._config import nats_transport
+from motadata_actors.actors import AgentLifecycle, Progress, summarize
+from motadata_actors.actors._config import codec_limits, nats_transport
 from motadata_actors.actors._status import gather_status
+from motadata_actors.actors._status_events import StatusEvent, StatusFeed
+from motadata_actors.codecs import Codecs, KeyRing
 from motadata_actors.mailbox import check_id
 
-__all__ = ("show_status",)
+__all__ = ("follow_status", "format_status", "show_status")
+
+
+def _check(settings: Settings, tenant: str) -> None:
+    check_id(tenant, "tenant")
+    if not settings.enable_nats or not settings.nats_urls:
+        raise ConfigError("status asks the processes over NATS: set NATS_URL to their server")
 
 
 async def show_status(
     settings: Settings, tenant: str, wait: float, out: TextIO = sys.stdout
 ) -> int:
     """Print every agent of ``tenant`` with its replicas and totals; return how many."""
-    check_id(tenant, "tenant")
-    if not settings.enable_nats or not settings.nats_urls:
-        raise ConfigError("status asks the processes over NATS: set NATS_URL to their server")
+    _check(settings, tenant)
     transport = nats_transport(settings, tenant, name="motadata-actors/status")
     await transport.start()
     try:
@@ -58,3 +68,50 @@ def _keyed(reports: list[Any], out: TextIO) -> None:
                   f"{a.get('keys', 0)} active key(s)", file=out)  # fmt: skip
             for key, idle, size in a.get("instances", []):
                 print(f"  {key:<32} idle {idle:>7.1f}s  state {size:>7} B", file=out)
+
+
+async def follow_status(
+    settings: Settings,
+    tenant: str,
+    *,
+    lifecycle: bool = True,
+    progress: bool = True,
+    out: TextIO = sys.stdout,
+) -> None:
+    """Print ``tenant``'s status events as they come, one line each, until cancelled.
+
+    Bodies are read by their ``Content-Type`` whatever ``CODEC_TYPE`` says; sealed ones
+    with ``SDK_SEAL_KEYS``.
+    """
+    _check(settings, tenant)
+    codecs = Codecs(settings.codec, limits=codec_limits(settings))
+    if settings.seal_keys:
+        codecs.keys = KeyRing.parse(settings.seal_keys)
+    transport = nats_transport(settings, tenant, name="motadata-actors/status-follow")
+    await transport.start()
+    try:
+        feed = StatusFeed(transport, tenant, codecs, lifecycle=lifecycle, progress=progress)
+        async with feed:
+            print(f"following {feed.subject} (Ctrl-C stops)", file=out, flush=True)
+            async for event in feed:
+                print(format_status(event), file=out, flush=True)
+    finally:
+        await transport.aclose()
+
+
+def format_status(event: StatusEvent) -> str:
+    """One line for a status event: time, what, which agent, and the details."""
+    when = datetime.datetime.fromtimestamp(event.time, datetime.UTC).strftime("%H:%M:%S.%f")[:-3]
+    if isinstance(event, AgentLifecycle):
+        where = f"{event.path} on {event.host}:{event.pid}"
+        why = f": {event.reason}" if event.reason else ""
+        return f"{when} {event.change:<11} {event.agent:<24} {where}{why}"
+    assert isinstance(event, Progress)
+    amount = ""
+    if event.done is not None:
+        amount = f"{event.done:g}" + (f"/{event.total:g}" if event.total is not None else "")
+        if event.fraction is not None:
+            amount += f" ({event.fraction:.0%})"
+    value = "" if event.value is None else repr(event.value)
+    details = " ".join(part for part in (amount, value) if part)
+    return f"{when} {'progress':<11} {event.agent:<24} {details} [{event.correlation_id}]"
