@@ -48,6 +48,7 @@ from ._ref import ActorRef
 from ._runtime import MailboxKind, Runtime
 from ._signals import watch_signals
 from ._status import gather_status, serve_status
+from ._status_events import StatusFeed, StatusPublisher
 from ._supervisor import Supervisor
 
 __all__ = ("ActorSystem",)
@@ -178,6 +179,7 @@ class ActorSystem:
             raise ConfigError(f"lease_time must be > 0 seconds, not {lease_time!r}")
         self._lease_time = float(lease_time)
         self._keys = keys
+        self._feeds: set[StatusFeed] = set()
 
     @property
     def transport(self) -> Transport:
@@ -222,6 +224,8 @@ class ActorSystem:
         if codecs.keys is None and settings.seal_keys:
             codecs.keys = KeyRing.parse(settings.seal_keys)
         telemetry = self._telemetry(settings)
+        if telemetry is not None and settings.codec_metrics:
+            telemetry.instrument_codecs(codecs)  # codec metrics; else the codecs are bare
         self._grace = settings.shutdown_grace
         self._stop_signal = None
         # Everything entry makes goes on one stack, so a failure at any step releases what
@@ -264,6 +268,9 @@ class ActorSystem:
                     settings, self.tenant, name=f"motadata-actors/{self.tenant}", servers=urls
                 )
         await transport.start()
+        # After the connection closed (drained: what was in flight has landed), the
+        # status feeds end their iteration.
+        stack.callback(self._end_feeds)
         stack.push_async_callback(_shielded, transport.aclose)
         store = transport.dead_letters if isinstance(transport, KeepsDeadLetters) else None
         kept = store is not None and await store.keep(
@@ -313,12 +320,18 @@ class ActorSystem:
             self._events.listener = telemetry.count_event
             telemetry.meter.create_observable_gauge(
                 "sdk.mailbox.depth",
-                callbacks=[self._observe_mailboxes],
+                callbacks=[telemetry.on_loop(self._observe_mailboxes)],  # readers' threads
                 unit="{message}",
                 description="Messages waiting in an actor's mailbox",
             )
         tg = self._tg = await stack.enter_async_context(anyio.create_task_group())
         self._rt.task_group = tg
+        publishing = anyio.CancelScope()
+        if settings.status_events:
+            publisher = self._rt.status = StatusPublisher(self._rt)
+            self._events.forward = publisher.changed
+            stack.callback(setattr, self._events, "forward", None)
+            await tg.start(publisher.run, publishing, name="status-events")
         root = self._root = Supervisor(
             self._rt, "", None, tg,
             strategy="one_for_one",
@@ -327,7 +340,7 @@ class ActorSystem:
             on_escalate=self._escalated,
         )  # fmt: skip
         lag, status = anyio.CancelScope(), anyio.CancelScope()
-        stack.push_async_callback(self._stop_actors, root, (lag, status))
+        stack.push_async_callback(self._stop_actors, root, (lag, status, publishing))
         await root._start()
         tg.start_soon(self._watch_loop_lag, lag, name="loop-lag")
         await tg.start(self._serve_status, status, name="status")
@@ -359,6 +372,9 @@ class ActorSystem:
                 await rt.reminders.close()
             if rt is not None and rt.leases is not None:
                 await rt.leases.close()
+            if rt is not None and rt.status is not None:
+                self._events.forward = None
+                await rt.status.close()  # the last changes (stopped...) go out first
         for scope in background:
             scope.cancel()
 
@@ -404,7 +420,7 @@ class ActorSystem:
             from opentelemetry import trace
 
             if type(trace.get_tracer_provider()).__name__ == "ProxyTracerProvider":
-                setup_telemetry()  # nothing configured yet: build it from OTEL_*
+                setup_telemetry(settings=settings)  # nothing configured yet: from OTEL_*
         return Telemetry(self.tenant, tracer, meter)
 
     def _observe_mailboxes(self, options: Any) -> list[Any]:
@@ -563,6 +579,47 @@ class ActorSystem:
     ) -> None:
         """Publish an event on ``sdk.events.<event_type>.<tenant>``; see :meth:`Context.publish`."""
         await self._runtime.publish_event(event, event_type, durable=durable)
+
+    def follow_status(
+        self, *, lifecycle: bool = True, progress: bool = True, capacity: int = 1024
+    ) -> StatusFeed:
+        """Follow the tenant's status events live, from every process of the tenant.
+
+        An async iterator of :class:`~motadata_actors.actors.AgentLifecycle` (an agent
+        started, crashed, restarted, stopped; a keyed instance activated or deactivated)
+        and :class:`~motadata_actors.actors.Progress` (a handler's ``ctx.progress``), as
+        they are published on ``sdk.status.lifecycle.<tenant>`` and
+        ``sdk.status.progress.<tenant>``. Subscribed on entry: nothing keeps status
+        events, so what happened before is not seen. Iteration ends when the feed is
+        closed or this system stops (after what was published until then).
+
+        Example::
+
+            async with system.follow_status(progress=False) as feed:
+                async for change in feed:
+                    print(change.agent, change.change, change.reason)
+
+        Args:
+            lifecycle: receive the agents' life-cycle changes.
+            progress: receive the handlers' progress reports.
+            capacity: events this follower may fall behind by; past it the newest are
+                lost (over NATS, counted in :attr:`StatusFeed.dropped`).
+
+        Raises:
+            ConfigError: neither ``lifecycle`` nor ``progress``, or a bad capacity.
+        """
+        rt = self._runtime
+        feed = StatusFeed(
+            rt.transport, self.tenant, rt.codecs, lifecycle=lifecycle, progress=progress,
+            capacity=capacity, on_close=self._feeds.discard,
+        )  # fmt: skip
+        self._feeds.add(feed)
+        return feed
+
+    def _end_feeds(self) -> None:
+        feeds, self._feeds = list(self._feeds), set()
+        for feed in feeds:
+            feed.end()
 
     def workflow(self, workflow_id: str) -> Workflow:
         """The workflow ``workflow_id`` of this tenant, to publish steps or read its history.

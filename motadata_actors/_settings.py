@@ -32,6 +32,8 @@ _MAX_SIZE = 1024 * 1024 - 4096  # below nats-server's default max_payload of 1 M
 _MAX_DEPTH = 32
 _MAX_LENGTH = 100_000
 _WEEK = 7 * 24 * 3600.0
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+_LOG_LEVELS: tuple[LogLevel, ...] = ("debug", "info", "warning", "error", "critical")
 
 
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -83,6 +85,26 @@ def _count(env: Mapping[str, str], name: str, default: int) -> int:
     if value < 1:
         raise ConfigError(f"{name}={raw!r} must be a positive whole number")
     return value
+
+
+def _port_or_off(env: Mapping[str, str], name: str) -> int | None:
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return None
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise ConfigError(f"{name}={raw!r} must be a port number, 0 to 65535 (0: any free port)")
+    return value
+
+
+def _level_or_none(env: Mapping[str, str], name: str) -> LogLevel | None:
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return None
+    return _choice(env, name, _LOG_LEVELS, "warning")
 
 
 def _choice(env: Mapping[str, str], name: str, choices: tuple[T, ...], default: T) -> T:
@@ -195,6 +217,11 @@ _READERS: dict[str, Callable[[Mapping[str, str]], Any]] = {
     "codec": _codec,
     "enable_codec": lambda env: _flag(env, "ENABLE_CODEC", True),
     "enable_otel": lambda env: _flag(env, "ENABLE_OTEL", False),
+    "log_export_level": lambda env: _level_or_none(env, "SDK_LOG_EXPORT_LEVEL"),
+    "log_export_root": lambda env: _flag(env, "SDK_LOG_EXPORT_ROOT", False),
+    "prometheus_port": lambda env: _port_or_off(env, "SDK_PROMETHEUS_PORT"),
+    "prometheus_host": lambda env: _text(env, "SDK_PROMETHEUS_HOST") or "127.0.0.1",
+    "codec_metrics": lambda env: _flag(env, "SDK_CODEC_METRICS", True),
     "ask_timeout": lambda env: _positive(env, "SDK_ASK_TIMEOUT", 5.0),
     "mailbox_capacity": lambda env: _count(env, "SDK_MAILBOX_CAPACITY", _CAPACITY),
     "max_message_size": lambda env: _count(env, "SDK_MAX_MESSAGE_SIZE", _MAX_SIZE),
@@ -228,6 +255,7 @@ _READERS: dict[str, Callable[[Mapping[str, str]], Any]] = {
     "claim_above": lambda env: _size_or_off(env, "SDK_CLAIM_ABOVE"),
     "claim_max_size": lambda env: _count(env, "SDK_CLAIM_MAX_SIZE", 1024**3),
     "claim_ttl": lambda env: _positive(env, "SDK_CLAIM_TTL", 3600.0),
+    "status_events": lambda env: _flag(env, "SDK_STATUS_EVENTS", True),
     "nats_token": lambda env: _text(env, "NATS_TOKEN"),
     "nats_user": lambda env: _text(env, "NATS_USER"),
     "nats_password": lambda env: _text(env, "NATS_PASSWORD"),
@@ -264,6 +292,21 @@ class Settings:
             :class:`~motadata_actors.integrations.NatsClient` send payloads as the bytes
             they are and refuse other values (actors always encode).
         enable_otel: ``ENABLE_OTEL``.
+        log_export_level: ``SDK_LOG_EXPORT_LEVEL``, ``debug``, ``info``, ``warning``,
+            ``error`` or ``critical``: the lowest level of log records exported with
+            OpenTelemetry (when telemetry is on and logs are exported); it also lowers the
+            library's ``motadata_actors`` logger to that level when it has none of its own.
+            Unset: what the logging configuration lets through.
+        log_export_root: ``SDK_LOG_EXPORT_ROOT``, export the root logger's records (the
+            application's and every library's), not only those of ``motadata_actors``.
+        prometheus_port: ``SDK_PROMETHEUS_PORT``, serve a Prometheus scrape endpoint
+            (``/metrics``) on this port when telemetry is on (needs
+            ``pip install 'motadata-actors[prometheus]'``); 0: any free port; unset: none.
+        prometheus_host: ``SDK_PROMETHEUS_HOST``, the address it listens on
+            (``127.0.0.1`` by default: loopback only).
+        codec_metrics: ``SDK_CODEC_METRICS``, with telemetry on, time every encode and
+            decode and record the sizes, per codec (``sdk.codec.*``: four data points per
+            ask and reply); ``false`` saves their cost.
         ask_timeout: ``SDK_ASK_TIMEOUT``, default seconds for an ask.
         mailbox_capacity: ``SDK_MAILBOX_CAPACITY``, messages an actor's mailbox holds.
         max_message_size: ``SDK_MAX_MESSAGE_SIZE``, bytes of one message's body, checked
@@ -318,6 +361,11 @@ class Settings:
             store (1 GiB by default); it replaces ``SDK_MAX_MESSAGE_SIZE`` while claims are on.
         claim_ttl: ``SDK_CLAIM_TTL``, seconds an object is kept at most (one hour by
             default): what a crashed sender or receiver leaves is gone after it.
+        status_events: ``SDK_STATUS_EVENTS``, publish the tenant's status events: each
+            agent's life-cycle changes on ``sdk.status.lifecycle.<tenant>`` and handlers'
+            ``ctx.progress`` on ``sdk.status.progress.<tenant>`` (one core publish each;
+            nobody listening costs nothing more). ``false`` turns both off; progress still
+            reaches an asker that asked for it.
         nats_token: ``NATS_TOKEN``, a token to authenticate with (never shown).
         nats_user: ``NATS_USER``, a user name (with ``NATS_PASSWORD``).
         nats_password: ``NATS_PASSWORD`` (never shown).
@@ -334,6 +382,11 @@ class Settings:
     codec: CodecName = _from_env("codec")  # noqa: RUF009 (an attrs field, not a call per instance)
     enable_codec: bool = _from_env("enable_codec")
     enable_otel: bool = _from_env("enable_otel")
+    log_export_level: LogLevel | None = _from_env("log_export_level")  # noqa: RUF009
+    log_export_root: bool = _from_env("log_export_root")
+    prometheus_port: int | None = _from_env("prometheus_port")
+    prometheus_host: str = _from_env("prometheus_host")
+    codec_metrics: bool = _from_env("codec_metrics")
     ask_timeout: float = _from_env("ask_timeout")
     mailbox_capacity: int = _from_env("mailbox_capacity")
     max_message_size: int = _from_env("max_message_size")
@@ -365,6 +418,7 @@ class Settings:
     claim_above: int = _from_env("claim_above")
     claim_max_size: int = _from_env("claim_max_size")
     claim_ttl: float = _from_env("claim_ttl")
+    status_events: bool = _from_env("status_events")
     nats_token: str | None = _from_env("nats_token", repr=secret_repr)
     nats_user: str | None = _from_env("nats_user")
     nats_password: str | None = _from_env("nats_password", repr=secret_repr)

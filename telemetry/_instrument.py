@@ -21,16 +21,23 @@ follow them; where they leave a choice, this module documents it:
   global propagator API whenever telemetry is on, sampled or not, so a custom propagator
   set by the application is used.
 
+Metrics: the conventions' ``messaging.client.sent.messages``, ``...consumed.messages`` and
+``messaging.process.duration`` (with ``messaging.system`` and ``messaging.operation.name``),
+and ours under ``sdk.``: bytes sent and handled, ask durations, codec durations and sizes
+(:meth:`Telemetry.instrument_codecs`), supervision events; tenant and agent on each.
+
 Library code uses the OpenTelemetry API only; the SDK is wired by :func:`setup`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import importlib.metadata
 import re
 import time
-from collections.abc import Awaitable, Mapping, MutableMapping
-from typing import Any, Final, TypeVar, final
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
+from typing import Any, Final, TypeVar, cast, final
 
 from opentelemetry import baggage, propagate, trace
 from opentelemetry import context as otel_context
@@ -41,9 +48,22 @@ from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.trace.span import TraceState
 
+from ._logging import get_logger
+
 T = TypeVar("T")
 
 __all__ = ("SCHEMA_URL", "Telemetry")
+
+log = get_logger("telemetry")
+
+# Histogram buckets (advisory: a view the application sets wins). The SDK's default
+# buckets (0 to 10000) suit milliseconds; these suit what is recorded.
+_SECONDS: Final = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+"""The semantic conventions' buckets for messaging durations, in seconds."""
+_CODEC_SECONDS: Final = (
+    1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 0.1,
+)  # fmt: skip
+_BYTES: Final = (64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216)
 
 SCHEMA_URL: Final = "https://opentelemetry.io/schemas/1.44.0"
 
@@ -203,12 +223,36 @@ class Telemetry:
         self.consumed = meter.create_counter(
             "messaging.client.consumed.messages", unit="{message}", description="Messages handled"
         )
+        self.sent_bytes = meter.create_counter(
+            "sdk.client.sent.bytes", unit="By", description="Bytes of message bodies sent"
+        )
+        self.consumed_bytes = meter.create_counter(
+            "sdk.client.consumed.bytes", unit="By", description="Bytes of message bodies handled"
+        )
         self.process_duration = meter.create_histogram(
-            "messaging.process.duration", unit="s", description="Time a handler took"
-        )
+            "messaging.process.duration", unit="s", description="Time a handler took",
+            explicit_bucket_boundaries_advisory=_SECONDS,
+        )  # fmt: skip
         self.ask_duration = meter.create_histogram(
-            "sdk.ask.duration", unit="s", description="Time an ask took, all attempts"
-        )
+            "sdk.ask.duration", unit="s", description="Time an ask took, all attempts",
+            explicit_bucket_boundaries_advisory=_SECONDS,
+        )  # fmt: skip
+        self.encode_duration = meter.create_histogram(
+            "sdk.codec.encode.duration", unit="s", description="Time a codec took to encode",
+            explicit_bucket_boundaries_advisory=_CODEC_SECONDS,
+        )  # fmt: skip
+        self.decode_duration = meter.create_histogram(
+            "sdk.codec.decode.duration", unit="s", description="Time a codec took to decode",
+            explicit_bucket_boundaries_advisory=_CODEC_SECONDS,
+        )  # fmt: skip
+        self.encode_size = meter.create_histogram(
+            "sdk.codec.encode.size", unit="By", description="Bytes a codec encoded to",
+            explicit_bucket_boundaries_advisory=_BYTES,
+        )  # fmt: skip
+        self.decode_size = meter.create_histogram(
+            "sdk.codec.decode.size", unit="By", description="Bytes a codec decoded",
+            explicit_bucket_boundaries_advisory=_BYTES,
+        )  # fmt: skip
         self._events = {
             "timeout": meter.create_counter("sdk.ask.timeouts", unit="{attempt}"),
             "retry": meter.create_counter("sdk.ask.retries", unit="{attempt}"),
@@ -227,26 +271,41 @@ class Telemetry:
             "reminded": meter.create_counter("sdk.reminders.fired", unit="{reminder}"),
         }
         self.state_size = meter.create_histogram(
-            "sdk.state.size", unit="By", description="Bytes of agent state loaded or saved"
-        )
+            "sdk.state.size", unit="By", description="Bytes of agent state loaded or saved",
+            explicit_bucket_boundaries_advisory=_BYTES,
+        )  # fmt: skip
         self.state_duration = meter.create_histogram(
-            "sdk.state.duration", unit="s", description="Time an agent state load or save took"
-        )
+            "sdk.state.duration", unit="s", description="Time an agent state load or save took",
+            explicit_bucket_boundaries_advisory=_SECONDS,
+        )  # fmt: skip
         self.state_conflicts = meter.create_counter(
             "sdk.state.conflicts", unit="{save}", description="State saves refused as stale"
         )
         self._agents: dict[str, str] = {}
-        self._attribute_cache: dict[str, dict[str, str]] = {}
+        self._send_attributes: dict[str, dict[str, str]] = {}
+        self._process_attributes: dict[str, dict[str, str]] = {}
+        self._timed: dict[int, _TimedCodec] = {}
 
     # -- attributes -------------------------------------------------------------------
 
-    def _metric_attributes(self, to: str) -> dict[str, str]:
-        """The (cached, not to be changed) data-point attributes for agent ``to``."""
-        attributes = self._attribute_cache.get(to)
+    def _metric_attributes(self, to: str, operation: str = "process") -> dict[str, str]:
+        """The (cached, not to be changed) data-point attributes of a message to ``to``.
+
+        ``messaging.system`` and ``messaging.operation.name`` (``send``, ``process``) are
+        the ones the conventions require of messaging metrics; ``sdk.tenant.id`` and
+        ``sdk.agent.to`` attribute the message to a tenant and an agent.
+        """
+        cache = self._process_attributes if operation == "process" else self._send_attributes
+        attributes = cache.get(to)
         if attributes is None:
-            attributes = {"sdk.tenant.id": self.tenant, "sdk.agent.to": self.agent(to)}
-            if len(self._attribute_cache) < _MAX_AGENTS * 2:
-                self._attribute_cache[to] = attributes
+            attributes = {
+                "messaging.system": "nats",
+                "messaging.operation.name": operation,
+                "sdk.tenant.id": self.tenant,
+                "sdk.agent.to": self.agent(to),
+            }
+            if len(cache) < _MAX_AGENTS * 2:
+                cache[to] = attributes
         return attributes
 
     def agent(self, name: str) -> str:
@@ -303,7 +362,9 @@ class Telemetry:
         Returns None (and injects the current context as it is) under an unsampled parent.
         """
         current = otel_context.get_current()
-        self.sent.add(1, self._metric_attributes(to))
+        attributes = self._metric_attributes(to, "send")
+        self.sent.add(1, attributes)
+        self.sent_bytes.add(body_size, attributes)
         parent = trace.get_current_span(current)
         if _sampled(parent) is False:
             _inject(headers, current, parent)
@@ -335,6 +396,7 @@ class Telemetry:
         Returns (span or None, the token to :meth:`end_process`, the start time).
         """
         parent_ctx = _extract(headers) if headers else _EMPTY
+        self.consumed_bytes.add(body_size, self._metric_attributes(to))
         start = time.perf_counter()
         if _sampled(trace.get_current_span(parent_ctx)) is False:
             return None, otel_context.attach(parent_ctx), start
@@ -450,3 +512,158 @@ class Telemetry:
         if error is not None:
             attributes["error.type"] = type(error).__name__
         self.ask_duration.record(seconds, attributes)
+
+    # -- observable instruments -----------------------------------------------------------
+
+    @staticmethod
+    def on_loop(callback: Callable[[Any], Sequence[Any]]) -> Callable[[Any], Sequence[Any]]:
+        """``callback`` of an observable instrument, made to run on the current event loop.
+
+        Metric readers call observable callbacks from their own threads (the periodic OTLP
+        exporter's, a Prometheus scrape's), but what such a callback reads (actors,
+        mailboxes, the loop's clock) belongs to the event loop: from another thread the
+        call is handed to the loop and waited for, at most a second (a loop blocked that
+        long gives no observations this time). On the loop's own thread (an in-memory
+        reader read by async code) it runs at once. Once the loop has stopped it observes
+        nothing.
+        """
+        loop = asyncio.get_running_loop()
+
+        def observe(options: Any) -> Sequence[Any]:
+            try:
+                current: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+            except RuntimeError:
+                current = None
+            if current is loop:
+                return callback(options)
+            if not loop.is_running():
+                return []
+            done: concurrent.futures.Future[Sequence[Any]] = concurrent.futures.Future()
+
+            def run() -> None:
+                if done.set_running_or_notify_cancel():
+                    try:
+                        done.set_result(callback(options))
+                    except BaseException as exc:
+                        done.set_exception(exc)
+
+            try:
+                loop.call_soon_threadsafe(run)
+            except RuntimeError:  # closed meanwhile
+                return []
+            timeout = min(1.0, getattr(options, "timeout_millis", 1000.0) / 1000)
+            try:
+                return done.result(timeout)
+            except concurrent.futures.TimeoutError:
+                done.cancel()
+                return []
+
+        return observe
+
+    # -- codecs ---------------------------------------------------------------------------
+
+    def instrument_codecs(self, codecs: Any) -> None:
+        """Measure the codecs of ``codecs`` (a system's codec set) from now on.
+
+        Each codec is replaced in the set by a :class:`_TimedCodec` around it, so every
+        body this system encodes or decodes records ``sdk.codec.encode.duration`` and
+        ``.size`` (or ``decode``), per codec. With telemetry off this is never called and
+        the codecs are the codecs: nothing is measured and nothing is paid.
+
+        The codec set has no hook for this (codecs knows nothing of telemetry), so its
+        lookup tables are taken over here; a plug-in codec started later is wrapped when
+        it is added to them.
+        """
+        names = ("_by_name", "_by_content_type")
+        tables = [getattr(codecs, name, None) for name in names]
+        if not all(isinstance(table, dict) for table in tables):
+            log.warning("codec metrics are off: the codec set has no lookup tables to wrap")
+            return
+        for name, table in zip(names, tables, strict=True):
+            setattr(codecs, name, _TimedTable(self, cast(dict[str, Any], table)))
+        codecs.default = self.timed(codecs.default)
+
+    def timed(self, codec: Any) -> Any:
+        """``codec``, measured (:meth:`instrument_codecs`); a measured one as it is."""
+        if type(codec) is _TimedCodec:
+            return codec
+        timed = self._timed.get(id(codec))
+        if timed is None:  # one wrapper per codec, whichever table it is found in
+            timed = self._timed[id(codec)] = _TimedCodec(codec, self)
+        return timed
+
+
+@final
+class _TimedCodec:
+    """A codec that records the time each encode and decode takes, and the bytes.
+
+    Data points carry ``sdk.tenant.id`` and ``sdk.codec.name``, and ``error.type`` when
+    the codec raised (its duration only). Anything else is the wrapped codec's.
+    """
+
+    __slots__ = ("_attributes", "_codec", "_tel", "content_type", "name")
+
+    def __init__(self, codec: Any, tel: Telemetry) -> None:
+        self._codec = codec
+        self._tel = tel
+        self.name: str = codec.name
+        self.content_type: str = codec.content_type
+        self._attributes = {"sdk.tenant.id": tel.tenant, "sdk.codec.name": codec.name}
+
+    def __getattr__(self, name: str) -> Any:  # registry, limits, a codec's own extras
+        return getattr(self._codec, name)
+
+    def __repr__(self) -> str:
+        return f"<timed {self._codec!r}>"
+
+    def _failed(self, histogram: Any, start: float, error: Exception) -> None:
+        histogram.record(
+            time.perf_counter() - start, {**self._attributes, "error.type": type(error).__name__}
+        )
+
+    def encode(self, obj: object) -> bytes:
+        """Encode with the wrapped codec, measured."""
+        tel, start = self._tel, time.perf_counter()
+        try:
+            data: bytes = self._codec.encode(obj)
+        except Exception as exc:
+            self._failed(tel.encode_duration, start, exc)
+            raise
+        tel.encode_duration.record(time.perf_counter() - start, self._attributes)
+        tel.encode_size.record(len(data), self._attributes)
+        return data
+
+    def encode_inline(self, obj: object) -> bytes:
+        """Encode inline with the wrapped codec, measured."""
+        tel, start = self._tel, time.perf_counter()
+        try:
+            data: bytes = self._codec.encode_inline(obj)
+        except Exception as exc:
+            self._failed(tel.encode_duration, start, exc)
+            raise
+        tel.encode_duration.record(time.perf_counter() - start, self._attributes)
+        tel.encode_size.record(len(data), self._attributes)
+        return data
+
+    def decode(self, data: bytes, cls: type[Any] | None = None) -> Any:
+        """Decode with the wrapped codec, measured."""
+        tel, start = self._tel, time.perf_counter()
+        try:
+            value = self._codec.decode(data, cls)
+        except Exception as exc:
+            self._failed(tel.decode_duration, start, exc)
+            raise
+        tel.decode_duration.record(time.perf_counter() - start, self._attributes)
+        tel.decode_size.record(len(data), self._attributes)
+        return value
+
+
+class _TimedTable(dict[str, Any]):
+    """A codec set's lookup table whose codecs are measured, those added later too."""
+
+    def __init__(self, tel: Telemetry, table: dict[str, Any]) -> None:
+        self._tel = tel
+        super().__init__({key: tel.timed(codec) for key, codec in table.items()})
+
+    def __setitem__(self, key: str, codec: Any) -> None:
+        super().__setitem__(key, self._tel.timed(codec))
