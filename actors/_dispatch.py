@@ -340,11 +340,29 @@ class Dispatcher:
         """Refuse a message before its handler: an asker hears why; it is dead-lettered."""
         cell = self._cell
         cell.rejected += 1
+        exc = await self._who_knows(letter, exc)
         reason = reason_line(exc)
         log.warning("actor %s rejected a message on %s: %s", cell.path, letter.subject, reason)
         if letter.reply:
             await self._rt.send_error(letter.reply, type(exc).__name__, str(exc), "sdk")
         await cell.dead_letter(letter.message, reason)
+
+    async def _who_knows(self, letter: Letter, exc: ActorsError) -> ActorsError:
+        """An unknown message type's error, with the process the schema registry names."""
+        rt = self._rt
+        wire_name = letter.message_type
+        if (
+            rt.schemas is None or not isinstance(exc, CodecError) or wire_name is None
+            or wire_name in rt.codecs.registry
+        ):  # fmt: skip
+            return exc
+        known = await rt.schemas.known(wire_name)
+        if known is None:
+            return exc
+        return CodecError(
+            f"{exc}; the tenant's schema registry says process {known.get('process')} knows "
+            "it: register its class here too, or send it to an agent there"
+        )
 
     async def _reply(self, letter: Letter, result: object) -> None:
         rt = self._rt

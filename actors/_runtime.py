@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from ._keyed import Tap
     from ._leases import Leases
     from ._reminders import ReminderService
+    from ._schemas import SchemaRegistry
     from ._status_events import StatusPublisher
     from ._watch import WatchService
 
@@ -104,6 +105,8 @@ class Runtime:
     compress_above: int = 0
     """Bytes above which sent bodies are zstd-compressed (0: never)."""
     claims: Claims | None = None
+    schemas: SchemaRegistry | None = None
+    """The tenant's shared schema registry (set once the system has started)."""
     """Claim checks (``SDK_CLAIM_ABOVE``): large bodies through the object store; None: off."""
     lease_time: float = 10.0
     """Seconds a node lease of keyed agents lasts without renewal."""

@@ -46,6 +46,7 @@ from ._policy import AskPolicy
 from ._pubsub import Workflow
 from ._ref import ActorRef
 from ._runtime import MailboxKind, Runtime
+from ._schemas import SchemaRegistry
 from ._signals import watch_signals
 from ._status import gather_status, serve_status
 from ._status_events import StatusFeed, StatusPublisher
@@ -343,6 +344,8 @@ class ActorSystem:
         stack.push_async_callback(self._stop_actors, root, (lag, status, publishing))
         await root._start()
         tg.start_soon(self._watch_loop_lag, lag, name="loop-lag")
+        self._rt.schemas = SchemaRegistry(self._rt)
+        tg.start_soon(self._rt.schemas.publish, name="schemas")  # in the background
         await tg.start(self._serve_status, status, name="status")
         # The block runs inside a scope of its own: a signal cancels the block alone, and
         # exit then stops the actors as it would at the block's end.

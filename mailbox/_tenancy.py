@@ -65,9 +65,9 @@ def tenant_permissions(tenant: str) -> dict[str, list[str]]:
     Every subject kind of the tenant: agents (``sdk.agent.<from>.<to>.<tenant>``), events,
     workflows, dead letters, system/status requests, status events (life cycles and
     progress), reminders, termination notices of watched agents, the tenant's reply inbox
-    prefix, the key-value buckets of keyed agents
-    (leases, nodes, state), the object store of large bodies (claim checks), and the
-    JetStream API, acks and delivery advisories its durable mailboxes use.
+    prefix, the key-value buckets of keyed agents (leases, nodes, state) and of the schema
+    registry, the object store of large bodies (claim checks), and the JetStream API, acks
+    and delivery advisories its durable mailboxes use.
     """
     check_id(tenant, "tenant")
     own = [
@@ -83,7 +83,9 @@ def tenant_permissions(tenant: str) -> dict[str, list[str]]:
         f"sdk.watch.*.{tenant}",
         f"{inbox_prefix(tenant)}.>",
     ]
-    buckets = [f"$KV.SDK_{purpose}_{tenant}.>" for purpose in ("NODES", "LEASES", "STATE")]
+    buckets = [
+        f"$KV.SDK_{purpose}_{tenant}.>" for purpose in ("NODES", "LEASES", "STATE", "SCHEMAS")
+    ]
     buckets.append(f"$O.SDK_OBJECTS_{tenant}.>")
     return {
         "publish": [*own, *buckets, "$JS.API.>", "$JS.ACK.>"],

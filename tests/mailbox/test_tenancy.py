@@ -40,7 +40,7 @@ from motadata_actors.mailbox import (
     server_config,
 )
 
-from ..conftest import connect
+from ..conftest import connect, wait_for
 from ..tls import make_certificates
 
 pytestmark = pytest.mark.anyio
@@ -134,6 +134,10 @@ async def test_a_refused_entry_releases_everything_and_raises_only_the_typed_err
     refused = Settings(nats_urls=(no_status_server.url,), nats_user="u", nats_password="p")
     async with ActorSystem("a", settings=Settings()) as outer:  # its own embedded server
         await outer.spawn(Echo, name="echo")
+        await wait_for(  # a transient task of the outer system's own start
+            lambda: all(t.get_name() != "schemas" for t in asyncio.all_tasks()), 10,
+            "the outer system to publish its schemas",
+        )  # fmt: skip
         tasks, sockets = len(asyncio.all_tasks()), open_sockets()
         for _ in range(3):
             with pytest.raises(TenantError, match=r"sdk\.system\.b"):
