@@ -299,10 +299,10 @@ SECRET = f"s3cret-{uuid.uuid4().hex}"
 MALFORMED = [
     f"nats://user:{SECRET}@127.0.0.1:notaport",
     f"nats://user:{SECRET}@127.0.0.1:99999",
-    f"nats://user:{SECRET}@:4222",
+    f"nats://user:{SECRET}@:14222",
     f"{SECRET}@",
     f"nats://{SECRET}@[::1",
-    f"nats://user:{SECRET}/x@127.0.0.1:4222",
+    f"nats://user:{SECRET}/x@127.0.0.1:14222",
 ]
 
 

@@ -108,13 +108,13 @@ SECRET = "s3cret-7f2a"
         f"nats://user:{SECRET}@127.0.0.1:notaport",  # a port that is not a number
         f"nats://user:{SECRET}@127.0.0.1:99999",  # out of range
         f"nats://user:{SECRET}@127.0.0.1:0",
-        f"http://user:{SECRET}@127.0.0.1:4222",  # a scheme NATS does not speak
-        f"nats://user:{SECRET}@:4222",  # no host
-        f"nats://{SECRET}@:4222",  # a token, no host
+        f"http://user:{SECRET}@127.0.0.1:14222",  # a scheme NATS does not speak
+        f"nats://user:{SECRET}@:14222",  # no host
+        f"nats://{SECRET}@:14222",  # a token, no host
         f"{SECRET}@",  # a token and nothing else
-        f"nats://{SECRET}@[::1:4222",  # a broken IPv6 host
-        f"nats://user:{SECRET}/x@127.0.0.1:4222",  # a password with '/' (not percent-encoded)
-        f"nats://user:{SECRET}@some host:4222",  # whitespace in the host
+        f"nats://{SECRET}@[::1:14222",  # a broken IPv6 host
+        f"nats://user:{SECRET}/x@127.0.0.1:14222",  # a password with '/' (not percent-encoded)
+        f"nats://user:{SECRET}@some host:14222",  # whitespace in the host
     ],
 )
 def test_a_malformed_nats_url_never_shows_its_password_or_token(url: str) -> None:
@@ -130,10 +130,10 @@ def test_a_malformed_nats_url_never_shows_its_password_or_token(url: str) -> Non
 @pytest.mark.parametrize(
     ("url", "shown"),
     [
-        ("nats://user:pw@127.0.0.1:4222", "nats://user:***@127.0.0.1:4222"),
-        ("tls://tok@127.0.0.1:4222", "tls://***@127.0.0.1:4222"),
-        ("user:p@w@127.0.0.1:4222", "user:***@127.0.0.1:4222"),
-        ("nats://127.0.0.1:4222", "nats://127.0.0.1:4222"),
+        ("nats://user:pw@127.0.0.1:14222", "nats://user:***@127.0.0.1:14222"),
+        ("tls://tok@127.0.0.1:14222", "tls://***@127.0.0.1:14222"),
+        ("user:p@w@127.0.0.1:14222", "user:***@127.0.0.1:14222"),
+        ("nats://127.0.0.1:14222", "nats://127.0.0.1:14222"),
         ("127.0.0.1", "127.0.0.1"),
     ],
 )
