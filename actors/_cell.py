@@ -38,7 +38,7 @@ from motadata_actors.mailbox._settlement import RELEASE, Verdict, settle
 from motadata_actors.telemetry._logging import get_logger
 
 from ._actor import Actor, Context
-from ._dispatch import Dispatcher, Result
+from ._dispatch import HANDLING_BOUNDS, Dispatcher, Result
 from ._feeds import Feeds
 from ._pubsub import Subscribe
 from ._ref import ActorRef
@@ -82,6 +82,10 @@ class ActorStatistics:
         keys: for a keyed agent kind, how many keys have an instance in this process.
         instances: for a keyed kind, ``(key, idle seconds, state bytes)`` of up to 20 of
             them, the most recently used first (``mailbox`` is then ``keyed``).
+        handling_seconds: time spent handling messages, in all (handler and reply).
+        handling_times: how many handlings took at most each bound of
+            ``HANDLING_BOUNDS`` (seconds, in :mod:`._dispatch`) and above the previous
+            one; the last count is of those above every bound.
     """
 
     name: str
@@ -99,6 +103,8 @@ class ActorStatistics:
     path: str = ""
     keys: int = 0
     instances: tuple[tuple[str, float, int], ...] = ()
+    handling_seconds: float = 0.0
+    handling_times: tuple[int, ...] = ()
 
 
 class ActorCell:
@@ -155,6 +161,8 @@ class ActorCell:
         self.rejected = 0
         self.restarts = 0
         self.dead_lettered = 0
+        self.handling_seconds = 0.0
+        self.handling_times = [0] * (len(HANDLING_BOUNDS) + 1)
 
     def statistics(self) -> ActorStatistics:
         """Return a snapshot of the actor's counters."""
@@ -175,6 +183,8 @@ class ActorCell:
             sum(stream.outstanding for stream in streams),
             self.path,
             self.keys(),
+            handling_seconds=self.handling_seconds,
+            handling_times=tuple(self.handling_times),
         )
 
     def keys(self) -> int:
@@ -377,8 +387,9 @@ class ActorCell:
                     if result.crash is not None:
                         self._pause()  # take nothing until the supervisor acts
                         self.rt.events.record(
-                            "crashed", self.path, reason_line(result.crash), address=self.name
-                        )
+                            "crashed", self.path, reason_line(result.crash),
+                            address=self.name, trace_id=result.trace_id,
+                        )  # fmt: skip
                         self.supervisor.child_failed(self, result.crash, self.generation)
                     elif result.stop:
                         self._pause()

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from bisect import bisect_left
 from collections.abc import Awaitable
+from time import perf_counter
 from typing import TYPE_CHECKING, Any, Final, Protocol, final
 
 from motadata_actors._errors import ActorsError, CodecError, DecodeError, StreamError
@@ -63,9 +65,10 @@ class Result:
         crash: what the handler raised, when it crashed: the supervisor decides.
         stop: the handler asked the actor to stop (``ctx.stop()``).
         streaming: it was a streaming ask (never redelivered).
+        trace_id: with telemetry on, the trace the crashed handling belonged to (hex).
     """
 
-    __slots__ = ("crash", "outcome", "stop", "streaming")
+    __slots__ = ("crash", "outcome", "stop", "streaming", "trace_id")
 
     def __init__(
         self,
@@ -74,12 +77,20 @@ class Result:
         crash: BaseException | None = None,
         stop: bool = False,
         streaming: bool = False,
+        trace_id: str = "",
     ) -> None:
         self.outcome: Outcome = outcome
         self.crash = crash
         self.stop = stop
         self.streaming = streaming
+        self.trace_id = trace_id
 
+
+HANDLING_BOUNDS: Final = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+"""Upper bounds (seconds) of the handling-time buckets a cell counts; one more counts the rest."""
 
 HANDLED: Final = Result("handled")
 REFUSED: Final = Result("refused")
@@ -107,6 +118,8 @@ class Host(Protocol):
     handled: int
     failed: int
     rejected: int
+    handling_seconds: float
+    handling_times: list[int]
 
     one_at_a_time: bool
 
@@ -208,6 +221,7 @@ class Dispatcher:
         token = current_context.set(ctx)
         log_token = log_fields.set((rt.tenant, cell.name))
         error: BaseException | None = None
+        began = perf_counter()
         try:
             result = await self._run(actor, payload, ctx, stream)
             if actor._sdk_state is not None:
@@ -223,7 +237,8 @@ class Dispatcher:
             return REFUSED
         except Exception as exc:
             error = exc
-            return await self._crashed(letter, stream, exc)
+            trace_id = _trace_id(span, letter) if tel is not None else ""
+            return await self._crashed(letter, stream, exc, trace_id)
         else:
             cell.handled += 1
             if stream is not None:
@@ -239,6 +254,10 @@ class Dispatcher:
             log_fields.reset(log_token)
             current_context.reset(token)
             cell.leave()
+            # Two clock reads and a bucket count, no allocation: the dashboard's latencies.
+            spent = perf_counter() - began
+            cell.handling_seconds += spent
+            cell.handling_times[bisect_left(HANDLING_BOUNDS, spent)] += 1
             if tel is not None:
                 tel.end_process(span, otel_token, started, cell.name, error)
         return Result("handled", stop=True) if ctx.stop_requested else HANDLED
@@ -322,7 +341,9 @@ class Dispatcher:
                 if stream is not None:
                     stream.running = False  # no await before this: a late cancel cannot land
 
-    async def _crashed(self, letter: Letter, stream: ReplyStream | None, exc: Exception) -> Result:
+    async def _crashed(
+        self, letter: Letter, stream: ReplyStream | None, exc: Exception, trace_id: str = ""
+    ) -> Result:
         cell, rt = self._cell, self._rt
         cell.failed += 1
         log.error("actor %s: handler raised on %s", cell.path, letter.subject, exc_info=exc)
@@ -334,7 +355,7 @@ class Dispatcher:
             await rt.send_error(letter.reply, type(exc).__name__, str(exc), "handler")
         else:
             await cell.dead_letter(letter.message, f"handler crashed: {reason_line(exc)}")
-        return Result("crashed", crash=exc, streaming=stream is not None)
+        return Result("crashed", crash=exc, streaming=stream is not None, trace_id=trace_id)
 
     async def reject(self, letter: Letter, exc: ActorsError) -> None:
         """Refuse a message before its handler: an asker hears why; it is dead-lettered."""
@@ -436,6 +457,14 @@ _TEMPLATES: Final = {
     "events": EVENT_TEMPLATE,
     "status": STATUS_TEMPLATE,
 }
+
+
+def _trace_id(span: Any, letter: Letter) -> str:
+    """The trace (hex) of a handling: its span's, or, unsampled, the one it came with."""
+    if span is not None:
+        return format(span.get_span_context().trace_id, "032x")
+    parts = letter.headers.get("traceparent", "").split("-")
+    return parts[1] if len(parts) == 4 and len(parts[1]) == 32 else ""
 
 
 def _template(subject: str) -> str:

@@ -52,6 +52,8 @@ class SupervisionEvent:
         address: for a change of an agent, its address: the name (``writer``), or
             ``<kind>~<key>`` for a keyed instance; None for a supervisor's events and
             for events that are not changes of an agent (asks, dead letters, ...).
+        trace_id: for a handler's crash with telemetry on, the trace of that handling
+            (hex), else "".
     """
 
     kind: EventKind
@@ -59,6 +61,7 @@ class SupervisionEvent:
     detail: str
     at: float
     address: str | None = None
+    trace_id: str = ""
 
 
 @final
@@ -79,10 +82,16 @@ class EventLog:
         self._counts: Counter[str] = Counter()
 
     def record(
-        self, kind: EventKind, actor: str, detail: str = "", *, address: str | None = None
+        self,
+        kind: EventKind,
+        actor: str,
+        detail: str = "",
+        *,
+        address: str | None = None,
+        trace_id: str = "",
     ) -> None:
         """Record an event now; ``address``: the agent's, for a change of an agent."""
-        event = SupervisionEvent(kind, actor, detail, self._clock(), address)
+        event = SupervisionEvent(kind, actor, detail, self._clock(), address, trace_id)
         self._events.append(event)
         self._counts[kind] += 1
         if self.listener is not None:

@@ -25,7 +25,7 @@ from motadata_actors.telemetry import get_logger
 if TYPE_CHECKING:
     from ._runtime import Runtime
 
-__all__ = ("SchemaRegistry",)
+__all__ = ("SchemaRegistry", "read_registry")
 
 log = get_logger("actors")
 PROCESS: Final = f"{socket.gethostname()}:{os.getpid()}"
@@ -87,3 +87,28 @@ class SchemaRegistry:
             return None
         found: dict[str, Any] = orjson.loads(entry.value)
         return found
+
+
+async def read_registry(transport: object, tenant: str) -> dict[str, dict[str, Any]]:
+    """Every entry of ``tenant``'s registry, by wire name: ``schema``, ``process``, ``published``.
+
+    Empty without JetStream (no bucket); an entry that is not ours is left out.
+    """
+    if not isinstance(transport, KeepsValues):
+        return {}
+    found: dict[str, dict[str, Any]] = {}
+    try:
+        store = await transport.key_value(bucket_name("schemas", tenant))
+        for key in await store.keys():
+            entry = await store.get(key)
+            if entry is None:
+                continue
+            try:
+                value = orjson.loads(entry.value)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(value, dict) and isinstance(value.get("schema"), dict):
+                found[key] = value
+    except ActorsError as exc:  # no JetStream: no registry
+        log.debug("no schema registry for tenant %r: %r", tenant, exc)
+    return found

@@ -111,6 +111,8 @@ class AgentLifecycle:
         host: the host name of the process the agent runs in.
         pid: that process's id.
         time: when it happened, in seconds since the epoch (that process's clock).
+        trace_id: for a crash of a handler with telemetry on, the trace of the message it
+            was handling (32 hex digits), else "".
     """
 
     agent: str = field(proto=1)
@@ -121,6 +123,7 @@ class AgentLifecycle:
     host: str = field(proto=6, default="")
     pid: int = field(proto=7, default=0)
     time: float = field(proto=8, default=0.0)
+    trace_id: str = field(proto=9, default="")
 
 
 @message("sdk.progress.v1")
@@ -215,7 +218,7 @@ class StatusPublisher:
         _, key = split_keyed(event.address)
         change = AgentLifecycle(
             agent=event.address, change=event.kind, path=event.actor, reason=event.detail,
-            key=key, host=self._host, pid=self._pid, time=_now(),
+            key=key, host=self._host, pid=self._pid, time=_now(), trace_id=event.trace_id,
         )  # fmt: skip
         self._offer(self.lifecycle_subject, change)
 

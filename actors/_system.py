@@ -48,7 +48,7 @@ from ._ref import ActorRef
 from ._runtime import MailboxKind, Runtime
 from ._schemas import SchemaRegistry
 from ._signals import watch_signals
-from ._status import gather_status, serve_status
+from ._status import describe_agents, gather_status, serve_status
 from ._status_events import StatusFeed, StatusPublisher
 from ._supervisor import Supervisor
 
@@ -482,7 +482,7 @@ class ActorSystem:
         with scope:
             await serve_status(
                 rt.transport, self.tenant, self._client_id, self.root.statistics,
-                task_status=task_status,
+                describe=lambda: describe_agents(self.root), task_status=task_status,
             )  # fmt: skip
 
     async def status(self, wait: float = 0.5) -> list[Any]:

@@ -5,8 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import importlib.util
 import socket
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import anyio
 
 from motadata_actors._errors import ConfigError
 from motadata_actors._settings import Settings
@@ -14,7 +18,9 @@ from motadata_actors._settings import Settings
 from ._app import INSTALL, Gateway
 from ._http import Limits, is_loopback
 
-__all__ = ("parse_exposed", "parse_tokens", "serve")
+__all__ = ("parse_exposed", "parse_tokens", "run_server", "serve")
+
+_GRACE = 5  # seconds open responses get to finish when the server stops
 
 
 def parse_tokens(text: str | None) -> dict[str, str] | None:
@@ -87,10 +93,8 @@ async def serve(
         )
     if settings.enable_nats and not settings.nats_urls:
         raise ConfigError("set NATS_URL to the agents' NATS: the gateway is their client")
-    try:
-        import uvicorn
-    except ImportError:
-        raise ConfigError(f"the gateway needs the web stack: {INSTALL}") from None
+    if importlib.util.find_spec("uvicorn") is None:
+        raise ConfigError(f"the gateway needs the web stack: {INSTALL}")
     from motadata_actors.actors import ActorSystem
 
     async with contextlib.AsyncExitStack() as stack:
@@ -101,26 +105,60 @@ async def serve(
             for tenant in tenants
         }
         gateway = Gateway(systems, expose=expose, tokens=tokens, limits=limits, classes=classes)
-        config = uvicorn.Config(gateway.app, host=host, port=port, log_level="warning")
-        server = uvicorn.Server(config)
-        # Bound here, not by uvicorn: a taken port is an error of ours (uvicorn would exit
-        # the process), and port 0's choice is known before serving.
-        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-        stack.callback(sock.close)
+
+        def started(url: str) -> None:
+            print(f"gateway for {', '.join(tenants)} on {url}: {', '.join(expose)}", flush=True)
+            if ready is not None:
+                ready(url)
+
+        await run_server(gateway.app, host, port, what="the gateway", started=started)
+
+
+async def run_server(
+    app: Any,
+    host: str,
+    port: int,
+    *,
+    what: str,
+    started: Callable[[str], object],
+    stopping: Callable[[], object] | None = None,
+) -> None:
+    """Serve the ASGI ``app`` with uvicorn on ``host:port`` until cancelled.
+
+    ``started`` is called with the URL once it listens (``port=0``: a free port);
+    ``stopping`` when it is cancelled, before uvicorn waits for open responses (end
+    endless ones there, such as event streams).
+
+    Raises:
+        ConfigError: the address cannot be bound (named ``what`` in the message).
+    """
+    import uvicorn
+
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=_GRACE
+    )
+    server = uvicorn.Server(config)
+    # Bound here, not by uvicorn: a taken port is an error of ours (uvicorn would exit
+    # the process), and port 0's choice is known before serving.
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as exc:
-            raise ConfigError(f"the gateway could not listen on {host}:{port}: {exc}") from None
+            raise ConfigError(f"{what} could not listen on {host}:{port}: {exc}") from None
         url = f"http://{host}:{sock.getsockname()[1]}"
         task = asyncio.ensure_future(server.serve(sockets=[sock]))
         try:
             while not server.started and not task.done():
                 await asyncio.sleep(0.02)  # uvicorn says "started" by a flag, not an event
-            print(f"gateway for {', '.join(tenants)} on {url}: {', '.join(expose)}", flush=True)
-            if ready is not None:
-                ready(url)
+            started(url)
             await asyncio.shield(task)  # a cancel lands here, not in uvicorn
         finally:
+            if stopping is not None:
+                stopping()
             server.should_exit = True  # uvicorn's own shutdown: connections, then sockets
-            await task
+            with anyio.CancelScope(shield=True):  # under a cancelled anyio scope too
+                await task
+    finally:
+        sock.close()

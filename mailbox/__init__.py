@@ -36,6 +36,7 @@ from ._kv import Entry, KeepsValues, KeyValueStore, MemoryKeyValue
 from ._nats import NatsAuth, NatsTransport
 from ._objects import KeepsObjects, MemoryObjectStore, ObjectStore
 from ._queue import Mailbox, MailboxStatistics
+from ._quotas import Quotas, QuotaUsage, QuotaUse, parse_quotas, read_quotas, tenant_quotas
 from ._server import NatsCluster, NatsServer, find_nats_server
 from ._subjects import (
     MAX_KEY_LENGTH,
@@ -114,6 +115,9 @@ __all__ = (
     "NatsTransport",
     "ObjectStore",
     "Observed",
+    "Quotas",
+    "QuotaUsage",
+    "QuotaUse",
     "StartAt",
     "StoredMessage",
     "Subject",
@@ -135,9 +139,12 @@ __all__ = (
     "inbox_prefix",
     "keyed_name",
     "new_message_id",
+    "parse_quotas",
     "parse_subject",
+    "read_quotas",
     "server_config",
     "split_keyed",
     "tenant_permissions",
+    "tenant_quotas",
     "workflow_subject",
 )

@@ -23,6 +23,7 @@ from motadata_actors._errors import (
     AskTimeout,
     ConfigError,
     ConnectionLost,
+    QuotaExceeded,
     TenantError,
     TransportClosed,
 )
@@ -36,6 +37,7 @@ from ._js_dead_letters import JetStreamDeadLetters
 from ._js_reminders import JetStreamReminders
 from ._natspy import RawClient, RawSubscription
 from ._queue import Mailbox
+from ._quotas import quota_exceeded, tenant_of_account
 from ._subjects import check_publish_subject, check_subscribe_subject
 from ._tls_guard import GuardedTcp, NotEncrypted
 from ._transport import Incoming, Subscription
@@ -49,6 +51,10 @@ _JS_TIMEOUT = 5.0
 _CONNECT_TRIES = 2  # per server, on the first connect (max_reconnect_attempts=1, below)
 _RETRY_WAIT = 0.25  # between them
 _RECONNECT_WAIT = 1.0  # between reconnect attempts, once connected
+# nats-server's words (lowercased) when a quota is used up.
+_ACCOUNT_CONNECTIONS = "maximum account active connections exceeded"
+_SERVER_CONNECTIONS = "maximum connections exceeded"
+_SUBSCRIPTIONS = "maximum subscriptions exceeded"
 
 
 @final
@@ -253,6 +259,21 @@ class NatsTransport:
         return self._started().max_payload
 
     @property
+    def account(self) -> str | None:
+        """The NATS account the server put this connection in; None until it said.
+
+        ``TENANT_<tenant>`` with :func:`~motadata_actors.mailbox.server_config`'s.
+        """
+        return natspy.account(self._nc) if self._nc is not None else None
+
+    def _tenant(self) -> str | None:
+        """The tenant of this connection: its account's, else its inbox prefix's."""
+        tenant = tenant_of_account(self.account)
+        if tenant is None and self._inbox_prefix.startswith("_INBOX_"):
+            tenant = self._inbox_prefix.removeprefix("_INBOX_") or None
+        return tenant
+
+    @property
     def server_name(self) -> str | None:
         """The ``server_name`` the connected server announced."""
         name = natspy.server_info(self._started()).get("server_name")
@@ -280,6 +301,8 @@ class NatsTransport:
             ConnectionLost: no server could be reached; the message says why and, for a
                 refused login, an untrusted certificate or a server without TLS when TLS
                 is asked for, which setting to check.
+            QuotaExceeded: the account (quota ``connections``) or the server has all its
+                connections in use.
             TransportClosed: the transport was closed.
         """
         if self._closed:
@@ -328,6 +351,9 @@ class NatsTransport:
             await natspy.abandon(nc, guard)
             if not natspy.is_connect_error(exc):
                 raise
+            quota = self._connections_quota([*self._connect_errors, exc])
+            if quota is not None:
+                raise quota from None
             raise ConnectionLost(self._connect_failure(exc, nc, deadline.expired())) from None
         self._nc = nc
         if self._reconnect:
@@ -356,6 +382,23 @@ class NatsTransport:
             raise
         except Exception as exc:
             self._raise(exc, subject)
+
+    def _connections_quota(self, seen: Sequence[BaseException]) -> QuotaExceeded | None:
+        """The error for a login refused because the account's connections are all in use."""
+        texts = " ".join(str(e).lower() for e in seen)
+        if _ACCOUNT_CONNECTIONS in texts:
+            return quota_exceeded(
+                "connections", "the NATS server refused a new connection", tenant=self._tenant(),
+                why="maximum account active connections exceeded",
+            )  # fmt: skip
+        if _SERVER_CONNECTIONS in texts:
+            return QuotaExceeded(
+                "connections",
+                "the NATS server refused a new connection: all its own connections are in "
+                "use (its max_connections, for every account): raise it on the server",
+                tenant=None,
+            )
+        return None
 
     def _connect_deadline(self) -> float:
         """Seconds a start may take: every try of every server, each step timing out."""
@@ -441,6 +484,14 @@ class NatsTransport:
             log.warning("the NATS server refused %s", text.removeprefix("nats: "))
             self._tell("refused", subject, "")
             return
+        if _SUBSCRIPTIONS in text.lower():
+            log.warning("the NATS server refused a subscription: %s (the account's quota of "
+                        "subscriptions per connection)", text.removeprefix("nats: "))  # fmt: skip
+            return
+        if _ACCOUNT_CONNECTIONS in text.lower():
+            log.warning("the NATS server refused to reconnect: the account of tenant %r has "
+                        "all its connections in use (its quota)", self._tenant())  # fmt: skip
+            return
         log.warning("NATS error: %r", exc)
 
     def _on_slow_consumer(self, sub: RawSubscription, subject: str, reply: str) -> None:
@@ -502,14 +553,26 @@ class NatsTransport:
 
         Returns once the server knows the subscription: a request from another connection
         right after finds its responder.
+
+        Raises:
+            TenantError: the user may not read ``subject``.
+            QuotaExceeded: the connection has as many subscriptions as its account's
+                ``subscriptions`` quota allows.
         """
         nc = self._started()
         check_subscribe_subject(subject)
+        over_quota = natspy.subscriptions_refused(nc)
         try:
             sub = await natspy.subscribe_into(nc, subject, queue, mailbox)
             await natspy.round_trip(nc)
         except Exception as exc:
             self._raise(exc, subject)
+        if natspy.subscriptions_refused(nc) > over_quota:
+            await natspy.unsubscribe(sub)
+            raise quota_exceeded(
+                "subscriptions", f"the NATS server refused a subscription to {subject!r}",
+                tenant=self._tenant(), why="maximum subscriptions exceeded, per connection",
+            )  # fmt: skip
         refused = self._refused.pop(("sub", subject.lower()), None)
         if refused is not None:
             await natspy.unsubscribe(sub)

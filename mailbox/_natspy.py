@@ -30,6 +30,7 @@ import importlib.metadata
 import json
 import re
 import warnings
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, TypeVar, cast, final
 
@@ -65,6 +66,7 @@ from ._js_values import (
 )
 from ._kv import Entry
 from ._objects import gone
+from ._quotas import quota_exceeded, tenant_of_account
 from ._tls_guard import GuardedTcp
 from ._transport import StoredMessage
 
@@ -86,6 +88,7 @@ __all__ = (
     "RawClient",
     "RawSubscription",
     "abandon",
+    "account",
     "check_version",
     "close",
     "connect",
@@ -102,6 +105,7 @@ __all__ = (
     "settle",
     "state",
     "subscribe_callback",
+    "subscriptions_refused",
     "subscribe_into",
     "translate",
     "unsubscribe",
@@ -194,6 +198,15 @@ HOOKS: Final = (
     Hook("Client", "_flush_pending",
          "flush() writes its PING ahead of commands still queued for the flusher; waiting "
          "for that queue first makes the round trip cover the SUB or UNSUB just sent"),
+    Hook("Client", "_process_info",
+         "nats-py reads max_payload only from the first INFO; the INFO the server sends "
+         "after the login carries the account's own (a tenant's payload quota) and name"),
+    Hook("Client", "_max_payload",
+         "max_payload has no setter: it is lowered to the account's so an oversized "
+         "message is refused here instead of the server closing the connection"),
+    Hook("Client", "_process_err",
+         "nats-py closes the connection on any -ERR but a permissions violation; the "
+         "server keeps it after 'maximum subscriptions exceeded' (one SUB refused)"),
 )  # fmt: skip
 """Every private nats-py hook used here (tests/mailbox/test_natspy_hooks.py checks each)."""
 
@@ -275,6 +288,7 @@ async def connect(
         else:
             await on_error(exc)
 
+    _follow_account_limits(nc, error_cb)
     await nc.connect(
         list(servers),
         error_cb=error_cb,
@@ -289,6 +303,52 @@ async def connect(
         # nats-py returns when the server closed the socket instead of answering the
         # login's PING (its reply was neither PONG nor -ERR).
         raise nats.errors.UnexpectedEOF
+
+
+_SUBS_EXCEEDED: Final = "maximum subscriptions exceeded"
+_refused_subs: weakref.WeakKeyDictionary[RawClient, int] = weakref.WeakKeyDictionary()
+
+
+def _follow_account_limits(nc: RawClient, on_error: ErrorHandler) -> None:
+    """Take the account's limits from the server (hooks ``_process_info``, ``_process_err``).
+
+    The INFO after the login carries the account's ``max_payload`` (a tenant's payload
+    quota, when below the server's) and its name; nats-py keeps neither. A first INFO of a
+    reconnect carries the server's again: the account's, once known, still holds until the
+    next login's INFO says.
+    """
+    process_info, process_err = nc._process_info, nc._process_err
+    account_payload: list[int] = []
+
+    async def info_hook(info: dict[str, Any], initial_connection: bool = False) -> None:
+        await process_info(info, initial_connection)
+        if info.get("connect_info"):
+            account_payload[:] = [int(info.get("max_payload", nc._max_payload))]
+            nc._server_info["remote_account"] = info.get("remote_account")
+        if account_payload:
+            server_max = int(nc._server_info.get("max_payload") or account_payload[0])
+            nc._max_payload = min(server_max, account_payload[0])
+
+    async def err_hook(err_msg: str) -> None:
+        if _SUBS_EXCEEDED in err_msg.lower() and not nc.is_connecting:
+            _refused_subs[nc] = _refused_subs.get(nc, 0) + 1
+            await on_error(nats.errors.Error(f"nats: {err_msg.strip(chr(39))}"))
+            return
+        await process_err(err_msg)
+
+    nc._process_info = info_hook  # type: ignore[method-assign]  # hook
+    nc._process_err = err_hook  # type: ignore[method-assign]  # hook
+
+
+def subscriptions_refused(nc: RawClient) -> int:
+    """How many subscriptions the server has refused ``nc`` for its subscription quota."""
+    return _refused_subs.get(nc, 0)
+
+
+def account(nc: RawClient) -> str | None:
+    """The NATS account the server put ``nc`` in (from its INFO after the login)."""
+    name = server_info(nc).get("remote_account")
+    return str(name) if name else None
 
 
 def keep_reconnecting(nc: RawClient, wait: float) -> None:
@@ -469,8 +529,30 @@ def _consumer_info(info: api.ConsumerInfo) -> ConsumerInfo:
     )  # fmt: skip
 
 
-def _js_error(exc: BaseException, what: str) -> BaseException:
-    """Our error for a JetStream call's ``exc``; ``what`` the call (``read stream X``)."""
+# JetStream's err_codes for an account limit: JSAccountResourcesExceededErr (a message
+# would pass memory or storage; every stream made here is on disk), JSStorage- and
+# JSMemoryResourcesExceededErr (a stream's reservation does not fit: the account's, or the
+# server's own), JSMaximumStreamsLimitErr, JSMaximumConsumersLimitErr.
+_QUOTA_CODES: Final = {
+    10002: "jetstream storage",
+    10047: "jetstream storage",
+    10028: "jetstream memory",
+    10027: "jetstream streams",
+    10026: "jetstream consumers",
+}
+
+
+def _js_error(exc: BaseException, what: str, nc: RawClient | None = None) -> BaseException:
+    """Our error for a JetStream call's ``exc``; ``what`` the call (``read stream X``).
+
+    ``nc``: the connection, whose account names the tenant of a quota error.
+    """
+    quota = _QUOTA_CODES.get(getattr(exc, "err_code", None) or 0)
+    if isinstance(exc, nats.js.errors.APIError) and quota is not None:
+        tenant = tenant_of_account(account(nc)) if nc is not None else None
+        return quota_exceeded(
+            quota, f"JetStream refused to {what}", tenant=tenant, why=exc.description or ""
+        )
     if isinstance(exc, nats.js.errors.NotFoundError):
         return NotFound(f"cannot {what}: not found")
     if isinstance(exc, (nats.js.errors.ServiceUnavailableError, nats.errors.NoRespondersError)):
@@ -489,12 +571,12 @@ def _js_error(exc: BaseException, what: str) -> BaseException:
     return exc
 
 
-async def _call(what: str, call: Awaitable[T]) -> T:
-    """Await a JetStream call, its errors translated."""
+async def _call(what: str, call: Awaitable[T], nc: RawClient | None = None) -> T:
+    """Await a JetStream call, its errors translated (``nc``: see :func:`_js_error`)."""
     try:
         return await call
     except Exception as exc:
-        error = _js_error(exc, what)
+        error = _js_error(exc, what, nc)
         if error is exc:
             raise
         raise error from exc
@@ -778,7 +860,7 @@ class JetStream:
                 being elected).
         """
         ack = await _call(f"store a message on {subject!r}",
-                          self._js.publish(subject, data, headers=headers))  # fmt: skip
+                          self._js.publish(subject, data, headers=headers), self._nc)  # fmt: skip
         return ack.seq
 
     async def publish_plain(self, subject: str, data: bytes, headers: dict[str, str]) -> None:
@@ -797,11 +879,15 @@ class JetStream:
 
     async def add_stream(self, spec: StreamSpec) -> None:
         """Make a stream (``Refused.bad_request``: it exists with other settings)."""
-        await _call(f"create stream {spec.name}", self._js.add_stream(_stream_config(spec)))
+        await _call(
+            f"create stream {spec.name}", self._js.add_stream(_stream_config(spec)), self._nc
+        )
 
     async def update_stream(self, spec: StreamSpec) -> None:
         """Set a stream's settings to ``spec``'s."""
-        await _call(f"update stream {spec.name}", self._js.update_stream(_stream_config(spec)))
+        await _call(
+            f"update stream {spec.name}", self._js.update_stream(_stream_config(spec)), self._nc
+        )
 
     async def edit_stream(self, info: StreamInfo, changes: Mapping[str, Any]) -> None:
         """Change the settings ``changes`` names, keeping the rest as the server has them.
@@ -830,7 +916,7 @@ class JetStream:
     async def add_consumer(self, stream: str, spec: ConsumerSpec) -> None:
         """Make a consumer, or set an existing one's settings to ``spec``'s."""
         await _call(f"make consumer {spec.name} of {stream}",
-                    self._js.add_consumer(stream, _consumer_config(spec)))  # fmt: skip
+                    self._js.add_consumer(stream, _consumer_config(spec)), self._nc)  # fmt: skip
 
     async def edit_consumer(self, stream: str, info: ConsumerInfo, **changes: Any) -> None:
         """Change the settings ``changes`` names, keeping the rest as the server has them."""
@@ -840,8 +926,16 @@ class JetStream:
 
     async def pull(self, stream: str, consumer: str) -> PullSubscription:
         """Bind to the durable pull consumer ``consumer`` of ``stream``."""
-        psub = await _call(f"bind to consumer {consumer} of {stream}",
-                           self._js.pull_subscribe_bind(consumer, stream=stream))  # fmt: skip
+        refused = subscriptions_refused(self._nc)
+        what = f"bind to consumer {consumer} of {stream}"
+        psub = await _call(what, self._js.pull_subscribe_bind(consumer, stream=stream))
+        await _call(what, round_trip(self._nc))
+        if subscriptions_refused(self._nc) > refused:  # its inbox's SUB: no fetch would end
+            with contextlib.suppress(nats.errors.Error):
+                await psub.unsubscribe()
+            raise quota_exceeded(
+                "subscriptions", f"cannot {what}", tenant=tenant_of_account(account(self._nc))
+            )
         return PullSubscription(psub, f"{stream}/{consumer}")
 
     async def get_msg(
@@ -922,7 +1016,7 @@ class JetStream:
                 bucket=bucket, history=1, ttl=ttl,
                 max_value_size=max_value_size if max_value_size > 0 else None,
             )  # fmt: skip
-            kv = await _call(what, self._js.create_key_value(config))
+            kv = await _call(what, self._js.create_key_value(config), self._nc)
         else:
             info = await self.stream_info(f"KV_{bucket}")
             kept = info.max_age or None
@@ -944,7 +1038,7 @@ class JetStream:
             obs = await _call(what, self._js.object_store(bucket))
         except (nats.js.errors.BucketNotFoundError, NotFound):
             config = api.ObjectStoreConfig(bucket=bucket, ttl=ttl)
-            obs = await _call(what, self._js.create_object_store(bucket, config=config))
+            obs = await _call(what, self._js.create_object_store(bucket, config=config), self._nc)
         else:
             info = await self.stream_info(f"OBJ_{bucket}")
             if info.max_age is None or abs(info.max_age - ttl) > 1e-3:

@@ -26,6 +26,7 @@ import attrs
 from motadata_actors._errors import ConfigError
 from motadata_actors._settings import secret_repr
 
+from ._quotas import Quotas
 from ._subjects import check_id, inbox_prefix, tenant_agents
 
 __all__ = ("TenantUser", "server_config", "tenant_permissions")
@@ -44,12 +45,14 @@ class TenantUser:
         user: the user name (the tenant id when omitted).
         password: the user's password.
         nkey: the user's public nkey, instead of a password.
+        quotas: the limits of the tenant's account (None: none).
     """
 
     tenant: str
     user: str | None = None
     password: str | None = attrs.field(default=None, repr=secret_repr)
     nkey: str | None = None
+    quotas: Quotas | None = None
 
     def __attrs_post_init__(self) -> None:
         check_id(self.tenant, "tenant")
@@ -66,8 +69,10 @@ def tenant_permissions(tenant: str) -> dict[str, list[str]]:
     workflows, dead letters, system/status requests, status events (life cycles and
     progress), reminders, termination notices of watched agents, the tenant's reply inbox
     prefix, the key-value buckets of keyed agents (leases, nodes, state) and of the schema
-    registry, the object store of large bodies (claim checks), and the JetStream API, acks
-    and delivery advisories its durable mailboxes use.
+    registry, the object store of large bodies (claim checks), the JetStream API, acks
+    and delivery advisories its durable mailboxes use, and the server's report of the
+    account's own connections (``$SYS.REQ.ACCOUNT.PING.CONNZ``, answered for that account
+    only: the use shown against its quotas).
     """
     check_id(tenant, "tenant")
     own = [
@@ -88,7 +93,7 @@ def tenant_permissions(tenant: str) -> dict[str, list[str]]:
     ]
     buckets.append(f"$O.SDK_OBJECTS_{tenant}.>")
     return {
-        "publish": [*own, *buckets, "$JS.API.>", "$JS.ACK.>"],
+        "publish": [*own, *buckets, "$JS.API.>", "$JS.ACK.>", "$SYS.REQ.ACCOUNT.PING.CONNZ"],
         "subscribe": [*own, "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.>"],
     }
 
@@ -102,10 +107,13 @@ def server_config(users: Sequence[TenantUser], *, jetstream: bool = True) -> str
 
     Pass the result to ``nats-server -c`` (with ``--jetstream --store_dir ...`` or a
     ``jetstream`` block of your own for durable mailboxes). Strings are written in JSON
-    quoting, which the server's configuration format accepts.
+    quoting, which the server's configuration format accepts. A user's
+    :class:`~motadata_actors.mailbox.Quotas` become its account's ``limits`` and
+    ``jetstream`` blocks.
 
     Raises:
-        ConfigError: no users, two users for one tenant, or a user without a secret.
+        ConfigError: no users, two users for one tenant, a user without a secret, or
+            JetStream quotas with ``jetstream=False``.
     """
     if not users:
         raise ConfigError("server_config needs at least one tenant user")
@@ -118,9 +126,20 @@ def server_config(users: Sequence[TenantUser], *, jetstream: bool = True) -> str
         perms = tenant_permissions(u.tenant)
         secret = f"password: {q(u.password)}" if u.password is not None else f"nkey: {q(u.nkey)}"
         name = f"user: {q(u.user or u.tenant)}, " if u.password is not None else ""
+        quotas = u.quotas or Quotas()
+        if quotas.jetstream and not jetstream:
+            raise ConfigError(f"tenant {u.tenant!r}: JetStream quotas need jetstream=True")
+        blocks = quotas.server_blocks()
         lines += [
             f"  {_account(u.tenant)} {{",
-            "    jetstream: enabled" if jetstream else "",
+            (
+                f"    jetstream: {q(blocks['jetstream'])}"
+                if "jetstream" in blocks
+                else "    jetstream: enabled"
+                if jetstream
+                else ""
+            ),
+            f"    limits: {q(blocks['limits'])}" if "limits" in blocks else "",
             "    users: [",
             f"      {{{name}{secret}, permissions: {{",
             f"        publish: {{allow: {q(perms['publish'])}}}",

@@ -28,14 +28,21 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"motadata-actors {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    commands.add_parser(
+    demo = commands.add_parser(
         "demo",
         help="run a small multi-agent workflow and print who sent what on which subject",
         description=(
             "Runs a planner that asks a researcher and a writer, tells a monitor and "
             "publishes an event. Uses NATS_URL when set, ENABLE_NATS=false for "
-            "in-process, else an embedded nats-server on a free loopback port."
+            "in-process, else an embedded nats-server on a free loopback port. At the end "
+            "it says where to look: the telemetry's exports and the dashboard."
         ),
+    )
+    demo.add_argument(
+        "--dashboard",
+        action="store_true",
+        help="serve the live dashboard of the demo's agents on a free loopback port, and "
+        "keep them running after the demo until Ctrl-C (the 'gateway' extra)",
     )
     server = commands.add_parser(
         "server",
@@ -148,6 +155,15 @@ def _parser() -> argparse.ArgumentParser:
         "--tenant", action="append", required=True, help="a tenant id (repeat for each)"
     )
     config.add_argument("--out", required=True, help="the configuration file to write")
+    config.add_argument(
+        "--quota",
+        action="append",
+        default=[],
+        metavar="[TENANT:]KEY=VALUE[,...]",
+        help="limit a tenant's account (every tenant's without TENANT:); keys connections, "
+        "subscriptions (per connection), payload, memory, storage (JetStream bytes), "
+        "streams, consumers; sizes take units (64KiB, 1GiB, 500MB); repeatable",
+    )
     apidoc = commands.add_parser(
         "apidoc",
         help="build the API reference (HTML, from the docstrings) with pdoc",
@@ -179,10 +195,36 @@ def _parser() -> argparse.ArgumentParser:
         "--follow", action="store_true", help="print status events live until interrupted"
     )
     status.add_argument(
+        "--quotas-from",
+        default=None,
+        metavar="CONFIG",
+        help="the configuration `tenants config` wrote, for the connection and subscription "
+        "limits nats-server does not tell a tenant",
+    )
+    status.add_argument(
         "--only",
         choices=("lifecycle", "progress"),
         default=None,
         help="with --follow: only life-cycle changes, or only progress reports",
+    )
+    asyncapi = commands.add_parser(
+        "asyncapi",
+        help="write the AsyncAPI 3.0 document of a tenant's agents and messages (needs NATS_URL)",
+        description=(
+            "Asks every process of the tenant which agents it runs (sdk.system.<tenant>) "
+            "and reads the JSON Schema of each message type from the tenant's schema "
+            "registry (SDK_SCHEMAS_<tenant>), then writes an AsyncAPI 3.0.0 document (JSON, "
+            "which is also YAML): the NATS servers, a channel per agent mailbox "
+            "(sdk.agent.{from}.<agent>.<tenant>) with tell and ask operations, the events "
+            "agents subscribe to, status events, dead letters, and every message with its "
+            "headers and payload schema. Agents list the @message classes they take in an "
+            "`accepts` class attribute; others take any value."
+        ),
+    )
+    asyncapi.add_argument("--tenant", required=True, help="the tenant id")
+    asyncapi.add_argument("--out", default=None, help="the file to write (default: stdout)")
+    asyncapi.add_argument(
+        "--wait", type=float, default=0.5, help="seconds to wait for processes (default 0.5)"
     )
     gateway = commands.add_parser(
         "gateway",
@@ -211,6 +253,37 @@ def _parser() -> argparse.ArgumentParser:
     )
     gateway.add_argument(
         "--rate", type=float, default=200.0, help="requests per second per credential"
+    )
+    dashboard = commands.add_parser(
+        "dashboard",
+        help="a live page of the tenants' agents in the browser (needs NATS_URL and the "
+        "'gateway' extra)",
+        description=(
+            "Serves a page showing, per --tenant and updating live: processes, the "
+            "supervision tree, agents with mailbox depth, rates and handling latencies, "
+            "dead letters (with Replay, as `dlq replay`) and recent failures with their "
+            "trace ids. It asks the processes on sdk.system.<tenant> every --interval "
+            "seconds and follows sdk.status.lifecycle.<tenant>. It listens on loopback "
+            "only, and answers only requests addressed to a loopback name, unless "
+            "SDK_DASHBOARD_TOKEN (16 characters or more) is set: then every request needs "
+            "it (open /?token=<it> once, or send Authorization: Bearer <it>), and only then "
+            "may --host be another address. The token is never printed. pip install "
+            "'motadata-actors[gateway]'."
+        ),
+    )
+    dashboard.add_argument("--tenant", action="append", required=True, help="a tenant (repeat)")
+    dashboard.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
+    dashboard.add_argument(
+        "--port", type=int, default=8090, help="port (default 8090; 0: a free one, printed)"
+    )
+    dashboard.add_argument(
+        "--interval", type=float, default=1.0, help="seconds between polls (default 1)"
+    )
+    dashboard.add_argument(
+        "--quotas-from",
+        metavar="CONFIG",
+        help="the nats-server configuration `tenants config` wrote: the quotas panel then "
+        "shows the connection and subscription limits too (the server tells no tenant those)",
     )
     return parser
 
@@ -251,7 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             from motadata_actors._demo import run_demo
 
-            asyncio.run(_cancel_on_signals(run_demo(Settings.from_env())))
+            asyncio.run(_cancel_on_signals(run_demo(Settings.from_env(), dashboard=args.dashboard)))
         elif args.command == "bench":
             from pathlib import Path
 
@@ -286,15 +359,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                 progress=args.only != "lifecycle",
             )))  # fmt: skip
         elif args.command == "status":
-            from motadata_actors._status_cli import show_status
+            from motadata_actors._status_cli import show_status, tenant_quotas_from
 
-            asyncio.run(show_status(Settings.from_env(), args.tenant, args.wait))
+            known = tenant_quotas_from(args.quotas_from, args.tenant)
+            asyncio.run(show_status(Settings.from_env(), args.tenant, args.wait, quotas=known))
+        elif args.command == "asyncapi":
+            from pathlib import Path
+
+            from motadata_actors.asyncapi import write_tenant_document
+
+            out = Path(args.out) if args.out is not None else None
+            asyncio.run(
+                write_tenant_document(Settings.from_env(), args.tenant, out, wait=args.wait)
+            )
         elif args.command == "tenants":
             from pathlib import Path
 
-            from motadata_actors._tenants import write_tenant_config
+            from motadata_actors._tenants import parse_tenant_quotas, write_tenant_config
 
-            write_tenant_config(args.tenant, Path(args.out))
+            quotas = parse_tenant_quotas(args.quota, args.tenant)
+            write_tenant_config(args.tenant, Path(args.out), quotas=quotas)
         elif args.command == "apidoc":
             from pathlib import Path
 
@@ -316,6 +400,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(_cancel_on_signals(serve(
                 Settings.from_env(), args.tenant, names, host=args.host, port=args.port,
                 tokens=tokens, limits=limits, classes=classes,
+            )))  # fmt: skip
+        elif args.command == "dashboard":
+            import os
+
+            from motadata_actors._dashboard import TOKEN_SETTING, quota_section, serve_dashboard
+            from motadata_actors._status_cli import tenant_quotas_from
+
+            told = {t: tenant_quotas_from(args.quotas_from, t) for t in args.tenant}
+            panel = quota_section({t: q for t, q in told.items() if q is not None})
+            asyncio.run(_cancel_on_signals(serve_dashboard(
+                Settings.from_env(), args.tenant, host=args.host, port=args.port,
+                token=os.environ.get(TOKEN_SETTING) or None, interval=args.interval,
+                wait=min(0.5, args.interval / 2), sections={"quotas": panel},
             )))  # fmt: skip
         elif args.command == "streams":
             from motadata_actors._streams import apply_streams, show_streams

@@ -22,6 +22,7 @@ MODULES = (
     "motadata_actors.codecs",
     "motadata_actors.telemetry",
     "motadata_actors.integrations",
+    "motadata_actors.asyncapi",
     "motadata_actors.gateway",
 )
 """The documented modules: the public face of each layer."""

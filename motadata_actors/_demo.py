@@ -13,12 +13,16 @@ which subject, as the server delivered it (JetStream's own traffic left out).
 from __future__ import annotations
 
 import asyncio
+import functools
 import sys
 from collections.abc import AsyncIterator
 from typing import Any, TextIO
 
 import anyio
+import anyio.abc
+import attrs
 
+from motadata_actors._errors import ConfigError
 from motadata_actors._settings import Settings
 from motadata_actors.actors import Actor, ActorSystem, Context
 from motadata_actors.codecs import message
@@ -31,6 +35,7 @@ from motadata_actors.mailbox import (
     Incoming,
     Mailbox,
 )
+from motadata_actors.telemetry import destinations
 
 __all__ = ("run_demo",)
 
@@ -221,15 +226,50 @@ async def _wiretap(tap: Mailbox[Incoming], out: TextIO) -> None:
             print(line, file=out, flush=True)
 
 
-async def run_demo(settings: Settings | None = None, out: TextIO = sys.stdout) -> str:
+def _where_to_look(settings: Settings, dashboard: str | None) -> list[str]:
+    """Where the demo's agents can be watched: the telemetry's exports and the dashboard."""
+    exports = destinations() if settings.enable_otel else ()
+    if exports:
+        lines = [f"telemetry: {where}" for where in exports]
+    elif settings.enable_otel:
+        lines = ["telemetry: on, exported nowhere (set OTEL_EXPORTER_OTLP_ENDPOINT or "
+                 "SDK_PROMETHEUS_PORT)"]  # fmt: skip
+    else:
+        lines = [
+            "telemetry: off (ENABLE_OTEL=true with OTEL_EXPORTER_OTLP_ENDPOINT exports "
+            "traces, metrics and logs; SDK_PROMETHEUS_PORT serves a scrape endpoint)"
+        ]
+    if dashboard is not None:
+        lines.append(f"dashboard: {dashboard} (live while the agents run; Ctrl-C stops)")
+    elif settings.enable_nats:
+        lines.append("dashboard: `python -m motadata_actors demo --dashboard` keeps these "
+                     "agents running beside a live page of them")  # fmt: skip
+    return lines
+
+
+async def run_demo(
+    settings: Settings | None = None, out: TextIO = sys.stdout, *, dashboard: bool = False
+) -> str:
     """Run the demo and return the writer's text.
 
     With ``ENABLE_NATS=false`` it runs in process, without the workflow (JetStream keeps
-    workflow steps) and says so.
+    workflow steps) and says so. With ``dashboard`` it serves the dashboard of its tenant
+    on a free loopback port while it runs, and afterwards keeps the agents and the page
+    up until cancelled (Ctrl-C).
+
+    Raises:
+        ConfigError: ``dashboard`` in process (the dashboard reads the agents over NATS),
+            or without the ``gateway`` extra.
     """
     settings = settings if settings is not None else Settings()
     keep_steps = settings.enable_nats
-    async with ActorSystem(tenant=TENANT, settings=settings) as system:
+    if dashboard and not keep_steps:
+        raise ConfigError("the dashboard reads the agents over NATS: not with ENABLE_NATS=false")
+    async with (
+        ActorSystem(tenant=TENANT, settings=settings) as system,
+        anyio.create_task_group() as page,
+    ):
+        url = await _serve_dashboard(page, system, settings) if dashboard else None
         server = system.embedded_server
         where = f"embedded nats-server at {server.url}" if server else system.transport.description
         if not keep_steps:
@@ -267,4 +307,32 @@ async def run_demo(settings: Settings | None = None, out: TextIO = sys.stdout) -
         print(f"monitor saw: {', '.join(monitor.seen)}", file=out)
         if keep_steps:
             print(f"tracker followed workflow goal-1: {'; '.join(tracker.steps)}", file=out)
+        print("where to look:", file=out)
+        for line in _where_to_look(settings, url):
+            print(f"  {line}", file=out, flush=True)
+        if url is None:
+            page.cancel_scope.cancel()
+        else:
+            await anyio.sleep_forever()
     return text
+
+
+async def _serve_dashboard(
+    group: anyio.abc.TaskGroup, system: ActorSystem, settings: Settings
+) -> str:
+    """Serve the dashboard of the demo's tenant in ``group``; its URL once it answers."""
+    from motadata_actors._dashboard import serve_dashboard
+
+    server = system.embedded_server
+    if server is not None:  # the dashboard is a client of the same server
+        settings = attrs.evolve(settings, nats_urls=(server.url,))
+    ready: list[str] = []
+    listening = anyio.Event()
+
+    def started(url: str) -> None:
+        ready.append(url)
+        listening.set()
+
+    group.start_soon(functools.partial(serve_dashboard, settings, [TENANT], port=0, ready=started))
+    await listening.wait()
+    return ready[0]

@@ -18,6 +18,7 @@ __all__ = (
     "MessageExpired",
     "MessageTooLarge",
     "NoResponders",
+    "QuotaExceeded",
     "RemoteError",
     "ReplayError",
     "SealError",
@@ -176,6 +177,32 @@ class ConnectionLost(ActorsError):
     server's certificate is not trusted, or TLS is required and the server does not offer
     it. The message says which, and which setting to check.
     """
+
+
+class QuotaExceeded(ActorsError):
+    """A quota of the tenant's NATS account is used up, and the server refused.
+
+    Raised where the refusal meets our code: a connection the account has no room for
+    (``connections``), a subscription past the per-connection bound (``subscriptions``),
+    a message or stream past a JetStream limit (``jetstream storage``, ``jetstream
+    memory``, ``jetstream streams``, ``jetstream consumers``). A message over the
+    ``payload`` quota is refused before it is sent, as :class:`MessageTooLarge`. The
+    message says how to raise the quota.
+
+    Attributes:
+        quota: which quota: ``connections``, ``subscriptions``, ``payload``, ``jetstream
+            storage``, ``jetstream memory``, ``jetstream streams``, ``jetstream consumers``.
+        tenant: the tenant whose account it is, when known.
+        limit: the quota's value, when the server tells it (it does for JetStream).
+    """
+
+    def __init__(
+        self, quota: str, message: str, *, tenant: str | None = None, limit: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.quota = quota
+        self.tenant = tenant
+        self.limit = limit
 
 
 class ReplayError(ActorsError):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime
 import sys
+from pathlib import Path
 from typing import Any, TextIO
 
 from motadata_actors._errors import ConfigError
@@ -16,9 +17,9 @@ from motadata_actors.actors._config import codec_limits, nats_transport
 from motadata_actors.actors._status import gather_status
 from motadata_actors.actors._status_events import StatusEvent, StatusFeed
 from motadata_actors.codecs import Codecs, KeyRing
-from motadata_actors.mailbox import check_id
+from motadata_actors.mailbox import Quotas, check_id, read_quotas, tenant_quotas
 
-__all__ = ("follow_status", "format_status", "show_status")
+__all__ = ("follow_status", "format_status", "show_status", "tenant_quotas_from")
 
 
 def _check(settings: Settings, tenant: str) -> None:
@@ -27,16 +28,44 @@ def _check(settings: Settings, tenant: str) -> None:
         raise ConfigError("status asks the processes over NATS: set NATS_URL to their server")
 
 
+def tenant_quotas_from(config: str | None, tenant: str) -> Quotas | None:
+    """``tenant``'s quotas from a configuration ``tenants config`` wrote (None: no file).
+
+    Raises:
+        ConfigError: the file cannot be read, or has no account for ``tenant``.
+    """
+    if config is None:
+        return None
+    try:
+        text = Path(config).read_text()
+    except OSError as exc:
+        raise ConfigError(f"--quotas-from {config!r}: cannot read it ({exc.strerror})") from None
+    found = read_quotas(text).get(tenant)
+    if found is None:
+        raise ConfigError(f"--quotas-from {config!r} has no account for tenant {tenant!r}")
+    return found
+
+
 async def show_status(
-    settings: Settings, tenant: str, wait: float, out: TextIO = sys.stdout
+    settings: Settings,
+    tenant: str,
+    wait: float,
+    out: TextIO = sys.stdout,
+    *,
+    quotas: Quotas | None = None,
 ) -> int:
-    """Print every agent of ``tenant`` with its replicas and totals; return how many."""
+    """Print every agent of ``tenant`` with its replicas and totals; return how many.
+
+    Then the tenant's use against its quotas; ``quotas`` gives the limits the server does
+    not tell a tenant (connections, subscriptions).
+    """
     _check(settings, tenant)
     transport = nats_transport(settings, tenant, name="motadata-actors/status")
     await transport.start()
     try:
         reports = await gather_status(transport, tenant, wait)
         backlog = await transport.durable.describe(tenant)
+        usage = await tenant_quotas(transport, tenant, known=quotas)
     finally:
         await transport.aclose()
     agents = summarize(reports)
@@ -54,6 +83,10 @@ async def show_status(
         )
     _keyed(reports, out)
     for line in backlog:
+        print(line, file=out)
+    account = f" (account {usage.account})" if usage.account else ""
+    print(f"quotas{account}: use / limit", file=out)
+    for line in usage.lines():
         print(line, file=out)
     return len(agents)
 

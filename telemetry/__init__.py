@@ -7,6 +7,7 @@ when a :class:`PrometheusEndpoint` is made).
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any
 
 from ._instrument import SCHEMA_URL
@@ -23,6 +24,7 @@ __all__ = (
     "CorrelationFilter",
     "LogExportHandler",
     "PrometheusEndpoint",
+    "destinations",
     "enable_log_correlation",
     "export_logs",
     "get_logger",
@@ -40,3 +42,12 @@ def setup(
     from ._setup import setup as _setup
 
     return _setup(service_name, set_global=set_global, settings=settings)
+
+
+def destinations() -> tuple[str, ...]:
+    """Where telemetry goes, for people to read; see :func:`._setup.destinations`.
+
+    Empty while :func:`setup` has not made the global providers (nothing is imported).
+    """
+    module = sys.modules.get(f"{__name__}._setup")
+    return module.destinations() if module is not None else ()

@@ -20,7 +20,7 @@ from ._logging import get_logger
 from ._logs import export_logs
 from ._prometheus import PrometheusEndpoint
 
-__all__ = ("setup",)
+__all__ = ("destinations", "setup")
 
 log = get_logger("telemetry")
 _GRPC_PORT = 4317
@@ -102,15 +102,20 @@ def setup(
         readers: list[Any] = []
         span_exporter, metric_exporter = _otlp_exporters()
         log_exporter = _log_exporter() if set_global else None
+        where: list[str] = []
         if settings.prometheus_port is not None:
             endpoint = PrometheusEndpoint(settings.prometheus_host, settings.prometheus_port)
             readers.append(endpoint.reader)
             log.info("serving Prometheus metrics at %s", endpoint.url)
+            where.append(f"Prometheus metrics at {endpoint.url}")
         if span_exporter is not None:
             tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
             readers.append(PeriodicExportingMetricReader(metric_exporter))
+            what = "spans, metrics and logs" if log_exporter is not None else "spans and metrics"
+            where.append(f"{what} over OTLP to {_otlp_endpoint()}")
         elif os.environ.get("OTEL_TRACES_EXPORTER", "").strip() == "console":
             tracer_provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+            where.append("spans to the console")
         else:
             log.warning(
                 "telemetry is on but no spans are exported: set OTEL_EXPORTER_OTLP_ENDPOINT "
@@ -124,7 +129,28 @@ def setup(
             if log_exporter is not None:
                 _export_logs(resource, log_exporter, settings)
             _done = (tracer_provider, meter_provider)
+            _where[:] = where
         return tracer_provider, meter_provider
+
+
+_where: list[str] = []
+
+
+def destinations() -> tuple[str, ...]:
+    """Where the global providers :func:`setup` made send telemetry, for people to read.
+
+    ``("Prometheus metrics at http://127.0.0.1:9464/metrics", "spans, metrics and logs over
+    OTLP to http://collector:4318")``; empty before :func:`setup` or when nothing is
+    exported.
+    """
+    return tuple(_where)
+
+
+def _otlp_endpoint() -> str:
+    env = os.environ
+    return env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get(
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", ""
+    )
 
 
 def _export_logs(resource: Any, exporter: Any, settings: Settings) -> None:

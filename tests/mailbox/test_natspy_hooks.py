@@ -12,7 +12,7 @@ import asyncio
 import inspect
 import tomllib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,9 @@ CHECKED = {
     ("Subscription", "_id"),
     ("Client", "_send_unsubscribe"),
     ("Client", "_flush_pending"),
+    ("Client", "_process_info"),
+    ("Client", "_max_payload"),
+    ("Client", "_process_err"),
 }
 
 
@@ -282,3 +285,53 @@ async def test_the_transport_unsubscribes_and_closes_without_losing_what_was_sen
         await pub.close()
         await transport.aclose()
     assert mailbox.statistics().queued == 5_000
+
+
+# -- Client._process_info, Client._max_payload, Client._process_err -------------------------
+
+
+@pytest.fixture(scope="module")
+def limited_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    """An account with a payload and a subscription limit (a tenant's quotas)."""
+    conf = tmp_path_factory.mktemp("limits") / "server.conf"
+    conf.write_text(
+        "accounts { LIMITED { limits: {max_payload: 2048, max_subscriptions: 2}, "
+        'users: [{user: "u", password: "p"}] } }\n'
+    )
+    with NatsServer(server_name=f"limits-{uuid.uuid4().hex[:8]}", args=["-c", str(conf)]) as s:
+        yield s
+
+
+async def test_the_account_limits_in_the_info_after_login_are_kept(
+    limited_server: NatsServer,
+) -> None:
+    params = list(inspect.signature(Client._process_info).parameters)
+    assert params[:3] == ["self", "info", "initial_connection"], "_process_info changed"
+    assert list(inspect.signature(Client._process_err).parameters)[:2] == ["self", "err_msg"]
+    errors: list[Any] = []
+
+    async def on_error(exc: Exception) -> None:
+        errors.append(exc)
+
+    async def nothing() -> None:
+        pass
+
+    nc = natspy.new_client(None)
+    await natspy.connect(
+        nc, [limited_server.url], on_error=on_error, on_slow_consumer=lambda *_: None,
+        on_disconnected=nothing, on_reconnected=nothing, connect_timeout=2.0,
+        reconnect_time_wait=0.25, user="u", password="p",
+    )  # fmt: skip
+    try:
+        await natspy.round_trip(nc)  # the INFO after the login came before this PONG
+        assert natspy.server_info(nc)["server_name"] == limited_server.server_name
+        assert natspy.server_info(nc)["max_payload"] > 2048  # the server's, first INFO
+        assert (nc.max_payload, natspy.account(nc)) == (2048, "LIMITED")
+        for i in range(3):
+            await natspy.subscribe_into(nc, f"hooks.limit.{i}", None, Mailbox(1))
+        await natspy.round_trip(nc)
+        assert natspy.subscriptions_refused(nc) == 1
+        assert [str(e) for e in errors] == ["nats: maximum subscriptions exceeded"]
+        assert natspy.state(nc) == "connected", "nats-py closed the connection on the -ERR"
+    finally:
+        await nc.close()

@@ -5,8 +5,10 @@ from __future__ import annotations
 import importlib
 import os
 import pkgutil
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -116,6 +118,53 @@ def test_demo_runs_from_the_clone_and_from_elsewhere(where: str, tmp_path: Path)
         "tracker followed workflow goal-1: 1. research (3 facts); 2. write (18 words "
         "streamed); 3. publish (task_completed sent)"
     ) in text
+    # Where to look next: nothing is exported, and the dashboard is one flag away.
+    assert "where to look:\n  telemetry: off (ENABLE_OTEL=true with OTEL_EXPORTER_OTLP" in text
+    assert "dashboard: `python -m motadata_actors demo --dashboard`" in text
+
+
+def test_demo_names_the_metrics_endpoint_it_serves(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NATS_", "OTEL_"))}
+    env.update(ENABLE_OTEL="true", SDK_PROMETHEUS_PORT="0", OTEL_TRACES_EXPORTER="none")
+    out = subprocess.run(
+        [sys.executable, "-m", "motadata_actors", "demo"],
+        cwd=tmp_path, capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    [line] = [x for x in out.stdout.splitlines() if x.startswith("  telemetry:")]
+    assert re.fullmatch(r"  telemetry: Prometheus metrics at http://127\.0\.0\.1:\d+/metrics", line)
+
+
+def test_demo_with_the_dashboard_keeps_the_agents_on_a_live_page_until_interrupted() -> None:
+    import signal
+
+    import httpx
+
+    env = {k: v for k, v in os.environ.items() if k not in {"NATS_URL", "ENABLE_NATS"}}
+    with subprocess.Popen(
+        [sys.executable, "-m", "motadata_actors", "demo", "--dashboard"],
+        stdout=subprocess.PIPE, text=True, env=env,
+    ) as proc:  # fmt: skip
+        try:
+            assert proc.stdout is not None
+            lines = iter(proc.stdout.readline, "")
+            line = next(x for x in lines if x.startswith("  dashboard: http://127.0.0.1:"))
+            url = line.split()[1]
+            agents = {"planner", "researcher", "writer", "monitor", "tracker"}
+            deadline = time.monotonic() + 15
+            while True:  # the page polls the processes every second
+                snapshot = httpx.get(f"{url}/api/tenants/acme", timeout=10).json()
+                names = {agent["name"] for agent in snapshot["agents"]}
+                if agents <= names or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            assert agents <= names
+            assert proc.poll() is None  # the agents stay up behind the page
+            proc.send_signal(signal.SIGINT)  # Ctrl-C: a clean stop, 128 + SIGINT
+            assert proc.wait(30) == 130
+        finally:
+            if proc.poll() is None:
+                proc.kill()
 
 
 def test_help_lists_the_commands() -> None:
@@ -253,11 +302,12 @@ def test_api_reference_builds_without_warnings(tmp_path: Path) -> None:
         timeout=120,
     )
     assert out.returncode == 0, out.stderr
-    assert "API reference: 8 pages" in out.stdout
+    assert "API reference: 9 pages" in out.stdout
     actors = (tmp_path / "api" / "motadata_actors" / "actors.html").read_text()
     for documented in ("ask_stream", "Subscribe", "Workflow", "Supervisor", "AskPolicy"):
         assert documented in actors, documented
     assert "create_nats_client" in (tmp_path / "api/motadata_actors/integrations.html").read_text()
+    assert "system_document" in (tmp_path / "api/motadata_actors/asyncapi.html").read_text()
 
 
 @pytest.mark.parametrize(
