@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, final
 
 from motadata_actors._errors import ConfigError, StreamError, SubjectError
 from motadata_actors.mailbox import DurableMessage, StartAt, Subject, parse_subject
-from motadata_actors.mailbox._envelope import Letter
+from motadata_actors.mailbox._envelope import JSON_CONTENT_TYPE, Letter
 from motadata_actors.mailbox._subjects import RESERVED_EVENT_PREFIX
 
 from ._pubsub import Subscribe, Workflow, check_start
@@ -367,13 +367,27 @@ class Context:
         return self._letter.headers
 
     @property
+    def content_type(self) -> str:
+        """The body's codec as a media type (``application/json`` when none was sent)."""
+        return self._letter.content_type or JSON_CONTENT_TYPE
+
+    @property
     def message_id(self) -> str | None:
-        """``Sdk-Message-Id``, when the sender set one."""
+        """``Sdk-Message-Id``, when the sender set one.
+
+        Every ask, event, workflow step and durable tell has one; a core tell has none
+        unless its sender seals its bodies (it is never resent, so an id would identify
+        nothing).
+        """
         return self._letter.message_id
 
     @property
     def correlation_id(self) -> str:
-        """The conversation this message belongs to; messages sent from here carry it on."""
+        """The conversation this message belongs to; messages sent from here carry it on.
+
+        The sender's conversation, else this message's id; ``""`` for a core tell sent
+        from outside any handler (it starts no conversation: it has no id).
+        """
         letter = self._letter
         return letter.correlation_id or letter.message_id or ""
 

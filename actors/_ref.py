@@ -126,6 +126,8 @@ class ActorRef:
         msg: object,
         headers: Mapping[str, str] | None = None,
         codec: str | None = None,
+        *,
+        identified: bool = True,
     ) -> tuple[str, str, Sealed]:
         # Sizes are checked alike on both sides: the codec refuses a body over
         # SDK_MAX_MESSAGE_SIZE, the transport headers plus body over the server's
@@ -136,13 +138,13 @@ class ActorRef:
         if ctx is None:
             sender, correlation = rt.client_id, None
         else:
-            sender, correlation = ctx.actor, ctx.correlation_id
+            sender, correlation = ctx.actor, ctx.correlation_id or None
         subject = self._subjects.get(sender)
         if subject is None:
             subject = self._subjects[sender] = agent_subject(sender, self._to, rt.tenant)
         sealed = seal(
             msg, rt.codecs.default if codec is None else rt.codecs.named(codec),
-            message_id=new_message_id(), correlation_id=correlation,
+            message_id=new_message_id() if identified else None, correlation_id=correlation,
             extra=user_headers(headers) if headers is not None else None,
         )  # fmt: skip
         return sender, subject, rt.finish(sealed)
@@ -192,7 +194,10 @@ class ActorRef:
             NoResponders: durable only: no durable mailbox of this name was ever spawned.
         """
         rt = self._rt
-        sender, subject, sealed = self._prepare(msg, headers, codec)
+        # A core tell is never resent, so an id would identify nothing: it goes without one
+        # unless sealed (a sealed message's id is what refuses a replayed copy).
+        identified = self.mailbox != "core" or rt.codecs.keys is not None
+        sender, subject, sealed = self._prepare(msg, headers, codec, identified=identified)
         if rt.claims is not None:  # a body over SDK_CLAIM_ABOVE goes to the object store
             await rt.claims.check_in(sealed)
         if ttl is not None:

@@ -9,7 +9,8 @@ progress on the control subject every half window, and the producer waits when i
 whole window ahead.
 
 Raw: nats-py publishes the same bodies from one connection to a subscriber on another,
-timed until the subscriber has them all; with the same two headers, and with none. It
+timed until the subscriber has them all; with the same header as ours (the part
+number, ``Sdk-Stream-Seq``), and with none. It
 has no flow control at all, so it is the ceiling.
 
 Each side has a tenant or subject of its own, set up once per scenario. The streaming
@@ -26,7 +27,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from motadata_actors import Actor, ActorSystem, Context, Settings
-from motadata_actors.mailbox import CONTENT_TYPE, STREAM_SEQ
+from motadata_actors.mailbox import STREAM_SEQ
 
 from .ledger import MeasurementError, Tally
 from .measure import Batch, Timing
@@ -104,9 +105,7 @@ async def raw_stream(
         start = time.perf_counter()
         if headers:
             for i in range(1, n + 1):
-                await sender.publish(
-                    subject, body, headers={CONTENT_TYPE: "application/json", STREAM_SEQ: str(i)}
-                )
+                await sender.publish(subject, body, headers={STREAM_SEQ: str(i)})
         else:
             for _ in range(n):
                 await sender.publish(subject, body)

@@ -24,13 +24,10 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any, final
 
 from motadata_actors import Actor, ActorSystem, Context, Settings
-from motadata_actors.mailbox import CONTENT_TYPE
 
 from .ledger import Tally
 
 __all__ = ("CountingEcho", "ResponderProcess", "main", "raw_reply")
-
-_REPLY_HEADERS = {CONTENT_TYPE: "application/json"}
 
 
 class CountingEcho(Actor):
@@ -47,11 +44,10 @@ class CountingEcho(Actor):
 async def raw_reply(nc: Any, msg: Any, tally: Tally) -> None:
     """Answer ``msg`` with its body, counting it in ``tally``.
 
-    The reply carries ``Content-Type`` (as ours does) when the request had headers, and no
-    header when it had none: each raw baseline gets the reply that matches it.
+    The reply has no header, as ours (a JSON reply names no ``Content-Type``).
     """
     tally.count += 1
-    await nc.publish(msg.reply, msg.data, headers=_REPLY_HEADERS if msg.headers else None)
+    await nc.publish(msg.reply, msg.data)
 
 
 async def _serve_raw(url: str, subjects: Sequence[str], tallies: dict[str, Tally]) -> Any:

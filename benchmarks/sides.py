@@ -24,14 +24,13 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from motadata_actors import Actor, ActorSystem, Context, Settings
-from motadata_actors.mailbox import CONTENT_TYPE, MESSAGE_ID, TIMEOUT_MS, new_message_id
+from motadata_actors.mailbox import MESSAGE_ID, TIMEOUT_MS, new_message_id
 
 from .ledger import Tally
 from .measure import MAX_BATCH, Batch, Timing, ask_batch
 from .responder import CountingEcho, raw_reply
 
 __all__ = (
-    "HEADERS_LIKE_OURS",
     "SINK_BOUND",
     "CountingSink",
     "our_ask",
@@ -48,8 +47,6 @@ SINK_BOUND = 2 * MAX_BATCH
 """Undelivered messages a sink holds, ours (mailbox capacity) and raw (pending limit) alike."""
 TIMEOUT = 60.0
 """Seconds one batch may take before the scenario fails."""
-HEADERS_LIKE_OURS = {CONTENT_TYPE: "application/json", MESSAGE_ID: new_message_id()}
-"""The headers of our tells; a raw tell with the same headers sends these."""
 
 
 def our_settings(url: str | None) -> Settings:
@@ -153,10 +150,10 @@ async def our_ask(
 async def raw_ask(
     url: str, subject: str, body: bytes, in_flight: int, *, headers: bool, tally: Tally | None
 ) -> AsyncIterator[Batch]:
-    """Raw nats-py ``request`` with our three headers (``headers``) or none.
+    """Raw nats-py ``request`` with our asks' two headers (``headers``) or none.
 
-    With a ``tally`` the responder shares this connection and counts in it (the reply has
-    our reply's header when the request had headers); with None another process serves it.
+    With a ``tally`` the responder shares this connection and counts in it (its reply has
+    no header, as ours); with None another process serves it.
     """
     import nats
 
@@ -172,7 +169,7 @@ async def raw_ask(
             await nc.flush()
 
         async def with_headers() -> Any:
-            sent = {**HEADERS_LIKE_OURS, MESSAGE_ID: new_message_id(), TIMEOUT_MS: "5000"}
+            sent = {MESSAGE_ID: new_message_id(), TIMEOUT_MS: "5000"}  # as ours: no Content-Type
             return await nc.request(subject, body, timeout=5, headers=sent)
 
         async def bare() -> Any:

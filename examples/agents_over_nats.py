@@ -37,7 +37,6 @@ from motadata_actors import (
     message,
 )
 from motadata_actors.mailbox import (
-    CONTENT_TYPE,
     DEAD_REASON,
     ERROR,
     MESSAGE_TYPE,
@@ -154,11 +153,20 @@ class Notifier(Actor):
 # -- the wiretap ---------------------------------------------------------------------------
 
 
-def describe(msg: Incoming) -> str | None:
-    """One line about a message seen on the wire, or None for traffic that is not ours."""
+def describe(msg: Incoming, asked: set[str]) -> str | None:
+    """One line about a message seen on the wire, or None for traffic that is not ours.
+
+    ``asked``: the reply subjects of the asks seen so far; an inbox message is a reply to
+    one of them, or JetStream's own traffic (the tenant's buckets and streams).
+    """
     headers = msg.headers or {}
-    if CONTENT_TYPE not in headers:
-        return None  # every SDK message has one; JetStream's own traffic does not
+    if msg.subject.startswith("_INBOX"):
+        if msg.subject not in asked:
+            return None
+    elif not msg.subject.startswith(("sdk.agent.", "sdk.dlq.")):
+        return None  # status events, discovery: not this example's story
+    if msg.reply:
+        asked.add(msg.reply)
     if msg.subject.startswith("sdk.dlq."):
         kind = f"dead letter ({headers.get(DEAD_REASON, '?')})"
     elif ERROR in headers:
@@ -188,8 +196,9 @@ async def wiretap(system: ActorSystem) -> AsyncIterator[None]:
     ]
 
     async def show() -> None:
+        asked: set[str] = set()
         async for msg in tap:  # ends when the mailbox is closed and empty
-            line = describe(msg)
+            line = describe(msg, asked)
             if line is not None:
                 say("wire", line)
 

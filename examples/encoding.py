@@ -130,8 +130,10 @@ def show_codecs() -> None:
         # decode_body is what a receiver does: pick the codec by Content-Type, the class
         # by Sdk-Message-Type, decode.
         same = decode_body(body, headers, codecs) == FINDING
+        # JSON, the default, is sent without a Content-Type: its absence means JSON.
+        sent = headers.get(CONTENT_TYPE, "(none: JSON)")
         print(
-            f"   {name:<8} Content-Type: {headers[CONTENT_TYPE]:<22} {len(body):>4} bytes"
+            f"   {name:<8} Content-Type: {sent:<22} {len(body):>4} bytes"
             f"  round trip equal: {same}  {preview(body)}"
         )
     print(f"   every codec also sends {MESSAGE_TYPE}: research.finding.v2")
@@ -212,7 +214,7 @@ class Archive(Actor):
         """Store a finding; say which format it came in."""
         if not isinstance(msg, Finding):
             raise TypeError(f"archive does not store {type(msg).__name__}")
-        fmt = ctx.headers.get(CONTENT_TYPE)
+        fmt = ctx.content_type
         # The wire name it was sent as, and the class it arrived as (v1 is upgraded).
         sent_as = ctx.headers.get(MESSAGE_TYPE)
         print(f"   archive <- {ctx.sender:<15} {fmt:<22} {sent_as} as {type(msg).__name__}")

@@ -233,12 +233,13 @@ class Gateway:
             value = decode_body(data, headers, codecs)
             reply = await system.ref(name).ask(value, timeout=timeout)
             out: dict[str, str] = {}
-            body = encode_body(reply, codecs.named(answer_in), out)
+            codec = codecs.named(answer_in)
+            body = encode_body(reply, codec, out)
         except Problem as problem:
             return self._problem(problem, request)
         except ActorsError as exc:
             return self._problem(problem_for(exc), request)
-        return Response(body, media_type=out.pop("Content-Type"), headers=out)
+        return Response(body, media_type=codec.content_type, headers=out)
 
 
 def _names(codecs: Any) -> list[str]:

@@ -80,6 +80,8 @@ __all__ = (
 )
 
 CONTENT_TYPE: Final = "Content-Type"
+JSON_CONTENT_TYPE: Final = "application/json"
+"""What an absent ``Content-Type`` means, and so never sent."""
 CONTENT_ENCODING: Final = "Content-Encoding"
 KEY_ID: Final = "Sdk-Key-Id"
 CLAIM: Final = "Sdk-Claim"
@@ -206,11 +208,15 @@ def dead_letter_headers(headers: Mapping[str, str] | None, reason: str) -> dict[
 def encode_body(obj: object, codec: Codec, headers: dict[str, str]) -> bytes:
     """Encode ``obj`` with ``codec``; set ``Content-Type``, and ``Sdk-Message-Type`` if typed.
 
+    JSON, the default, goes without ``Content-Type`` (its absence means JSON): a header that
+    says nothing costs both ends a header block to build and parse.
+
     Raises:
         EncodeError: ``obj`` is outside the value model, or a typed field is wrong.
         MessageTooLarge: the body exceeds the codec's size limit.
     """
-    headers[CONTENT_TYPE] = codec.content_type
+    if codec.content_type != JSON_CONTENT_TYPE:
+        headers[CONTENT_TYPE] = codec.content_type
     wire_name = wire_name_of(obj)
     if wire_name is not None:
         headers[MESSAGE_TYPE] = wire_name
@@ -254,7 +260,9 @@ def encode_error(
     ``origin`` is ``"handler"`` when user code raised, ``"sdk"`` when the framework
     rejected the message (undecodable, wrong tenant, ...).
     """
-    headers = {CONTENT_TYPE: codec.content_type, ERROR: type_name}
+    headers = {ERROR: type_name}
+    if codec.content_type != JSON_CONTENT_TYPE:
+        headers[CONTENT_TYPE] = codec.content_type
     body = codec.encode({"type": type_name, "message": message, "origin": origin})
     return body, headers
 
@@ -279,6 +287,8 @@ def decode_error(data: bytes, headers: Mapping[str, str], codecs: Codecs) -> tup
 _STATUS: Final = "Status"  # nats-server's inline status (503: no responders)
 _NO_RESPONDERS: Final = "503"
 _CANCEL: Final = "cancel"
+_BARE_END: Final = "empty"  # Sdk-Stream-End of a last message without a result
+_ENDS: Final = ("1", _BARE_END)
 _MSG_ID_JS: Final = "Nats-Msg-Id"
 _EXPECT_SEQ_JS: Final = "Nats-Expected-Last-Subject-Sequence"
 _TTL_JS: Final = "Nats-TTL"
@@ -471,7 +481,7 @@ def seal_end(result: object, codec: Codec, seq: int, *, has_result: bool) -> Sea
     headers: dict[str, str] = {}
     data = encode_body(result, codec, headers) if has_result else b""
     headers[STREAM_SEQ] = str(seq)
-    headers[STREAM_END] = "1"
+    headers[STREAM_END] = "1" if has_result else _BARE_END
     return Sealed(data, headers)
 
 
@@ -547,7 +557,7 @@ class Claimed:
     @property
     def content_type(self) -> str:
         """The body's ``Content-Type`` (JSON when absent)."""
-        return self.headers.get(CONTENT_TYPE, "application/json")
+        return self.headers.get(CONTENT_TYPE, JSON_CONTENT_TYPE)
 
     @property
     def plain(self) -> bool:
@@ -678,7 +688,7 @@ class Letter(_Ids):
     @property
     def ends_stream(self) -> bool:
         """Whether it is a streaming reply's last message."""
-        return self.headers.get(STREAM_END) == "1"
+        return self.headers.get(STREAM_END) in _ENDS
 
     @property
     def cancels_stream(self) -> bool:
@@ -688,7 +698,7 @@ class Letter(_Ids):
     @property
     def has_body(self) -> bool:
         """Whether it carries an encoded value (a stream's bare end does not)."""
-        return CONTENT_TYPE in self.headers
+        return self.headers.get(STREAM_END) != _BARE_END
 
     @property
     def error(self) -> str | None:
@@ -768,7 +778,7 @@ def seal_state(value: object, codec: Codec) -> bytes:
     """
     headers: dict[str, str] = {}
     body = encode_body(value, codec, headers)
-    line = f"{headers[CONTENT_TYPE]} {headers.get(MESSAGE_TYPE, '-')}\n".encode()
+    line = f"{codec.content_type} {headers.get(MESSAGE_TYPE, '-')}\n".encode()
     return _STATE_MAGIC + line + body
 
 

@@ -542,7 +542,9 @@ class NatsTransport:
         """Publish a message (checked against ``max_payload`` with its headers)."""
         nc = self._outgoing(subject, data, headers)
         try:
-            await nc.publish(subject, data, reply, headers)  # type: ignore[arg-type]
+            # No headers, not an empty block: nats-py would send one, and the receiver
+            # would parse it.
+            await nc.publish(subject, data, reply, headers or None)  # type: ignore[arg-type]
         except Exception as exc:
             self._raise(exc, subject)
 
@@ -611,7 +613,7 @@ class NatsTransport:
         """Publish with a reply inbox (shared, muxed by nats-py) and wait for the reply."""
         nc = self._outgoing(subject, data, headers)
         try:
-            return await nc.request(subject, data, timeout=timeout, headers=headers)  # type: ignore[arg-type]
+            return await nc.request(subject, data, timeout=timeout, headers=headers or None)  # type: ignore[arg-type]
         except TimeoutError:  # nats-py's own TimeoutError is one
             if self._refused.pop(("pub", subject.lower()), None) is not None:
                 raise TenantError(

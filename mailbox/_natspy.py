@@ -865,7 +865,9 @@ class JetStream:
 
     async def publish_plain(self, subject: str, data: bytes, headers: dict[str, str]) -> None:
         """Publish without waiting for a stream (buffered while reconnecting)."""
-        await _call(f"publish on {subject!r}", self._nc.publish(subject, data, headers=headers))
+        await _call(
+            f"publish on {subject!r}", self._nc.publish(subject, data, headers=headers or None)
+        )
 
     async def find_stream(self, subject: str, timeout: float) -> str:
         """The stream capturing ``subject`` (:class:`NotFound`: none does)."""

@@ -91,7 +91,7 @@ EXPECTED: dict[str, list[Expected]] = {
         "reply of pricing to its asker's inbox",
     ],
     "encoding.py": [
-        "json     Content-Type: application/json",
+        "json     Content-Type: (none: JSON)",
         "msgpack  Content-Type: application/msgpack",
         "cbor     Content-Type: application/cbor",
         "protobuf Content-Type: application/x-protobuf",

@@ -23,7 +23,7 @@ class Mirror(Actor):
         if ctx.is_stream:
             await ctx.stream(own)
             return None
-        return [own, ctx.headers["Content-Type"], msg]
+        return [own, ctx.content_type, msg]
 
 
 @pytest.fixture(params=["inprocess", "nats"])

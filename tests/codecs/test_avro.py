@@ -32,7 +32,7 @@ from motadata_actors import (
     Settings,
 )
 from motadata_actors.codecs import AvroCodec, Codecs, Limits, field, message
-from motadata_actors.mailbox import CONTENT_TYPE, InProcessTransport, NatsServer, Transport
+from motadata_actors.mailbox import InProcessTransport, NatsServer, Transport
 
 from ..conftest import connect
 from .messages import (
@@ -517,7 +517,7 @@ def test_mutated_bodies_only_ever_give_decode_errors(data: st.DataObject, how: s
 
 class Mirror(Actor):
     async def on_message(self, msg: Any, ctx: Context) -> Any:
-        return [ctx.headers[CONTENT_TYPE], msg]
+        return [ctx.content_type, msg]
 
 
 @contextlib.asynccontextmanager
