@@ -19,6 +19,8 @@ from typing import Any
 import nats
 import nats.aio.transport
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from nats.aio.client import Client
 from nats.aio.subscription import Subscription
 
@@ -41,6 +43,11 @@ CHECKED = {
     ("Client", "_process_info"),
     ("Client", "_max_payload"),
     ("Client", "_process_err"),
+    ("Client", "_process_headers"),
+    ("Client", "_send_publish"),
+    ("Client", "_send_command"),
+    ("Client", "_flush_queue"),
+    ("Client", "stats"),
 }
 
 
@@ -335,3 +342,102 @@ async def test_the_account_limits_in_the_info_after_login_are_kept(
         assert natspy.state(nc) == "connected", "nats-py closed the connection on the -ERR"
     finally:
         await nc.close()
+
+
+_BLOCKS = [  # (block, whether it is plain: ours reads it; else nats-py's parser does)
+    (b"NATS/1.0\r\nSdk-Message-Id: a.b.1\r\nSdk-Timeout-Ms: 5000\r\n\r\n", True),
+    (b"NATS/1.0\r\nX-Empty:\r\nX-Colons: a:b: c\r\nX-Utf8: caf\xc3\xa9 \xff\r\n\r\n", True),
+    (b"NATS/1.0\r\nName:Value\r\nName:again\r\n\r\n", True),
+    (b"NATS/1.0\r\n\r\n", True),
+    (b"NATS/1.0 503\r\n\r\n", False),
+    (b"NATS/1.0 100 Idle Heartbeat\r\nNats-Last-Consumer: 1\r\n\r\n", False),
+    (b"NATS/1.0\r\n Spaced : v\r\n\r\n", False),
+    (b"NATS/1.0\r\nBad Name: v\r\n\r\n", False),
+    (b"NATS/1.0\r\nno-colon\r\n\r\n", False),
+    (b"NATS/1.0\r\nNon-\xc3\xa9scii: v\r\n\r\n", False),
+]
+
+
+@pytest.mark.parametrize(("block", "plain"), _BLOCKS)
+async def test_our_header_parser_reads_what_nats_py_reads_or_hands_it_over(
+    block: bytes, plain: bool
+) -> None:
+    params = list(inspect.signature(Client._process_headers).parameters)
+    assert params == ["self", "headers"], "_process_headers changed"
+    ours = natspy.parse_headers(block)
+    assert (ours is not None) == plain
+    if ours is not None:
+        assert (ours or None) == await Client()._process_headers(block)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.binary(max_size=12), st.binary(max_size=24)), max_size=6))
+async def test_any_block_our_parser_takes_reads_as_nats_py_reads_it(
+    lines: list[tuple[bytes, bytes]],
+) -> None:
+    body = b"".join(n.replace(b"\r\n", b"") + b":" + v.replace(b"\r\n", b"") + b"\r\n"
+                    for n, v in lines)  # fmt: skip
+    block = b"NATS/1.0\r\n" + body + b"\r\n"
+    ours = natspy.parse_headers(block)
+    if ours is not None:
+        assert (ours or None) == await Client()._process_headers(block)
+
+
+async def test_a_connection_parses_headers_with_ours(nats_server: NatsServer) -> None:
+    transport = await connect(nats_server)
+    try:
+        nc = transport.client
+        assert nc._process_headers.__name__ == "quick_read"  # the hooks are in place
+        assert nc._send_publish.__name__ == "quick_write"
+        box: Mailbox[Any] = Mailbox(10)
+        await transport.subscribe("hooks.headers", mailbox=box)
+        await transport.publish("hooks.headers", b"x", headers={"A": "1", "B-2": " two "})
+        got = await box.receive()
+        assert got.headers == {"A": "1", "B-2": "two"}
+    finally:
+        await transport.aclose()
+
+
+def test_our_header_writer_takes_plain_headers_and_hands_over_the_rest() -> None:
+    params = list(inspect.signature(Client._send_publish).parameters)
+    assert params == ["self", "subject", "reply", "payload", "payload_size", "headers"]
+    plain = {"Sdk-Message-Id": "a.b.1", "X-Spaced": " v ", "X-Utf8": "café", "X-Empty": ""}
+    block = natspy.header_block(plain)
+    assert block is not None
+    assert block.startswith(b"NATS/1.0\r\n") and block.endswith(b"\r\n\r\n")
+    assert natspy.parse_headers(block) == {k: v.strip() for k, v in plain.items()}
+    odd_ones = ({"Bad Name": "v"}, {"X": "a\r\nInjected: 1"}, {"X": "a\nb"}, {"X": 1},
+                {"X": "\ud800"})  # fmt: skip
+    for odd in odd_ones:
+        assert natspy.header_block(odd) is None, odd  # type: ignore[arg-type]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(
+        st.from_regex(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,16}", fullmatch=True),
+        st.text(
+            st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)), max_size=24
+        ),
+        max_size=6,
+    )
+)
+def test_what_our_writer_writes_our_reader_reads(headers: dict[str, str]) -> None:
+    block = natspy.header_block(headers)
+    assert block is not None
+    read = natspy.parse_headers(block)
+    # Values are stripped of ASCII white space, as nats-py's reader strips them.
+    assert read == {k: v.encode().strip().decode() for k, v in headers.items()}
+
+
+async def test_odd_headers_still_go_through_nats_py(nats_server: NatsServer) -> None:
+    transport = await connect(nats_server)
+    try:
+        nc = transport.client
+        box: Mailbox[Any] = Mailbox(10)
+        await transport.subscribe("hooks.odd", mailbox=box)
+        await nc.publish("hooks.odd", b"x", headers={"X": "a\r\nInjected: 1"})
+        got = await box.receive()
+        assert got.headers == {"X": "a  Injected: 1"}  # nats-py blanks the line break
+    finally:
+        await transport.aclose()
