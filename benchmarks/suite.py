@@ -421,9 +421,9 @@ async def _inprocess_rows(
     if pykka:
         rows += [
             rate_row("in-process tell", 128, "msgs/s", s["tell"]["ours"], s["tell"]["pykka"],
-                     "Pykka tell", 2.0),
+                     "Pykka tell", 1.0),
             rate_row("in-process ask, sequential", 128, "asks/s", s["ask"]["ours"],
-                     s["ask"]["pykka"], "Pykka ask", 5.0),
+                     s["ask"]["pykka"], "Pykka ask", 2.0),
         ]  # fmt: skip
     return rows, ledger.records
 
