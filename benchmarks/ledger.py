@@ -61,7 +61,7 @@ class MeasurementError(Exception):
 @final
 @dataclass(frozen=True, slots=True)
 class ScenarioNames:
-    """The names one scenario uses and no other: a tenant, and two raw nats-py subjects."""
+    """The names one scenario uses and no other: a tenant, two raw subjects and a peer's."""
 
     tenant: str
 
@@ -76,9 +76,14 @@ class ScenarioNames:
         return f"bench.{self.tenant}.raw-bare"
 
     @property
+    def peer(self) -> str:
+        """The subject of the peer framework's side (FastStream)."""
+        return f"bench.{self.tenant}.peer"
+
+    @property
     def subjects(self) -> tuple[str, ...]:
         """Every subject (or pattern) the scenario's sides may use."""
-        return (self.raw_headers, self.raw_bare, f"sdk.*.*.*.{self.tenant}")
+        return (self.raw_headers, self.raw_bare, self.peer, f"sdk.*.*.*.{self.tenant}")
 
 
 def scenario_names(run_id: str, key: str) -> ScenarioNames:

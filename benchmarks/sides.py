@@ -12,6 +12,8 @@ counts every message it handles in a :class:`~motadata_actors.benchmarks.ledger.
   this process on the asker's connection (as our asker and actor share the system's), or
   a :class:`~motadata_actors.benchmarks.responder.ResponderProcess` in another process.
 * In process: tell and ask vs a plain asyncio-queue actor and Pykka.
+* The peer: FastStream's NATS broker (tell and ask, the responder in this process on the
+  asker's connection), the framework users would otherwise pick; needs the ``bench`` extra.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import contextlib
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from motadata_actors import Actor, ActorSystem, Context, Settings
 from motadata_actors.mailbox import MESSAGE_ID, TIMEOUT_MS, new_message_id
@@ -30,9 +32,15 @@ from .ledger import Tally
 from .measure import MAX_BATCH, Batch, Timing, ask_batch
 from .responder import CountingEcho, raw_reply
 
+if TYPE_CHECKING:
+    from faststream.nats import NatsBroker
+
 __all__ = (
     "SINK_BOUND",
     "CountingSink",
+    "faststream_ask",
+    "faststream_available",
+    "faststream_tell",
     "our_ask",
     "our_tell",
     "pykka_ask",
@@ -178,6 +186,75 @@ async def raw_ask(
         yield ask_batch(with_headers if headers else bare, in_flight)
     finally:
         await nc.close()
+
+
+# -- the peer: FastStream ---------------------------------------------------------------------
+
+
+def faststream_available() -> bool:
+    """Whether FastStream's NATS broker can be imported (``pip install '...[bench]'``)."""
+    try:
+        import faststream.nats  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _faststream_broker(url: str) -> NatsBroker:
+    from faststream.nats import NatsBroker
+
+    # No logger: by default FastStream logs two INFO lines per message, which would measure
+    # logging; ours logs nothing per message either.
+    return NatsBroker(url, logger=None)
+
+
+@contextlib.asynccontextmanager
+async def faststream_tell(
+    url: str, subject: str, payload: str, tally: Tally
+) -> AsyncIterator[Batch]:
+    """FastStream ``broker.publish`` -> a ``@broker.subscriber`` counting, on one connection.
+
+    The subscriber holds up to :data:`SINK_BOUND` undelivered messages, as raw's; FastStream
+    has no "no byte limit", so its byte limit is set where the message limit binds first.
+    """
+    broker = _faststream_broker(url)
+    until = _Until(tally)
+    limit = SINK_BOUND * max(len(payload.encode()), 1)
+
+    @broker.subscriber(subject, pending_msgs_limit=SINK_BOUND, pending_bytes_limit=limit)
+    async def sink(msg: str) -> None:
+        until.handled()
+
+    async with broker:
+        await broker.start()
+        await broker.connection.flush()
+        yield _tell_batch(lambda: broker.publish(payload, subject), until)
+
+
+@contextlib.asynccontextmanager
+async def faststream_ask(
+    url: str, subject: str, payload: str, in_flight: int, tally: Tally
+) -> AsyncIterator[Batch]:
+    """FastStream ``broker.request`` to a ``@broker.subscriber`` returning its input.
+
+    The responder shares the asker's broker (one connection), as our asker and actor share
+    the system's; the reply is decoded, as ours is.
+    """
+    broker = _faststream_broker(url)
+
+    @broker.subscriber(subject)
+    async def echo(msg: str) -> str:
+        tally.count += 1
+        return msg
+
+    async def one() -> Any:
+        reply = await broker.request(payload, subject, timeout=5)
+        return await reply.decode()
+
+    async with broker:
+        await broker.start()
+        await broker.connection.flush()
+        yield ask_batch(one, in_flight)
 
 
 # -- in process ------------------------------------------------------------------------------

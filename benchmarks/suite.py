@@ -4,11 +4,14 @@ Scenarios (128-byte payloads; 4 KiB too in the full run), each on names of its o
 (:func:`scenario_plan`: a tenant, raw nats-py subjects, streams):
 
 1. tell throughput over NATS: ours vs raw nats-py publish/subscribe with the same
-   payload and no headers (a plain JSON core tell of ours sends none);
+   payload and no headers (a plain JSON core tell of ours sends none), and vs FastStream's
+   NATS broker, the framework users would otherwise pick (with the ``bench`` extra; a
+   reference row sets it beside raw nats-py too);
 2. ask over NATS, sequential (throughput and p50 latency) and with 100 in flight, the
    responder in the same process and in another OS process
    (:mod:`~motadata_actors.benchmarks.responder`): ours vs raw nats-py ``request`` with our
-   two headers (``Sdk-Message-Id``, ``Sdk-Timeout-Ms``), and with none;
+   two headers (``Sdk-Message-Id``, ``Sdk-Timeout-Ms``), and with none; responder in the
+   same process: vs FastStream's ``broker.request`` too;
 3. streaming replies: the parts per second of ``ask_stream`` (windows 256, the default,
    and 64) vs raw nats-py publishing the same parts to another connection
    (``bench_streaming``);
@@ -72,6 +75,10 @@ STREAM_WINDOWS = (256, 64)
 """Credit windows the streaming scenario runs with; the first (the default) is the main row."""
 SAME_HEADERS = "raw nats-py request, same headers"
 NO_HEADERS = "raw nats-py request, no headers"
+PEER_TELL = "FastStream (NATS) publish/subscriber"
+PEER_ASK = "FastStream (NATS) request/subscriber"
+PEER_NOTE = "(peer, for reference)"
+"""Ends the scenario of a row that sets the peer (FastStream) beside raw nats-py, not ours."""
 _ASKS = ((1, "local"), (100, "local"), (1, "remote"), (100, "remote"))
 """(asks in flight, where the responder runs) of the NATS ask scenarios."""
 _SCALE_WHERE = ("one server", "three-node cluster")
@@ -212,19 +219,31 @@ async def _tell_rows(
     payload, body = _payload(size)
     ours = Tally("our counting actor")
     raw_b = Tally("raw subscriber, no headers")
+    peer = Tally("FastStream subscriber")
     scenario = f"nats tell, {size} B"
     # Our plain JSON core tell sends no header (no Content-Type for the default codec, no
     # id for what is never resent), so bare raw nats-py is the like-for-like baseline.
-    with ledger.serving(ours, raw_b):
-        s = await _measured(ledger, scenario, [
-            ("ours", sides.our_tell(url, names.tenant, payload, ours), _target("ours", ours), 64),
-            ("raw_bare", sides.raw_tell(url, names.raw_bare, body, None, raw_b),
-             _target("raw, no headers", raw_b), 64),
-        ], config)  # fmt: skip
-    return [
+    makers: list[Maker] = [
+        ("ours", sides.our_tell(url, names.tenant, payload, ours), _target("ours", ours), 64),
+        ("raw_bare", sides.raw_tell(url, names.raw_bare, body, None, raw_b),
+         _target("raw, no headers", raw_b), 64),
+    ]  # fmt: skip
+    if sides.faststream_available():
+        makers.append(("peer", sides.faststream_tell(url, names.peer, payload, peer),
+                       _target("FastStream", peer), 64))  # fmt: skip
+    with ledger.serving(ours, raw_b, peer):
+        s = await _measured(ledger, scenario, makers, config)
+    rows = [
         rate_row("nats tell", size, "msgs/s", s["ours"], s["raw_bare"],
                  "raw nats-py, no headers (ours sends none either)", 0.50),
     ]  # fmt: skip
+    if "peer" in s:
+        rows += [
+            rate_row("nats tell", size, "msgs/s", s["ours"], s["peer"], PEER_TELL, None),
+            rate_row(f"FastStream tell {PEER_NOTE}", size, "msgs/s", s["peer"], s["raw_bare"],
+                     "raw nats-py, no headers", None),
+        ]  # fmt: skip
+    return rows
 
 
 async def _ask_rows(
@@ -239,11 +258,14 @@ async def _ask_rows(
     payload, body = _payload(size)
     where = "responder in another process" if children else "responder in the same process"
     answering: tuple[Tally | None, Tally | None, Tally | None] = (None, None, None)
+    peer: Tally | None = None
     counters: tuple[Counter, Counter, Counter]
     if children is None:  # answered here, counted in these tallies
         here = (Tally("our echo actor, this process"), Tally("raw responder, same headers"),
                 Tally("raw responder, no headers"))  # fmt: skip
         answering, counters = here, here
+        if sides.faststream_available():  # the peer is measured beside a local responder
+            peer = Tally("FastStream responder")
     else:
         raw_child, our_child = children
         counters = (our_child.counters[names.tenant], raw_child.counters[names.raw_headers],
@@ -251,17 +273,22 @@ async def _ask_rows(
     ours, raw_h, raw_b = answering
     mode = "sequential" if in_flight == 1 else f"{in_flight} in flight"
     scenario = f"nats ask, {mode}, {where}, {size} B"
-    with ledger.serving(*(t for t in answering if t is not None)):
-        s = await _measured(ledger, scenario, [
-            ("ours", sides.our_ask(url, names.tenant, payload, in_flight, ours),
-             _target("ours", counters[0]), in_flight),
-            ("raw_headers", sides.raw_ask(url, names.raw_headers, body, in_flight, headers=True,
-                                          tally=raw_h),
-             _target("raw, same headers", counters[1]), in_flight),
-            ("raw_bare", sides.raw_ask(url, names.raw_bare, body, in_flight, headers=False,
-                                       tally=raw_b),
-             _target("raw, no headers", counters[2]), in_flight),
-        ], config)  # fmt: skip
+    makers: list[Maker] = [
+        ("ours", sides.our_ask(url, names.tenant, payload, in_flight, ours),
+         _target("ours", counters[0]), in_flight),
+        ("raw_headers", sides.raw_ask(url, names.raw_headers, body, in_flight, headers=True,
+                                      tally=raw_h),
+         _target("raw, same headers", counters[1]), in_flight),
+        ("raw_bare", sides.raw_ask(url, names.raw_bare, body, in_flight, headers=False,
+                                   tally=raw_b),
+         _target("raw, no headers", counters[2]), in_flight),
+    ]  # fmt: skip
+    if peer is not None:
+        makers.append(("peer", sides.faststream_ask(url, names.peer, payload, in_flight, peer),
+                       _target("FastStream", peer), in_flight))  # fmt: skip
+    with ledger.serving(*(t for t in (*answering, peer) if t is not None)):
+        s = await _measured(ledger, scenario, makers, config)
+    peer_rows = _peer_ask_rows(s, size, mode, where) if peer is not None else []
     if in_flight == 1:
         return [
             rate_row(f"nats ask, sequential, {where}", size, "asks/s", s["ours"],
@@ -272,12 +299,31 @@ async def _ask_rows(
                         SAME_HEADERS, None),
             latency_row(f"nats ask p50 latency, {where}", size, s["ours"], s["raw_bare"],
                         NO_HEADERS, 1.15),
+            *peer_rows,
         ]  # fmt: skip
     return [
         rate_row(f"nats ask, {mode}, {where}", size, "asks/s", s["ours"], s["raw_headers"],
                  SAME_HEADERS, 0.80),
         rate_row(f"nats ask, {mode}, {where}", size, "asks/s", s["ours"], s["raw_bare"],
                  NO_HEADERS, 0.60),
+        *peer_rows,
+    ]  # fmt: skip
+
+
+def _peer_ask_rows(s: dict[str, Samples], size: int, mode: str, where: str) -> list[dict[str, Any]]:
+    """Ours beside FastStream, and FastStream beside bare raw nats-py (no targets)."""
+    if mode == "sequential":
+        return [
+            latency_row(f"nats ask p50 latency, {where}", size, s["ours"], s["peer"], PEER_ASK,
+                        None),
+            latency_row(f"FastStream ask p50 latency, {where} {PEER_NOTE}", size, s["peer"],
+                        s["raw_bare"], NO_HEADERS, None),
+        ]  # fmt: skip
+    return [
+        rate_row(f"nats ask, {mode}, {where}", size, "asks/s", s["ours"], s["peer"], PEER_ASK,
+                 None),
+        rate_row(f"FastStream ask, {mode}, {where} {PEER_NOTE}", size, "asks/s", s["peer"],
+                 s["raw_bare"], NO_HEADERS, None),
     ]  # fmt: skip
 
 
@@ -461,6 +507,11 @@ def run_suite(out: Path, *, quick: bool) -> dict[str, Any]:
         answered.extend(records)
         progress(f"{len(rows)} rows after {time.time() - started:.0f} s")
 
+    if not sides.faststream_available():
+        progress(
+            "FastStream is not installed (pip install 'motadata-actors[bench]'): "
+            "its peer rows are skipped"
+        )
     with NatsServer() as server:
         url = server.url
         for loop in config.loops:

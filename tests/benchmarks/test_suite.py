@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
 
 from motadata_actors.benchmarks import suite
@@ -51,17 +49,37 @@ async def test_nats_scenarios_answer_each_request_once_with_labelled_baselines(
         sent, handled = record["sent"], record["handled"]
         assert isinstance(sent, dict) and isinstance(handled, dict)
         assert sorted(sent.values()) == sorted(handled.values())
+        # The peer (FastStream) is measured beside a responder in this process only.
+        local = "another process" not in str(record["scenario"])
+        peer_handled = [n for name, n in handled.items() if name.startswith("FastStream")]
+        assert peer_handled == ([sent["FastStream"]] if local else [])
     asks = [r for r in rows if r["scenario"].startswith("nats ask")]
-    by_scenario = {
-        k: {r["baseline"] for r in g}
-        for k, g in itertools.groupby(asks, key=lambda r: r["scenario"])
-    }
+    by_scenario: dict[str, set[str]] = {}
+    for row in asks:
+        by_scenario.setdefault(row["scenario"], set()).add(row["baseline"])
     assert len(by_scenario) == 6  # sequential, latency, 100 in flight; here and elsewhere
-    for baselines in by_scenario.values():
+    for scenario, baselines in by_scenario.items():
+        peer = "same process" in scenario and not scenario.startswith("nats ask, sequential")
         assert baselines == {
             "raw nats-py request, same headers",
             "raw nats-py request, no headers",
-        }
+        } | ({suite.PEER_ASK} if peer else set())
+    assert {r["baseline"] for r in rows if r["scenario"] == "nats tell"} == {
+        "raw nats-py, no headers (ours sends none either)",
+        suite.PEER_TELL,
+    }
+    # The reference rows set FastStream beside bare raw nats-py, without targets.
+    reference = {r["scenario"]: r for r in rows if r["scenario"].endswith(suite.PEER_NOTE)}
+    assert sorted(reference) == [
+        "FastStream ask p50 latency, responder in the same process (peer, for reference)",
+        "FastStream ask, 100 in flight, responder in the same process (peer, for reference)",
+        "FastStream tell (peer, for reference)",
+    ]
+    assert all(r["target"] is None for r in reference.values())
+    assert {r["baseline"] for r in reference.values()} == {
+        "raw nats-py, no headers",
+        "raw nats-py request, no headers",
+    }
     for row in rows:
         assert row["ratio"] > 0 and row["repeats"] == TINY.repeats
         assert row["ratio_spread"]["min"] <= row["ratio"] <= row["ratio_spread"]["max"]
