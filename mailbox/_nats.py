@@ -407,6 +407,11 @@ class NatsTransport:
         per_try = 4 * self._connect_timeout + _RETRY_WAIT
         return len(self._servers) * _CONNECT_TRIES * per_try + 1.0
 
+    def _tls_in_use(self, nc: RawClient) -> bool:
+        """Whether this connection upgrades to TLS (asked for here, or by the server)."""
+        asked = any(_scheme(u) == "tls" for u in self._servers) or bool(self._auth.tls_ca)
+        return asked or bool(natspy.server_info(nc).get("tls_required"))
+
     def _connect_failure(self, exc: BaseException, nc: RawClient, expired: bool) -> str:
         """Why connecting failed, with what to set; never a secret.
 
@@ -457,6 +462,22 @@ class NatsTransport:
             hint = (
                 "the server refused the credentials: check NATS_TOKEN, NATS_USER/NATS_PASSWORD, "
                 "NATS_NKEY_SEED or NATS_CREDS"
+            )
+        elif (
+            self._tls_in_use(nc)
+            and not self._auth.tls_cert
+            and any(
+                isinstance(e, (BrokenPipeError, ConnectionResetError)) or "eof" in t
+                for e, t in zip(seen, texts, strict=True)
+            )
+        ):
+            # TLS 1.3: the client's side of the handshake ends before the server checks
+            # the client's certificate; a server that requires one then closes, and the
+            # CONNECT we write meets a closed socket before its alert can be read.
+            hint = (
+                "the server closed the connection right after the TLS handshake, as a server "
+                "that requires client certificates does without one: set "
+                "NATS_TLS_CERT/NATS_TLS_KEY to a client certificate the server trusts"
             )
         elif expired:
             hint = f"no server answered within {self._connect_deadline():.3g}s"

@@ -22,6 +22,7 @@ import pytest
 from motadata_actors import Actor, ActorSystem, ConfigError, ConnectionLost, Context, Settings
 from motadata_actors.integrations import create_nats_client
 from motadata_actors.mailbox import NatsAuth, NatsServer, NatsTransport
+from motadata_actors.mailbox import _natspy as natspy
 
 from ..conftest import wait_for
 from ..tls import (
@@ -157,6 +158,28 @@ async def test_a_trusted_certificate_connects(
         assert await ref.ask("over tls", timeout=5) == "over tls"
         assert await client_count(tls_server) == 1
     await wait_for_no_clients(tls_server)
+
+
+@pytest.mark.parametrize(
+    "closed", [BrokenPipeError(32, "Broken pipe"), ConnectionResetError(104, "reset by peer")]
+)
+def test_a_tls_connection_closed_after_the_handshake_names_the_certificate_settings(
+    certificates: dict[str, str], closed: OSError
+) -> None:
+    """Under TLS 1.3 the server's alert may never be read: our CONNECT meets a closed socket.
+
+    Which of the two a real server shows is a race (the next test); both name the settings.
+    """
+    nc = natspy.new_client(None)
+    tls = NatsTransport(["tls://127.0.0.1:14222"], auth=NatsAuth(tls_ca=certificates["ca"]))
+    assert "NATS_TLS_CERT/NATS_TLS_KEY" in tls._connect_failure(closed, nc, False)
+    with_cert = NatsTransport(["tls://127.0.0.1:14222"], auth=NatsAuth(
+        tls_ca=certificates["ca"], tls_cert=certificates["client"],
+        tls_key=certificates["client-key"],
+    ))  # fmt: skip
+    assert "NATS_TLS_CERT" not in with_cert._connect_failure(closed, nc, False)
+    plain = NatsTransport(["nats://127.0.0.1:14222"])
+    assert "NATS_TLS_CERT" not in plain._connect_failure(closed, nc, False)
 
 
 async def test_a_missing_client_certificate_names_the_certificate_settings(
