@@ -36,7 +36,8 @@ from motadata_actors.telemetry._logging import get_logger, log_fields
 
 from ._actor import Actor, Context, NotStreamed
 from ._claims import claims_off
-from ._deadline import Deadline
+from ._clock import SystemClock
+from ._deadline import Deadline, Watchdog
 from ._runtime import (
     AGENT_TEMPLATE,
     EVENT_TEMPLATE,
@@ -122,6 +123,7 @@ class Host(Protocol):
     handling_times: list[int]
 
     one_at_a_time: bool
+    serial: bool
 
     def enter(self) -> None:
         """A handler starts."""
@@ -161,6 +163,7 @@ class Dispatcher:
         )
         self.streams: set[ReplyStream] = set()
         """Streaming replies being sent now."""
+        self._watchdog: Watchdog | None = None  # made at the first deadline
 
     def handle(self, msg: Incoming, actor: Actor) -> Awaitable[Result]:
         """Handle ``msg`` with ``actor`` (await it); never raises but a cancellation.
@@ -313,9 +316,18 @@ class Dispatcher:
         deadline = ctx.deadline
         task = asyncio.current_task()
         assert task is not None
-        # A streaming handler shares one cancel between its deadline and its consumer.
-        cancel = stream.cancel_handler if stream is not None else None
-        with Deadline(self._rt.clock, deadline, cancel) as limit:
+        limit: Deadline | Watchdog
+        # One timer for the actor's handlings on the event loop's clock (a manual clock's
+        # timers are free, and its count of waiting timers stays exact).
+        if stream is None and self._cell.serial and type(self._rt.clock) is SystemClock:
+            watchdog = self._watchdog
+            if watchdog is None:
+                watchdog = self._watchdog = Watchdog(self._rt.clock)
+            limit = watchdog.at(deadline)
+        else:  # a streaming handler shares one cancel between its deadline and its consumer
+            cancel = stream.cancel_handler if stream is not None else None
+            limit = Deadline(self._rt.clock, deadline, cancel)
+        with limit:
             if stream is not None:
                 stream.running = True
             try:

@@ -1,0 +1,107 @@
+"""One timer per actor for handlings that never overlap (actors/_deadline.py ``Watchdog``)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+
+from motadata_actors import Actor, ActorSystem, AskTimeout, Context, Settings
+from motadata_actors.actors._deadline import Watchdog
+
+pytestmark = pytest.mark.anyio
+
+
+class _Timer:
+    def __init__(self, when: float, callback: Callable[[], object]) -> None:
+        self.when, self.callback, self.cancelled = when, callback, False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class _Clock:
+    """Records the timers asked for; time moves only when told."""
+
+    def __init__(self) -> None:
+        self.time = 0.0
+        self.timers: list[_Timer] = []
+
+    def now(self) -> float:
+        return self.time
+
+    async def sleep(self, seconds: float) -> None:  # pragma: no cover - not used here
+        raise AssertionError
+
+    def call_at(self, when: float, callback: Callable[[], object]) -> _Timer:
+        self.timers.append(_Timer(when, callback))
+        return self.timers[-1]
+
+    def armed(self) -> list[float]:
+        return [t.when for t in self.timers if not t.cancelled]
+
+
+async def test_one_timer_watches_handlings_that_follow_one_another() -> None:
+    clock = _Clock()
+    watchdog = Watchdog(clock)
+    for i in range(100):  # deadlines 5 s out, each handling quick
+        clock.time = i * 0.01
+        with watchdog.at(clock.time + 5) as limit:
+            pass
+        assert not limit.expired
+    assert clock.armed() == [5.0]  # armed once, for the first
+    with watchdog.at(clock.time + 1):  # an earlier deadline than the armed one: re-armed
+        pass
+    assert clock.armed() == [pytest.approx(1.99)]
+    # It fires with nothing running: nothing to do, nothing armed until the next handling.
+    clock.timers[-1].callback()
+    assert clock.armed() == [pytest.approx(1.99)] and clock.timers[-1].cancelled is False
+    with watchdog.at(10.0):
+        pass
+    assert clock.armed()[-1] == 10.0
+
+
+async def test_it_cancels_a_handling_past_its_deadline_and_re_arms_for_a_later_one() -> None:
+    clock = _Clock()
+    watchdog = Watchdog(clock)
+    with watchdog.at(5.0):
+        pass
+    first = clock.timers[-1]
+    task = asyncio.current_task()
+    assert task is not None
+    with watchdog.at(8.0) as limit:  # running when the timer armed for 5 fires
+        clock.time = 5.0
+        first.callback()
+        assert not limit.expired and clock.armed()[-1] == 8.0  # re-armed for this one
+        clock.time = 8.0
+        clock.timers[-1].callback()
+        assert limit.expired
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.sleep(1)  # the cancel lands here
+        task.uncancel()
+
+
+class Slow(Actor):
+    async def on_message(self, msg: object, ctx: Context) -> object:
+        if msg == "slow":
+            await asyncio.sleep(10)
+        return msg
+
+
+async def test_an_actor_on_the_event_loop_still_cancels_an_overrunning_handler(
+    tenant: str,
+) -> None:
+    async with ActorSystem(tenant, settings=Settings(enable_nats=False)) as system:
+        ref = await system.spawn(Slow, name="slow")
+        for i in range(50):  # handlings that follow one another, one timer for them
+            assert await ref.ask(i, timeout=5) == i
+        with pytest.raises(AskTimeout):
+            await ref.ask("slow", timeout=0.2)
+        assert await ref.ask("after", timeout=5) == "after"  # it goes on
+        await asyncio.wait_for(_overran(system), 5)
+
+
+async def _overran(system: ActorSystem) -> None:
+    while not system.events("overran"):
+        await asyncio.sleep(0.01)
