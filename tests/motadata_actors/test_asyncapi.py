@@ -236,14 +236,14 @@ def test_a_tenant_with_typed_untyped_durable_and_keyed_agents_and_events(
     ]  # fmt: skip
     doc = asyncapi_document(
         "acme", agents, _schemas(Item, Order, Tree),
-        servers=["nats://alice:s3cret@10.0.0.5:4222", "tls://nats.example:4443"],
+        servers=["nats://alice:s3cret@127.0.0.1:14222", "tls://127.0.0.1:14443"],
         content_type="application/msgpack",
     )  # fmt: skip
     assert validate(doc) == []
     assert doc["asyncapi"] == "3.0.0" and doc["defaultContentType"] == "application/msgpack"
     assert doc["servers"] == {
-        "nats-1": {"host": "10.0.0.5:4222", "protocol": "nats"},  # no credentials
-        "nats-2": {"host": "nats.example:4443", "protocol": "nats"},
+        "nats-1": {"host": "127.0.0.1:14222", "protocol": "nats"},  # no credentials
+        "nats-2": {"host": "127.0.0.1:14443", "protocol": "nats"},
     }
     assert "s3cret" not in json.dumps(doc)
     channels, operations = doc["channels"], doc["operations"]
