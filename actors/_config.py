@@ -11,11 +11,12 @@ from typing import Any
 
 import attrs
 
+from motadata_actors._errors import ConfigError
 from motadata_actors._settings import Settings
 from motadata_actors.codecs import Limits
 from motadata_actors.mailbox import DurableConfig, NatsAuth, NatsTransport, inbox_prefix
 
-__all__ = ("codec_limits", "durable_config", "nats_auth", "nats_transport")
+__all__ = ("codec_limits", "durable_config", "nats_auth", "nats_transport", "require_nats")
 
 
 def durable_config(settings: Settings) -> DurableConfig:
@@ -47,6 +48,18 @@ def nats_transport(
         reconnect_buffer=settings.reconnect_buffer,
         auth=nats_auth(settings),
     )
+
+
+def require_nats(settings: Settings, who: str) -> None:
+    """Refuse a tool that asks the processes over NATS when the settings name no server.
+
+    ``who`` names the tool in the message: ``status``, ``the dashboard``...
+
+    Raises:
+        ConfigError: ``ENABLE_NATS`` is false or ``NATS_URL`` is not set.
+    """
+    if not settings.enable_nats or not settings.nats_urls:
+        raise ConfigError(f"{who} asks the processes over NATS: set NATS_URL to their server")
 
 
 def codec_limits(settings: Settings) -> Limits:

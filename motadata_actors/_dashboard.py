@@ -44,7 +44,7 @@ import orjson
 
 from motadata_actors._errors import ActorsError, ConfigError
 from motadata_actors._settings import Settings
-from motadata_actors.actors._config import codec_limits, nats_transport
+from motadata_actors.actors._config import codec_limits, nats_transport, require_nats
 from motadata_actors.actors._schemas import read_registry
 from motadata_actors.actors._status import gather_status
 from motadata_actors.actors._status_events import AgentLifecycle, StatusFeed
@@ -404,10 +404,7 @@ class Dashboard:
             check_id(tenant, "tenant")
         if token is not None and len(token) < 16:
             raise ConfigError(f"{TOKEN_SETTING} must be at least 16 characters")
-        if not settings.enable_nats or not settings.nats_urls:
-            raise ConfigError(
-                "the dashboard asks the processes over NATS: set NATS_URL to their server"
-            )
+        require_nats(settings, "the dashboard")
         if not 0 < wait < interval:
             raise ConfigError(f"need 0 < wait < interval, not wait={wait}, interval={interval}")
         self.settings = settings

@@ -13,7 +13,7 @@ from typing import Any, TextIO
 from motadata_actors._errors import ConfigError
 from motadata_actors._settings import Settings
 from motadata_actors.actors import AgentLifecycle, Progress, summarize
-from motadata_actors.actors._config import codec_limits, nats_transport
+from motadata_actors.actors._config import codec_limits, nats_transport, require_nats
 from motadata_actors.actors._status import gather_status
 from motadata_actors.actors._status_events import StatusEvent, StatusFeed
 from motadata_actors.codecs import Codecs, KeyRing
@@ -24,8 +24,7 @@ __all__ = ("follow_status", "format_status", "show_status", "tenant_quotas_from"
 
 def _check(settings: Settings, tenant: str) -> None:
     check_id(tenant, "tenant")
-    if not settings.enable_nats or not settings.nats_urls:
-        raise ConfigError("status asks the processes over NATS: set NATS_URL to their server")
+    require_nats(settings, "status")
 
 
 def tenant_quotas_from(config: str | None, tenant: str) -> Quotas | None:

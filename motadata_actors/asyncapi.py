@@ -604,13 +604,12 @@ async def tenant_document(settings: Settings, tenant: str, *, wait: float = 0.5)
         SubjectError: ``tenant`` is not a valid tenant id.
         ConnectionLost: the server cannot be reached.
     """
-    from motadata_actors.actors._config import nats_transport
+    from motadata_actors.actors._config import nats_transport, require_nats
     from motadata_actors.actors._status import gather_status
     from motadata_actors.actors._status_events import AgentLifecycle, Progress
 
     check_id(tenant, "tenant")
-    if not settings.enable_nats or not settings.nats_urls:
-        raise ConfigError("asyncapi asks the processes over NATS: set NATS_URL to their server")
+    require_nats(settings, "asyncapi")
     transport = nats_transport(settings, tenant, name="motadata-actors/asyncapi")
     await transport.start()
     try:
