@@ -401,7 +401,7 @@ class Dispatcher:
         rt = self._rt
         # No Sdk-Message-Id on replies: the reply subject already ties a reply to its ask.
         try:
-            sealed = seal(result, rt.codecs.default)
+            sealed = seal(result, rt.codecs.default, share=rt.share)
         except CodecError as exc:
             log.error("actor %s: cannot send its reply: %s", self._cell.path, exc)
             await rt.send_error(letter.reply, type(exc).__name__, f"reply not sent: {exc}", "sdk")
@@ -423,7 +423,7 @@ class Dispatcher:
         )
         self.admission.answered(letter.message_id, sealed)
         try:
-            await rt.transport.publish(letter.reply, sealed.data, headers=sealed.headers)
+            await rt.publish(letter.reply, sealed)
         except ActorsError as exc:
             if isinstance(exc, CodecError):  # too large for the server, say
                 await rt.send_error(

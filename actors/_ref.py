@@ -30,7 +30,14 @@ from motadata_actors.mailbox import (
     keyed_name,
     new_message_id,
 )
-from motadata_actors.mailbox._envelope import Claimed, Letter, Sealed, seal, user_headers
+from motadata_actors.mailbox._envelope import (
+    NOT_SHARED,
+    Claimed,
+    Letter,
+    Sealed,
+    seal,
+    user_headers,
+)
 
 from ._claims import claims_off
 from ._clock import SystemClock
@@ -128,6 +135,7 @@ class ActorRef:
         codec: str | None = None,
         *,
         identified: bool = True,
+        share: bool = False,
     ) -> tuple[str, str, Sealed]:
         # Sizes are checked alike on both sides: the codec refuses a body over
         # SDK_MAX_MESSAGE_SIZE, the transport headers plus body over the server's
@@ -146,6 +154,7 @@ class ActorRef:
             msg, rt.codecs.default if codec is None else rt.codecs.named(codec),
             message_id=new_message_id() if identified else None, correlation_id=correlation,
             extra=user_headers(headers) if headers is not None else None,
+            share=rt.share if share else 0,
         )  # fmt: skip
         return sender, subject, rt.finish(sealed)
 
@@ -196,21 +205,28 @@ class ActorRef:
         rt = self._rt
         # A core tell is never resent, so an id would identify nothing: it goes without one
         # unless sealed (a sealed message's id is what refuses a replayed copy).
-        identified = self.mailbox != "core" or rt.codecs.keys is not None
-        sender, subject, sealed = self._prepare(msg, headers, codec, identified=identified)
+        core = self.mailbox == "core"
+        identified = not core or rt.codecs.keys is not None
+        sender, subject, sealed = self._prepare(
+            msg, headers, codec, identified=identified, share=core
+        )
         if rt.claims is not None:  # a body over SDK_CLAIM_ABOVE goes to the object store
             await rt.claims.check_in(sealed)
         if ttl is not None:
             if not (isinstance(ttl, (int, float)) and 0 < ttl < 1e9):
                 raise ConfigError(f"ttl must be a positive number of seconds, not {ttl!r}")
             sealed.expire_after(ttl)
-        publish = rt.transport.publish if self.mailbox == "core" else self._durable().publish
+        sending: Awaitable[object]
+        if core:
+            sending = rt.publish(subject, sealed)
+        else:
+            sending = self._durable().publish(subject, sealed.data, headers=sealed.headers)
         tel = rt.telemetry
         if tel is None:
-            await publish(subject, sealed.data, headers=sealed.headers)
+            await sending
             return
         span = self._span(sender, subject, sealed)
-        await tel.traced(span, publish(subject, sealed.data, headers=sealed.headers))
+        await tel.traced(span, sending)
 
     async def ask(
         self,
@@ -280,7 +296,7 @@ class ActorRef:
                 if left <= 0:
                     raise AskTimeout(f"ask to {self._to!r}: the handler's deadline has passed")
                 budget = left
-        sender, subject, sealed = self._prepare(msg, headers, codec)
+        sender, subject, sealed = self._prepare(msg, headers, codec, share=self.mailbox == "core")
         if rt.claims is not None:  # a body over SDK_CLAIM_ABOVE goes to the object store
             await rt.claims.check_in(sealed)
         tel = rt.telemetry
@@ -438,8 +454,7 @@ class ActorRef:
                 span.set_attribute("sdk.attempt", attempts.number)
             try:
                 if on_loop:
-                    data, headers = sealed.data, sealed.headers
-                    reply = await request(subject, data, headers=headers, timeout=wait)
+                    reply = await self._sending(request, subject, sealed, wait)
                 else:
                     reply = await self._request(request, subject, sealed, wait)
             except (AskTimeout, NoResponders) as exc:
@@ -461,7 +476,7 @@ class ActorRef:
         tries = attempts.number
         why = type(last).__name__ if last is not None else "no time left"
         reason = f"ask failed after {tries} attempt(s): {why}"
-        if await rt.dead_letter(self._to, sealed.data, sealed.headers, reason):
+        if await rt.dead_letter(self._to, sealed.encoded(), sealed.headers, reason):
             rt.events.record("dead_letter", self._to, reason)
         if isinstance(last, NoResponders):
             raise NoResponders(
@@ -484,18 +499,26 @@ class ActorRef:
         """
         clock = self._rt.clock
         if type(clock) is SystemClock:
-            return await request(subject, sealed.data, headers=sealed.headers, timeout=timeout)
+            return await self._sending(request, subject, sealed, timeout)
         with Deadline(clock, clock.now() + timeout) as limit:
             try:
-                return await request(
-                    subject, sealed.data, headers=sealed.headers, timeout=_UNBOUNDED
-                )
+                return await self._sending(request, subject, sealed, _UNBOUNDED)
             except asyncio.CancelledError:
                 task = asyncio.current_task()
                 if not limit.expired or task is None:
                     raise
                 task.uncancel()
                 raise AskTimeout(f"no reply within {timeout:.3g}s on the system's clock") from None
+
+    def _sending(
+        self, request: _Request, subject: str, sealed: Sealed, timeout: float
+    ) -> Awaitable[Incoming]:
+        """``request`` of ``sealed`` (await it); a shared value goes as itself, in process."""
+        if sealed.value is not NOT_SHARED:
+            local = self._rt.local
+            assert local is not None
+            return local.request_shared(subject, sealed, timeout=timeout)
+        return request(subject, sealed.data, headers=sealed.headers, timeout=timeout)
 
     def _check_not_self(self, ctx: Context) -> None:
         """Refuse at once an ask that would wait on the very handler making it."""

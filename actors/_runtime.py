@@ -20,12 +20,19 @@ from motadata_actors.mailbox import (
     Durable,
     DurableConfig,
     DurableStore,
+    InProcessTransport,
     Transport,
     dlq_subject,
     event_subject,
     new_message_id,
 )
-from motadata_actors.mailbox._envelope import Sealed, dead_letter_headers, seal, seal_error
+from motadata_actors.mailbox._envelope import (
+    NOT_SHARED,
+    Sealed,
+    dead_letter_headers,
+    seal,
+    seal_error,
+)
 from motadata_actors.telemetry._instrument import Telemetry
 from motadata_actors.telemetry._logging import get_logger
 
@@ -120,6 +127,12 @@ class Runtime:
     """The watches of this system's agents (made by the first ``watch``)."""
     status: StatusPublisher | None = None
     """Publishes the tenant's status events (life cycles, progress); None: turned off."""
+    local: InProcessTransport | None = None
+    """The transport when it is the in-process one (which takes shared values)."""
+    share: int = 0
+    """The largest encoded size (an upper bound) of an immutable tell, ask or reply handed
+    over as itself, without a copy (``seal(share=)``). 0: every body is encoded (over NATS,
+    with a key ring, or with telemetry, whose spans count the bytes)."""
 
     def durable(self, what: str) -> DurableStore:
         """The transport's durable side, or a ConfigError saying why ``what`` needs it."""
@@ -146,10 +159,21 @@ class Runtime:
             with contextlib.suppress(RuntimeError):  # closing: nothing left to do it for
                 group.start_soon(work)
 
+    def publish(self, subject: str, sealed: Sealed, *, reply: str = "") -> Awaitable[None]:
+        """Publish ``sealed`` on the transport (await it); a shared value goes as itself.
+
+        Raises:
+            ActorsError: what the transport's ``publish`` raises.
+        """
+        if sealed.value is not NOT_SHARED:
+            assert self.local is not None
+            return self.local.hand_over(subject, sealed, reply=reply)
+        return self.transport.publish(subject, sealed.data, headers=sealed.headers, reply=reply)
+
     async def send(self, subject: str, sealed: Sealed) -> None:
         """Publish ``sealed`` (a reply, most often); a lost one is logged, never raised."""
         try:
-            await self.transport.publish(subject, sealed.data, headers=sealed.headers)
+            await self.publish(subject, sealed)
         except ActorsError as exc:
             log.warning("message to %s lost: %r", subject, exc)
 

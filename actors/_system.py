@@ -60,6 +60,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 P = ParamSpec("P")
 _LAG_INTERVAL = 0.25
+_SHARED_HEADROOM = 4096  # bytes of max_payload kept for the headers of a shared message
 _LAG_WARN = 0.1
 
 
@@ -309,6 +310,13 @@ class ActorSystem:
             lease_time=self._lease_time,
             compress_above=settings.compress_above,
         )
+        if isinstance(transport, InProcessTransport):
+            self._rt.local = transport
+            if codecs.keys is None and telemetry is None:
+                # What a copy would refuse, compress or claim is copied: bounded below each.
+                limits = [codecs.limits.max_size, transport.max_payload - _SHARED_HEADROOM]
+                limits += [n for n in (settings.compress_above, settings.claim_above) if n]
+                self._rt.share = max(0, min(limits))
         if settings.claim_above:
             self._rt.claims = Claims(
                 transport, self.tenant, codecs, above=settings.claim_above, ttl=settings.claim_ttl

@@ -16,7 +16,7 @@ from ._limits import Limits
 from ._registry import TypeRegistry, default_registry, wire_name_of
 from ._schema import schema_of
 from ._strict import BodyError
-from ._values import ModelError, VectorHooks, Walker
+from ._values import ModelError, VectorHooks, Walker, leaf_bound
 from ._vectors import Packed, from_json, is_vector, pack
 
 __all__ = ("Codec", "ValueCodec")
@@ -85,6 +85,9 @@ class ValueCodec:
     name: ClassVar[str]
     content_type: ClassVar[str]
     json_bytes: ClassVar[bool] = False
+    shares: ClassVar[bool] = True
+    """Whether :meth:`shared_size` may let a value skip this codec in process (the codec
+    would accept every value it allows, and give back an equal one)."""
     _library_errors: ClassVar[tuple[type[BaseException], ...]] = ()
 
     def __init__(self, registry: TypeRegistry | None = None, limits: Limits | None = None) -> None:
@@ -120,6 +123,21 @@ class ValueCodec:
     def encode_inline(self, obj: object) -> bytes:
         """Encode ``obj`` as an untyped value (a typed message carries its wire name inline)."""
         return self._encode(obj, None)
+
+    def shared_size(self, obj: object) -> int:
+        """An upper bound of ``obj``'s encoded size if in process it may go as itself.
+
+        That is, without a copy: immutable (a plain leaf, or a frozen typed message whose
+        fields are leaves, tuples or frozen messages of their annotated types) and inside
+        the value model and its limits, so this codec would encode it and decode an equal
+        value of the same type. -1 otherwise: then it is encoded, and so copied.
+        """
+        if not self.shares:
+            return -1
+        wire_name = wire_name_of(obj)
+        if wire_name is None:
+            return leaf_bound(obj)
+        return schema_of(type(obj)).shared(obj, 1, self._walker)
 
     def _encode(self, obj: object, wire_name: str | None) -> bytes:
         try:

@@ -150,6 +150,13 @@ class TypeRegistry:
                 "wire name in this process"
             ) from None
 
+    def shares(self, wire_name: str, cls: type[Any]) -> bool:
+        """Whether ``cls`` sent as ``wire_name`` decodes here to ``cls``, with no upgrade.
+
+        Then in process an instance may be delivered as itself.
+        """
+        return self._by_name.get(wire_name) is cls and cls not in self._upgrades
+
     def __contains__(self, wire_name: object) -> bool:
         return wire_name in self._by_name
 

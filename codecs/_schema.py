@@ -31,7 +31,7 @@ from typing import Any, Final, Union
 
 import attrs
 
-from ._values import INT_MAX, INT_MIN, ModelError, Walker
+from ._values import INT_MAX, INT_MIN, ModelError, Walker, leaf_bound
 from ._vectors import annotation, array_code, as_array, as_ndarray, dtype_of, is_vector
 
 __all__ = ("Conv", "FieldSpec", "Schema", "schema_of")
@@ -55,6 +55,14 @@ class Conv:
     def back(self, value: Any, depth: int, walker: Walker) -> Any:
         """Check a decoded value and return the Python value for the field."""
         return walker.back(value, depth)
+
+    def shared(self, value: Any, depth: int, walker: Walker) -> int:
+        """An upper bound of ``value``'s encoded size, or -1 when it must be copied.
+
+        A bound only when decoding would give back an equal immutable value of the same
+        type, so in process it needs no copy.
+        """
+        return leaf_bound(value)
 
 
 def _type_error(expected: str, value: object) -> ModelError:
@@ -116,6 +124,10 @@ class ScalarConv(Conv):
             return float(value)
         raise _type_error(tp.__name__, value)
 
+    def shared(self, value: Any, depth: int, walker: Walker) -> int:
+        # Exactly the annotated type: an int in a float field comes back a float.
+        return leaf_bound(value) if type(value) is self.tp else -1
+
 
 class NoneConv(Conv):
     """Only None."""
@@ -128,6 +140,9 @@ class NoneConv(Conv):
         return None
 
     back = out
+
+    def shared(self, value: Any, depth: int, walker: Walker) -> int:
+        return 5 if value is None else -1
 
 
 class OptionalConv(Conv):
@@ -143,6 +158,9 @@ class OptionalConv(Conv):
 
     def back(self, value: Any, depth: int, walker: Walker) -> Any:
         return None if value is None else self.inner.back(value, depth, walker)
+
+    def shared(self, value: Any, depth: int, walker: Walker) -> int:
+        return 5 if value is None else self.inner.shared(value, depth, walker)
 
 
 class ListConv(Conv):
@@ -189,6 +207,21 @@ class ListConv(Conv):
                 raise exc.at(f"[{len(result)}]") from None
         return tuple(result) if self.as_tuple else result
 
+    def shared(self, value: Any, depth: int, walker: Walker) -> int:
+        # A tuple field comes back a tuple; a list field (mutable) is always copied.
+        if not self.as_tuple or type(value) is not tuple:
+            return -1
+        if len(value) > walker.max_length or depth + 1 > walker.max_depth:
+            return -1  # the copy refuses it with the limit's own error
+        size = 2 + len(value)
+        item = self.item
+        for x in value:
+            n = item.shared(x, depth + 1, walker)
+            if n < 0:
+                return -1
+            size += n
+        return size
+
 
 class DictConv(Conv):
     """``dict[str, X]``."""
@@ -230,6 +263,9 @@ class DictConv(Conv):
             raise exc.at(f".{key}") from None
         return result
 
+    def shared(self, value: Any, depth: int, walker: Walker) -> int:
+        return -1  # mutable
+
 
 class EnumConv(Conv):
     """An Enum: travels as its value."""
@@ -249,6 +285,9 @@ class EnumConv(Conv):
             return self.tp(value)
         except (ValueError, TypeError):
             raise ModelError(f"{value!r} is not a {self.tp.__name__}") from None
+
+    def shared(self, value: Any, depth: int, walker: Walker) -> int:
+        return leaf_bound(value.value) if type(value) is self.tp else -1  # a member: a singleton
 
 
 class MessageConv(Conv):
@@ -271,6 +310,9 @@ class MessageConv(Conv):
 
     def back(self, value: Any, depth: int, walker: Walker) -> Any:
         return self.schema.back(value, depth + 1, walker)
+
+    def shared(self, value: Any, depth: int, walker: Walker) -> int:
+        return self.schema.shared(value, depth + 1, walker) if type(value) is self.tp else -1
 
 
 class VectorConv(Conv):
@@ -300,6 +342,9 @@ class VectorConv(Conv):
         if not is_vector(value):
             raise _type_error("a vector", value)
         return as_ndarray(value, self.dtype) if self.numpy else as_array(value)
+
+    def shared(self, value: Any, depth: int, walker: Walker) -> int:
+        return -1  # mutable
 
 
 def conv_for(tp: Any) -> Conv:
@@ -353,9 +398,12 @@ class Schema:
     cls: type
     fields: tuple[FieldSpec, ...]
     convs: tuple[tuple[str, Conv], ...] = attrs.field(init=False)
+    frozen: bool = attrs.field(init=False)
+    """Whether instances are immutable (a frozen attrs class), so may be shared in process."""
 
     def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "convs", tuple((f.name, f.conv) for f in self.fields))
+        object.__setattr__(self, "frozen", _is_frozen(self.cls))
 
     def out(self, obj: object, depth: int, walker: Walker) -> dict[str, Any]:
         """Return the field map of ``obj``, each field checked against its annotation.
@@ -372,6 +420,22 @@ class Schema:
         except ModelError as exc:
             raise exc.at(f".{name}") from None
         return out
+
+    def shared(self, obj: object, depth: int, walker: Walker) -> int:
+        """An upper bound of ``obj``'s encoded field map, or -1 when it must be copied.
+
+        A bound only when the class is frozen and every field immutable and of its
+        annotated type, so in process ``obj`` itself can be delivered.
+        """
+        if not self.frozen or depth > walker.max_depth:
+            return -1
+        size = 2
+        for name, conv in self.convs:
+            n = conv.shared(getattr(obj, name), depth, walker)
+            if n < 0:
+                return -1
+            size += n + 4 * len(name) + 4  # "name": , in UTF-8
+        return size
 
     def back(self, value: Any, depth: int, walker: Walker) -> Any:
         """Build an instance from a decoded field map."""
@@ -393,6 +457,14 @@ class Schema:
             return self.cls(**kwargs)
         except (TypeError, ValueError) as exc:
             raise ModelError(f"{self.cls.__name__} refused the fields: {exc}") from exc
+
+
+def _is_frozen(cls: type) -> bool:
+    """Whether ``cls`` is a frozen attrs class."""
+    try:
+        return attrs.inspect(cls).is_frozen
+    except attrs.exceptions.NotAnAttrsClassError:
+        return False
 
 
 def schema_of(cls: type) -> Schema:

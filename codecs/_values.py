@@ -53,6 +53,27 @@ _SIMPLE: Final = frozenset({str, bool, _NONE})
 _NUMERIC_LEAVES: Final = frozenset({str, bool, _NONE, int, float})
 
 
+def leaf_bound(value: Any) -> int:
+    """An upper bound of a plain leaf's encoded size in every codec; -1 when not one.
+
+    A leaf is an immutable value the model carries as itself: exact str, bytes, bool, None,
+    an int in 64-bit range, a finite float. Subclasses, containers and anything else are -1:
+    in process they are copied (a list comes back a list, a tuple a list too).
+    """
+    t = type(value)
+    if t is str:
+        return 6 * len(value) + 2  # JSON's worst escape is six bytes per character
+    if t is bytes:
+        return 4 * len(value) // 3 + 16  # JSON's {"$bytes": base64}
+    if t is int:
+        return 24 if INT_MIN <= value <= INT_MAX else -1
+    if t is float:
+        return 32 if value - value == 0 else -1
+    if t is bool or value is None:
+        return 5
+    return -1
+
+
 class ModelError(Exception):
     """A value is outside the value model; the codec turns it into Encode/DecodeError.
 

@@ -38,7 +38,7 @@ from motadata_actors._errors import (
 )
 from motadata_actors.codecs import Codecs
 
-from ._envelope import Letter, Sealed, message_id_time
+from ._envelope import Letter, Sealed, SharedMessage, message_id_time, message_size
 from ._transport import DurableMessage, Incoming
 
 __all__ = ("Accept", "Admission", "Answered", "Duplicate", "Refuse")
@@ -157,10 +157,16 @@ class Admission:
                     f"its time to live ended {self._wall_clock() - expires:.3f}s before it "
                     "could be handled"
                 )
-            size = letter.size()
+            if type(message) is SharedMessage:  # in process, unencoded: its size is bounded
+                header_size = message_size(b"", letter.headers)
+                size = header_size + message.bound
+                if size > self._max_size:
+                    size = letter.size()  # the bound is loose: measure the bytes
+            else:
+                size = letter.size()
+                header_size = size - len(letter.data)
             if size > self._max_size:
                 raise MessageTooLarge(size, self._max_size)
-            header_size = size - len(letter.data)
             if header_size > self._max_header_size:
                 raise MessageTooLarge(header_size, self._max_header_size, part="headers")
             message_id = letter.message_id
@@ -181,11 +187,12 @@ class Admission:
         Raises:
             ReplayError: known with another body, or made too long before it was sent.
         """
-        digest = hash(letter.data)
+        message = letter.message
+        # A shared value is its own identity: an ask's retries hand over the same object.
+        digest = id(message.value) if type(message) is SharedMessage else hash(letter.data)
         seen = self._seen.get(message_id)
         if seen is None:
             seen = self._seen_before.get(message_id)
-        message = letter.message
         durable = type(message) is DurableMessage
         if seen is not None:
             if seen != digest:

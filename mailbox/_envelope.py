@@ -54,6 +54,7 @@ __all__ = (
     "Claimed",
     "Letter",
     "Sealed",
+    "SharedMessage",
     "cancel",
     "claimed_name",
     "credit",
@@ -215,12 +216,16 @@ def encode_body(obj: object, codec: Codec, headers: dict[str, str]) -> bytes:
         EncodeError: ``obj`` is outside the value model, or a typed field is wrong.
         MessageTooLarge: the body exceeds the codec's size limit.
     """
+    _type_headers(obj, codec, headers)
+    return codec.encode(obj)
+
+
+def _type_headers(obj: object, codec: Codec, headers: dict[str, str]) -> None:
     if codec.content_type != JSON_CONTENT_TYPE:
         headers[CONTENT_TYPE] = codec.content_type
     wire_name = wire_name_of(obj)
     if wire_name is not None:
         headers[MESSAGE_TYPE] = wire_name
-    return codec.encode(obj)
 
 
 def _bound(headers: Mapping[str, str]) -> bytes:
@@ -317,20 +322,56 @@ class _Ids:
         return self.headers.get(CORRELATION_ID)
 
 
+class _NotShared:
+    """The ``value`` of a message that travels as bytes."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NOT_SHARED"
+
+
+NOT_SHARED: Final = _NotShared()
+
+
 @final
 class Sealed(_Ids):
     """A message ready to send: its body, and the headers that say what it is.
 
     Attributes:
-        data: the codec's bytes.
+        data: the codec's bytes (empty when the value is shared).
         headers: the headers (the senders' telemetry may add the trace context).
+        value: an immutable value handed over in process as itself, without bytes
+            (:data:`NOT_SHARED`: the message travels as ``data``).
+        bound: for a shared value, an upper bound of its encoded size.
     """
 
-    __slots__ = ("data", "headers")
+    __slots__ = ("_codec", "bound", "data", "headers", "value")
 
-    def __init__(self, data: bytes, headers: dict[str, str]) -> None:
+    def __init__(
+        self,
+        data: bytes,
+        headers: dict[str, str],
+        value: object = NOT_SHARED,
+        codec: Codec | None = None,
+        bound: int = 0,
+    ) -> None:
         self.data = data
         self.headers = headers
+        self.value = value
+        self._codec = codec
+        self.bound = bound
+
+    @property
+    def shared(self) -> bool:
+        """Whether the value is handed over as itself (in process only)."""
+        return self.value is not NOT_SHARED
+
+    def encoded(self) -> bytes:
+        """The body's bytes, made now for a shared value (to keep it as a dead letter, say)."""
+        if self.value is NOT_SHARED or self._codec is None:
+            return self.data
+        return self._codec.encode(self.value)
 
     def compress(self) -> None:
         """Compress the body with zstd (``Content-Encoding: zstd``) when that makes it smaller.
@@ -434,10 +475,14 @@ def seal(
     message_id: str | None = None,
     correlation_id: str | None = None,
     extra: dict[str, str] | None = None,
+    share: int = 0,
 ) -> Sealed:
     """A tell, ask, event, workflow step or reply: ``body`` encoded, ids as given.
 
-    ``extra``: headers checked by :func:`user_headers`, sent along.
+    ``extra``: headers checked by :func:`user_headers`, sent along. ``share``: the largest
+    encoded size (bound) of an immutable ``body`` to hand over in process as itself,
+    unencoded (0: always encoded); the codec decides what is immutable
+    (``shared_size``), and any body it would not give back as an equal value is encoded.
 
     Raises:
         EncodeError: ``body`` is outside the value model, or a typed field is wrong.
@@ -448,6 +493,13 @@ def seal(
         headers[MESSAGE_ID] = message_id
     if correlation_id is not None:
         headers[CORRELATION_ID] = correlation_id
+    if share and not extra:
+        shared_size = getattr(type(codec), "shared_size", None)  # a plugin's codec may lack it
+        if shared_size is not None:
+            bound: int = shared_size(codec, body)
+            if 0 <= bound <= share:
+                _type_headers(body, codec, headers)
+                return Sealed(b"", headers, body, codec, bound)
     data = encode_body(body, codec, headers)
     return Sealed(data, headers)
 
@@ -595,6 +647,54 @@ class Claimed:
 
 
 @final
+class SharedMessage:
+    """A message delivered in process as the sender's own immutable value, not bytes.
+
+    Made by the in-process transport from a shared :class:`Sealed`; a receiver reads it as
+    any other (:class:`Letter`). Its bytes are made only if something needs them (a dead
+    letter, a span's size).
+
+    Attributes:
+        subject: the subject it arrived on.
+        reply: where an answer goes ("" for a tell).
+        headers: its headers (None when none).
+        value: the value itself.
+        bound: an upper bound of its encoded size.
+    """
+
+    __slots__ = ("_codec", "_data", "bound", "headers", "reply", "subject", "value")
+
+    def __init__(self, subject: str, reply: str, sealed: Sealed) -> None:
+        self.subject = subject
+        self.reply = reply
+        self.headers = dict(sealed.headers) if sealed.headers else None
+        self.value = sealed.value
+        self.bound = sealed.bound
+        self._codec = sealed._codec
+        self._data: bytes | None = None
+
+    @property
+    def data(self) -> bytes:
+        """The value encoded, made on first use."""
+        if self._data is None:
+            assert self._codec is not None
+            self._data = self._codec.encode(self.value)
+        return self._data
+
+    def take(self, codecs: Codecs) -> Any:
+        """The value, as decoding its bytes here would give it.
+
+        A typed message is itself only when this process decodes its wire name to its very
+        class and upgrades nothing; otherwise it is decoded from its bytes, as from NATS.
+        """
+        value = self.value
+        wire_name = self.headers.get(MESSAGE_TYPE) if self.headers else None
+        if wire_name is None or codecs.registry.shares(wire_name, type(value)):
+            return value
+        return decode_body(self.data, self.headers, codecs)
+
+
+@final
 class Letter(_Ids):
     """A received message as a receiver reads it: the headers it trusts, parsed on demand.
 
@@ -609,14 +709,18 @@ class Letter(_Ids):
         message: the transport's message it was read from.
     """
 
-    __slots__ = ("data", "headers", "message", "reply", "subject")
+    __slots__ = ("headers", "message", "reply", "subject")
 
     def __init__(self, message: Incoming, headers: dict[str, str] | None) -> None:
         self.message = message
         self.subject = message.subject
         self.reply = message.reply
-        self.data = message.data
         self.headers: dict[str, str] = headers if headers is not None else {}
+
+    @property
+    def data(self) -> bytes:
+        """The body's bytes (a shared value's are made when first read)."""
+        return self.message.data
 
     @classmethod
     def open(cls, message: Incoming) -> Letter:
@@ -713,7 +817,10 @@ class Letter(_Ids):
     @property
     def is_pub_ack(self) -> bool:
         """Whether it is JetStream's acknowledgement of a stored message, not a reply."""
-        return not self.headers and self.data.startswith(_PUB_ACK) and b'"seq":' in self.data
+        if self.headers or type(self.message) is SharedMessage:
+            return False
+        data = self.data
+        return data.startswith(_PUB_ACK) and b'"seq":' in data
 
     @property
     def dead_reason(self) -> str:
@@ -747,6 +854,9 @@ class Letter(_Ids):
             CodecError: unsupported content type or unknown message type.
             DecodeError: malformed bytes, a limit exceeded, or fields that do not fit.
         """
+        message = self.message
+        if type(message) is SharedMessage:
+            return message.take(codecs)
         if CLAIM in self.headers:
             if not claims:
                 raise DecodeError("claim", None, f"{CLAIM} on a message that is never claimed")

@@ -5,7 +5,10 @@ it is the fastest path. It matches nats-server where the contract tests look:
 ``*`` matches one token and ``>`` one or more at the end; a queue group gets each
 message once (round-robin here, random on a server); a request nobody subscribes
 to fails with no-responders at once; a message over ``max_payload`` (headers and
-body) is refused. Bodies are bytes here too, so actors never share mutable objects.
+body) is refused. Bodies are bytes here too, so actors never share mutable objects;
+only an immutable value the codec would give back unchanged (a str, a number, a frozen
+typed message of such fields: ``Sealed.shared``) is handed over as itself
+(:meth:`InProcessTransport.hand_over`), its size bounded instead of measured.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import attrs
 from motadata_actors._errors import AskTimeout, NoResponders, SubjectError, TransportClosed
 
 from ._dead_letters import MemoryDeadLetters
-from ._envelope import check_size
+from ._envelope import Sealed, SharedMessage, check_size
 from ._kv import MemoryKeyValue
 from ._objects import MemoryObjectStore
 from ._queue import Mailbox
@@ -159,43 +162,63 @@ class InProcessTransport:
         if self._closed:
             raise TransportClosed("in-process transport is closed")
         check_size(data, headers, self._max_payload)
+        await self._publish(subject, data, headers, reply, None)
+
+    async def hand_over(self, subject: str, sealed: Sealed, *, reply: str = "") -> None:
+        """Deliver a shared message: its value itself, as :meth:`publish` delivers bytes.
+
+        Its size was bounded when it was sealed (``share``); a receiver that needs the
+        bytes (a dead letter, say) makes them.
+        """
+        if self._closed:
+            raise TransportClosed("in-process transport is closed")
+        if sealed.headers:
+            check_size(b"", sealed.headers, self._max_payload - sealed.bound)
+        await self._publish(subject, b"", sealed.headers, reply, sealed)
+
+    async def _publish(
+        self,
+        subject: str,
+        data: bytes,
+        headers: Mapping[str, str] | None,
+        reply: str,
+        shared: Sealed | None,
+    ) -> None:
         future = self._replies.get(subject)
         if future is not None:  # a reply: the subject is one of our own inboxes
             if not future.done():
-                future.set_result(
-                    InProcessMessage(subject, reply, data, dict(headers) if headers else None)
-                )
+                future.set_result(_message(subject, reply, data, headers, shared))
             return
         check_publish_subject(subject)
         if self._dead.keeping and subject.startswith("sdk.dlq."):
+            if shared is not None:
+                data = shared.encoded()
             self._dead.capture(subject, data, headers)  # as a stream captures the subject
-        if not await self._deliver(subject, data, headers, reply) and reply:
+        if not await self._deliver(subject, data, headers, reply, shared) and reply:
             # As nats-server does for a client that asked for it (nats-py does): a
             # message with a reply subject that nobody received gets a 503 status there.
-            await self._deliver(reply, b"", {"Status": "503"}, "")
+            await self._deliver(reply, b"", {"Status": "503"}, "", None)
 
     async def _deliver(
-        self, subject: str, data: bytes, headers: Mapping[str, str] | None, reply: str
+        self,
+        subject: str,
+        data: bytes,
+        headers: Mapping[str, str] | None,
+        reply: str,
+        shared: Sealed | None,
     ) -> int:
         plain, groups = self._route(subject)
         delivered = 0
         for sub in plain:
-            await self._send(sub, subject, data, headers, reply)
+            if not sub.mailbox.closed:
+                await sub.mailbox.send(_message(subject, reply, data, headers, shared))
             delivered += 1
         for group in groups:
             sub = group[next(self._round_robin) % len(group)]
-            await self._send(sub, subject, data, headers, reply)
+            if not sub.mailbox.closed:
+                await sub.mailbox.send(_message(subject, reply, data, headers, shared))
             delivered += 1
         return delivered
-
-    @staticmethod
-    async def _send(
-        sub: _Sub, subject: str, data: bytes, headers: Mapping[str, str] | None, reply: str
-    ) -> None:
-        if sub.mailbox.closed:
-            return
-        msg = InProcessMessage(subject, reply, data, dict(headers) if headers else None)
-        await sub.mailbox.send(msg)
 
     async def subscribe(
         self, subject: str, *, queue: str | None = None, mailbox: Mailbox[Incoming]
@@ -230,18 +253,61 @@ class InProcessTransport:
             raise TransportClosed("in-process transport is closed")
         check_publish_subject(subject)
         check_size(data, headers, self._max_payload)
+        return await self._request(subject, data, headers, timeout, None)
+
+    async def request_shared(self, subject: str, sealed: Sealed, *, timeout: float) -> Incoming:
+        """:meth:`request` for a shared message (see :meth:`hand_over`)."""
+        if self._closed:
+            raise TransportClosed("in-process transport is closed")
+        check_publish_subject(subject)
+        if sealed.headers:
+            check_size(b"", sealed.headers, self._max_payload - sealed.bound)
+        return await self._request(subject, b"", sealed.headers, timeout, sealed)
+
+    async def _request(
+        self,
+        subject: str,
+        data: bytes,
+        headers: Mapping[str, str] | None,
+        timeout: float,
+        shared: Sealed | None,
+    ) -> Incoming:
         inbox = f"{self._inbox_prefix}.{next(self._inbox_ids)}"
-        future: asyncio.Future[Incoming] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Incoming] = loop.create_future()
         self._replies[inbox] = future
         try:
-            async with asyncio.timeout(timeout):
-                if not await self._deliver(subject, data, headers, inbox):
-                    raise NoResponders(f"no responders on {subject!r}")
-                return await future
-        except TimeoutError:
-            raise AskTimeout(f"no reply on {subject!r} within {timeout:.3g}s") from None
+            if self._has_room(subject):
+                # Delivery cannot wait: one timer failing the reply's future is all the
+                # deadline needs (a cancel scope costs several times more).
+                timer = loop.call_later(timeout, _time_out, future, subject, timeout)
+                try:
+                    if not await self._deliver(subject, data, headers, inbox, shared):
+                        raise NoResponders(f"no responders on {subject!r}")
+                    return await future
+                finally:
+                    timer.cancel()
+            try:  # a full mailbox: waiting for room counts against the deadline too
+                async with asyncio.timeout(timeout):
+                    if not await self._deliver(subject, data, headers, inbox, shared):
+                        raise NoResponders(f"no responders on {subject!r}")
+                    return await future
+            except TimeoutError:
+                raise AskTimeout(f"no reply on {subject!r} within {timeout:.3g}s") from None
         finally:
             del self._replies[inbox]
+
+    def _has_room(self, subject: str) -> bool:
+        """Whether every mailbox a message on ``subject`` could go to has room now."""
+        plain, groups = self._route(subject)
+        for sub in plain:
+            if sub.mailbox.full:
+                return False
+        for group in groups:
+            for sub in group:
+                if sub.mailbox.full:
+                    return False
+        return True
 
     async def aclose(self) -> None:
         """Refuse further operations; pending requests fail."""
@@ -251,3 +317,16 @@ class InProcessTransport:
                 future.set_exception(TransportClosed("in-process transport is closed"))
         self._subs.clear()
         self._routes.clear()
+
+
+def _message(
+    subject: str, reply: str, data: bytes, headers: Mapping[str, str] | None, shared: Sealed | None
+) -> Incoming:
+    if shared is not None:
+        return SharedMessage(subject, reply, shared)
+    return InProcessMessage(subject, reply, data, dict(headers) if headers else None)
+
+
+def _time_out(future: asyncio.Future[Incoming], subject: str, timeout: float) -> None:
+    if not future.done():
+        future.set_exception(AskTimeout(f"no reply on {subject!r} within {timeout:.3g}s"))

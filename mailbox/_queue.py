@@ -63,6 +63,11 @@ class Mailbox(Generic[T]):
         """Whether :meth:`close` was called."""
         return self._closed
 
+    @property
+    def full(self) -> bool:
+        """Whether :meth:`send` would wait now."""
+        return self._queue.full()
+
     async def send(self, item: T) -> None:
         """Queue ``item``, waiting while the mailbox is full.
 

@@ -6,7 +6,7 @@ import anyio
 import pytest
 
 from motadata_actors import AskTimeout, MessageTooLarge, NoResponders, SubjectError
-from motadata_actors.mailbox import Incoming, Mailbox, Transport
+from motadata_actors.mailbox import Incoming, InProcessTransport, Mailbox, Transport
 
 pytestmark = pytest.mark.anyio
 
@@ -165,3 +165,28 @@ async def test_oversized_message_is_refused_counting_headers(
 async def test_bad_publish_subjects_are_typed_errors(transport: Transport, subject: str) -> None:
     with pytest.raises(SubjectError):
         await transport.publish(subject, b"x")
+
+
+async def test_in_process_a_request_waiting_for_room_times_out_at_its_deadline(
+    tenant: str,
+) -> None:
+    transport = InProcessTransport()
+    box: Mailbox[Incoming] = Mailbox(1)
+    await transport.subscribe(f"full.{tenant}", mailbox=box)
+    await transport.publish(f"full.{tenant}", b"fills it")
+    start = anyio.current_time()
+    with anyio.fail_after(5), pytest.raises(AskTimeout):
+        await transport.request(f"full.{tenant}", b"x", timeout=0.2)
+    assert anyio.current_time() - start >= 0.2
+    assert [m.data for m in await drain(box)] == [b"fills it"]  # the request never got in
+    # Room again: a request is delivered, and its reply arrives.
+    asking = transport.request(f"full.{tenant}", b"y", timeout=5)
+    async with anyio.create_task_group() as tg:
+
+        async def answer() -> None:
+            msg = await box.receive()
+            await transport.publish(msg.reply, b"answer")
+
+        tg.start_soon(answer)
+        assert (await asking).data == b"answer"
+    await transport.aclose()
