@@ -447,8 +447,9 @@ class ActorRef:
         # directly, with no extra frame or timer on this per-ask path.
         on_loop = type(clock) is SystemClock
         request = rt.transport.request
-        attempts = AskAttempts(policy, budget, clock.now())
-        while (wait := attempts.next(clock.now())) is not None:
+        now = clock.now()
+        attempts = AskAttempts(policy, budget, now)
+        while (wait := attempts.next(now)) is not None:
             sealed.attempt(attempts.number, wait)
             if span is not None and attempts.number > 1:
                 span.set_attribute("sdk.attempt", attempts.number)
@@ -469,6 +470,7 @@ class ActorRef:
                     break
                 rt.events.record("retry", self._to, f"attempt {attempts.number + 1} after {exc!r}")
                 await clock.sleep(pause)
+                now = clock.now()
                 continue
             value = self._reply_value(reply)
             return await self._claimed_reply(value) if type(value) is Claimed else value

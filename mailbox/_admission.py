@@ -108,6 +108,7 @@ class Admission:
 
     __slots__ = (
         "_codecs",
+        "_json",
         "_max_header_size",
         "_max_size",
         "_replay_window",
@@ -130,6 +131,7 @@ class Admission:
     ) -> None:
         self._tenant = tenant
         self._codecs = codecs
+        self._json = codecs.for_content_type(None)  # a body without Content-Type
         self._max_size = max_size
         self._max_header_size = max_header_size
         self._replay_window = replay_window
@@ -141,6 +143,8 @@ class Admission:
 
     def admit(self, message: Incoming) -> Decision:
         """Decide what becomes of ``message``."""
+        if not message.headers:
+            return self._admit_plain(message)
         try:
             letter = Letter.open(message)
         except CodecError as exc:
@@ -180,6 +184,27 @@ class Admission:
         except Exception as exc:  # a message class's own validator, say
             return Refuse(letter, CodecError(f"cannot build the message: {exc!r}"))
         return Accept(letter, payload)
+
+    def _admit_plain(self, message: Incoming) -> Decision:
+        """:meth:`admit` for a message without headers (a plain JSON tell, most often).
+
+        The same rules, with only those left that can apply: no tenant, time to live or id
+        to check, no headers to count; its size, then its body as JSON.
+        """
+        letter = Letter(message, None)
+        try:
+            if type(message) is SharedMessage:
+                if message.bound > self._max_size and len(message.data) > self._max_size:
+                    raise MessageTooLarge(len(message.data), self._max_size)
+                return Accept(letter, message.value)
+            data = message.data
+            if len(data) > self._max_size:
+                raise MessageTooLarge(len(data), self._max_size)
+            return Accept(letter, self._json.decode(data))
+        except CodecError as exc:
+            return Refuse(letter, exc)
+        except Exception as exc:  # a message class's own validator, say
+            return Refuse(letter, CodecError(f"cannot build the message: {exc!r}"))
 
     def _repeated(self, letter: Letter, message_id: str) -> Duplicate | Answered | None:
         """Remember ``message_id``; say what to do when it was seen before.

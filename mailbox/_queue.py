@@ -76,7 +76,11 @@ class Mailbox(Generic[T]):
         """
         if self._closed:
             raise TransportClosed("mailbox is closed")
-        await self._queue.put(item)
+        queue = self._queue
+        if queue.full():
+            await queue.put(item)
+        else:  # one coroutine less when there is room (the usual case)
+            queue.put_nowait(item)
 
     def send_nowait(self, item: T) -> None:
         """Queue ``item`` or raise :class:`MailboxFull` at once.
@@ -99,9 +103,12 @@ class Mailbox(Generic[T]):
             StopAsyncIteration: the mailbox is closed and empty.
         """
         queue = self._queue
-        if self._closed and queue.empty():
-            raise StopAsyncIteration
-        item = await queue.get()
+        if queue.empty():
+            if self._closed:
+                raise StopAsyncIteration
+            item = await queue.get()
+        else:  # one coroutine less when messages are waiting (the busy case)
+            item = queue.get_nowait()
         if item is _CLOSED:
             queue.put_nowait(item)  # every receiver (an actor may have several) sees the end
             raise StopAsyncIteration

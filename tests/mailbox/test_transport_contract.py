@@ -190,3 +190,80 @@ async def test_in_process_a_request_waiting_for_room_times_out_at_its_deadline(
         tg.start_soon(answer)
         assert (await asking).data == b"answer"
     await transport.aclose()
+
+
+async def test_in_process_each_request_times_out_at_its_own_deadline(tenant: str) -> None:
+    transport = InProcessTransport()
+    silent: Mailbox[Incoming] = Mailbox(100)
+    await transport.subscribe(f"silent.{tenant}", mailbox=silent)
+    answering: Mailbox[Incoming] = Mailbox(100)
+    await transport.subscribe(f"answers.{tenant}", mailbox=answering)
+    ended: dict[float, float] = {}
+    start = anyio.current_time()
+
+    async def ask(timeout: float) -> None:
+        with pytest.raises(AskTimeout, match=f"within {timeout:g}s"):
+            await transport.request(f"silent.{tenant}", b"x", timeout=timeout)
+        ended[timeout] = anyio.current_time() - start
+
+    async def answer() -> None:
+        msg = await answering.receive()
+        await transport.publish(msg.reply, b"in time")
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            for timeout in (0.3, 0.1, 0.2):  # the later first: the timer is re-armed
+                tg.start_soon(ask, timeout)
+            tg.start_soon(answer)
+            reply = await transport.request(f"answers.{tenant}", b"y", timeout=0.15)
+    assert reply.data == b"in time"
+    assert sorted(ended, key=ended.__getitem__) == [0.1, 0.2, 0.3]
+    assert all(ended[t] >= t for t in ended)
+    await transport.aclose()
+
+
+async def test_in_process_answered_requests_do_not_pile_up(tenant: str) -> None:
+    transport = InProcessTransport()
+    box: Mailbox[Incoming] = Mailbox(10)
+    await transport.subscribe(f"echo.{tenant}", mailbox=box)
+
+    async def echo() -> None:
+        async for msg in box:
+            await transport.publish(msg.reply, msg.data)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(echo)
+        for i in range(3000):  # each deadline 60 s away: none fires in this test
+            assert (await transport.request(f"echo.{tenant}", b"%d" % i, timeout=60)).data
+        # What is kept for answered requests is bounded (rebuilt past 2x open + slack).
+        assert len(transport._deadlines) <= 1024 + 2
+        tg.cancel_scope.cancel()
+    await transport.aclose()
+
+
+def test_in_process_a_transport_used_by_a_second_event_loop_still_times_out() -> None:
+    import asyncio
+
+    transport = InProcessTransport()
+
+    async def answered(timeout: float) -> None:  # leaves the deadline timer armed
+        box: Mailbox[Incoming] = Mailbox(10)
+        await transport.subscribe("echo.loop", mailbox=box)
+
+        async def echo() -> None:
+            msg = await box.receive()
+            await transport.publish(msg.reply, b"")
+
+        answering = asyncio.create_task(echo())
+        await transport.request("echo.loop", b"x", timeout=timeout)
+        await answering
+
+    async def silent(timeout: float) -> None:
+        box: Mailbox[Incoming] = Mailbox(10)
+        await transport.subscribe("silent.loop", mailbox=box)
+        with pytest.raises(AskTimeout):
+            await asyncio.wait_for(transport.request("silent.loop", b"x", timeout=timeout), 5)
+
+    asyncio.run(answered(0.3))
+    # The first loop is gone with its timer (due before this deadline): armed again here.
+    asyncio.run(silent(0.6))
