@@ -201,7 +201,10 @@ class InProcessTransport:
             if shared is not None:
                 data = shared.encoded()
             self._dead.capture(subject, data, headers)  # as a stream captures the subject
-        if not await self._deliver(subject, data, headers, reply, shared) and reply:
+        delivered = self._deliver_now(subject, data, headers, reply, shared)
+        if delivered is None:  # a mailbox is full: wait for room (backpressure)
+            delivered = await self._deliver(subject, data, headers, reply, shared)
+        if not delivered and reply:
             # As nats-server does for a client that asked for it (nats-py does): a
             # message with a reply subject that nobody received gets a 503 status there.
             await self._deliver(reply, b"", {"Status": "503"}, "", None)
