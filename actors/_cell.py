@@ -136,8 +136,6 @@ class ActorCell:
         self.concurrency = concurrency
         self.one_at_a_time = concurrency == 1
         """Whether an instance handles one message at a time (so it cannot ask itself)."""
-        self.serial = concurrency == 1
-        """Whether the cell's handlings never overlap (one timer watches their deadlines)."""
         self.offload = offload
         self.ref = ref
         self.mailbox_kind = mailbox

@@ -16,7 +16,7 @@ from typing import final
 
 from ._clock import Clock, Timer
 
-__all__ = ("Deadline", "Watchdog")
+__all__ = ("Deadline", "Watch", "Watchdog")
 
 
 @final
@@ -64,48 +64,36 @@ class Deadline:
 
 @final
 class Watchdog:
-    """One timer for the deadlines of an actor whose handlings never overlap.
+    """One timer for the deadlines of an actor's handlings, however many run at once.
 
     A :class:`Deadline` per handling costs a timer each, and a cancelled timer stays in
     the event loop's heap until its time: at thousands of asks a second with seconds-long
-    deadlines the heap holds thousands, and every push compares in Python. Handlings that
-    run one after another need one timer: armed at the earliest deadline it must watch;
-    when it fires it cancels the running handling if that one's deadline has passed, else
-    re-arms at the running one's. Use it as :class:`Deadline` is used: ``with
-    watchdog.at(when) as limit: ...``, then ``limit.expired``.
+    deadlines the heap holds thousands, and every push compares in Python. One timer does
+    for all of an actor's handlings (a keyed kind's keys, the workers of one with
+    ``concurrency``): armed at the earliest deadline it must watch; when it fires it cancels
+    every running handling whose deadline has passed and re-arms at the earliest of the
+    others'. Use it as :class:`Deadline` is used: ``with watchdog.at(when) as limit: ...``,
+    then ``limit.expired``.
     """
 
-    __slots__ = ("_armed_at", "_clock", "_next", "_task", "_timer", "_when", "expired")
+    __slots__ = ("_armed_at", "_clock", "_running", "_timer")
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
         self._timer: Timer | None = None
         self._armed_at = 0.0
-        self._task: asyncio.Task[object] | None = None
-        self._when: float | None = None
-        self._next: float | None = None
-        self.expired = False
-        """Whether the deadline of the current (or last) handling passed and cancelled it."""
+        self._running: set[Watch] = set()
 
-    def at(self, when: float | None) -> Watchdog:
-        """Watch the next handling until ``when`` (None: unbounded)."""
-        self._next = when
-        return self
+    def at(self, when: float | None) -> Watch:
+        """Watch the handling about to run until ``when`` (None: unbounded)."""
+        return Watch(self, when)
 
-    def __enter__(self) -> Watchdog:
-        when = self._when = self._next
-        self.expired = False
-        if when is not None:
-            self._task = asyncio.current_task()
-            if self._timer is None or when < self._armed_at:
-                if self._timer is not None:
-                    self._timer.cancel()
-                self._arm(when)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._task = None
-        self._when = None
+    def _start(self, watch: Watch, when: float) -> None:
+        self._running.add(watch)
+        if self._timer is None or when < self._armed_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._arm(when)
 
     def _arm(self, when: float) -> None:
         self._armed_at = when
@@ -113,11 +101,42 @@ class Watchdog:
 
     def _fire(self) -> None:
         self._timer = None
-        when, task = self._when, self._task
-        if when is None or task is None:
-            return  # nothing running: armed again by the next handling with a deadline
-        if when <= self._clock.now():
-            self.expired = True
-            task.cancel()
-        else:
-            self._arm(when)
+        now = self._clock.now()
+        earliest: float | None = None
+        for watch in self._running:
+            when = watch.when
+            assert when is not None
+            if watch.expired:
+                continue  # cancelled already, and still ending
+            if when <= now:
+                watch.expired = True
+                assert watch.task is not None
+                watch.task.cancel()
+            elif earliest is None or when < earliest:
+                earliest = when
+        if earliest is not None:
+            self._arm(earliest)  # else armed again by the next handling with a deadline
+
+
+@final
+class Watch:
+    """One handling watched by a :class:`Watchdog` (a context manager)."""
+
+    __slots__ = ("_dog", "expired", "task", "when")
+
+    def __init__(self, dog: Watchdog, when: float | None) -> None:
+        self._dog = dog
+        self.when = when
+        self.task: asyncio.Task[object] | None = None
+        self.expired = False
+        """Whether the deadline passed and cancelled the handling."""
+
+    def __enter__(self) -> Watch:
+        if self.when is not None:
+            self.task = asyncio.current_task()
+            self._dog._start(self, self.when)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.when is not None:
+            self._dog._running.discard(self)

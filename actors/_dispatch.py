@@ -37,7 +37,7 @@ from motadata_actors.telemetry._logging import get_logger, log_fields
 from ._actor import Actor, Context, NotStreamed
 from ._claims import claims_off
 from ._clock import SystemClock
-from ._deadline import Deadline, Watchdog
+from ._deadline import Deadline, Watch, Watchdog
 from ._runtime import (
     AGENT_TEMPLATE,
     EVENT_TEMPLATE,
@@ -123,7 +123,6 @@ class Host(Protocol):
     handling_times: list[int]
 
     one_at_a_time: bool
-    serial: bool
 
     def enter(self) -> None:
         """A handler starts."""
@@ -316,10 +315,10 @@ class Dispatcher:
         deadline = ctx.deadline
         task = asyncio.current_task()
         assert task is not None
-        limit: Deadline | Watchdog
+        limit: Deadline | Watch
         # One timer for the actor's handlings on the event loop's clock (a manual clock's
         # timers are free, and its count of waiting timers stays exact).
-        if stream is None and self._cell.serial and type(self._rt.clock) is SystemClock:
+        if stream is None and type(self._rt.clock) is SystemClock:
             watchdog = self._watchdog
             if watchdog is None:
                 watchdog = self._watchdog = Watchdog(self._rt.clock)

@@ -152,7 +152,6 @@ class KeyedCell(ActorCell):
         super().__init__(runtime, kind, factory, supervisor, concurrency=concurrency, ref=ref)
         self.kind = kind
         self.one_at_a_time = True  # one key's messages are handled one at a time
-        self.serial = False  # but several keys' at once, through one dispatcher
         self.leases = leases
         self.idle_after = idle_after
         self._active: collections.OrderedDict[str, _Activation] = collections.OrderedDict()

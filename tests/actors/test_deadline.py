@@ -1,4 +1,4 @@
-"""One timer per actor for handlings that never overlap (actors/_deadline.py ``Watchdog``)."""
+"""One timer per actor for the deadlines of its handlings (actors/_deadline.py ``Watchdog``)."""
 
 from __future__ import annotations
 
@@ -41,6 +41,12 @@ class _Clock:
     def armed(self) -> list[float]:
         return [t.when for t in self.timers if not t.cancelled]
 
+    def fire(self) -> None:
+        """Run the timer due first (it is spent after)."""
+        due = min((t for t in self.timers if not t.cancelled), key=lambda t: t.when)
+        due.cancelled = True
+        due.callback()
+
 
 async def test_one_timer_watches_handlings_that_follow_one_another() -> None:
     clock = _Clock()
@@ -82,6 +88,45 @@ async def test_it_cancels_a_handling_past_its_deadline_and_re_arms_for_a_later_o
         task.uncancel()
 
 
+async def test_handlings_at_once_each_cancelled_at_their_own_deadline() -> None:
+    clock = _Clock()
+    watchdog = Watchdog(clock)
+    started = asyncio.Event()
+    outcome: dict[str, bool] = {}
+
+    async def handling(name: str, when: float, hold: asyncio.Event) -> None:
+        with watchdog.at(when) as limit:
+            try:
+                started.set()
+                await hold.wait()
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                assert task is not None and limit.expired
+                task.uncancel()
+            outcome[name] = limit.expired
+
+    holds = {name: asyncio.Event() for name in ("a", "b", "c")}
+    tasks = [
+        asyncio.create_task(handling("a", 8.0, holds["a"])),
+        asyncio.create_task(handling("b", 5.0, holds["b"])),  # earlier: the timer re-armed
+        asyncio.create_task(handling("c", 9.0, holds["c"])),
+    ]
+    while len(watchdog._running) < 3:
+        await asyncio.sleep(0)
+    assert clock.armed() == [5.0]
+    clock.time = 5.0
+    clock.fire()  # b's deadline: b is cancelled, a and c run on
+    assert clock.armed() == [8.0]
+    holds["c"].set()  # c ends in time
+    while "b" not in outcome or "c" not in outcome:
+        await asyncio.sleep(0)
+    clock.time = 8.0
+    clock.fire()
+    await asyncio.gather(*tasks)
+    assert outcome == {"a": True, "b": True, "c": False}
+    assert clock.armed() == []  # nothing left to watch: nothing armed
+
+
 class Slow(Actor):
     async def on_message(self, msg: object, ctx: Context) -> object:
         if msg == "slow":
@@ -105,3 +150,13 @@ async def test_an_actor_on_the_event_loop_still_cancels_an_overrunning_handler(
 async def _overran(system: ActorSystem) -> None:
     while not system.events("overran"):
         await asyncio.sleep(0.01)
+
+
+async def test_an_actor_with_workers_cancels_only_the_overrunning_handler(tenant: str) -> None:
+    async with ActorSystem(tenant, settings=Settings(enable_nats=False)) as system:
+        ref = await system.spawn(Slow, name="slow", concurrency=4)
+        slow = asyncio.ensure_future(ref.ask("slow", timeout=0.3))
+        assert await asyncio.gather(*(ref.ask(i, timeout=5) for i in range(20))) == list(range(20))
+        with pytest.raises(AskTimeout):
+            await slow
+        await asyncio.wait_for(_overran(system), 5)
