@@ -14,7 +14,6 @@ typed message of such fields: ``Sealed.shared``) is handed over as itself
 from __future__ import annotations
 
 import asyncio
-import heapq
 import itertools
 import re
 from collections.abc import Mapping
@@ -25,6 +24,7 @@ import attrs
 from motadata_actors._errors import AskTimeout, NoResponders, SubjectError, TransportClosed
 
 from ._dead_letters import MemoryDeadLetters
+from ._deadlines import Deadlines
 from ._envelope import Sealed, SharedMessage, check_size
 from ._kv import MemoryKeyValue
 from ._objects import MemoryObjectStore
@@ -37,7 +37,6 @@ __all__ = ("InProcessMessage", "InProcessTransport")
 
 _BAD_SUBJECT = re.compile(r"[\s\x00-\x1f\x7f]")
 _ROUTE_CACHE_SIZE = 4096
-_DEADLINES_SLACK = 1024  # answered requests' deadlines kept before the heap is rebuilt
 
 
 @final
@@ -89,11 +88,7 @@ class InProcessTransport:
         self._objects: dict[str, MemoryObjectStore] = {}
         self._reminders = MemoryReminders()
         self._closed = False
-        # Open requests' deadlines: (when, number, inbox, subject, timeout), a heap.
-        self._deadlines: list[tuple[float, int, str, str, float]] = []
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = 0.0
-        self._timer_loop: asyncio.AbstractEventLoop | None = None
+        self._deadlines = Deadlines(lambda: self._replies)
 
     @property
     def reminders(self) -> MemoryReminders:
@@ -282,8 +277,7 @@ class InProcessTransport:
         timeout: float,
         shared: Sealed | None,
     ) -> Incoming:
-        number = next(self._inbox_ids)
-        inbox = f"{self._inbox_prefix}.{number}"
+        inbox = f"{self._inbox_prefix}.{next(self._inbox_ids)}"
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Incoming] = loop.create_future()
         self._replies[inbox] = future
@@ -294,7 +288,7 @@ class InProcessTransport:
                     raise NoResponders(f"no responders on {subject!r}")
                 # Delivery did not wait: a deadline failing the reply's future is all the
                 # timeout needs (a cancel scope costs several times more).
-                self._expire_at(loop, loop.time() + timeout, number, inbox, subject, timeout)
+                self._deadlines.watch(loop, inbox, subject, timeout)
                 return await future
             try:  # a full mailbox: waiting for room counts against the deadline too
                 async with asyncio.timeout(timeout):
@@ -332,58 +326,9 @@ class InProcessTransport:
                 sub.mailbox.send_nowait(_message(subject, reply, data, headers, shared))
         return len(plain) + len(groups)
 
-    def _expire_at(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        when: float,
-        number: int,
-        inbox: str,
-        subject: str,
-        timeout: float,
-    ) -> None:
-        """Fail the request on ``inbox`` with :class:`AskTimeout` at ``when`` if still open.
-
-        One timer for every request: deadlines wait in a heap (compared in C, where the
-        event loop compares its timers in Python), the timer armed at the earliest. An
-        answered request's entry stays until its time; the heap is rebuilt when such
-        entries outnumber the open ones.
-        """
-        heap = self._deadlines
-        heapq.heappush(heap, (when, number, inbox, subject, timeout))
-        if self._timer is None or when < self._timer_at or self._timer_loop is not loop:
-            self._arm(loop, when)
-        elif len(heap) > 2 * len(self._replies) + _DEADLINES_SLACK:
-            replies = self._replies
-            heap[:] = [entry for entry in heap if entry[2] in replies]
-            heapq.heapify(heap)
-
-    def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = loop.call_at(when, self._expire)
-        self._timer_at = when
-        self._timer_loop = loop
-
-    def _expire(self) -> None:
-        self._timer = None
-        loop = self._timer_loop
-        assert loop is not None
-        heap, replies = self._deadlines, self._replies
-        now = loop.time()
-        while heap and heap[0][0] <= now:
-            _, _, inbox, subject, timeout = heapq.heappop(heap)
-            future = replies.get(inbox)
-            if future is not None and not future.done():
-                future.set_exception(AskTimeout(f"no reply on {subject!r} within {timeout:.3g}s"))
-        if heap:
-            self._arm(loop, heap[0][0])
-
     async def aclose(self) -> None:
         """Refuse further operations; pending requests fail."""
         self._closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         self._deadlines.clear()
         for future in self._replies.values():
             if not future.done():

@@ -31,6 +31,7 @@ from motadata_actors._settings import redact_url, secret_repr, valid_url
 from motadata_actors.telemetry import get_logger
 
 from . import _natspy as natspy
+from ._deadlines import Deadlines
 from ._envelope import check_size
 from ._jetstream import JetStreamMailboxes
 from ._js_dead_letters import JetStreamDeadLetters
@@ -173,6 +174,7 @@ class NatsTransport:
         self._refused: dict[tuple[str, str], str] = {}
         self._dead_letters: JetStreamDeadLetters | None = None
         self._nc: RawClient | None = None
+        self._deadlines = Deadlines(lambda: natspy.waiting_replies(self._nc))
         self._mailboxes: dict[RawSubscription, Mailbox[Incoming]] = {}  # ours, live
         self._durable: JetStreamMailboxes | None = None
         self._js: natspy.JetStream | None = None
@@ -634,8 +636,10 @@ class NatsTransport:
         """Publish with a reply inbox (shared, muxed by nats-py) and wait for the reply."""
         nc = self._outgoing(subject, data, headers)
         try:
-            return await nc.request(subject, data, timeout=timeout, headers=headers or None)  # type: ignore[arg-type]
-        except TimeoutError:  # nats-py's own TimeoutError is one
+            return await natspy.request(
+                nc, subject, data, headers or None, timeout, self._deadlines
+            )
+        except AskTimeout:
             if self._refused.pop(("pub", subject.lower()), None) is not None:
                 raise TenantError(
                     f"the NATS server refused publishing to {subject!r} (permissions "

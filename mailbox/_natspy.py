@@ -27,6 +27,7 @@ import dataclasses
 import datetime
 import hashlib
 import importlib.metadata
+import itertools
 import json
 import re
 import warnings
@@ -54,6 +55,7 @@ from motadata_actors._errors import (
 )
 from motadata_actors.telemetry import get_logger
 
+from ._deadlines import Deadlines
 from ._js_values import (
     ConsumerInfo,
     ConsumerSpec,
@@ -220,6 +222,16 @@ HOOKS: Final = (
          "read as _send_publish reads it: a flush is asked for only when none is queued"),
     Hook("Client", "stats",
          "out_msgs and out_bytes, counted as _send_publish counts them"),
+    Hook("Client", "_resp_map",
+         "request() waits with asyncio.wait_for (a timer, a waiter, callbacks) and a random "
+         "token per request; ours puts its future in the same map of the reply inbox's "
+         "waiting requests, under a counter, and one timer keeps every deadline"),
+    Hook("Client", "_resp_sub_prefix",
+         "the reply inbox's prefix (the connection's inbox, a NUID, a dot) that a request's "
+         "reply subject starts with; no accessor"),
+    Hook("Client", "_init_request_sub",
+         "subscribes the reply inbox (once per connection); request() calls it, nothing "
+         "public does"),
     Hook("Client", "_process_err",
          "nats-py closes the connection on any -ERR but a permissions violation; the "
          "server keeps it after 'maximum subscriptions exceeded' (one SUB refused)"),
@@ -580,6 +592,54 @@ async def unsubscribe(sub: RawSubscription) -> None:
 def new_inbox(nc: RawClient) -> str:
     """A unique subject under the connection's inbox prefix."""
     return nc.new_inbox()
+
+
+_tokens = itertools.count(1)
+
+
+def waiting_replies(nc: RawClient | None) -> Mapping[str, asyncio.Future[Any]]:
+    """The requests of ``nc`` waiting for a reply, by token (hook: ``Client._resp_map``)."""
+    return nc._resp_map if nc is not None else {}
+
+
+async def request(
+    nc: RawClient,
+    subject: str,
+    payload: bytes,
+    headers: Mapping[str, str] | None,
+    timeout: float,
+    deadlines: Deadlines,
+) -> Msg:
+    """``nc.request`` on nats-py's reply inbox, with its deadline in ``deadlines``.
+
+    nats-py's own makes a random token (a NUID and two random bytes) and waits with
+    ``asyncio.wait_for`` (a timer, a waiter and callbacks per request); a counter is as
+    unique within the connection's inbox, and one timer serves every request's deadline.
+
+    Raises:
+        AskTimeout: no reply within ``timeout``.
+        nats.errors.NoRespondersError: nobody subscribes to ``subject``.
+    """
+    if nc.is_draining_pubs:
+        raise nats.errors.ConnectionDrainingError
+    if not nc._resp_sub_prefix:
+        await nc._init_request_sub()
+    prefix = nc._resp_sub_prefix
+    assert prefix is not None
+    token = f"q{next(_tokens):x}"  # nats-py's tokens are 26 characters: no clash
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Msg] = loop.create_future()
+    waiting = nc._resp_map
+    waiting[token] = future
+    try:
+        await nc.publish(subject, payload, prefix.decode() + token, headers)  # type: ignore[arg-type]
+        deadlines.watch(loop, token, subject, timeout)
+        msg = await future
+    finally:
+        waiting.pop(token, None)
+    if msg.headers and msg.headers.get(api.Header.STATUS) == "503":  # as nats-py's request
+        raise nats.errors.NoRespondersError
+    return msg
 
 
 # -- JetStream ------------------------------------------------------------------------------

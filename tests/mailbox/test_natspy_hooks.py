@@ -24,8 +24,10 @@ from hypothesis import strategies as st
 from nats.aio.client import Client
 from nats.aio.subscription import Subscription
 
+from motadata_actors import AskTimeout
 from motadata_actors.mailbox import Mailbox, NatsServer, NatsTransport
 from motadata_actors.mailbox import _natspy as natspy
+from motadata_actors.mailbox._deadlines import Deadlines
 from motadata_actors.mailbox._tls_guard import GuardedTcp
 
 from ..conftest import connect, wait_for
@@ -48,6 +50,9 @@ CHECKED = {
     ("Client", "_send_command"),
     ("Client", "_flush_queue"),
     ("Client", "stats"),
+    ("Client", "_resp_map"),
+    ("Client", "_resp_sub_prefix"),
+    ("Client", "_init_request_sub"),
 }
 
 
@@ -441,3 +446,60 @@ async def test_odd_headers_still_go_through_nats_py(nats_server: NatsServer) -> 
         assert got.headers == {"X": "a  Injected: 1"}  # nats-py blanks the line break
     finally:
         await transport.aclose()
+
+
+# -- Client._resp_map, Client._resp_sub_prefix, Client._init_request_sub -------------------
+
+
+async def test_our_request_is_answered_through_nats_py_reply_inbox(
+    raw: tuple[Client, GuardedTcp, list[Any]], nats_server: NatsServer
+) -> None:
+    nc, _, errors = raw
+    deadlines = Deadlines(lambda: natspy.waiting_replies(nc))
+    responder = await other(nats_server)
+    try:
+
+        async def answer(msg: Any) -> None:
+            await responder.publish(msg.reply, msg.data.upper(), headers={"X-Seen": msg.reply})
+
+        await responder.subscribe("svc.echo", cb=answer)
+        await responder.flush()
+        reply = await natspy.request(nc, "svc.echo", b"hi", {"X-Ask": "1"}, 5, deadlines)
+        assert reply.data == b"HI"
+        # The reply came to nats-py's reply inbox (its prefix, then our token), through
+        # nats-py's own mux, and nothing is left waiting.
+        prefix = nc._resp_sub_prefix
+        assert prefix is not None and reply.headers["X-Seen"].startswith(prefix.decode())
+        assert natspy.waiting_replies(nc) == {}
+        # nats-py's own requests share the inbox and the map with ours.
+        assert (await nc.request("svc.echo", b"too", timeout=5)).data == b"TOO"
+        assert signature_names(Client._init_request_sub) == ["self"]
+    finally:
+        await responder.close()
+    assert errors == []
+
+
+async def test_our_request_times_out_and_names_no_responders(
+    raw: tuple[Client, GuardedTcp, list[Any]], nats_server: NatsServer
+) -> None:
+    nc, _, _ = raw
+    deadlines = Deadlines(lambda: natspy.waiting_replies(nc))
+    with pytest.raises(nats.errors.NoRespondersError):
+        await natspy.request(nc, "svc.nobody", b"", None, 5, deadlines)
+    silent = await other(nats_server)
+    try:
+
+        async def ignore(msg: Any) -> None:
+            pass
+
+        await silent.subscribe("svc.silent", cb=ignore)
+        await silent.flush()
+        with pytest.raises(AskTimeout, match=r"within 0\.2s"):
+            await natspy.request(nc, "svc.silent", b"", None, 0.2, deadlines)
+    finally:
+        await silent.close()
+    assert natspy.waiting_replies(nc) == {}
+
+
+def signature_names(fn: Any) -> list[str]:
+    return list(inspect.signature(fn).parameters)
