@@ -35,6 +35,8 @@ from motadata_actors.mailbox._envelope import (
     Claimed,
     Letter,
     Sealed,
+    SharedMessage,
+    is_pub_ack_body,
     seal,
     user_headers,
 )
@@ -536,6 +538,11 @@ class ActorRef:
         return self._rt.durable(f"{self._to!r} has a durable mailbox, which")
 
     def _reply_value(self, reply: Incoming) -> Any:
+        if not reply.headers:  # a plain reply: no error, claim or type to read
+            if type(reply) is SharedMessage:
+                return reply.value
+            if not is_pub_ack_body(reply.data):
+                return self._rt.codecs.for_content_type(None).decode(reply.data)
         letter = Letter.open(reply)
         if letter.error is not None:
             raise self._error(letter)

@@ -64,6 +64,7 @@ __all__ = (
     "encode_body",
     "encode_error",
     "message_id_time",
+    "is_pub_ack_body",
     "message_size",
     "new_message_id",
     "open_state",
@@ -646,6 +647,11 @@ class Claimed:
         return decode_body(cast(bytes, data), self.headers, codecs)
 
 
+def is_pub_ack_body(data: bytes) -> bool:
+    """Whether a body without headers is JetStream's acknowledgement of a stored message."""
+    return data.startswith(_PUB_ACK) and b'"seq":' in data
+
+
 @final
 class SharedMessage:
     """A message delivered in process as the sender's own immutable value, not bytes.
@@ -819,8 +825,7 @@ class Letter(_Ids):
         """Whether it is JetStream's acknowledgement of a stored message, not a reply."""
         if self.headers or type(self.message) is SharedMessage:
             return False
-        data = self.data
-        return data.startswith(_PUB_ACK) and b'"seq":' in data
+        return is_pub_ack_body(self.data)
 
     @property
     def dead_reason(self) -> str:
