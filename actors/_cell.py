@@ -480,7 +480,12 @@ class ActorCell:
 
     async def dead_letter(self, msg: Incoming, reason: str) -> None:
         """Dead-letter ``msg`` (headers plus the reason) to ``sdk.dlq.<name>.<tenant>``."""
-        if await self.rt.dead_letter(self.name, msg.data, msg.headers, reason):
+        try:
+            data = msg.data  # a value shared in process is encoded only now
+        except ActorsError as exc:
+            log.error("dead letter for %s lost: its body cannot be encoded: %r", self.name, exc)
+            return
+        if await self.rt.dead_letter(self.name, data, msg.headers, reason):
             self.dead_lettered += 1
             self.rt.events.record("dead_letter", self.path, reason)
 

@@ -540,7 +540,7 @@ class ActorRef:
     def _reply_value(self, reply: Incoming) -> Any:
         if not reply.headers:  # a plain reply: no error, claim or type to read
             if type(reply) is SharedMessage:
-                return reply.value
+                return reply.take(self._rt.codecs)
             if not is_pub_ack_body(reply.data):
                 return self._rt.codecs.for_content_type(None).decode(reply.data)
         letter = Letter.open(reply)

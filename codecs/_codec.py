@@ -85,9 +85,10 @@ class ValueCodec:
     name: ClassVar[str]
     content_type: ClassVar[str]
     json_bytes: ClassVar[bool] = False
-    shares: ClassVar[bool] = True
+    shares: ClassVar[bool] = False
     """Whether :meth:`shared_size` may let a value skip this codec in process (the codec
-    would accept every value it allows, and give back an equal one)."""
+    would accept every value it allows, and give back an equal one). Off unless a codec
+    says so: JSON, MessagePack and CBOR do; a plug-in with rules of its own does not."""
     _library_errors: ClassVar[tuple[type[BaseException], ...]] = ()
 
     def __init__(self, registry: TypeRegistry | None = None, limits: Limits | None = None) -> None:

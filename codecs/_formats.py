@@ -51,6 +51,7 @@ class JsonCodec(ValueCodec):
     name = "json"
     content_type = "application/json"
     json_bytes = True
+    shares = True
     _library_errors = (orjson.JSONDecodeError,)
 
     def _dumps(self, value: Any) -> bytes:
@@ -87,6 +88,7 @@ class MsgpackCodec(ValueCodec):
 
     name = "msgpack"
     content_type = "application/msgpack"
+    shares = True
     _library_errors = (ValueError, msgpack.UnpackException, TypeError, UnicodeDecodeError)
 
     def __init__(self, registry: TypeRegistry | None = None, limits: Limits | None = None) -> None:
@@ -167,6 +169,7 @@ class CborCodec(ValueCodec):
 
     name = "cbor"
     content_type = "application/cbor"
+    shares = True
     _library_errors = (cbor2.CBORDecodeError, ValueError, TypeError, UnicodeDecodeError, EOFError)
 
     def _dumps(self, value: Any) -> bytes:

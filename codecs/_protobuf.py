@@ -202,7 +202,6 @@ class ProtobufCodec(ValueCodec):
 
     name = "protobuf"
     content_type = "application/x-protobuf"
-    shares = False  # its own rules (a field number per field) decide what it accepts
 
     def __init__(self, registry: TypeRegistry | None = None, limits: Limits | None = None) -> None:
         super().__init__(registry, limits)

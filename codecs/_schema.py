@@ -460,11 +460,17 @@ class Schema:
 
 
 def _is_frozen(cls: type) -> bool:
-    """Whether ``cls`` is a frozen attrs class."""
+    """Whether instances of ``cls`` are wholly carried by their fields and immutable.
+
+    A frozen attrs class whose every attribute is set through ``__init__``: one with
+    ``init=False`` holds state the wire does not carry (a cache, a derived list), which a
+    receiver would otherwise share with its sender.
+    """
     try:
-        return attrs.inspect(cls).is_frozen
+        frozen = attrs.inspect(cls).is_frozen
     except attrs.exceptions.NotAnAttrsClassError:
         return False
+    return frozen and all(a.init for a in attrs.fields(cls))
 
 
 def schema_of(cls: type) -> Schema:

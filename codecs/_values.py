@@ -62,6 +62,11 @@ def leaf_bound(value: Any) -> int:
     """
     t = type(value)
     if t is str:
+        if not value.isascii():
+            try:  # a lone surrogate has no UTF-8: the codec refuses it, so it is no leaf
+                value.encode()
+            except UnicodeEncodeError:
+                return -1
         return 6 * len(value) + 2  # JSON's worst escape is six bytes per character
     if t is bytes:
         return 4 * len(value) // 3 + 16  # JSON's {"$bytes": base64}

@@ -692,8 +692,14 @@ class SharedMessage:
 
         A typed message is itself only when this process decodes its wire name to its very
         class and upgrades nothing; otherwise it is decoded from its bytes, as from NATS.
+        So is any value when the sender checked it against other limits than the
+        receiver's (two systems with different :class:`Limits` on one transport).
         """
         value = self.value
+        assert self._codec is not None
+        limits = self._codec.limits
+        if limits is not codecs.limits and limits != codecs.limits:
+            return decode_body(self.data, self.headers, codecs)
         wire_name = self.headers.get(MESSAGE_TYPE) if self.headers else None
         if wire_name is None or codecs.registry.shares(wire_name, type(value)):
             return value

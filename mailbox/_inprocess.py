@@ -57,6 +57,10 @@ class _Sub:
     mailbox: Mailbox[Incoming]
 
 
+_Route = tuple[list[_Sub], list[list[_Sub]], bool]
+"""A subject's plain subscribers, its queue groups, and whether no mailbox is in it twice."""
+
+
 def _matches(pattern: tuple[str, ...], subject: tuple[str, ...]) -> bool:
     for i, token in enumerate(pattern):
         if token == ">":
@@ -80,7 +84,7 @@ class InProcessTransport:
         self._max_payload = max_payload
         self._inbox_prefix = inbox_prefix
         self._subs: list[_Sub] = []
-        self._routes: dict[str, tuple[list[_Sub], list[list[_Sub]]]] = {}
+        self._routes: dict[str, _Route] = {}
         self._replies: dict[str, asyncio.Future[Incoming]] = {}
         self._round_robin = itertools.count()
         self._inbox_ids = itertools.count(1)
@@ -88,7 +92,7 @@ class InProcessTransport:
         self._objects: dict[str, MemoryObjectStore] = {}
         self._reminders = MemoryReminders()
         self._closed = False
-        self._deadlines = Deadlines(lambda: self._replies)
+        self._deadlines = Deadlines()
 
     @property
     def reminders(self) -> MemoryReminders:
@@ -134,7 +138,7 @@ class InProcessTransport:
     async def start(self) -> None:
         """Nothing to connect to; present for the interface."""
 
-    def _route(self, subject: str) -> tuple[list[_Sub], list[list[_Sub]]]:
+    def _route(self, subject: str) -> _Route:
         route = self._routes.get(subject)
         if route is None:
             tokens = tuple(subject.split("."))
@@ -146,7 +150,9 @@ class InProcessTransport:
                         plain.append(sub)
                     else:
                         groups.setdefault(sub.queue, []).append(sub)
-            route = (plain, list(groups.values()))
+            boxes = [id(sub.mailbox) for sub in plain]
+            boxes += [id(sub.mailbox) for group in groups.values() for sub in group]
+            route = (plain, list(groups.values()), len(set(boxes)) == len(boxes))
             if len(self._routes) >= _ROUTE_CACHE_SIZE:
                 self._routes.clear()
             self._routes[subject] = route
@@ -212,7 +218,7 @@ class InProcessTransport:
         reply: str,
         shared: Sealed | None,
     ) -> int:
-        plain, groups = self._route(subject)
+        plain, groups, _ = self._route(subject)
         delivered = 0
         for sub in plain:
             if not sub.mailbox.closed:
@@ -288,7 +294,7 @@ class InProcessTransport:
                     raise NoResponders(f"no responders on {subject!r}")
                 # Delivery did not wait: a deadline failing the reply's future is all the
                 # timeout needs (a cancel scope costs several times more).
-                self._deadlines.watch(loop, inbox, subject, timeout)
+                self._deadlines.watch(loop, future, subject, timeout)
                 return await future
             try:  # a full mailbox: waiting for room counts against the deadline too
                 async with asyncio.timeout(timeout):
@@ -308,8 +314,14 @@ class InProcessTransport:
         reply: str,
         shared: Sealed | None,
     ) -> int | None:
-        """:meth:`_deliver` when no mailbox it goes to is full; None (nothing sent) if one is."""
-        plain, groups = self._route(subject)
+        """:meth:`_deliver` when no mailbox it goes to is full; None (nothing sent) if one is.
+
+        Also None when one mailbox is reached twice (two subscriptions into it): one free
+        slot would not be room for both.
+        """
+        plain, groups, distinct = self._route(subject)
+        if not distinct:
+            return None
         for sub in plain:
             if sub.mailbox.full:
                 return None

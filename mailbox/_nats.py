@@ -174,7 +174,7 @@ class NatsTransport:
         self._refused: dict[tuple[str, str], str] = {}
         self._dead_letters: JetStreamDeadLetters | None = None
         self._nc: RawClient | None = None
-        self._deadlines = Deadlines(lambda: natspy.waiting_replies(self._nc))
+        self._deadlines = Deadlines()
         self._mailboxes: dict[RawSubscription, Mailbox[Incoming]] = {}  # ours, live
         self._durable: JetStreamMailboxes | None = None
         self._js: natspy.JetStream | None = None
@@ -686,4 +686,7 @@ class NatsTransport:
             await self._durable.aclose()
         subs = list(self._mailboxes)
         self._mailboxes.clear()
-        await natspy.close(self._nc, subs, _DRAIN_TIMEOUT)
+        try:
+            await natspy.close(self._nc, subs, _DRAIN_TIMEOUT)
+        finally:  # nats-py leaves a request waiting to its timeout; an ask is told now
+            self._deadlines.clear(TransportClosed("NATS transport is closed"))

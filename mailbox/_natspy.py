@@ -633,7 +633,7 @@ async def request(
     waiting[token] = future
     try:
         await nc.publish(subject, payload, prefix.decode() + token, headers)  # type: ignore[arg-type]
-        deadlines.watch(loop, token, subject, timeout)
+        deadlines.watch(loop, future, subject, timeout)
         msg = await future
     finally:
         waiting.pop(token, None)

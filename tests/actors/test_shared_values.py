@@ -21,6 +21,8 @@ from motadata_actors import (
     Actor,
     ActorSystem,
     Context,
+    DecodeError,
+    EncodeError,
     MessageTooLarge,
     NoResponders,
     Settings,
@@ -62,6 +64,14 @@ class Mutable:
     text: str
 
 
+@message("tests.shared.cached.v1")
+class Cached:
+    """Frozen, but with state the wire does not carry: never shared."""
+
+    text: str
+    seen: list[str] = attrs.field(init=False, factory=list)
+
+
 @message("tests.shared.old.v1")
 class Old:
     text: str
@@ -100,6 +110,7 @@ async def told(system: ActorSystem, value: object) -> Any:
 IMMUTABLE = [
     "a str",
     "",
+    "größe ✓ 日本",
     b"\x00bytes",
     42,
     -(2**63),
@@ -126,11 +137,13 @@ MUTABLE = [
     Basket(["x"]),
     Mutable("set me"),
     Note("a float field given an int", score=2),  # type: ignore[arg-type]
+    Cached("a field outside __init__"),
     2**64 - 1,  # outside the value model: refused below, not shared
+    "\ud800",  # a lone surrogate: no UTF-8, refused below
 ]
 
 
-@pytest.mark.parametrize("value", MUTABLE[:-1], ids=repr)
+@pytest.mark.parametrize("value", MUTABLE[:-2], ids=repr)
 async def test_anything_else_arrives_as_a_copy(system: ActorSystem, value: object) -> None:
     received = await told(system, value)
     assert received is not value
@@ -147,6 +160,10 @@ async def test_a_copy_cannot_change_what_the_sender_holds(system: ActorSystem) -
     received = await told(system, basket)
     received.items.append("changed by the receiver")
     assert basket.items == ["x"]
+    cached = Cached("x")
+    received = await told(system, cached)
+    received.seen.append("changed by the receiver")
+    assert cached.seen == []
 
 
 async def test_values_outside_the_model_are_still_refused_at_the_sender(
@@ -157,6 +174,12 @@ async def test_values_outside_the_model_are_still_refused_at_the_sender(
         await ref.tell(2**64 - 1)
     with pytest.raises(Exception, match="non-finite"):
         await ref.tell(float("nan"))
+    # As over NATS: a str with no UTF-8 is the sender's EncodeError, not a crash at the
+    # receiver when its bytes are first needed.
+    with pytest.raises(EncodeError, match="surrogates"):
+        await ref.tell("\ud800")
+    with pytest.raises(EncodeError, match="surrogates"):
+        await ref.ask(Note("\ud800"), timeout=5)
 
 
 async def test_an_upgraded_type_is_decoded_not_shared(system: ActorSystem) -> None:
@@ -198,6 +221,24 @@ async def test_a_dead_lettered_shared_ask_keeps_its_encoded_body(system: ActorSy
     assert letters[0].headers["Sdk-Message-Type"] == "tests.shared.note.v1"
 
 
+async def test_a_receiver_with_stricter_limits_checks_a_shared_value_itself(tenant: str) -> None:
+    # Two systems on one transport: the replier's limits let its answer through, the
+    # asker's do not, so the asker decodes (and refuses) it instead of taking it as is.
+    transport = InProcessTransport()
+    strict = Settings(enable_nats=False, max_length=5)
+    answer = Note("x", tuple("abcdef"))
+    keeper = Keeper(reply=answer)
+    async with (
+        ActorSystem(tenant, transport=transport, settings=strict) as asking,
+        ActorSystem(tenant, transport=transport, settings=Settings(enable_nats=False)) as lenient,
+    ):
+        await lenient.spawn(lambda: keeper, name="lenient")
+        with pytest.raises(DecodeError, match="6 items exceeds 5"):
+            await asking.ref("lenient").ask("question", timeout=5, attempts=1)
+        keeper.reply = short = Note("x", tuple("abcde"))
+        assert await asking.ref("lenient").ask("again", timeout=5) == short  # within both
+
+
 async def test_with_a_key_ring_nothing_is_shared(tenant: str) -> None:
     keys = KeyRing({"k1": os.urandom(32)})
     async with ActorSystem(
@@ -236,6 +277,16 @@ def test_what_is_never_shared() -> None:
     for value in MUTABLE:
         assert codec.shared_size(value) == -1, value
     assert Codecs("protobuf").default.shared_size("x") == -1  # type: ignore[attr-defined]
+    # Avro has rules of its own (Avro names, say), and a plug-in codec may too: only the
+    # codecs that say they accept every value of the model share.
+    registry = TypeRegistry()
+    gross = message("tests.shared.gross.v1", registry=registry)(
+        attrs.make_class("Gross", {"größe": attrs.field(type=str)})
+    )
+    avro = Codecs("avro", registry=registry).default
+    assert avro.shared_size("x") == -1  # type: ignore[attr-defined]
+    with pytest.raises(EncodeError, match="Avro name"):
+        seal(gross("x"), avro, share=10_000)
     deep = Codecs(limits=Limits(max_length=2)).default
     assert deep.shared_size(Note("x", ("a", "b", "c"))) == -1  # type: ignore[attr-defined]
 

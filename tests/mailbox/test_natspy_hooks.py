@@ -455,7 +455,7 @@ async def test_our_request_is_answered_through_nats_py_reply_inbox(
     raw: tuple[Client, GuardedTcp, list[Any]], nats_server: NatsServer
 ) -> None:
     nc, _, errors = raw
-    deadlines = Deadlines(lambda: natspy.waiting_replies(nc))
+    deadlines = Deadlines()
     responder = await other(nats_server)
     try:
 
@@ -483,7 +483,7 @@ async def test_our_request_times_out_and_names_no_responders(
     raw: tuple[Client, GuardedTcp, list[Any]], nats_server: NatsServer
 ) -> None:
     nc, _, _ = raw
-    deadlines = Deadlines(lambda: natspy.waiting_replies(nc))
+    deadlines = Deadlines()
     with pytest.raises(nats.errors.NoRespondersError):
         await natspy.request(nc, "svc.nobody", b"", None, 5, deadlines)
     silent = await other(nats_server)

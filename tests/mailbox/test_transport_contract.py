@@ -5,7 +5,13 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from motadata_actors import AskTimeout, MessageTooLarge, NoResponders, SubjectError
+from motadata_actors import (
+    AskTimeout,
+    MessageTooLarge,
+    NoResponders,
+    SubjectError,
+    TransportClosed,
+)
 from motadata_actors.mailbox import Incoming, InProcessTransport, Mailbox, Transport
 
 pytestmark = pytest.mark.anyio
@@ -132,6 +138,29 @@ async def test_request_with_silent_subscriber_times_out(transport: Transport, te
     assert box.statistics().queued == 1
 
 
+async def test_a_request_waiting_when_the_transport_closes_fails_at_once(
+    transport: Transport, tenant: str
+) -> None:
+    box: Mailbox[Incoming] = Mailbox(10)
+    await transport.subscribe(f"silent.{tenant}", mailbox=box)
+    outcome: list[BaseException] = []
+
+    async def ask() -> None:
+        try:
+            await transport.request(f"silent.{tenant}", b"x", timeout=60)
+        except Exception as exc:
+            outcome.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ask)
+        with anyio.fail_after(5):
+            while not box.statistics().queued:  # the request is out, waiting for a reply
+                await anyio.sleep(0.005)
+        with anyio.fail_after(10):  # well under the request's own timeout
+            await transport.aclose()
+    assert len(outcome) == 1 and isinstance(outcome[0], TransportClosed), outcome
+
+
 async def test_unsubscribe_stops_delivery(transport: Transport, tenant: str) -> None:
     box: Mailbox[Incoming] = Mailbox(10)
     sub = await transport.subscribe(f"u.{tenant}", mailbox=box)
@@ -165,6 +194,22 @@ async def test_oversized_message_is_refused_counting_headers(
 async def test_bad_publish_subjects_are_typed_errors(transport: Transport, subject: str) -> None:
     with pytest.raises(SubjectError):
         await transport.publish(subject, b"x")
+
+
+async def test_in_process_a_mailbox_reached_twice_waits_for_room_for_both(tenant: str) -> None:
+    transport = InProcessTransport()
+    box: Mailbox[Incoming] = Mailbox(2)
+    await transport.subscribe(f"events.*.{tenant}", mailbox=box)
+    await transport.subscribe(f"events.order.{tenant}", mailbox=box)
+    await transport.publish(f"events.other.{tenant}", b"1")  # one slot left, two needed
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(transport.publish, f"events.order.{tenant}", b"2")
+        with anyio.fail_after(5):
+            received = [(await box.receive()).data]
+            while len(received) < 3:  # the publish waits for room, then delivers both
+                received.append((await box.receive()).data)
+    assert received == [b"1", b"2", b"2"]
+    await transport.aclose()
 
 
 async def test_in_process_a_request_waiting_for_room_times_out_at_its_deadline(
