@@ -191,8 +191,9 @@ HOOKS: Final = (
          "reconnect settings are read from it on every reconnect and have no setter: we "
          "connect with two tries per server, then reconnect for ever"),
     Hook("Subscription", "_pending_queue",
-         "replaced by our mailbox's queue, so the read loop puts each message straight into "
-         "the mailbox: a callback would add a task per subscription and a hop per message"),
+         "replaced by our mailbox (put_nowait, qsize, empty), so the read loop puts each "
+         "message straight into it: a callback would add a task per subscription and a hop "
+         "per message"),
     Hook("Subscription", "_id",
          "the sid for _send_unsubscribe (public unsubscribe() does not keep in-flight messages)"),
     Hook("Client", "_send_unsubscribe",
@@ -544,7 +545,7 @@ async def subscribe_into(
         pending_msgs_limit=mailbox.statistics().capacity,
         pending_bytes_limit=0,
     )
-    sub._pending_queue = mailbox._queue  # type: ignore[assignment]  # hook
+    sub._pending_queue = mailbox  # type: ignore[assignment]  # hook
     return sub
 
 

@@ -1,14 +1,21 @@
 """The mailbox queue: a bounded FIFO shaped like an anyio memory stream.
 
-Per message it runs on ``asyncio.Queue`` (about ten times cheaper than an anyio
-memory stream). ``send`` waits while the mailbox is full, so senders feel
-backpressure; ``send_nowait`` raises instead. ``close`` lets the receiver drain
-what was already queued and then ends iteration.
+A deque and the futures of those waiting on it, no more: ``asyncio.Queue`` costs a dozen
+calls per message for bookkeeping a mailbox never uses (``join``, ``task_done``), and an
+anyio memory stream about ten times that. ``send`` waits while the mailbox is full, so
+senders feel backpressure; ``send_nowait`` raises instead. ``close`` lets the receiver
+drain what was already queued and then ends iteration.
+
+nats-py's read loop puts messages straight in (the ``Subscription._pending_queue`` hook,
+``_natspy.subscribe_into``): for it a mailbox has ``put_nowait`` raising
+``asyncio.QueueFull``, ``qsize`` and ``empty``, the part of ``asyncio.Queue`` it uses.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections import deque
 from typing import Generic, TypeVar, final
 
 import attrs
@@ -19,7 +26,33 @@ __all__ = ("Mailbox", "MailboxFull", "MailboxStatistics")
 
 T = TypeVar("T")
 
-_CLOSED = object()
+
+def _wake(waiters: deque[asyncio.Future[None]]) -> None:
+    """Wake the first of ``waiters`` still waiting."""
+    while waiters:
+        waiter = waiters.popleft()
+        if not waiter.done():
+            waiter.set_result(None)
+            return
+
+
+async def _wait(waiters: deque[asyncio.Future[None]]) -> None:
+    """Wait in line in ``waiters`` until woken.
+
+    Cancelled after being woken, it passes the wake-up on to the next in line, so no
+    item (or room) is left with nobody told of it.
+    """
+    waiter = asyncio.get_running_loop().create_future()
+    waiters.append(waiter)
+    try:
+        await waiter
+    except asyncio.CancelledError:
+        if waiter.done() and not waiter.cancelled():
+            _wake(waiters)
+        else:
+            with contextlib.suppress(ValueError):
+                waiters.remove(waiter)
+        raise
 
 
 @final
@@ -46,15 +79,16 @@ class MailboxStatistics:
 class Mailbox(Generic[T]):
     """A bounded, closeable FIFO of messages for one actor."""
 
-    __slots__ = ("_capacity", "_closed", "_marker", "_queue", "dropped", "received")
+    __slots__ = ("_capacity", "_closed", "_getters", "_items", "_putters", "dropped", "received")
 
     def __init__(self, capacity: int = 1000) -> None:
         if capacity < 1:
             raise ConfigError(f"mailbox capacity must be at least 1, not {capacity}")
         self._capacity = capacity
-        self._queue: asyncio.Queue[object] = asyncio.Queue(capacity)
+        self._items: deque[T] = deque()
+        self._getters: deque[asyncio.Future[None]] = deque()  # receivers waiting for items
+        self._putters: deque[asyncio.Future[None]] = deque()  # senders waiting for room
         self._closed = False
-        self._marker = False
         self.received = 0
         self.dropped = 0
 
@@ -66,7 +100,7 @@ class Mailbox(Generic[T]):
     @property
     def full(self) -> bool:
         """Whether :meth:`send` would wait now."""
-        return self._queue.full()
+        return len(self._items) >= self._capacity
 
     async def send(self, item: T) -> None:
         """Queue ``item``, waiting while the mailbox is full.
@@ -76,11 +110,12 @@ class Mailbox(Generic[T]):
         """
         if self._closed:
             raise TransportClosed("mailbox is closed")
-        queue = self._queue
-        if queue.full():
-            await queue.put(item)
-        else:  # one coroutine less when there is room (the usual case)
-            queue.put_nowait(item)
+        items = self._items
+        while len(items) >= self._capacity:
+            await _wait(self._putters)
+        items.append(item)
+        if self._getters:
+            _wake(self._getters)
 
     def send_nowait(self, item: T) -> None:
         """Queue ``item`` or raise :class:`MailboxFull` at once.
@@ -91,10 +126,33 @@ class Mailbox(Generic[T]):
         """
         if self._closed:
             raise TransportClosed("mailbox is closed")
-        try:
-            self._queue.put_nowait(item)
-        except asyncio.QueueFull:
-            raise MailboxFull(f"mailbox is full ({self._capacity} messages)") from None
+        items = self._items
+        if len(items) >= self._capacity:
+            raise MailboxFull(f"mailbox is full ({self._capacity} messages)")
+        items.append(item)
+        if self._getters:
+            _wake(self._getters)
+
+    def put_nowait(self, item: T) -> None:
+        """Queue ``item`` for nats-py's read loop, which counts a slow consumer on QueueFull.
+
+        Raises:
+            asyncio.QueueFull: the mailbox holds ``capacity`` items.
+        """
+        items = self._items
+        if len(items) >= self._capacity:
+            raise asyncio.QueueFull
+        items.append(item)
+        if self._getters:
+            _wake(self._getters)
+
+    def qsize(self) -> int:
+        """How many items are queued (nats-py's ``pending_msgs``)."""
+        return len(self._items)
+
+    def empty(self) -> bool:
+        """Whether nothing is queued."""
+        return not self._items
 
     async def receive(self) -> T:
         """Take the next item, waiting for one.
@@ -102,36 +160,31 @@ class Mailbox(Generic[T]):
         Raises:
             StopAsyncIteration: the mailbox is closed and empty.
         """
-        queue = self._queue
-        if queue.empty():
+        items = self._items
+        while not items:
             if self._closed:
                 raise StopAsyncIteration
-            item = await queue.get()
-        else:  # one coroutine less when messages are waiting (the busy case)
-            item = queue.get_nowait()
-        if item is _CLOSED:
-            queue.put_nowait(item)  # every receiver (an actor may have several) sees the end
-            raise StopAsyncIteration
+            await _wait(self._getters)
+        item = items.popleft()
+        if self._putters:
+            _wake(self._putters)
         self.received += 1
-        return item  # type: ignore[return-value]
+        return item
 
     def close(self) -> None:
         """Refuse new items; the receiver still gets what is queued, then the end."""
         if self._closed:
             return
         self._closed = True
-        # Wake a receiver blocked on an empty queue. When the queue is full the
-        # receiver is not blocked, and `receive` sees closed-and-empty by itself.
-        if not self._queue.full():
-            self._queue.put_nowait(_CLOSED)
-            self._marker = True
+        getters = self._getters
+        while getters:  # every receiver (an actor may have several) sees the end
+            _wake(getters)
 
     def statistics(self) -> MailboxStatistics:
         """Return a snapshot of the mailbox's counters."""
-        queued = self._queue.qsize()
-        if self._marker:
-            queued -= 1
-        return MailboxStatistics(queued, self._capacity, self.received, self.dropped, self._closed)
+        return MailboxStatistics(
+            len(self._items), self._capacity, self.received, self.dropped, self._closed
+        )
 
     def __aiter__(self) -> Mailbox[T]:
         return self

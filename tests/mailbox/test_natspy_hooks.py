@@ -192,7 +192,7 @@ async def test_the_swapped_pending_queue_delivers_straight_into_the_mailbox_in_o
     mailbox: Mailbox[Any] = Mailbox(1000)
     sub = await natspy.subscribe_into(nc, "hooks.order", None, mailbox)
     assert isinstance(sub, Subscription)
-    assert sub._pending_queue is mailbox._queue
+    assert sub._pending_queue is mailbox
     assert sub._wait_for_msgs_task is None, "no task per subscription"
     await natspy.round_trip(nc)
     pub = await other(nats_server)
