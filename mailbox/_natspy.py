@@ -988,7 +988,10 @@ class ObjectBucket:
             return []
         names = []
         for subject in info.state.subjects or {}:
-            raw = await _call(f"read {subject}", self._js.get_last_msg(stream, subject))
+            try:
+                raw = await _call(f"read {subject}", self._js.get_last_msg(stream, subject))
+            except NotFound:  # deleted since it was listed
+                continue
             record = json.loads(raw.data or b"{}")
             if not record.get("deleted"):
                 names.append(str(record.get("name", "")))

@@ -354,3 +354,33 @@ async def test_a_64_mib_document_reaches_another_process_in_bounded_memory(
             await _empty(await _store(system))
     finally:
         stop_child(child)
+
+
+async def test_an_object_deleted_while_the_store_is_listed_is_left_out(
+    nats_server: NatsServer, tenant: str
+) -> None:
+    # A claim is released (deleted) once handled, which can fall between listing the
+    # store's meta records and reading one of them: the listing skips it, it does not fail.
+    transport = await connect(nats_server)
+    try:
+        store = await transport.object_store(f"OBJ_RACE_{tenant}", ttl=60)
+        await store.put("kept", b"k" * 1000)
+        await store.put("released", b"r" * 1000)
+        js = store._js
+        read = js.get_last_msg
+        deleted: list[str] = []
+
+        async def delete_first_then_read(stream: str, subject: str) -> Any:
+            if not deleted:  # the release lands between the listing and this read
+                deleted.append(subject)
+                await store.delete("released")
+            return await read(stream, subject)
+
+        js.get_last_msg = delete_first_then_read
+        try:
+            assert await store.names() == ["kept"]
+        finally:
+            js.get_last_msg = read
+        assert deleted and await store.names() == ["kept"]
+    finally:
+        await transport.aclose()
