@@ -598,11 +598,6 @@ def new_inbox(nc: RawClient) -> str:
 _tokens = itertools.count(1)
 
 
-def waiting_replies(nc: RawClient | None) -> Mapping[str, asyncio.Future[Any]]:
-    """The requests of ``nc`` waiting for a reply, by token (hook: ``Client._resp_map``)."""
-    return nc._resp_map if nc is not None else {}
-
-
 async def request(
     nc: RawClient,
     subject: str,

@@ -470,7 +470,7 @@ async def test_our_request_is_answered_through_nats_py_reply_inbox(
         # nats-py's own mux, and nothing is left waiting.
         prefix = nc._resp_sub_prefix
         assert prefix is not None and reply.headers["X-Seen"].startswith(prefix.decode())
-        assert natspy.waiting_replies(nc) == {}
+        assert nc._resp_map == {}
         # nats-py's own requests share the inbox and the map with ours.
         assert (await nc.request("svc.echo", b"too", timeout=5)).data == b"TOO"
         assert signature_names(Client._init_request_sub) == ["self"]
@@ -498,7 +498,7 @@ async def test_our_request_times_out_and_names_no_responders(
             await natspy.request(nc, "svc.silent", b"", None, 0.2, deadlines)
     finally:
         await silent.close()
-    assert natspy.waiting_replies(nc) == {}
+    assert nc._resp_map == {}
 
 
 def signature_names(fn: Any) -> list[str]:
