@@ -73,7 +73,8 @@ class Watchdog:
     ``concurrency``): armed at the earliest deadline it must watch; when it fires it cancels
     every running handling whose deadline has passed and re-arms at the earliest of the
     others'. Use it as :class:`Deadline` is used: ``with watchdog.at(when) as limit: ...``,
-    then ``limit.expired``.
+    then ``limit.expired``; or, with no context manager on the per-message path,
+    ``watch = watchdog.start(when)`` and ``watchdog.stop(watch)`` in a ``finally``.
     """
 
     __slots__ = ("_armed_at", "_clock", "_running", "_timer")
@@ -87,6 +88,17 @@ class Watchdog:
     def at(self, when: float | None) -> Watch:
         """Watch the handling about to run until ``when`` (None: unbounded)."""
         return Watch(self, when)
+
+    def start(self, when: float) -> Watch:
+        """Watch the current task until ``when``, from now until :meth:`stop`."""
+        watch = Watch(self, when)
+        watch.task = asyncio.current_task()
+        self._start(watch, when)
+        return watch
+
+    def stop(self, watch: Watch) -> None:
+        """Stop watching: the handling ended (a deadline passing now cancels nothing)."""
+        self._running.discard(watch)
 
     def _start(self, watch: Watch, when: float) -> None:
         self._running.add(watch)

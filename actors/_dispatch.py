@@ -24,7 +24,7 @@ import time
 from bisect import bisect_left
 from collections.abc import Awaitable
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, Final, Protocol, final
+from typing import TYPE_CHECKING, Any, Final, NoReturn, Protocol, final
 
 from motadata_actors._errors import ActorsError, CodecError, DecodeError, StreamError
 from motadata_actors.mailbox import DurableMessage, Incoming
@@ -37,7 +37,7 @@ from motadata_actors.telemetry._logging import get_logger, log_fields
 from ._actor import Actor, Context, NotStreamed
 from ._claims import claims_off
 from ._clock import SystemClock
-from ._deadline import Deadline, Watch, Watchdog
+from ._deadline import Deadline, Watchdog
 from ._runtime import (
     AGENT_TEMPLATE,
     EVENT_TEMPLATE,
@@ -225,7 +225,18 @@ class Dispatcher:
         error: BaseException | None = None
         began = perf_counter()
         try:
-            result = await self._run(actor, payload, ctx, stream)
+            if deadline is None or stream is not None or (dog := self._watchdog_here()) is None:
+                result = await self._run(actor, payload, ctx, stream)
+            else:  # the common ask, inlined: no frame or context manager more per message
+                watch = dog.start(deadline)
+                try:
+                    result = await cell.call(actor, payload, ctx)
+                except asyncio.CancelledError:
+                    if not watch.expired or cell.grace_expired():
+                        raise  # not ours: the system is being torn down
+                    self._overran(ctx, None)
+                finally:
+                    dog.stop(watch)
             if actor._sdk_state is not None:
                 await actor._sdk_state.save(actor)  # before the reply: an acked ask is kept
         except _Closed:
@@ -309,24 +320,37 @@ class Dispatcher:
             return self._cell.call(actor, payload, ctx)  # a tell: nothing to hold it to
         return self._run_limited(actor, payload, ctx, stream)
 
+    def _watchdog_here(self) -> Watchdog | None:
+        """The actor's one timer for its handlings' deadlines, on the event loop's clock.
+
+        None under another clock (a manual clock's timers are free, and its count of
+        waiting timers stays exact): a :class:`Deadline` per handling then.
+        """
+        watchdog = self._watchdog
+        if watchdog is None and type(self._rt.clock) is SystemClock:
+            watchdog = self._watchdog = Watchdog(self._rt.clock)
+        return watchdog
+
+    def _overran(self, ctx: Context, stream: ReplyStream | None) -> NoReturn:
+        """The handler was cancelled at the asker's deadline: say so, then raise _Overran."""
+        task = asyncio.current_task()
+        assert task is not None
+        task.uncancel()
+        on = f"stream on {ctx.subject}" if stream is not None else f"on {ctx.subject}"
+        self._rt.events.record("overran", self._cell.path, on)
+        log.warning("actor %s: handler outlived the asker's deadline %s; cancelled",
+                    self._cell.path, on)  # fmt: skip
+        raise _Overran from None
+
     async def _run_limited(
         self, actor: Actor, payload: Any, ctx: Context, stream: ReplyStream | None
     ) -> Any:
         deadline = ctx.deadline
         task = asyncio.current_task()
         assert task is not None
-        limit: Deadline | Watch
-        # One timer for the actor's handlings on the event loop's clock (a manual clock's
-        # timers are free, and its count of waiting timers stays exact).
-        if stream is None and type(self._rt.clock) is SystemClock:
-            watchdog = self._watchdog
-            if watchdog is None:
-                watchdog = self._watchdog = Watchdog(self._rt.clock)
-            limit = watchdog.at(deadline)
-        else:  # a streaming handler shares one cancel between its deadline and its consumer
-            cancel = stream.cancel_handler if stream is not None else None
-            limit = Deadline(self._rt.clock, deadline, cancel)
-        with limit:
+        # A streaming handler shares one cancel between its deadline and its consumer.
+        cancel = stream.cancel_handler if stream is not None else None
+        with Deadline(self._rt.clock, deadline, cancel) as limit:
             if stream is not None:
                 stream.running = True
             try:
@@ -335,13 +359,9 @@ class Dispatcher:
                 closed = stream is not None and stream.cancelled
                 if self._cell.grace_expired() or not (limit.expired or closed):
                     raise  # not ours: the system is being torn down
-                task.uncancel()
-                on = f"stream on {ctx.subject}" if stream is not None else f"on {ctx.subject}"
                 if limit.expired:
-                    self._rt.events.record("overran", self._cell.path, on)
-                    log.warning("actor %s: handler outlived the asker's deadline %s; cancelled",
-                                self._cell.path, on)  # fmt: skip
-                    raise _Overran from None
+                    self._overran(ctx, stream)
+                task.uncancel()
                 sent = stream.sent if stream is not None else 0
                 self._rt.events.record(
                     "cancelled", self._cell.path,

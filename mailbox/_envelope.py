@@ -180,12 +180,12 @@ def message_size(data: bytes, headers: Mapping[str, str] | None) -> int:
     """Return the size a NATS server counts against ``max_payload``: header block plus body."""
     if not headers:
         return len(data)
-    values = headers.values()
-    # C-speed passes: this runs for every message sent and received.
-    size = _HEADER_BLOCK_OVERHEAD + len(data) + 4 * len(headers) + sum(map(len, headers))
-    if all(map(str.isascii, values)):
-        return size + sum(map(len, values))
-    return size + sum(len(v.encode()) for v in values)
+    # "<name>: <value>\r\n" per header. One pass: for the few headers a message has, a
+    # loop costs half what map/sum passes do (this runs for every message sent and received).
+    size = _HEADER_BLOCK_OVERHEAD + len(data) + 4 * len(headers)
+    for name, value in headers.items():
+        size += len(name) + (len(value) if value.isascii() else len(value.encode()))
+    return size
 
 
 def check_size(data: bytes, headers: Mapping[str, str] | None, limit: int) -> None:
@@ -742,6 +742,8 @@ class Letter(_Ids):
             CodecError: one header name twice in different cases (which counts would be a
                 guess).
         """
+        if type(message) is SharedMessage:  # made here from a Sealed: our names, as written
+            return cls(message, message.headers)
         return cls(message, received_headers(message.headers))
 
     @property

@@ -88,6 +88,31 @@ async def test_it_cancels_a_handling_past_its_deadline_and_re_arms_for_a_later_o
         task.uncancel()
 
 
+async def test_start_and_stop_watch_as_the_context_manager_does() -> None:
+    """The per-message path's form: ``start`` then ``stop`` in a ``finally``."""
+    clock = _Clock()
+    watchdog = Watchdog(clock)
+    watch = watchdog.start(5.0)
+    watchdog.stop(watch)
+    clock.time = 5.0
+    clock.fire()  # stopped before its deadline: nothing cancelled, nothing armed again
+    assert not watch.expired and clock.armed() == []
+    task = asyncio.current_task()
+    assert task is not None
+    watch = watchdog.start(8.0)
+    try:
+        assert clock.armed() == [8.0]
+        clock.time = 8.0
+        clock.fire()
+        assert watch.expired
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.sleep(1)  # the cancel lands here
+        task.uncancel()
+    finally:
+        watchdog.stop(watch)
+    assert not watchdog._running
+
+
 async def test_handlings_at_once_each_cancelled_at_their_own_deadline() -> None:
     clock = _Clock()
     watchdog = Watchdog(clock)

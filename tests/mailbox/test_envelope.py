@@ -36,6 +36,8 @@ def test_size_counts_the_nats_header_block() -> None:
     assert message_size(b"abc", None) == 3
     # "NATS/1.0\r\n" + "K: vv\r\n" + "\r\n" + body
     assert message_size(b"abc", {"K": "vv"}) == 10 + 7 + 2 + 3
+    # A value's bytes as sent (UTF-8), not its characters: "é" is two, "€" three.
+    assert message_size(b"", {"K": "é€", "L": "v"}) == 10 + (3 + 5 + 2) + (3 + 1 + 2) + 2
     check_size(b"x" * 10, None, 10)
     with pytest.raises(MessageTooLarge) as info:
         check_size(b"x" * 10, {"K": "v"}, 20)
