@@ -220,6 +220,8 @@ class Pull:
                 except BaseException:  # stopped: not queued, it comes again
                     self._unsettled.discard(msg)
                     raise
+            if msgs:
+                await asyncio.sleep(0)  # the woken worker first, then the next pull request
 
     def _halted(self) -> bool:
         return self._stopped  # read anew after each await (a method: not narrowed by mypy)

@@ -210,3 +210,53 @@ async def test_closing_the_transport_ends_every_pull_loop(
     assert len(pull_tasks()) == 2
     await transport.aclose()
     assert not pull_tasks()
+
+
+async def test_a_worker_waiting_takes_what_was_fetched_before_the_next_pull_request(
+    transport: NatsTransport, tenant: str
+) -> None:
+    """The order that keeps a durable ask's latency down: the woken worker runs first.
+
+    Each pull request is a round trip through the server; made before the worker took the
+    message, it would stand between the message and its handler (and its reply).
+    """
+    store = transport.durable
+    mailbox, sub = await open_box(store, tenant)
+    (pull,) = store._pulls.values()
+    assert pull._psub is not None
+    client_psub = pull._psub._psub  # nats-py's, which our pull loop calls
+    delivered: list[bytes] = []
+    taken: list[bytes] = []
+    at_each_pull: list[tuple[list[bytes], list[bytes]]] = []
+    fetch = client_psub.fetch
+
+    async def watched_fetch(batch: int, timeout: float) -> list[Any]:
+        at_each_pull.append((list(delivered), list(taken)))
+        msgs = await fetch(batch=batch, timeout=timeout)
+        delivered.extend(m.data for m in msgs)
+        return msgs
+
+    client_psub.fetch = watched_fetch
+
+    async def worker() -> None:
+        while True:
+            msg = await mailbox.receive()
+            assert isinstance(msg, DurableMessage)
+            msg.started = True
+            taken.append(msg.data)
+            await msg.ack()
+
+    task = asyncio.create_task(worker())
+    try:
+        for body in (b"one", b"two", b"three"):
+            await tell(store, tenant, body)
+            await wait_for(lambda body=body: body in taken, 5, f"{body!r} taken")
+        pulls = len(at_each_pull)
+        await wait_for(lambda: len(at_each_pull) > pulls, 5, "the pull after the last")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await sub.unsubscribe()
+    assert delivered == [b"one", b"two", b"three"]
+    for delivered_before, taken_before in at_each_pull:
+        assert set(delivered_before) <= set(taken_before), "pulled before the worker took it"
