@@ -138,9 +138,12 @@ class Runtime:
         """The transport's durable side, or a ConfigError saying why ``what`` needs it."""
         # Asked for, not checked with isinstance() against the Protocol: that costs
         # microseconds a call (Python 3.11), and this runs for every durable tell and ask.
+        transport = self.transport
         try:
-            return cast(Durable, self.transport).durable
-        except AttributeError:
+            return cast(Durable, transport).durable
+        except AttributeError as exc:
+            if exc.name != "durable" or exc.obj is not transport:
+                raise  # a fault inside the transport's own durable side, not a missing one
             raise ConfigError(
                 f"{what} needs JetStream, so NATS: set ENABLE_NATS=true (nothing is kept in "
                 "process)"

@@ -204,6 +204,33 @@ async def test_sending_to_a_durable_name_nobody_spawned_is_no_responders(
             await system.ref("nobody", mailbox="durable").tell("hi")
 
 
+def test_the_durable_side_is_the_transports_own_however_it_keeps_it() -> None:
+    """Runtime.durable asks the transport; only a missing durable side is a ConfigError."""
+    from types import SimpleNamespace
+
+    from motadata_actors.actors._runtime import Runtime
+
+    store = object()
+
+    class PerInstance:  # a transport given to ActorSystem, its store set per instance
+        def __init__(self) -> None:
+            self.durable = store
+
+    class Broken:
+        @property
+        def durable(self) -> object:
+            return self.missing  # type: ignore[attr-defined]  # a fault of its own
+
+    def durable_of(transport: object) -> object:
+        return Runtime.durable(SimpleNamespace(transport=transport), "a durable mailbox")  # type: ignore[arg-type]
+
+    assert durable_of(PerInstance()) is store
+    with pytest.raises(ConfigError, match="a durable mailbox needs JetStream"):
+        durable_of(object())
+    with pytest.raises(AttributeError, match="missing"):  # not passed off as "no JetStream"
+        durable_of(Broken())
+
+
 async def test_a_durable_mailbox_in_process_is_a_config_error_naming_the_setting(
     tenant: str,
 ) -> None:
