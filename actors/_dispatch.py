@@ -235,6 +235,13 @@ class Dispatcher:
                     if not watch.expired or cell.grace_expired():
                         raise  # not ours: the system is being torn down
                     self._overran(ctx, None)
+                except BaseException:
+                    if watch.expired:
+                        _take_back_cancel()  # the handler turned it into another error
+                    raise
+                else:
+                    if watch.expired:
+                        _take_back_cancel()  # the handler caught it and returned late
                 finally:
                     dog.stop(watch)
             if actor._sdk_state is not None:
@@ -354,7 +361,7 @@ class Dispatcher:
             if stream is not None:
                 stream.running = True
             try:
-                return await self._cell.call(actor, payload, ctx)
+                result = await self._cell.call(actor, payload, ctx)
             except asyncio.CancelledError:
                 closed = stream is not None and stream.cancelled
                 if self._cell.grace_expired() or not (limit.expired or closed):
@@ -368,6 +375,14 @@ class Dispatcher:
                     f"stream closed by its consumer after {sent} part(s)",
                 )  # fmt: skip
                 raise _Closed from None
+            except BaseException:
+                if _cancelled_by_us(limit, stream):
+                    _take_back_cancel()  # the handler turned it into another error
+                raise
+            else:
+                if _cancelled_by_us(limit, stream):
+                    _take_back_cancel()  # the handler caught it and returned
+                return result
             finally:
                 if stream is not None:
                     stream.running = False  # no await before this: a late cancel cannot land
@@ -481,6 +496,24 @@ class Dispatcher:
             await stream.fail(type(exc).__name__, f"final part not sent: {exc}", "sdk")
         except ActorsError as exc:
             log.warning("actor %s: end of stream lost: %r", self._cell.path, exc)
+
+
+def _take_back_cancel() -> None:
+    """Withdraw a cancel that the handler caught instead of ending with it.
+
+    A deadline (or a stream's consumer) cancelled the handler, and it returned or raised
+    something else: the worker task would keep the request counted for every handling
+    after (``Task.cancelling()`` above 0), which a handler or a library reading it would
+    take for a cancel under way.
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    task.uncancel()
+
+
+def _cancelled_by_us(limit: Deadline, stream: ReplyStream | None) -> bool:
+    """Whether the handler's deadline or its stream's consumer cancelled the worker task."""
+    return stream.cancel_requested if stream is not None else limit.expired
 
 
 _TEMPLATES: Final = {

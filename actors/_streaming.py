@@ -121,6 +121,11 @@ class ReplyStream:
         """Parts sent."""
         return self.window.sent
 
+    @property
+    def cancel_requested(self) -> bool:
+        """Whether the handler's task was cancelled (by the consumer or the deadline)."""
+        return self._cancel_requested
+
     def cancel_handler(self) -> bool:
         """Cancel the running handler, once whoever asks (the consumer or the deadline).
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
@@ -185,3 +185,64 @@ async def test_an_actor_with_workers_cancels_only_the_overrunning_handler(tenant
         with pytest.raises(AskTimeout):
             await slow
         await asyncio.wait_for(_overran(system), 5)
+
+
+class Swallows(Actor):
+    """Catches its deadline's cancel (returns, or raises something else), or reports."""
+
+    async def on_message(self, msg: object, ctx: Context) -> object:
+        task = asyncio.current_task()
+        assert task is not None
+        if msg == "swallow":
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                return "late"
+        if msg == "convert":
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                raise RuntimeError("turned into another error") from None
+        return task.cancelling()
+
+
+async def test_a_cancel_the_handler_caught_does_not_stay_pending_for_later_handlings(
+    tenant: str,
+) -> None:
+    async with ActorSystem(tenant, settings=Settings(enable_nats=False)) as system:
+        ref = await system.spawn(Swallows, name="swallows")
+        for how in ("swallow", "convert"):
+            with pytest.raises(AskTimeout):
+                await ref.ask(how, timeout=0.2)
+            # The next handling on the same worker: no cancel left pending on its task.
+            assert await ref.ask("cancelling", timeout=5) == 0
+
+
+class SwallowingStreamer(Actor):
+    """Streams until its consumer closes the stream, catching the cancel that follows."""
+
+    async def on_message(self, msg: object, ctx: Context) -> AsyncIterator[object]:
+        if msg == "cancelling":
+            task = asyncio.current_task()
+            assert task is not None
+            yield task.cancelling()
+            return
+        try:
+            for i in range(1000):
+                yield i
+                await asyncio.sleep(0.01)
+        except asyncio.CancelledError:
+            pass  # caught: the stream's end is its consumer's doing
+
+
+async def test_a_streaming_handler_that_caught_its_consumers_cancel_leaves_none_pending(
+    tenant: str,
+) -> None:
+    async with ActorSystem(tenant, settings=Settings(enable_nats=False)) as system:
+        ref = await system.spawn(SwallowingStreamer, name="streamer")
+        async with ref.ask_stream("parts", timeout=5) as parts:
+            async for part in parts:
+                if part == 2:
+                    break  # closes the stream: the handler is cancelled
+        async with ref.ask_stream("cancelling", timeout=5) as parts:
+            assert [p async for p in parts] == [0]
