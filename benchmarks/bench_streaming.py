@@ -4,9 +4,9 @@ Ours: one ``ref.ask_stream`` of ``n`` parts per batch, from an actor whose handl
 async generator, read to the end; a batch is timed from the request to the last part. The
 asker and the responder are two systems in this process, each on its own connection to
 the same server, so each part crosses the server once, as in the baseline. Every part
-is published with ``Content-Type`` and ``Sdk-Stream-Seq``; the asker reports its
-progress on the control subject every half window, and the producer waits when it is a
-whole window ahead.
+is published with ``Sdk-Stream-Seq``, its number (a JSON part names no ``Content-Type``);
+the asker reports its progress on the control subject every half window, and the
+producer waits when it is a whole window ahead.
 
 Raw: nats-py publishes the same bodies from one connection to a subscriber on another,
 timed until the subscriber has them all; with the same header as ours (the part
