@@ -72,9 +72,9 @@ class Watchdog:
     for all of an actor's handlings (a keyed kind's keys, the workers of one with
     ``concurrency``): armed at the earliest deadline it must watch; when it fires it cancels
     every running handling whose deadline has passed and re-arms at the earliest of the
-    others'. Use it as :class:`Deadline` is used: ``with watchdog.at(when) as limit: ...``,
-    then ``limit.expired``; or, with no context manager on the per-message path,
-    ``watch = watchdog.start(when)`` and ``watchdog.stop(watch)`` in a ``finally``.
+    others'. On the per-message path, with no context manager: ``watch =
+    watchdog.start(when)``, ``watchdog.stop(watch)`` in a ``finally``, then
+    ``watch.expired`` (as :attr:`Deadline.expired`).
     """
 
     __slots__ = ("_armed_at", "_clock", "_running", "_timer")
@@ -85,27 +85,21 @@ class Watchdog:
         self._armed_at = 0.0
         self._running: set[Watch] = set()
 
-    def at(self, when: float | None) -> Watch:
-        """Watch the handling about to run until ``when`` (None: unbounded)."""
-        return Watch(self, when)
-
     def start(self, when: float) -> Watch:
         """Watch the current task until ``when``, from now until :meth:`stop`."""
-        watch = Watch(self, when)
-        watch.task = asyncio.current_task()
-        self._start(watch, when)
-        return watch
-
-    def stop(self, watch: Watch) -> None:
-        """Stop watching: the handling ended (a deadline passing now cancels nothing)."""
-        self._running.discard(watch)
-
-    def _start(self, watch: Watch, when: float) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        watch = Watch(task, when)
         self._running.add(watch)
         if self._timer is None or when < self._armed_at:
             if self._timer is not None:
                 self._timer.cancel()
             self._arm(when)
+        return watch
+
+    def stop(self, watch: Watch) -> None:
+        """Stop watching: the handling ended (a deadline passing now cancels nothing)."""
+        self._running.discard(watch)
 
     def _arm(self, when: float) -> None:
         self._armed_at = when
@@ -117,12 +111,10 @@ class Watchdog:
         earliest: float | None = None
         for watch in self._running:
             when = watch.when
-            assert when is not None
             if watch.expired:
                 continue  # cancelled already, and still ending
             if when <= now:
                 watch.expired = True
-                assert watch.task is not None
                 watch.task.cancel()
             elif earliest is None or when < earliest:
                 earliest = when
@@ -132,23 +124,12 @@ class Watchdog:
 
 @final
 class Watch:
-    """One handling watched by a :class:`Watchdog` (a context manager)."""
+    """One handling watched by a :class:`Watchdog`, from ``start`` to ``stop``."""
 
-    __slots__ = ("_dog", "expired", "task", "when")
+    __slots__ = ("expired", "task", "when")
 
-    def __init__(self, dog: Watchdog, when: float | None) -> None:
-        self._dog = dog
+    def __init__(self, task: asyncio.Task[object], when: float) -> None:
+        self.task = task
         self.when = when
-        self.task: asyncio.Task[object] | None = None
         self.expired = False
         """Whether the deadline passed and cancelled the handling."""
-
-    def __enter__(self) -> Watch:
-        if self.when is not None:
-            self.task = asyncio.current_task()
-            self._dog._start(self, self.when)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.when is not None:
-            self._dog._running.discard(self)

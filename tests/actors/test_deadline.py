@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 
 from motadata_actors import Actor, ActorSystem, AskTimeout, Context, Settings
-from motadata_actors.actors._deadline import Watchdog
+from motadata_actors.actors._deadline import Watch, Watchdog
 
 pytestmark = pytest.mark.anyio
 
@@ -48,22 +49,32 @@ class _Clock:
         due.callback()
 
 
+@contextlib.contextmanager
+def watching(watchdog: Watchdog, when: float) -> Iterator[Watch]:
+    """One handling of the current task, watched until ``when``, as the dispatcher does."""
+    watch = watchdog.start(when)
+    try:
+        yield watch
+    finally:
+        watchdog.stop(watch)
+
+
 async def test_one_timer_watches_handlings_that_follow_one_another() -> None:
     clock = _Clock()
     watchdog = Watchdog(clock)
     for i in range(100):  # deadlines 5 s out, each handling quick
         clock.time = i * 0.01
-        with watchdog.at(clock.time + 5) as limit:
+        with watching(watchdog, clock.time + 5) as limit:
             pass
         assert not limit.expired
     assert clock.armed() == [5.0]  # armed once, for the first
-    with watchdog.at(clock.time + 1):  # an earlier deadline than the armed one: re-armed
+    with watching(watchdog, clock.time + 1):  # an earlier deadline than the armed one: re-armed
         pass
     assert clock.armed() == [pytest.approx(1.99)]
     # It fires with nothing running: nothing to do, nothing armed until the next handling.
     clock.timers[-1].callback()
     assert clock.armed() == [pytest.approx(1.99)] and clock.timers[-1].cancelled is False
-    with watchdog.at(10.0):
+    with watching(watchdog, 10.0):
         pass
     assert clock.armed()[-1] == 10.0
 
@@ -71,12 +82,12 @@ async def test_one_timer_watches_handlings_that_follow_one_another() -> None:
 async def test_it_cancels_a_handling_past_its_deadline_and_re_arms_for_a_later_one() -> None:
     clock = _Clock()
     watchdog = Watchdog(clock)
-    with watchdog.at(5.0):
+    with watching(watchdog, 5.0):
         pass
     first = clock.timers[-1]
     task = asyncio.current_task()
     assert task is not None
-    with watchdog.at(8.0) as limit:  # running when the timer armed for 5 fires
+    with watching(watchdog, 8.0) as limit:  # running when the timer armed for 5 fires
         clock.time = 5.0
         first.callback()
         assert not limit.expired and clock.armed()[-1] == 8.0  # re-armed for this one
@@ -120,7 +131,7 @@ async def test_handlings_at_once_each_cancelled_at_their_own_deadline() -> None:
     outcome: dict[str, bool] = {}
 
     async def handling(name: str, when: float, hold: asyncio.Event) -> None:
-        with watchdog.at(when) as limit:
+        with watching(watchdog, when) as limit:
             try:
                 started.set()
                 await hold.wait()
