@@ -348,12 +348,12 @@ class ActorSystem:
             within=settings.root_within,
             on_escalate=self._escalated,
         )  # fmt: skip
-        lag, status = anyio.CancelScope(), anyio.CancelScope()
-        stack.push_async_callback(self._stop_actors, root, (lag, status, publishing))
+        lag, status, schemas = anyio.CancelScope(), anyio.CancelScope(), anyio.CancelScope()
+        stack.push_async_callback(self._stop_actors, root, (lag, status, publishing, schemas))
         await root._start()
         tg.start_soon(self._watch_loop_lag, lag, name="loop-lag")
         self._rt.schemas = SchemaRegistry(self._rt)
-        tg.start_soon(self._rt.schemas.publish, name="schemas")  # in the background
+        tg.start_soon(self._publish_schemas, self._rt.schemas, schemas, name="schemas")
         await tg.start(self._serve_status, status, name="status")
         # The block runs inside a scope of its own: a signal cancels the block alone, and
         # exit then stops the actors as it would at the block's end.
@@ -501,6 +501,16 @@ class ActorSystem:
         :func:`motadata_actors.actors.summarize` for totals per agent and replicas.
         """
         return await gather_status(self._runtime.transport, self.tenant, wait)
+
+    @staticmethod
+    async def _publish_schemas(registry: SchemaRegistry, scope: anyio.CancelScope) -> None:
+        """Publish the registry's schemas in the background; given up when the system stops.
+
+        Best effort: with the server gone, its key-value calls wait out their timeouts,
+        which must not hold up the exit.
+        """
+        with scope:
+            await registry.publish()
 
     async def _watch_loop_lag(self, scope: anyio.CancelScope) -> None:
         """Warn when the event loop was blocked (a handler blocking: use ``offload=True``)."""

@@ -32,10 +32,12 @@ class Gate(Actor):
     """Blocks in its handler until released; counts what it handled."""
 
     def __init__(self) -> None:
+        self.entered = anyio.Event()
         self.release = anyio.Event()
         self.count = 0
 
     async def on_message(self, msg: Any, ctx: Context) -> Any:
+        self.entered.set()
         await self.release.wait()
         self.count += 1
         return msg
@@ -123,7 +125,7 @@ async def test_ask_in_flight_when_the_server_dies_fails_within_its_timeout(
         ref = await system.spawn(lambda: gate, name="gate")
 
         async def kill_soon() -> None:
-            await anyio.sleep(0.2)
+            await gate.entered.wait()  # the ask is in flight: its handler holds it
             fresh_nats_server.kill()
 
         start = anyio.current_time()
@@ -131,7 +133,8 @@ async def test_ask_in_flight_when_the_server_dies_fails_within_its_timeout(
             tg.start_soon(kill_soon)
             with pytest.raises((AskTimeout, ConnectionLost)):
                 await ref.ask("lost", timeout=1.0)
-        assert anyio.current_time() - start < 3.0  # bounded by the ask's own timeout, no hang
+        # A hang guard only (the ask's own timeout is 1 s): no timing is measured here.
+        assert anyio.current_time() - start < 10.0
         gate.release.set()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import anyio
 import orjson
 import pytest
 
@@ -12,7 +13,7 @@ from motadata_actors import Actor, ActorSystem, CodecError, Context, Settings
 from motadata_actors.codecs import TypeRegistry, field, message
 from motadata_actors.mailbox import NatsServer
 
-from ..conftest import system_on
+from ..conftest import connect, system_on
 
 pytestmark = pytest.mark.anyio
 
@@ -69,9 +70,31 @@ async def test_a_receiver_that_does_not_know_a_type_says_which_process_does(
         await _published(near, "test.schemas.order.v1")
         with pytest.raises(CodecError, match=r"schema registry says process \S+ knows it"):
             await near.ref("echo").ask(Order("tea"), timeout=5)
-        dead = await far.dead_letters()
+        # The asker is told first; the letter is stored beside it: wait for it.
+        with anyio.fail_after(10):
+            while not (dead := await far.dead_letters()):
+                await anyio.sleep(0.05)
         assert "knows it" in dead[-1].reason
         raw = orjson.loads(
             (await (await near._runtime.schemas._store()).get("test.schemas.order.v1")).value  # type: ignore[union-attr]
         )
         assert raw["schema"]["properties"]["quantity"]["type"] == "integer"
+
+
+async def test_a_schema_publish_that_never_answers_does_not_hold_up_the_exit(
+    nats_server: NatsServer, tenant: str
+) -> None:
+    # A server that died mid-publish: its key-value calls wait out their timeouts (25 s
+    # at exit before the fix); a system stopping gives the background publish up instead.
+    transport = await connect(nats_server)
+    asked = anyio.Event()
+
+    async def never_answers(bucket: str, **_: Any) -> Any:
+        asked.set()
+        await anyio.sleep_forever()
+
+    transport.key_value = never_answers  # type: ignore[method-assign]
+    with anyio.fail_after(10):  # the check: without the fix the exit waits for ever
+        async with ActorSystem(tenant, transport=transport, registry=known_here) as system:
+            await system.spawn(Echo, name="echo")
+            await asked.wait()  # the publish is under way, and stuck
