@@ -28,7 +28,7 @@ from motadata_actors.mailbox import (
 )
 from motadata_actors.mailbox._jetstream import agents_stream, consumer_name
 
-from ..conftest import connect
+from ..conftest import connect, wait_for
 
 pytestmark = pytest.mark.anyio
 
@@ -97,6 +97,17 @@ async def stream_state(system: ActorSystem, agent: str) -> tuple[int, int]:
     return info.state.messages, consumer.num_ack_pending
 
 
+async def deliveries_made(system: ActorSystem, agent: str) -> int:
+    """How many deliveries the agent's consumer ever made, redeliveries included."""
+    transport = system._runtime.transport
+    assert isinstance(transport, NatsTransport)
+    consumer = await transport.client.jetstream().consumer_info(
+        agents_stream(system.tenant), consumer_name(agent)
+    )
+    assert consumer.delivered is not None
+    return consumer.delivered.consumer_seq or 0
+
+
 async def test_tells_are_handled_acked_and_gone_from_the_stream(
     nats_server: NatsServer, tenant: str
 ) -> None:
@@ -140,9 +151,9 @@ async def test_a_poison_message_is_dead_lettered_after_max_deliver_and_the_rest_
         assert letter.to == "worker"
         assert letter.data == b'"fail"'
         assert "last delivery (3)" in letter.reason and "always fails" in letter.reason
-        await asyncio.sleep(0.2)
+        assert await drained(system, "worker")  # nothing left that could come again
         assert rec.seen.count("fail") == 3  # terminated: never delivered again
-        assert await drained(system, "worker")
+        assert await deliveries_made(system, "worker") == 3 + 2
 
 
 async def test_a_repeated_message_id_is_stored_and_handled_once(
@@ -158,8 +169,9 @@ async def test_a_repeated_message_id_is_stored_and_handled_once(
         await durable.publish(subject, data, headers=dict(headers))  # a publisher's retry
         await ref.tell("marker")
         await asyncio.wait_for(rec.done.wait(), 10)
-        await asyncio.sleep(0.2)
+        assert await drained(system, "worker")  # a second copy would have been handled by now
         assert sorted(rec.seen) == ["marker", "once"]
+        assert await deliveries_made(system, "worker") == 2  # the server kept one copy
 
 
 async def test_a_request_sent_while_the_agent_is_down_is_handled_when_it_comes_back(
@@ -171,7 +183,12 @@ async def test_a_request_sent_while_the_agent_is_down_is_handled_when_it_comes_b
     async with ActorSystem(tenant, settings=settings(nats_server)) as asker:
         ref = asker.ref("worker", mailbox="durable")
         ask = asyncio.create_task(ref.ask("while-down", timeout=10))
-        await asyncio.sleep(0.5)
+        for _ in range(100):  # stored, with nobody to take it
+            if (await stream_state(asker, "worker"))[0] == 1:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the request was not stored within 5 s")
         assert not ask.done() and rec.seen == []
         async with ActorSystem(tenant, settings=settings(nats_server)) as second:
             await second.spawn(rec, name="worker", mailbox="durable")
@@ -267,9 +284,9 @@ async def test_a_handler_longer_than_ack_wait_keeps_its_message_with_in_progress
         ref = await system.spawn(Long, name="long", mailbox="durable")
         await ref.tell("work")  # a tell: a redelivered ask would be answered from the cache
         await asyncio.wait_for(finished.wait(), 10)
-        await asyncio.sleep(1.5)  # a redelivery, had the message been let go, comes by now
+        assert await drained(system, "long")  # acked: nothing left that could come again
         assert deliveries == ["work"]
-        assert await drained(system, "long")
+        assert await deliveries_made(system, "long") == 1  # never redelivered
 
 
 async def test_settings_drift_is_reported_and_streams_apply_changes_it(
@@ -314,9 +331,9 @@ async def test_messages_waiting_in_a_slow_actors_mailbox_are_not_redelivered(
         for i in range(8):
             await ref.tell(i)
         await asyncio.wait_for(done.wait(), 15)
-        await asyncio.sleep(1.5)  # a redelivery would come by now
+        assert await drained(system, "slow")  # acked: nothing left that could come again
         assert deliveries == list(range(8))
-        assert await drained(system, "slow")
+        assert await deliveries_made(system, "slow") == 8  # none redelivered
 
 
 async def test_an_ask_whose_time_runs_out_while_queued_is_dead_lettered_when_taken(
@@ -334,7 +351,7 @@ async def test_an_ask_whose_time_runs_out_while_queued_is_dead_lettered_when_tak
     async with ActorSystem(tenant, settings=settings(nats_server)) as system:
         ref = await system.spawn(Blocking, name="blocking", mailbox="durable")
         await ref.tell("first")
-        await asyncio.sleep(0.1)  # "first" is being handled; the ask queues behind it
+        await wait_for(lambda: taken == ["first"], 5, "'first' taken")  # the ask queues behind it
         with pytest.raises(AskTimeout):
             await ref.ask("queued", timeout=0.4)
         [letter] = await dead_letters(system)

@@ -11,6 +11,8 @@ import pytest
 
 from motadata_actors import Actor, ActorSystem, ConfigError, Context
 
+from ..conftest import wait_for
+
 pytestmark = pytest.mark.anyio
 
 
@@ -52,20 +54,26 @@ class Blocking(Actor):
 
 
 async def test_offload_runs_a_synchronous_handler_in_a_thread(system: ActorSystem) -> None:
-    ref = await system.spawn(Blocking, name="blocking", offload=True)
-    ticks = 0
+    started, release = threading.Event(), threading.Event()
 
-    async def tick() -> None:
-        nonlocal ticks
-        while True:
-            await anyio.sleep(0.01)
-            ticks += 1
+    class WaitsForTheLoop(Actor):
+        def on_message(self, msg: Any, ctx: Context) -> Any:  # type: ignore[override]
+            started.set()
+            # Only the event loop sets it: on the loop's own thread this would wait it out.
+            released = release.wait(10)
+            return released, threading.current_thread() is threading.main_thread()
 
+    ref = await system.spawn(WaitsForTheLoop, name="blocking", offload=True)
     async with anyio.create_task_group() as tg:
-        tg.start_soon(tick)
-        assert await ref.ask("x", timeout=5) is False  # not on the event loop's thread
-        tg.cancel_scope.cancel()
-    assert ticks >= 10, "the loop kept running while the handler blocked"
+        answer: list[Any] = []
+
+        async def ask() -> None:
+            answer.append(await ref.ask("x", timeout=15))
+
+        tg.start_soon(ask)
+        await wait_for(started.is_set, 5, "the handler to start")
+        release.set()  # the loop runs while the handler blocks its thread
+    assert answer == [[True, False]]  # released by the loop; not on the loop's thread
 
 
 async def test_a_blocking_handler_on_the_loop_is_reported_as_loop_lag(system: ActorSystem) -> None:
@@ -74,7 +82,8 @@ async def test_a_blocking_handler_on_the_loop_is_reported_as_loop_lag(system: Ac
 
     ref = await system.spawn(VeryBlocking, name="blocking")
     assert await ref.ask("x", timeout=5) is True  # ran on the loop, blocking it
-    await anyio.sleep(0.3)  # the monitor wakes late once, then reports
+    # The monitor wakes late once, then reports.
+    await wait_for(lambda: bool(system.events("loop_lag")), 5, "the loop-lag report")
     lags = system.events("loop_lag")
     assert lags and int(lags[0].detail.split()[0]) >= 100
 

@@ -35,7 +35,7 @@ async def test_full_mailbox_raises_on_send_nowait_and_blocks_send() -> None:
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(sender)
-        await anyio.sleep(0.05)
+        await waiting(box, senders=1)
         assert not sent.is_set()  # backpressure: the sender waits
         assert await box.receive() == 1
         with anyio.fail_after(5):
@@ -67,9 +67,11 @@ async def test_close_wakes_a_waiting_receiver() -> None:
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(receiver)
-        await anyio.sleep(0.01)
+        await waiting(box, receivers=1)
         await box.send(1)
-        await anyio.sleep(0.01)
+        with anyio.fail_after(5):
+            while got != [1] or not box._getters:  # it took the item and waits again
+                await asyncio.sleep(0)
         box.close()
     assert got == [1]
 

@@ -84,6 +84,7 @@ pytestmark_anyio = pytest.mark.anyio
 @pytest.mark.parametrize("how", ["normal", "exception", "cancelled"])
 async def test_embedded_server_is_gone_after_the_system_exits(how: str, tenant: str) -> None:
     seen: dict[str, object] = {}
+    running = anyio.Event()
 
     async def run() -> None:
         async with ActorSystem(tenant, settings=Settings()) as system:
@@ -94,14 +95,18 @@ async def test_embedded_server_is_gone_after_the_system_exits(how: str, tenant: 
             if how == "exception":
                 raise LookupError("the program failed")
             if how == "cancelled":
-                await anyio.sleep(30)
+                running.set()
+                await anyio.sleep(30)  # cancelled from outside, once running
 
     if how == "exception":
         with pytest.raises(LookupError):
             await run()
     elif how == "cancelled":
-        with anyio.move_on_after(0.5):
-            await run()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run)
+            with anyio.fail_after(30):
+                await running.wait()
+            tg.cancel_scope.cancel()
     else:
         await run()
     pid = seen["pid"]

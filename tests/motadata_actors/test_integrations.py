@@ -21,6 +21,7 @@ from motadata_actors.integrations import create_codec_manager, create_nats_clien
 from motadata_actors.mailbox import Incoming, NatsServer
 
 from ..codecs.messages import Point, Task, registry
+from ..conftest import wait_for
 
 
 @pytest.mark.parametrize("codec_type", CODEC_NAMES)
@@ -149,10 +150,11 @@ async def test_close_lets_callbacks_finish_and_always_closes(nats_server: NatsSe
             await asyncio.sleep(0.2)  # still at it when close() begins
             await worker.publish(subject="seed.results", payload=msg.data.upper())
 
-        await worker.subscribe("seed.jobs", callback=work)
+        jobs = await worker.subscribe("seed.jobs", callback=work)
         for job in (b"a", b"b", b"c"):
             await collector.publish(subject="seed.jobs", payload=job)
-        await asyncio.sleep(0.05)  # delivered to the worker's callback queue
+        box = jobs.mailbox
+        await wait_for(lambda: box.received + box.qsize() == 3, 5, "the jobs delivered")
         await worker.close()  # waits for the three callbacks, which can still publish
         await asyncio.wait_for(results.wait(), 5)
         assert forwarded == [b"A", b"B", b"C"]

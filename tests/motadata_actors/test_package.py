@@ -235,7 +235,10 @@ async def main():
         if sys.argv[1] == "fail":
             await ref.tell("bad")
             await ref.tell("bad")
-            await asyncio.sleep(0.5)
+            for _ in range(200):  # until both crashes are dead-lettered (10 s at most)
+                if len(await system.dead_letters()) >= 2:
+                    break
+                await asyncio.sleep(0.05)
         else:
             await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
 

@@ -27,7 +27,7 @@ from motadata_actors import Actor, ActorSystem, AskTimeout, Backoff, Context, Re
 from motadata_actors.mailbox import NatsServer
 from motadata_actors.telemetry import CORRELATED_FORMAT, CorrelationFilter
 
-from ..conftest import connect
+from ..conftest import connect, wait_for
 
 pytestmark = pytest.mark.anyio
 
@@ -136,15 +136,14 @@ async def test_streams_events_and_workflow_steps_are_traced(
 ) -> None:
     provider, exporter = spans
     async with await traced(tenant, nats_server, provider) as system:
-        listener = await system.spawn(Listener, name="listener")
+        await system.spawn(Listener, name="listener")
         hub = await system.spawn(Hub, name="hub")
         assert [p async for p in hub.ask_stream("go", timeout=10)] == ["a", "b", "c"]
-        for _ in range(100):
-            handled = next(s for s in system.statistics() if s.name == "listener").handled
-            if handled == 2:
-                break
-            await anyio.sleep(0.05)
-        assert listener.name == "listener"
+
+        def listener_handled() -> int:
+            return next(s for s in system.statistics() if s.name == "listener").handled
+
+        await wait_for(lambda: listener_handled() == 2, 5, "the listener's two messages handled")
     named = by_name(exporter.get_finished_spans())
     ask = named[f"send {TEMPLATE}"][0]
     assert ask.attributes["sdk.stream.parts"] == 3  # the consumer's span counts the parts
@@ -179,7 +178,7 @@ async def test_errors_timeouts_and_retries_are_recorded_on_spans(
         with pytest.raises(RemoteError):
             await writer.ask("boom", timeout=5)
         with pytest.raises(AskTimeout):
-            await hung.ask("x", timeout=0.6, attempt_timeout=0.2, attempts=3)
+            await hung.ask("x", timeout=5, attempt_timeout=0.2, attempts=3)
     finished = exporter.get_finished_spans()
     failed_process = next(
         s
@@ -293,7 +292,7 @@ async def test_metrics_are_exact_after_a_scripted_run(tenant: str) -> None:
             with pytest.raises(RemoteError):
                 await ref.ask("crash", timeout=5)
         with pytest.raises(AskTimeout):  # k = 3 timeouts, 2 retries
-            await ref.ask("hang", timeout=0.6, attempt_timeout=0.2, attempts=3)
+            await ref.ask("hang", timeout=5, attempt_timeout=0.2, attempts=3)
         with anyio.fail_after(5):
             while system.event_counts().get("restarted", 0) < 2:
                 await anyio.sleep(0.01)
