@@ -27,6 +27,7 @@ hands can be lost; an ask is retried by its policy and answered by the new owner
 
 from __future__ import annotations
 
+import asyncio
 import collections
 from collections.abc import Callable
 from typing import TYPE_CHECKING, final
@@ -68,7 +69,7 @@ log = get_logger("actors")
 class _Activation:
     """One key's instance here, and the messages waiting for it."""
 
-    __slots__ = ("actor", "busy", "dropped", "key", "pending", "token", "used")
+    __slots__ = ("actor", "busy", "dropped", "handling", "key", "pending", "token", "used")
 
     def __init__(self, key: str) -> None:
         self.key = key
@@ -79,6 +80,7 @@ class _Activation:
         # made when a message waits: an empty deque costs 600 bytes per idle instance
         self.pending: collections.deque[Incoming] | None = None
         self.used = 0.0
+        self.handling: Incoming | None = None  # the message its handler has now
 
 
 @final
@@ -278,7 +280,7 @@ class KeyedCell(ActorCell):
                     if not await self._activate(act, msg):
                         continue
                 act.busy = True
-                await self._drain(act, msg)
+                await self._drain_held(act, msg)
         finally:
             self._workers_left -= 1
             if self._workers_left <= 0:
@@ -332,13 +334,39 @@ class KeyedCell(ActorCell):
             span.end()
         return True
 
+    async def _drain_held(self, act: _Activation, msg: Incoming) -> None:
+        """:meth:`_drain`, held to the shutdown grace as a plain actor's handling is.
+
+        Past the grace, shutdown cancels it: the message being handled goes as a plain
+        actor's does (its asker told, dead-lettered), the instance ends as the others do
+        (``on_stop``, its lease released), and the key's messages still waiting are left
+        to their askers' retries.
+        """
+        task = asyncio.current_task()
+        assert task is not None
+        self._handling.add(task)
+        try:
+            await self._drain(act, msg)
+        except asyncio.CancelledError:
+            if not self.grace_expired():
+                raise  # not ours: the system is being torn down
+            task.uncancel()
+            act.busy = False  # so the shutdown ends the instance
+            cut, act.handling = act.handling, None
+            if cut is not None:
+                await super()._release(cut, "shutdown: handler cancelled at the grace deadline")
+        finally:
+            self._handling.discard(task)
+
     async def _drain(self, act: _Activation, msg: Incoming) -> None:
         """Handle ``msg`` and then every message that queued for the key meanwhile."""
         while True:
             if not await self.leases.confirm():
                 await self._refuse(msg, "its process's lease lapsed (it may be paused)")
             elif act.actor is not None and not act.dropped:
+                act.handling = msg
                 result = await self._dispatch.handle(msg, act.actor)
+                act.handling = None
                 act.used = self.rt.clock.now()
                 if act.key in self._active:
                     self._active.move_to_end(act.key)
@@ -442,4 +470,4 @@ class KeyedCell(ActorCell):
             found = await self._again(act)  # messages came while it ended
             if found is not None:
                 assert self._tg is not None
-                self._tg.start_soon(self._drain, *found)
+                self._tg.start_soon(self._drain_held, *found)

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
+import anyio
 import pytest
 
 from motadata_actors import (
@@ -401,3 +402,37 @@ async def test_a_kept_state_is_upgraded_like_a_message(
     ) as system:
         await system.spawn_keyed(ChatV2, kind="chat", idle_after=30)
         assert await system.ref("chat", key="a").ask("?", timeout=5) == ["MemoryV2", ["hi"]]
+
+
+async def test_a_keyed_handler_past_the_shutdown_grace_is_cancelled_like_a_plain_ones(
+    nats_server: NatsServer, tenant: str
+) -> None:
+    entered = asyncio.Event()
+    cancelled: list[str] = []
+    stopped: list[str] = []
+
+    class Slow(Actor):
+        async def on_message(self, msg: Any, ctx: Context) -> Any:
+            entered.set()
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                cancelled.append(str(self.key))
+                raise
+
+        async def on_stop(self) -> None:
+            stopped.append(str(self.key))
+
+    host_settings = Settings(nats_urls=(nats_server.url,), shutdown_grace=0.5)
+    asker_settings = Settings(nats_urls=(nats_server.url,))
+    async with ActorSystem(tenant, settings=asker_settings, handle_signals=False) as asker:
+        ref = asker.ref("slow", key="k1")
+        with anyio.fail_after(20):  # the check: the handler would hold the exit up for 60 s
+            async with ActorSystem(tenant, settings=host_settings, handle_signals=False) as host:
+                await host.spawn_keyed(Slow, kind="slow")
+                asking = asyncio.create_task(ref.ask("go", timeout=30, attempts=1))
+                await asyncio.wait_for(entered.wait(), 10)
+        with pytest.raises(RemoteError, match="cancelled at the grace deadline"):
+            await asking  # told at once, as a plain actor's asker is
+    assert cancelled == ["k1"]
+    assert stopped == ["k1"]  # the instance ended as the others do
