@@ -200,8 +200,8 @@ HOOKS: Final = (
          "UNSUB alone: unsubscribe() forgets the subscription before the server stops "
          "sending (dropping what is in flight), drain() waits for nats-py's own readers"),
     Hook("Client", "_flush_pending",
-         "flush() writes its PING ahead of commands still queued for the flusher; waiting "
-         "for that queue first makes the round trip cover the SUB or UNSUB just sent"),
+         "with _send_command: the tail of _send_publish, which ours repeats after writing "
+         "the block (a flush asked for when none is queued)"),
     Hook("Client", "_process_info",
          "nats-py reads max_payload only from the first INFO; the INFO the server sends "
          "after the login carries the account's own (a tenant's payload quota) and name"),
@@ -220,7 +220,11 @@ HOOKS: Final = (
          "with _flush_queue, _flush_pending and stats: the tail of _send_publish, which "
          "ours repeats after writing the block (no public call sends a prepared HPUB)"),
     Hook("Client", "_flush_queue",
-         "read as _send_publish reads it: a flush is asked for only when none is queued"),
+         "read as _send_publish reads it: a flush is asked for only when none is queued; "
+         "round_trip queues a future of its own on it to learn when the queue was written"),
+    Hook("Client", "_flusher_task",
+         "round_trip queues on _flush_queue only while the flusher runs (a connection lost "
+         "stops it, and nothing would answer)"),
     Hook("Client", "stats",
          "out_msgs and out_bytes, counted as _send_publish counts them"),
     Hook("Client", "_resp_map",
@@ -556,15 +560,33 @@ async def subscribe_callback(
     return await nc.subscribe(subject, cb=callback)
 
 
-async def round_trip(nc: RawClient) -> None:
+ROUND_TRIP_TIMEOUT: Final = 10.0
+"""Seconds a round trip may take (nats-py's own flush timeout)."""
+
+
+async def round_trip(nc: RawClient, timeout: float = ROUND_TRIP_TIMEOUT) -> None:
     """Return once the server has processed everything sent so far.
 
     ``flush()`` alone is not enough: it writes its PING straight to the socket, ahead of
     commands still queued for nats-py's flusher (a SUB or UNSUB just sent), so the queue
-    is first made to reach the socket (hook: ``Client._flush_pending``).
+    is first made to reach the socket (hook: ``Client._flush_queue``). Not through
+    nats-py's ``_flush_pending(force_flush=True)``: it waits without a limit for a flusher
+    that a connection lost at that moment never runs, and swallows its caller's cancel.
+
+    Raises:
+        nats.errors.FlushTimeoutError: no answer within ``timeout`` (the connection is
+            lost, or the server does not answer).
     """
-    await nc._flush_pending(force_flush=True)
-    await nc.flush()
+    try:
+        async with asyncio.timeout(timeout):
+            flusher = nc._flusher_task
+            if nc.is_connected and flusher is not None and not flusher.done():
+                written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                await nc._flush_queue.put(written)  # type: ignore[union-attr]  # hook
+                await written
+            await nc.flush(timeout)  # type: ignore[arg-type]  # seconds, fractions too
+    except TimeoutError:
+        raise nats.errors.FlushTimeoutError from None
 
 
 async def unsubscribe_keeping(nc: RawClient, subs: Sequence[RawSubscription]) -> None:

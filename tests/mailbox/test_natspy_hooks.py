@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from nats.aio.client import Client
 from nats.aio.subscription import Subscription
 
-from motadata_actors import AskTimeout
+from motadata_actors import AskTimeout, ConnectionLost
 from motadata_actors.mailbox import Mailbox, NatsServer, NatsTransport
 from motadata_actors.mailbox import _natspy as natspy
 from motadata_actors.mailbox._deadlines import Deadlines
@@ -49,6 +49,7 @@ CHECKED = {
     ("Client", "_send_publish"),
     ("Client", "_send_command"),
     ("Client", "_flush_queue"),
+    ("Client", "_flusher_task"),
     ("Client", "stats"),
     ("Client", "_resp_map"),
     ("Client", "_resp_sub_prefix"),
@@ -227,15 +228,15 @@ async def test_past_the_mailbox_bound_nats_py_drops_and_names_our_subscription(
         await transport.aclose()
 
 
-# -- Client._flush_pending, Client.flush ----------------------------------------------------
+# -- Client._flush_queue, Client._flusher_task, Client.flush --------------------------------
 
 
 async def test_a_round_trip_makes_a_new_subscription_known_to_the_server(
     raw: tuple[Client, GuardedTcp, list[Any]], nats_server: NatsServer
 ) -> None:
     nc, _, _ = raw
-    params = inspect.signature(Client._flush_pending).parameters
-    assert "force_flush" in params, "Client._flush_pending(force_flush=) changed"
+    assert isinstance(nc._flush_queue, asyncio.Queue), "Client._flush_queue changed"
+    assert isinstance(nc._flusher_task, asyncio.Task), "Client._flusher_task changed"
     pub = await other(nats_server)
     try:
         for i in range(20):  # each time: SUB, round trip, then a publish from elsewhere
@@ -248,6 +249,26 @@ async def test_a_round_trip_makes_a_new_subscription_known_to_the_server(
                 assert (await mailbox.receive()).data == b"now"
     finally:
         await pub.close()
+
+
+async def test_a_subscription_as_the_server_dies_ends_in_its_time(
+    fresh_nats_server: NatsServer,
+) -> None:
+    # Gone just before the SUB's round trip: nats-py's flusher stops, and a flush queued
+    # for it was waited for without a limit (a spawn hung for ever), deaf to a cancel.
+    transport = await connect(fresh_nats_server)
+    try:
+        fresh_nats_server.kill()
+        await asyncio.sleep(0)  # the read loop sees the end; the subscription starts after
+        # Not under a cancel scope: nats-py swallowed the cancel, which hid the hang.
+        subscribing = asyncio.create_task(transport.subscribe("hooks.dying", mailbox=Mailbox(10)))
+        done, _ = await asyncio.wait({subscribing}, timeout=20)
+        assert done, "the subscription hung (its round trip may take 10 s)"
+        exc = subscribing.exception()
+        # It returns (reconnecting, nats-py replays the SUBs it has) or says the link is gone.
+        assert exc is None or isinstance(exc, ConnectionLost), exc
+    finally:
+        await transport.aclose()
 
 
 # -- Client._send_unsubscribe, Subscription._id ---------------------------------------------
