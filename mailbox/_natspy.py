@@ -35,6 +35,7 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, TypeVar, cast, final
 
+import anyio
 import attrs
 import nats.errors
 import nats.js.api as api
@@ -893,11 +894,48 @@ class KeyValueBucket:
         await self._cas(key, self._kv.delete(key, last=last), "delete")
 
     async def keys(self) -> list[str]:
-        """The keys with a value now."""
+        """The keys with a value now.
+
+        Read with a watcher stopped whatever happens: nats-py's ``keys()`` leaves its
+        subscription behind when cancelled (a lease refresh at exit, say), which the
+        connection's close then waits for.
+        """
+        what = f"list bucket {self._name}"
+        making = asyncio.ensure_future(
+            _call(what, self._kv.watchall(ignore_deletes=True, meta_only=True))
+        )
         try:
-            return list(await _call(f"list bucket {self._name}", self._kv.keys()))
-        except nats.js.errors.NoKeysError:
-            return []
+            watcher = await asyncio.shield(making)  # subscribed before it returns
+        except asyncio.CancelledError:
+            making.add_done_callback(_stop_when_made)
+            raise
+        try:
+            found = []
+            async for entry in watcher:
+                if entry is None:  # nats-py's mark: nothing more now
+                    break
+                found.append(entry.key)
+            return found
+        except Exception as exc:
+            error = _js_error(exc, what)
+            if error is exc:
+                raise
+            raise error from exc
+        finally:
+            with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                await watcher.stop()
+
+
+_stopping: set[asyncio.Task[None]] = set()  # watchers stopped in the background
+
+
+def _stop_when_made(making: asyncio.Future[Any]) -> None:
+    """Stop the watcher ``making`` makes, its caller cancelled meanwhile."""
+    if making.cancelled() or making.exception() is not None:
+        return
+    stopping = asyncio.ensure_future(making.result().stop())
+    _stopping.add(stopping)
+    stopping.add_done_callback(_stopping.discard)
 
 
 @final

@@ -524,3 +524,31 @@ async def test_our_request_times_out_and_names_no_responders(
 
 def signature_names(fn: Any) -> list[str]:
     return list(inspect.signature(fn).parameters)
+
+
+async def test_listing_a_buckets_keys_cancelled_midway_leaves_no_subscription(
+    nats_server: NatsServer,
+) -> None:
+    # nats-py's kv.keys() left its watcher subscribed when cancelled (a lease refresh at a
+    # system's exit): the connection's close then waited 5 s for it.
+    transport = await connect(nats_server)
+    try:
+        bucket = await transport.key_value(f"HOOKS_KEYS_{uuid.uuid4().hex[:8]}")
+        assert await bucket.keys() == []
+        for i in range(300):
+            await bucket.create(f"k{i}", b"v")
+        assert len(await bucket.keys()) == 300
+        nc = transport.client
+        before = len(nc._subs)
+        listing = asyncio.create_task(bucket.keys())
+        async with asyncio.timeout(5):
+            while len(nc._subs) == before:  # each loop turn: until the watcher subscribed
+                await asyncio.sleep(0)
+        assert not listing.done()
+        listing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await listing
+        # Stopped at once, or (cancelled while subscribing) as soon as it is made.
+        await wait_for(lambda: len(nc._subs) == before, 5, "the watcher to be stopped")
+    finally:
+        await transport.aclose()
