@@ -374,9 +374,14 @@ class Supervisor:
         self._rt.events.record("restarted", where, reason_line(exc) if exc else cause)
 
     async def stop_accepting(self) -> None:
-        """Stop every actor in the subtree from taking new messages."""
-        for child in self._children:
-            await child.node.stop_accepting()
+        """Stop every actor in the subtree from taking new messages.
+
+        All at once: each unsubscribes with a round trip, which a server that stopped
+        answering makes wait out its timeout (one wait, not one per actor).
+        """
+        async with anyio.create_task_group() as tg:
+            for child in self._children:
+                tg.start_soon(child.node.stop_accepting)
 
     async def shutdown(self, deadline: float) -> None:
         """Stop the subtree for good, newest first, then this supervisor's own task."""

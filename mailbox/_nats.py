@@ -182,6 +182,10 @@ class NatsTransport:
         self._objects: dict[str, natspy.ObjectBucket] = {}
         self._reminders: JetStreamReminders | None = None
         self._closed = False
+        # An unsubscribe's round trip went unanswered: the server is gone or frozen, and
+        # later unsubscribes (and the close's drain) do not wait for it again, until a
+        # reconnect. A system's exit then waits one timeout, not one per subscription.
+        self._unanswered = False
         self.listener: Callable[[str, str, str], None] | None = None
         """Told ``(kind, detail, reply)`` of ``dropped`` (a slow consumer: nats-py dropped
         a message on ``detail``, an ask when ``reply`` is set), ``refused`` (the server
@@ -531,6 +535,7 @@ class NatsTransport:
             self._tell("disconnected", where, "")
 
     async def _on_reconnected(self) -> None:
+        self._unanswered = False
         log.info("reconnected to NATS at %s", self.connected_url)
         self._tell("reconnected", self.connected_url or "", "")
 
@@ -614,13 +619,14 @@ class NatsTransport:
             where = natspy.state(nc)
             if where in ("closed", "draining"):
                 return
-            if where == "reconnecting":  # nothing in flight can be kept
+            if where == "reconnecting" or self._unanswered:  # nothing in flight can be kept
                 await natspy.unsubscribe(sub)
                 return
             try:
                 async with asyncio.timeout(_DRAIN_TIMEOUT):
                     await natspy.unsubscribe_keeping(nc, [sub])
             except Exception as exc:
+                self._unanswered = True
                 log.debug("unsubscribe from %s: %r", subject, exc)
 
         return Subscription(subject, queue, mailbox, unsubscribe)
@@ -687,6 +693,6 @@ class NatsTransport:
         subs = list(self._mailboxes)
         self._mailboxes.clear()
         try:
-            await natspy.close(self._nc, subs, _DRAIN_TIMEOUT)
+            await natspy.close(self._nc, subs, 0.0 if self._unanswered else _DRAIN_TIMEOUT)
         finally:  # nats-py leaves a request waiting to its timeout; an ask is told now
             self._deadlines.clear(TransportClosed("NATS transport is closed"))

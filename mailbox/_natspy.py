@@ -515,16 +515,21 @@ async def abandon(nc: RawClient, transport: GuardedTcp | None) -> None:
 
 
 async def close(nc: RawClient, subs: Sequence[RawSubscription], timeout: float) -> None:
-    """Drain and close: ``subs`` our way (nothing in flight lost), then nats-py's drain.
+    """Drain within ``timeout`` seconds, then close whatever happened.
 
-    nats-py's own drain would wait for its readers to mark each message of ``subs`` done,
-    and our mailboxes never do. A broken connection cannot drain: it is closed anyway.
+    Drained: ``subs`` our way (nothing in flight lost), and a round trip so that all
+    that was published reached the server.
+
+    Not nats-py's ``drain()``: it would wait for its readers to mark each message of
+    ``subs`` done (our mailboxes never do), and cancelled at a timeout it goes on to a
+    flush of its own (10 s more when the server does not answer) and leaves an error
+    unretrieved. A broken connection cannot drain: it is closed at once.
     """
     try:
         if nc.is_connected:
             async with asyncio.timeout(timeout):
                 await unsubscribe_keeping(nc, subs)
-                await nc.drain()
+                await round_trip(nc, timeout)  # what was published reached the server
     except Exception as exc:
         log.debug("drain failed: %r", exc)
     finally:

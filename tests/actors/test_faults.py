@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,6 +24,7 @@ from motadata_actors import (
     Settings,
 )
 from motadata_actors.mailbox import InProcessTransport, NatsServer
+from motadata_actors.mailbox import _nats as nats_transport
 
 from ..conftest import connect
 
@@ -209,3 +212,26 @@ async def test_what_a_sender_accepts_its_receiver_takes(transport_any: Any, tena
         assert system.statistics()[0].rejected == 0
         with pytest.raises(MessageTooLarge, match="body of 10001 bytes"):
             await ref.tell("x" * (10_000 - 1))
+
+
+async def test_a_frozen_server_holds_the_exit_up_for_one_drain_timeout_not_one_per_actor(
+    fresh_nats_server: NatsServer, tenant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Frozen: the socket stays open and nothing answers. Each actor's unsubscribe waited
+    # out the drain timeout in turn, then the status subscription's, then the close's own
+    # drain (nats-py's, 15 s): 35 s for three actors before, one timeout now.
+    drain = 8.0
+    monkeypatch.setattr(nats_transport, "_DRAIN_TIMEOUT", drain)
+    pid = fresh_nats_server.pid
+    assert pid is not None
+    system = ActorSystem(tenant, transport=await connect(fresh_nats_server), handle_signals=False)
+    try:
+        async with system:
+            for name in ("a", "b", "c"):
+                await system.spawn(Gate, name=name)
+            os.kill(pid, signal.SIGSTOP)
+            start = anyio.current_time()
+        # One drain timeout (8 s) and a little; the guard is far from the 5 x 8 s before.
+        assert anyio.current_time() - start < 2 * drain
+    finally:
+        os.kill(pid, signal.SIGCONT)
