@@ -422,7 +422,7 @@ class KeyedCell(ActorCell):
                 except Exception:
                     log.exception("keyed agent %s/%s: on_stop raised", self.path, act.key)
         if act.token:
-            await self.leases.release(f"{self.kind}.{act.key}", act.token)
+            await self.leases.release(f"{self.kind}.{act.key}", act.token, at_exit=self._stopping)
         detail = f"crashed: {reason_line(crashed)}" if crashed is not None else "idle or stopped"
         self.rt.events.record(
             "deactivated", self.path, detail, address=keyed_name(self.kind, act.key)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 import os
 import socket
 import uuid
@@ -47,6 +48,9 @@ log = get_logger("actors")
 _VALID: Final = 0.75  # of the lease after a renewal was sent: then stop handling
 _RENEW: Final = 0.25  # of the lease between renewals
 _OWNERS_MAX: Final = 200_000  # remembered owners of keys held elsewhere
+# Seconds a release or the node's removal may take as the system stops: a server gone
+# would hold the exit up for its whole timeout, and what is not removed expires anyway.
+_AT_EXIT: Final = 1.0
 
 
 def _new_node(client_id: str) -> str:
@@ -289,13 +293,20 @@ class Leases:
             self.owners.clear()
         self.owners[record] = owner
 
-    async def release(self, record: str, token: int) -> None:
-        """Give ``record`` up (only if ``token`` still holds it)."""
+    async def release(self, record: str, token: int, *, at_exit: bool = False) -> None:
+        """Give ``record`` up (only if ``token`` still holds it).
+
+        ``at_exit``: the system is stopping; a release the server does not answer within
+        a second is left to expire with this node's lease.
+        """
         assert self._records is not None
-        try:
-            await self._records.delete(record, token)
-        except ActorsError as exc:  # taken over meanwhile, or the server is away
-            log.debug("keyed agents: %s not released: %r", record, exc)
+        with anyio.move_on_after(_AT_EXIT if at_exit else math.inf) as waited:
+            try:
+                await self._records.delete(record, token)
+            except ActorsError as exc:  # taken over meanwhile, or the server is away
+                log.debug("keyed agents: %s not released: %r", record, exc)
+        if waited.cancelled_caught:
+            log.debug("keyed agents: %s not released at exit: no answer", record)
 
     async def close(self) -> None:
         """Stop renewing and leave (the node key is removed; its records are released)."""
@@ -304,7 +315,10 @@ class Leases:
         self._started = False
         self._renewer.cancel()
         assert self._nodes is not None
-        try:
-            await self._nodes.delete(self.node)
-        except ActorsError as exc:
-            log.debug("keyed agents: node %s not removed: %r", self.node, exc)
+        with anyio.move_on_after(_AT_EXIT) as waited:  # else it expires with the lease
+            try:
+                await self._nodes.delete(self.node)
+            except ActorsError as exc:
+                log.debug("keyed agents: node %s not removed: %r", self.node, exc)
+        if waited.cancelled_caught:
+            log.debug("keyed agents: node %s not removed at exit: no answer", self.node)

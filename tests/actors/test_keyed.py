@@ -436,3 +436,22 @@ async def test_a_keyed_handler_past_the_shutdown_grace_is_cancelled_like_a_plain
             await asking  # told at once, as a plain actor's asker is
     assert cancelled == ["k1"]
     assert stopped == ["k1"]  # the instance ended as the others do
+
+
+async def test_leases_a_server_does_not_answer_do_not_hold_the_exit_up(
+    nats_server: NatsServer, tenant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The server gone at exit: the key's release and the node's removal each waited out
+    # the key-value timeout (10 s together). They are given a second each; what is not
+    # removed expires with the node's lease.
+    async def no_answer(self: MemoryKeyValue, key: str, last: int | None = None) -> None:
+        await asyncio.sleep(30)
+
+    async with system_on("inprocess", nats_server, tenant) as system:
+        await system.spawn_keyed(Counter, kind="counter")
+        assert await system.ref("counter", key="k1").ask(1, timeout=5) == ["k1", "counter~k1", 1]
+        monkeypatch.setattr(MemoryKeyValue, "delete", no_answer)
+        start = asyncio.get_running_loop().time()
+    # About two seconds; the guard is far from the 60 s of two unanswered deletes.
+    assert asyncio.get_running_loop().time() - start < 15
+    assert Counter.stopped == ["k1"]  # the instance still ended properly
