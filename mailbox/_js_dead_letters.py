@@ -16,7 +16,7 @@ from typing import final
 from motadata_actors._errors import ConfigError, ConnectionLost
 
 from ._js_names import dead_letter_stream, dead_letter_subjects
-from ._js_values import NoAnswer, NoJetStream, NoStream, NotFound, Refused, StreamSpec
+from ._js_values import NoJetStream, NoStream, NotFound, Refused, StreamSpec
 from ._natspy import JetStream
 from ._transport import DeadLetter
 
@@ -49,6 +49,7 @@ class JetStreamDeadLetters:
 
         Raises:
             ConfigError: JetStream refused the stream (more replicas than servers, say).
+            ConnectionLost: the server did not answer (it is gone, say).
         """
         name = dead_letter_stream(tenant)
         spec = StreamSpec(
@@ -84,8 +85,10 @@ class JetStreamDeadLetters:
                     )
                 )
                 break
-        except (NoJetStream, NoAnswer):
+        except NoJetStream:
             return False
+        # NoAnswer goes on: a server that did not answer (gone as the system starts) is no
+        # sign of one without JetStream, and the system would keep no dead letter for life.
         except (Refused, NotFound) as exc:
             why = exc.description if isinstance(exc, Refused) else "made, and then not there"
             raise ConfigError(

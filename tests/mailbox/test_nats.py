@@ -23,6 +23,8 @@ from motadata_actors import Actor, ActorSystem, ConfigError, ConnectionLost, Con
 from motadata_actors.integrations import create_nats_client
 from motadata_actors.mailbox import NatsAuth, NatsServer, NatsTransport
 from motadata_actors.mailbox import _natspy as natspy
+from motadata_actors.mailbox._js_dead_letters import JetStreamDeadLetters
+from motadata_actors.mailbox._js_values import NoAnswer, NoJetStream
 
 from ..conftest import wait_for
 from ..tls import (
@@ -344,3 +346,28 @@ async def test_a_malformed_server_url_is_a_config_error_without_its_secret(
     for text in (str(info.value), str(seed_api.value), transport.description, caplog.text):
         assert SECRET not in text
     assert "***" in str(info.value)
+
+
+class _Silent:
+    """JetStream whose API does not answer (the server died as the system started)."""
+
+    async def add_stream(self, spec: Any) -> None:
+        raise NoAnswer("cannot create stream: JetStream did not answer in time")
+
+
+class _Off:
+    """JetStream switched off on the server."""
+
+    async def add_stream(self, spec: Any) -> None:
+        raise NoJetStream("JetStream is not enabled")
+
+
+async def test_a_dead_letter_stream_nobody_answers_for_is_a_connection_error_not_no_jetstream() -> (
+    None
+):
+    # Taken for "no JetStream" before: the system then kept no dead letter for its life.
+    silent = JetStreamDeadLetters(_Silent(), lambda: "nats://127.0.0.1:1")  # type: ignore[arg-type]
+    with pytest.raises(ConnectionLost, match="did not answer"):
+        await silent.keep("acme", max_messages=10, max_age=60.0)
+    off = JetStreamDeadLetters(_Off(), lambda: "nats://127.0.0.1:1")  # type: ignore[arg-type]
+    assert await off.keep("acme", max_messages=10, max_age=60.0) is False  # published only
