@@ -18,11 +18,14 @@ Rules (``SDK_CLAIM_ABOVE`` turns them on):
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, final
 
-from motadata_actors._errors import ActorsError, ConfigError, DecodeError
+import anyio
+
+from motadata_actors._errors import ActorsError, AskTimeout, ConfigError, DecodeError
 from motadata_actors.mailbox._envelope import Claimed, Sealed
 from motadata_actors.mailbox._kv import bucket_name
 from motadata_actors.mailbox._objects import KeepsObjects, ObjectStore
@@ -77,18 +80,34 @@ class Claims:
             self._store = await self._transport.object_store(self._bucket, ttl=self._ttl)
         return self._store
 
-    async def check_in(self, sealed: Sealed) -> None:
+    async def check_in(self, sealed: Sealed, *, within: float | None = None) -> float:
         """Keep ``sealed``'s body in the store when it is over the threshold.
+
+        Returns the seconds it took (0 for a body kept in the message).
+
+        Args:
+            sealed: the message, its body replaced by the claim when kept.
+            within: seconds it may take at most (an ask's time budget).
 
         Raises:
             ConfigError: JetStream is off, or the store's time to live differs.
             ConnectionLost: the connection broke (nothing was sent).
+            AskTimeout: not stored ``within`` seconds (what was written expires with
+                the store's time to live).
         """
         if len(sealed.data) <= self.above:
-            return
+            return 0.0
+        began, size = anyio.current_time(), len(sealed.data)
         name = uuid.uuid4().hex
-        store = await self.store()
-        await store.put(name, sealed.check_in(name))
+        with anyio.move_on_after(math.inf if within is None else within) as waited:
+            store = await self.store()
+            await store.put(name, sealed.check_in(name))
+        if waited.cancelled_caught:
+            raise AskTimeout(
+                f"a body of {size} bytes was not stored in the object store "
+                f"within the ask's {within:g}s"
+            )
+        return anyio.current_time() - began
 
     async def value(self, claimed: Claimed) -> Any:
         """Fetch and decode a claimed body.

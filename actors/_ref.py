@@ -300,7 +300,9 @@ class ActorRef:
                 budget = left
         sender, subject, sealed = self._prepare(msg, headers, codec, share=self.mailbox == "core")
         if rt.claims is not None:  # a body over SDK_CLAIM_ABOVE goes to the object store
-            await rt.claims.check_in(sealed)
+            budget -= await rt.claims.check_in(sealed, within=budget)  # out of the ask's time
+            if budget <= 0:
+                raise AskTimeout(f"ask to {self._to!r}: storing its body took all its time")
         tel = rt.telemetry
         if tel is None:
             if on_progress is None:

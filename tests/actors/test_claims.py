@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 import pytest
 
-from motadata_actors import Actor, ActorSystem, Context, Settings
+from motadata_actors import Actor, ActorSystem, AskTimeout, Context, Settings
 from motadata_actors.actors import BodyReader
 from motadata_actors.mailbox import (
     InProcessTransport,
@@ -387,3 +387,25 @@ async def test_an_object_deleted_while_the_store_is_listed_is_left_out(
         assert deleted and await store.names() == ["kept"]
     finally:
         await transport.aclose()
+
+
+async def test_storing_an_asks_body_counts_against_its_timeout(
+    tenant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The upload ran before the ask's time started, unbounded: with the server gone
+    # mid-upload an ask of 3 s took 10 s. A store that never answers shows it plainly.
+    class NoAnswer:
+        async def put(self, name: str, data: bytes) -> None:
+            await anyio.sleep(30)
+
+    async with ActorSystem(
+        tenant, transport=InProcessTransport(), settings=_settings("inprocess"),
+        handle_signals=False,
+    ) as system:  # fmt: skip
+        await system.spawn(Echo, name="echo")
+        claims = system._runtime.claims
+        assert claims is not None
+        monkeypatch.setattr(claims, "_store", NoAnswer())
+        with anyio.fail_after(10), pytest.raises(AskTimeout, match="not stored in the object"):
+            await system.ref("echo").ask(DOCUMENT, timeout=0.5)
+        assert await system.ref("echo").ask("small", timeout=5) == "small"  # inline: unaffected
