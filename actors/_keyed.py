@@ -261,6 +261,9 @@ class KeyedCell(ActorCell):
     async def _work(self) -> None:
         try:
             while (msg := await self._next()) is not None:
+                if self._expired:  # the grace ran out: what is left goes to retries
+                    await self._release(msg)
+                    continue
                 key = self._key_of(msg)
                 if key is None:
                     continue
@@ -280,7 +283,7 @@ class KeyedCell(ActorCell):
                     if not await self._activate(act, msg):
                         continue
                 act.busy = True
-                await self._drain_held(act, msg)
+                await self._drain(act, msg)
         finally:
             self._workers_left -= 1
             if self._workers_left <= 0:
@@ -334,55 +337,58 @@ class KeyedCell(ActorCell):
             span.end()
         return True
 
-    async def _drain_held(self, act: _Activation, msg: Incoming) -> None:
-        """:meth:`_drain`, held to the shutdown grace as a plain actor's handling is.
+    async def _drain(self, act: _Activation, msg: Incoming) -> None:
+        """Handle ``msg`` and then every message that queued for the key meanwhile.
 
-        Past the grace, shutdown cancels it: the message being handled goes as a plain
-        actor's does (its asker told, dead-lettered), the instance ends as the others do
-        (``on_stop``, its lease released), and the key's messages still waiting are left
-        to their askers' retries.
+        Held to the shutdown grace as a plain actor's handling is: past it, shutdown
+        cancels it, and the message being handled goes as a plain actor's does (its asker
+        told, dead-lettered); the instance ends as the others do (``on_stop``, its lease
+        released), and the key's messages still waiting are left to their askers' retries.
         """
         task = asyncio.current_task()
         assert task is not None
         self._handling.add(task)
         try:
-            await self._drain(act, msg)
+            while True:
+                if self._expired:  # the grace ran out: take nothing more
+                    act.busy = False
+                    await self._release(msg)
+                    return
+                if not await self.leases.confirm():
+                    await self._refuse(msg, "its process's lease lapsed (it may be paused)")
+                elif act.actor is not None and not act.dropped:
+                    act.handling = msg
+                    result = await self._dispatch.handle(msg, act.actor)
+                    act.handling = None
+                    act.used = self.rt.clock.now()
+                    if act.key in self._active:
+                        self._active.move_to_end(act.key)
+                    if result.crash is not None or result.stop:
+                        await self._deactivate(act, crashed=result.crash, stopped=result.stop)
+                waiting = act.pending
+                if act.dropped or act.actor is None:
+                    found = await self._again(act)
+                    if found is None:
+                        return
+                    act, msg = found
+                    continue
+                if not waiting:
+                    act.busy = False
+                    return
+                msg = waiting.popleft()
         except asyncio.CancelledError:
             if not self.grace_expired():
                 raise  # not ours: the system is being torn down
             task.uncancel()
-            act.busy = False  # so the shutdown ends the instance
             cut, act.handling = act.handling, None
+            live = self._active.get(act.key)  # a new activation, cancelled while it started
+            for one in (act, live):
+                if one is not None:
+                    one.busy = False  # so the shutdown ends the instance
             if cut is not None:
                 await super()._release(cut, "shutdown: handler cancelled at the grace deadline")
         finally:
             self._handling.discard(task)
-
-    async def _drain(self, act: _Activation, msg: Incoming) -> None:
-        """Handle ``msg`` and then every message that queued for the key meanwhile."""
-        while True:
-            if not await self.leases.confirm():
-                await self._refuse(msg, "its process's lease lapsed (it may be paused)")
-            elif act.actor is not None and not act.dropped:
-                act.handling = msg
-                result = await self._dispatch.handle(msg, act.actor)
-                act.handling = None
-                act.used = self.rt.clock.now()
-                if act.key in self._active:
-                    self._active.move_to_end(act.key)
-                if result.crash is not None or result.stop:
-                    await self._deactivate(act, crashed=result.crash, stopped=result.stop)
-            waiting = act.pending
-            if act.dropped or act.actor is None:
-                found = await self._again(act)
-                if found is None:
-                    return
-                act, msg = found
-                continue
-            if not waiting:
-                act.busy = False
-                return
-            msg = waiting.popleft()
 
     async def _again(self, ended: _Activation) -> tuple[_Activation, Incoming] | None:
         """Start the key again for the messages that waited on an instance that ended.
@@ -470,4 +476,4 @@ class KeyedCell(ActorCell):
             found = await self._again(act)  # messages came while it ended
             if found is not None:
                 assert self._tg is not None
-                self._tg.start_soon(self._drain_held, *found)
+                self._tg.start_soon(self._drain, *found)

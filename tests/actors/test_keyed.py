@@ -13,6 +13,7 @@ from motadata_actors import (
     Actor,
     ActorSystem,
     AskPolicy,
+    AskTimeout,
     ConfigError,
     Context,
     RemoteError,
@@ -407,13 +408,16 @@ async def test_a_kept_state_is_upgraded_like_a_message(
 async def test_a_keyed_handler_past_the_shutdown_grace_is_cancelled_like_a_plain_ones(
     nats_server: NatsServer, tenant: str
 ) -> None:
-    entered = asyncio.Event()
+    entered: list[str] = []
     cancelled: list[str] = []
     stopped: list[str] = []
 
     class Slow(Actor):
         async def on_message(self, msg: Any, ctx: Context) -> Any:
-            entered.set()
+            entered.append(str(self.key))
+            if msg == "boom":
+                await asyncio.sleep(0.3)  # working while "go" queues for the key
+                raise RuntimeError("boom")  # the key starts again for what waits
             try:
                 await asyncio.sleep(60)
             except asyncio.CancelledError:
@@ -426,16 +430,23 @@ async def test_a_keyed_handler_past_the_shutdown_grace_is_cancelled_like_a_plain
     host_settings = Settings(nats_urls=(nats_server.url,), shutdown_grace=0.5)
     asker_settings = Settings(nats_urls=(nats_server.url,))
     async with ActorSystem(tenant, settings=asker_settings, handle_signals=False) as asker:
-        ref = asker.ref("slow", key="k1")
-        with anyio.fail_after(20):  # the check: the handler would hold the exit up for 60 s
+        with anyio.fail_after(20):  # the check: the handlers would hold the exit up for 60 s
             async with ActorSystem(tenant, settings=host_settings, handle_signals=False) as host:
-                await host.spawn_keyed(Slow, kind="slow")
-                asking = asyncio.create_task(ref.ask("go", timeout=30, attempts=1))
-                await asyncio.wait_for(entered.wait(), 10)
+                await host.spawn_keyed(Slow, kind="slow", concurrency=1)
+                k1, k2 = asker.ref("slow", key="k1"), asker.ref("slow", key="k2")
+                boom = asyncio.create_task(k1.ask("boom", timeout=30, attempts=1))
+                slow = asyncio.create_task(k1.ask("go", timeout=30, attempts=1))
+                queued = asyncio.create_task(k2.ask("go", timeout=1, attempts=1))
+                await wait_for(lambda: entered == ["k1", "k1"], 10, "k1 started again")
+        with pytest.raises(RemoteError, match="boom"):
+            await boom
         with pytest.raises(RemoteError, match="cancelled at the grace deadline"):
-            await asking  # told at once, as a plain actor's asker is
+            await slow  # told at once, as a plain actor's asker is
+        with pytest.raises(AskTimeout):
+            await queued  # never started after the grace: left to its asker's retries
+    assert entered == ["k1", "k1"]
     assert cancelled == ["k1"]
-    assert stopped == ["k1"]  # the instance ended as the others do
+    assert stopped == ["k1"]  # the instance started again ended as the others do
 
 
 async def test_leases_a_server_does_not_answer_do_not_hold_the_exit_up(
