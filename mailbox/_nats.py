@@ -182,10 +182,11 @@ class NatsTransport:
         self._objects: dict[str, natspy.ObjectBucket] = {}
         self._reminders: JetStreamReminders | None = None
         self._closed = False
-        # An unsubscribe's round trip went unanswered: the server is gone or frozen, and
-        # later unsubscribes (and the close's drain) do not wait for it again, until a
-        # reconnect. A system's exit then waits one timeout, not one per subscription.
-        self._unanswered = False
+        # When an unsubscribe's round trip went unanswered on this connection (the server
+        # gone or frozen): for a while, later unsubscribes and the close's drain do not
+        # wait for it again, so a system's exit waits one timeout, not one per
+        # subscription. Forgotten at the next answered round trip or reconnect.
+        self._unanswered: float | None = None
         self.listener: Callable[[str, str, str], None] | None = None
         """Told ``(kind, detail, reply)`` of ``dropped`` (a slow consumer: nats-py dropped
         a message on ``detail``, an ask when ``reply`` is set), ``refused`` (the server
@@ -534,8 +535,13 @@ class NatsTransport:
             log.warning("disconnected from NATS at %s", where)
             self._tell("disconnected", where, "")
 
+    def _unanswered_lately(self) -> bool:
+        """Whether a round trip went unanswered in the last two drain timeouts."""
+        at = self._unanswered
+        return at is not None and asyncio.get_running_loop().time() - at < 2 * _DRAIN_TIMEOUT
+
     async def _on_reconnected(self) -> None:
-        self._unanswered = False
+        self._unanswered = None
         log.info("reconnected to NATS at %s", self.connected_url)
         self._tell("reconnected", self.connected_url or "", "")
 
@@ -592,11 +598,15 @@ class NatsTransport:
         nc = self._started()
         check_subscribe_subject(subject)
         over_quota = natspy.subscriptions_refused(nc)
+        sub = None
         try:
             sub = await natspy.subscribe_into(nc, subject, queue, mailbox)
             await natspy.round_trip(nc)
         except Exception as exc:
+            if sub is not None:  # else replayed at a reconnect, with nobody reading it
+                await natspy.unsubscribe(sub)
             self._raise(exc, subject)
+        self._unanswered = None
         if natspy.subscriptions_refused(nc) > over_quota:
             await natspy.unsubscribe(sub)
             raise quota_exceeded(
@@ -619,15 +629,19 @@ class NatsTransport:
             where = natspy.state(nc)
             if where in ("closed", "draining"):
                 return
-            if where == "reconnecting" or self._unanswered:  # nothing in flight can be kept
+            if where == "reconnecting" or self._unanswered_lately():  # nothing can be kept
                 await natspy.unsubscribe(sub)
                 return
+            reconnects = natspy.reconnects(nc)
             try:
                 async with asyncio.timeout(_DRAIN_TIMEOUT):
                     await natspy.unsubscribe_keeping(nc, [sub])
             except Exception as exc:
-                self._unanswered = True
+                if isinstance(exc, TimeoutError) and natspy.reconnects(nc) == reconnects:
+                    self._unanswered = asyncio.get_running_loop().time()
                 log.debug("unsubscribe from %s: %r", subject, exc)
+            else:
+                self._unanswered = None
 
         return Subscription(subject, queue, mailbox, unsubscribe)
 
@@ -682,7 +696,8 @@ class NatsTransport:
     async def aclose(self) -> None:
         """Stop the durable side, drain (publishes flushed, deliveries kept), close.
 
-        Idempotent.
+        The drain waits 5 s at most, and not at all when the server left a round trip
+        unanswered moments ago (it is gone or frozen). Idempotent.
         """
         if self._closed or self._nc is None:
             self._closed = True
@@ -693,6 +708,7 @@ class NatsTransport:
         subs = list(self._mailboxes)
         self._mailboxes.clear()
         try:
-            await natspy.close(self._nc, subs, 0.0 if self._unanswered else _DRAIN_TIMEOUT)
+            drain = 0.0 if self._unanswered_lately() else _DRAIN_TIMEOUT
+            await natspy.close(self._nc, subs, drain)
         finally:  # nats-py leaves a request waiting to its timeout; an ask is told now
             self._deadlines.clear(TransportClosed("NATS transport is closed"))

@@ -104,6 +104,7 @@ __all__ = (
     "keep_reconnecting",
     "new_client",
     "new_inbox",
+    "reconnects",
     "round_trip",
     "server_info",
     "settle",
@@ -223,6 +224,9 @@ HOOKS: Final = (
     Hook("Client", "_flush_queue",
          "read as _send_publish reads it: a flush is asked for only when none is queued; "
          "round_trip queues a future of its own on it to learn when the queue was written"),
+    Hook("Client", "_send_ping",
+         "round_trip's PING with a future of its own, left in line (not cancelled) when it "
+         "times out: flush() cancels it, and the late PONG then breaks the read loop"),
     Hook("Client", "_flusher_task",
          "round_trip queues on _flush_queue only while the flusher runs (a connection lost "
          "stops it, and nothing would answer)"),
@@ -573,24 +577,32 @@ ROUND_TRIP_TIMEOUT: Final = 10.0
 async def round_trip(nc: RawClient, timeout: float = ROUND_TRIP_TIMEOUT) -> None:
     """Return once the server has processed everything sent so far.
 
-    ``flush()`` alone is not enough: it writes its PING straight to the socket, ahead of
-    commands still queued for nats-py's flusher (a SUB or UNSUB just sent), so the queue
-    is first made to reach the socket (hook: ``Client._flush_queue``). Not through
-    nats-py's ``_flush_pending(force_flush=True)``: it waits without a limit for a flusher
-    that a connection lost at that moment never runs, and swallows its caller's cancel.
+    Our own PING, after the commands queued for nats-py's flusher (a SUB or UNSUB just
+    sent) reached the socket (hooks: ``Client._flush_queue``, ``Client._send_ping``).
+    Not nats-py's ``flush()``: it writes its PING ahead of that queue, and at a timeout
+    cancels its PONG's future while leaving it in line, so the late PONG breaks the
+    connection's read loop. Not ``_flush_pending(force_flush=True)``: it waits without a
+    limit for a flusher that a connection lost at that moment never runs, and swallows its
+    caller's cancel. While reconnecting it returns at once: nats-py sends its
+    subscriptions again when it is back.
 
     Raises:
         nats.errors.FlushTimeoutError: no answer within ``timeout`` (the connection is
             lost, or the server does not answer).
     """
+    flusher = nc._flusher_task
+    if not (nc.is_connected and flusher is not None and not flusher.done()):
+        return
+    loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(timeout):
-            flusher = nc._flusher_task
-            if nc.is_connected and flusher is not None and not flusher.done():
-                written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-                await nc._flush_queue.put(written)  # type: ignore[union-attr]  # hook
-                await written
-            await nc.flush(timeout)  # type: ignore[arg-type]  # seconds, fractions too
+            written: asyncio.Future[None] = loop.create_future()
+            await nc._flush_queue.put(written)  # type: ignore[union-attr]  # hook
+            await written
+            pong: asyncio.Future[bool] = loop.create_future()
+            await nc._send_ping(pong)  # hook
+            # Shielded: left waiting at a timeout, for the PONG that may still come.
+            await asyncio.shield(pong)
     except TimeoutError:
         raise nats.errors.FlushTimeoutError from None
 
@@ -616,6 +628,11 @@ async def unsubscribe(sub: RawSubscription) -> None:
     """Stop ``sub`` at once (what is in flight may be lost); errors are not worth raising."""
     with contextlib.suppress(nats.errors.Error):
         await sub.unsubscribe()
+
+
+def reconnects(nc: RawClient) -> int:
+    """How many times ``nc`` reconnected (hook: ``Client.stats``)."""
+    return int(nc.stats["reconnects"])
 
 
 def new_inbox(nc: RawClient) -> str:
@@ -912,6 +929,7 @@ class KeyValueBucket:
         try:
             watcher = await asyncio.shield(making)  # subscribed before it returns
         except asyncio.CancelledError:
+            _stopping.add(making)  # kept until made, then its watcher stopped
             making.add_done_callback(_stop_when_made)
             raise
         try:
@@ -931,16 +949,22 @@ class KeyValueBucket:
                 await watcher.stop()
 
 
-_stopping: set[asyncio.Task[None]] = set()  # watchers stopped in the background
+_stopping: set[asyncio.Future[Any]] = set()  # watchers being made or stopped, unawaited
 
 
 def _stop_when_made(making: asyncio.Future[Any]) -> None:
     """Stop the watcher ``making`` makes, its caller cancelled meanwhile."""
+    _stopping.discard(making)
     if making.cancelled() or making.exception() is not None:
         return
-    stopping = asyncio.ensure_future(making.result().stop())
+    stopping = asyncio.ensure_future(_stop_quietly(making.result()))
     _stopping.add(stopping)
     stopping.add_done_callback(_stopping.discard)
+
+
+async def _stop_quietly(watcher: Any) -> None:
+    with contextlib.suppress(Exception):  # the connection closed first, say: gone anyway
+        await watcher.stop()
 
 
 @final

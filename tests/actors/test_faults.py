@@ -23,7 +23,7 @@ from motadata_actors import (
     MessageTooLarge,
     Settings,
 )
-from motadata_actors.mailbox import InProcessTransport, NatsServer
+from motadata_actors.mailbox import InProcessTransport, Mailbox, NatsServer
 from motadata_actors.mailbox import _nats as nats_transport
 
 from ..conftest import connect
@@ -235,3 +235,28 @@ async def test_a_frozen_server_holds_the_exit_up_for_one_drain_timeout_not_one_p
         assert anyio.current_time() - start < 2 * drain
     finally:
         os.kill(pid, signal.SIGCONT)
+
+
+async def test_an_unanswered_round_trip_spares_later_ones_only_until_the_server_answers(
+    fresh_nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(nats_transport, "_DRAIN_TIMEOUT", 0.5)
+    transport = await connect(fresh_nats_server)
+    pid = fresh_nats_server.pid
+    assert pid is not None
+    try:
+        first = await transport.subscribe("faults.first", mailbox=Mailbox(10))
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            await first.unsubscribe()  # waits out the drain timeout, unanswered
+            assert transport._unanswered_lately()
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        # Answered again: later unsubscribes keep what is in flight again (a flag left set
+        # would make every one of them drop it, for the life of the connection).
+        second = await transport.subscribe("faults.second", mailbox=Mailbox(10))
+        assert not transport._unanswered_lately()
+        await second.unsubscribe()
+        assert not transport._unanswered_lately()
+    finally:
+        await transport.aclose()

@@ -50,6 +50,7 @@ CHECKED = {
     ("Client", "_send_command"),
     ("Client", "_flush_queue"),
     ("Client", "_flusher_task"),
+    ("Client", "_send_ping"),
     ("Client", "stats"),
     ("Client", "_resp_map"),
     ("Client", "_resp_sub_prefix"),
@@ -237,6 +238,8 @@ async def test_a_round_trip_makes_a_new_subscription_known_to_the_server(
     nc, _, _ = raw
     assert isinstance(nc._flush_queue, asyncio.Queue), "Client._flush_queue changed"
     assert isinstance(nc._flusher_task, asyncio.Task), "Client._flusher_task changed"
+    params = list(inspect.signature(Client._send_ping).parameters)
+    assert params[:2] == ["self", "future"], "Client._send_ping(future) changed"
     pub = await other(nats_server)
     try:
         for i in range(20):  # each time: SUB, round trip, then a publish from elsewhere
