@@ -16,7 +16,7 @@ from typing import final
 from motadata_actors._errors import ConfigError, ConnectionLost
 
 from ._js_names import dead_letter_stream, dead_letter_subjects
-from ._js_values import NoJetStream, NoStream, NotFound, Refused, StreamSpec
+from ._js_values import NoAnswer, NoJetStream, NoStream, NotFound, Refused, StreamSpec
 from ._natspy import JetStream
 from ._transport import DeadLetter
 
@@ -49,7 +49,7 @@ class JetStreamDeadLetters:
 
         Raises:
             ConfigError: JetStream refused the stream (more replicas than servers, say).
-            ConnectionLost: the server did not answer (it is gone, say).
+            ConnectionLost: the server did not answer, three times (it is gone, say).
         """
         name = dead_letter_stream(tenant)
         spec = StreamSpec(
@@ -60,35 +60,40 @@ class JetStreamDeadLetters:
         try:
             for attempt in range(5):
                 try:
-                    await self._js.add_stream(spec)
-                    break
-                except Refused as exc:
-                    if not exc.bad_request:
-                        raise
-                # It exists with other limits: ours, with the replicas it has.
-                try:
-                    info = await self._js.stream_info(name)
-                except NotFound:
-                    if attempt == 4:
-                        raise
-                    # Neither made nor there: a cluster still settling its leaders.
-                    await asyncio.sleep(0.2 * (attempt + 1))
-                    continue
-                await self._js.update_stream(
-                    StreamSpec(
-                        spec.name,
-                        spec.subjects,
-                        description=spec.description,
-                        max_msgs=max_messages,
-                        max_age=max_age,
-                        replicas=info.replicas,
+                    try:
+                        await self._js.add_stream(spec)
+                        break
+                    except Refused as exc:
+                        if not exc.bad_request:
+                            raise
+                    # It exists with other limits: ours, with the replicas it has.
+                    try:
+                        info = await self._js.stream_info(name)
+                    except NotFound:
+                        if attempt == 4:
+                            raise
+                        # Neither made nor there: a cluster still settling its leaders.
+                        await asyncio.sleep(0.2 * (attempt + 1))
+                        continue
+                    await self._js.update_stream(
+                        StreamSpec(
+                            spec.name,
+                            spec.subjects,
+                            description=spec.description,
+                            max_msgs=max_messages,
+                            max_age=max_age,
+                            replicas=info.replicas,
+                        )
                     )
-                )
-                break
+                    break
+                except NoAnswer:
+                    # Asked again twice (a cluster busy electing its leaders, say); then a
+                    # ConnectionLost: no answer is no sign of a server without JetStream,
+                    # and the system would keep no dead letter for its whole life.
+                    if attempt >= 2:
+                        raise
         except NoJetStream:
             return False
-        # NoAnswer goes on: a server that did not answer (gone as the system starts) is no
-        # sign of one without JetStream, and the system would keep no dead letter for life.
         except (Refused, NotFound) as exc:
             why = exc.description if isinstance(exc, Refused) else "made, and then not there"
             raise ConfigError(

@@ -349,10 +349,16 @@ async def test_a_malformed_server_url_is_a_config_error_without_its_secret(
 
 
 class _Silent:
-    """JetStream whose API does not answer (the server died as the system started)."""
+    """JetStream whose API does not answer ``times`` times (the server died, or is busy)."""
+
+    def __init__(self, times: int) -> None:
+        self.times = times
+        self.asked = 0
 
     async def add_stream(self, spec: Any) -> None:
-        raise NoAnswer("cannot create stream: JetStream did not answer in time")
+        self.asked += 1
+        if self.asked <= self.times:
+            raise NoAnswer("cannot create stream: JetStream did not answer in time")
 
 
 class _Off:
@@ -366,8 +372,15 @@ async def test_a_dead_letter_stream_nobody_answers_for_is_a_connection_error_not
     None
 ):
     # Taken for "no JetStream" before: the system then kept no dead letter for its life.
-    silent = JetStreamDeadLetters(_Silent(), lambda: "nats://127.0.0.1:1")  # type: ignore[arg-type]
+    def store(js: object) -> JetStreamDeadLetters:
+        return JetStreamDeadLetters(js, lambda: "nats://127.0.0.1:1")  # type: ignore[arg-type]
+
+    gone = _Silent(times=100)
     with pytest.raises(ConnectionLost, match="did not answer"):
-        await silent.keep("acme", max_messages=10, max_age=60.0)
-    off = JetStreamDeadLetters(_Off(), lambda: "nats://127.0.0.1:1")  # type: ignore[arg-type]
-    assert await off.keep("acme", max_messages=10, max_age=60.0) is False  # published only
+        await store(gone).keep("acme", max_messages=10, max_age=60.0)
+    assert gone.asked == 3  # asked again twice first
+    busy = _Silent(times=2)  # a cluster electing its leaders: answers the third time
+    assert await store(busy).keep("acme", max_messages=10, max_age=60.0)
+    assert (
+        await store(_Off()).keep("acme", max_messages=10, max_age=60.0) is False
+    )  # published only
