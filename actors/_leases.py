@@ -300,13 +300,8 @@ class Leases:
         a second is left to expire with this node's lease.
         """
         assert self._records is not None
-        with anyio.move_on_after(_AT_EXIT if at_exit else math.inf) as waited:
-            try:
-                await self._records.delete(record, token)
-            except ActorsError as exc:  # taken over meanwhile, or the server is away
-                log.debug("keyed agents: %s not released: %r", record, exc)
-        if waited.cancelled_caught:
-            log.debug("keyed agents: %s not released at exit: no answer", record)
+        # Taken over meanwhile, or the server is away: either way no longer ours.
+        await _delete(self._records, record, token, _AT_EXIT if at_exit else math.inf)
 
     async def close(self) -> None:
         """Stop renewing and leave (the node key is removed; its records are released)."""
@@ -315,10 +310,15 @@ class Leases:
         self._started = False
         self._renewer.cancel()
         assert self._nodes is not None
-        with anyio.move_on_after(_AT_EXIT) as waited:  # else it expires with the lease
-            try:
-                await self._nodes.delete(self.node)
-            except ActorsError as exc:
-                log.debug("keyed agents: node %s not removed: %r", self.node, exc)
-        if waited.cancelled_caught:
-            log.debug("keyed agents: node %s not removed at exit: no answer", self.node)
+        await _delete(self._nodes, self.node, None, _AT_EXIT)  # else it expires with the lease
+
+
+async def _delete(bucket: KeyValueStore, key: str, last: int | None, within: float) -> None:
+    """Delete ``key`` (at revision ``last``), waiting ``within`` seconds at most; best effort."""
+    with anyio.move_on_after(within) as waited:
+        try:
+            await bucket.delete(key, last)
+        except ActorsError as exc:
+            log.debug("keyed agents: %s not deleted from %s: %r", key, bucket.name, exc)
+    if waited.cancelled_caught:
+        log.debug("keyed agents: %s not deleted from %s: no answer", key, bucket.name)

@@ -13,6 +13,8 @@ import asyncio
 from collections.abc import Callable
 from typing import final
 
+import attrs
+
 from motadata_actors._errors import ConfigError, ConnectionLost
 
 from ._js_names import dead_letter_stream, dead_letter_subjects
@@ -60,38 +62,19 @@ class JetStreamDeadLetters:
         try:
             for attempt in range(5):
                 try:
-                    try:
-                        await self._js.add_stream(spec)
-                        break
-                    except Refused as exc:
-                        if not exc.bad_request:
-                            raise
-                    # It exists with other limits: ours, with the replicas it has.
-                    try:
-                        info = await self._js.stream_info(name)
-                    except NotFound:
-                        if attempt == 4:
-                            raise
-                        # Neither made nor there: a cluster still settling its leaders.
-                        await asyncio.sleep(0.2 * (attempt + 1))
-                        continue
-                    await self._js.update_stream(
-                        StreamSpec(
-                            spec.name,
-                            spec.subjects,
-                            description=spec.description,
-                            max_msgs=max_messages,
-                            max_age=max_age,
-                            replicas=info.replicas,
-                        )
-                    )
-                    break
+                    made = await self._make(spec)
                 except NoAnswer:
                     # Asked again twice (a cluster busy electing its leaders, say); then a
                     # ConnectionLost: no answer is no sign of a server without JetStream,
                     # and the system would keep no dead letter for its whole life.
                     if attempt >= 2:
                         raise
+                    continue
+                if made:
+                    break
+                if attempt == 4:
+                    raise NotFound(f"cannot read stream {name}: not found")
+                await asyncio.sleep(0.2 * (attempt + 1))
         except NoJetStream:
             return False
         except (Refused, NotFound) as exc:
@@ -102,6 +85,25 @@ class JetStreamDeadLetters:
                 "SDK_DLQ_MAX_AGE)"
             ) from None
         self._kept = True
+        return True
+
+    async def _make(self, spec: StreamSpec) -> bool:
+        """Make the stream, or bring one with other limits up to ours.
+
+        False: neither made nor there (a cluster still settling its leaders: ask again).
+        """
+        try:
+            await self._js.add_stream(spec)
+            return True
+        except Refused as exc:
+            if not exc.bad_request:
+                raise
+        # It exists with other limits: ours, with the replicas it has.
+        try:
+            info = await self._js.stream_info(spec.name)
+        except NotFound:
+            return False
+        await self._js.update_stream(attrs.evolve(spec, replicas=info.replicas))
         return True
 
     async def put(self, subject: str, data: bytes, headers: dict[str, str]) -> None:

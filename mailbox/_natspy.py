@@ -532,8 +532,10 @@ async def close(nc: RawClient, subs: Sequence[RawSubscription], timeout: float) 
     try:
         if nc.is_connected:
             async with asyncio.timeout(timeout):
-                await unsubscribe_keeping(nc, subs)
-                await round_trip(nc, timeout)  # what was published reached the server
+                if subs:  # its round trip also covers what was published
+                    await unsubscribe_keeping(nc, subs)
+                else:
+                    await round_trip(nc, timeout)  # what was published reached the server
     except Exception as exc:
         log.debug("drain failed: %r", exc)
     finally:
@@ -932,21 +934,20 @@ class KeyValueBucket:
             _stopping.add(making)  # kept until made, then its watcher stopped
             making.add_done_callback(_stop_when_made)
             raise
-        try:
+
+        async def listed() -> list[str]:
             found = []
             async for entry in watcher:
                 if entry is None:  # nats-py's mark: nothing more now
                     break
                 found.append(entry.key)
             return found
-        except Exception as exc:
-            error = _js_error(exc, what)
-            if error is exc:
-                raise
-            raise error from exc
+
+        try:
+            return await _call(what, listed())
         finally:
-            with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
-                await watcher.stop()
+            with anyio.CancelScope(shield=True):
+                await _stop_quietly(watcher)
 
 
 _stopping: set[asyncio.Future[Any]] = set()  # watchers being made or stopped, unawaited
