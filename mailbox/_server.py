@@ -22,6 +22,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -338,11 +339,38 @@ class NatsServer(_StartStop):
         self.stop()
 
 
-def _free_loopback_port() -> int:
-    """A port free on 127.0.0.1 right now (the kernel's pick; closed before use)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _ephemeral_range() -> tuple[int, int]:
+    """The kernel's range for ports it picks itself (bind to 0, outgoing connections)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default; other systems pick from 49152 up
+
+
+def _route_ports(count: int) -> list[int]:
+    """``count`` distinct loopback ports, free right now, that the kernel never picks.
+
+    A port the kernel picked (bind to 0, release) can be handed out again at once: to a
+    server started with ``-p -1``, or to any outgoing connection, so a node's route port
+    was now and then taken before it bound it. Ports below the ephemeral range are only
+    ever taken by name, so nothing else on the machine is given them by chance.
+    """
+    low, _ = _ephemeral_range()
+    first = 20000 if low > 21000 else 1024
+    rng = random.SystemRandom()
+    ports: list[int] = []
+    while len(ports) < count:
+        port = rng.randrange(first, min(low, 32768))
+        if port in ports:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
+    return ports
 
 
 @final
@@ -350,10 +378,12 @@ class NatsCluster(_StartStop):
     """A local cluster of nats-server processes with JetStream, routed to each other.
 
     Client ports are picked by each server (``-p -1``). Route ports cannot be: a
-    JetStream cluster node needs its routes configured when it starts, so they are taken
-    from the kernel (bind to port 0, release) just before the first start, and kept for
-    restarts. Every node stops by its pid; :meth:`kill` and :meth:`restart` simulate the
-    loss and return of one node (same name, store and route port).
+    JetStream cluster node needs its routes configured when it starts, so they are chosen
+    just before the first start among free ports below the kernel's ephemeral range (no
+    server's ``-p -1`` nor outgoing connection can be given them meanwhile), and kept for
+    restarts; a start that still finds one taken is tried again on new ports. Every node
+    stops by its pid; :meth:`kill` and :meth:`restart` simulate the loss and return of one
+    node (same name, store and route port).
 
     Args:
         size: how many nodes (3 for JetStream replication).
@@ -393,16 +423,23 @@ class NatsCluster(_StartStop):
         Raises:
             ConnectionLost: a node did not start.
         """
-        self._tmp = _make_tmp("motadata-cluster-")
-        self._route_ports = [_free_loopback_port() for _ in range(self._size)]
-        try:
-            self.nodes = [self._node(i) for i in range(self._size)]
-            for node in self.nodes:
-                node.start(timeout)
-            self._await_meta_leader(timeout)
-        except BaseException:
-            self.stop()
-            raise
+        for attempt in range(3):
+            self._tmp = _make_tmp("motadata-cluster-")
+            self._route_ports = _route_ports(self._size)
+            try:
+                self.nodes = [self._node(i) for i in range(self._size)]
+                for node in self.nodes:
+                    node.start(timeout)
+                self._await_meta_leader(timeout)
+                break
+            except ConnectionLost as e:
+                self.stop()
+                if attempt == 2 or "address already in use" not in str(e):
+                    raise
+                log.warning("nats cluster %s: a route port was taken, new ports", self.name)
+            except BaseException:
+                self.stop()
+                raise
         log.info("nats cluster %s: %s", self.name, ", ".join(self.urls))
 
     def _await_meta_leader(self, timeout: float) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -14,7 +15,7 @@ import anyio
 import pytest
 
 from motadata_actors import ActorSystem, ConnectionLost, Settings
-from motadata_actors.mailbox import NatsServer, find_nats_server
+from motadata_actors.mailbox import NatsCluster, NatsServer, _server, find_nats_server
 
 NATS_DEFAULT_PORT = 4222  # the port a test must never take
 
@@ -157,3 +158,32 @@ def _kill_owner_and_check(owner: subprocess.Popen[str]) -> None:
         if owner.poll() is None:
             owner.kill()
             owner.wait()
+
+
+def test_route_ports_are_distinct_free_and_never_the_kernels_pick() -> None:
+    low, _ = _server._ephemeral_range()
+    ports = _server._route_ports(50)
+    assert len(set(ports)) == 50
+    assert all(1024 <= p < low and p != NATS_DEFAULT_PORT for p in ports)
+
+
+def test_a_cluster_whose_route_port_is_taken_starts_on_new_ports(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    taken = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    real = _server._route_ports
+    picks = [[taken.getsockname()[1], *real(2)]]
+
+    def first_taken(count: int) -> list[int]:
+        return picks.pop() if picks else real(count)
+
+    monkeypatch.setattr(_server, "_route_ports", first_taken)
+    try:
+        with NatsCluster(3) as cluster:
+            assert not picks  # the taken port was offered, and refused by the server
+            assert taken.getsockname()[1] not in cluster._route_ports
+            assert len(cluster.urls) == 3
+    finally:
+        taken.close()
