@@ -865,11 +865,13 @@ async def in_progress(msg: Incoming) -> None:
 class KeyValueBucket:
     """A JetStream key-value bucket (nats-py's ``KeyValue``) in our terms (:mod:`._kv`)."""
 
-    __slots__ = ("_kv", "_name")
+    __slots__ = ("_js", "_kv", "_name", "_timeout")
 
-    def __init__(self, kv: Any, name: str) -> None:
+    def __init__(self, kv: Any, js: JetStreamContext, name: str, timeout: float) -> None:
         self._kv = kv
+        self._js = js
         self._name = name
+        self._timeout = timeout
 
     @property
     def name(self) -> str:
@@ -920,41 +922,54 @@ class KeyValueBucket:
     async def keys(self) -> list[str]:
         """The keys with a value now.
 
-        Read with a watcher stopped whatever happens: nats-py's ``keys()`` leaves its
-        subscription behind when cancelled (a lease refresh at exit, say), which the
-        connection's close then waits for.
+        Read with an ordered consumer of our own, through the last message of every key,
+        until one says nothing is pending behind it. nats-py's ``keys()`` takes the consumer
+        info's "nothing pending" for the end even when the deliveries are still on their
+        way (they and the info answer come in either order): a bucket of hundreds of keys
+        listed as ``[]`` under load. Its subscription is ended whatever happens (nats-py's
+        is left behind when cancelled, and the connection's close then waits for it).
         """
         what = f"list bucket {self._name}"
-        making = asyncio.ensure_future(
-            _call(what, self._kv.watchall(ignore_deletes=True, meta_only=True))
-        )
+        making = asyncio.ensure_future(_call(what, self._js.subscribe(
+            f"$KV.{self._name}.>", stream=f"KV_{self._name}", ordered_consumer=True,
+            deliver_policy=api.DeliverPolicy.LAST_PER_SUBJECT, headers_only=True,
+            inactive_threshold=60.0,
+        )))  # fmt: skip
         try:
-            watcher = await asyncio.shield(making)  # subscribed before it returns
+            sub = await asyncio.shield(making)  # subscribed before it returns
         except asyncio.CancelledError:
-            _stopping.add(making)  # kept until made, then its watcher stopped
+            _stopping.add(making)  # kept until made, then unsubscribed
             making.add_done_callback(_stop_when_made)
             raise
-
-        async def listed() -> list[str]:
-            found = []
-            async for entry in watcher:
-                if entry is None:  # nats-py's mark: nothing more now
-                    break
-                found.append(entry.key)
-            return found
-
         try:
-            return await _call(what, listed())
+            return await _call(what, self._listed(sub))
         finally:
             with anyio.CancelScope(shield=True):
-                await _stop_quietly(watcher)
+                await _stop_quietly(sub)
+
+    async def _listed(self, sub: JetStreamContext.PushSubscription) -> list[str]:
+        info = await sub.consumer_info()
+        if info.num_pending == 0 and not (info.delivered and info.delivered.consumer_seq):
+            return []  # nothing sent, nothing to send: empty
+        prefix = len(f"$KV.{self._name}.")
+        found: dict[str, None] = {}  # in the bucket's order
+        while True:
+            msg = await sub.next_msg(timeout=self._timeout)
+            headers = msg.headers or {}
+            key = msg.subject[prefix:]
+            if headers.get("KV-Operation") or headers.get("Nats-Marker-Reason"):
+                found.pop(key, None)  # deleted, purged, expired
+            else:
+                found[key] = None
+            if msg.metadata.num_pending == 0:
+                return list(found)
 
 
-_stopping: set[asyncio.Future[Any]] = set()  # watchers being made or stopped, unawaited
+_stopping: set[asyncio.Future[Any]] = set()  # subscriptions being made or ended, unawaited
 
 
 def _stop_when_made(making: asyncio.Future[Any]) -> None:
-    """Stop the watcher ``making`` makes, its caller cancelled meanwhile."""
+    """End the subscription ``making`` makes, its caller cancelled meanwhile."""
     _stopping.discard(making)
     if making.cancelled() or making.exception() is not None:
         return
@@ -963,9 +978,9 @@ def _stop_when_made(making: asyncio.Future[Any]) -> None:
     stopping.add_done_callback(_stopping.discard)
 
 
-async def _stop_quietly(watcher: Any) -> None:
+async def _stop_quietly(sub: Any) -> None:
     with contextlib.suppress(Exception):  # the connection closed first, say: gone anyway
-        await watcher.stop()
+        await sub.unsubscribe()
 
 
 @final
@@ -1285,7 +1300,7 @@ class JetStream:
                     f"key-value bucket {bucket} keeps keys for {kept} s, this process wants "
                     f"{ttl} s: use one lease time for the whole tenant, or delete the bucket"
                 )
-        return KeyValueBucket(kv, bucket)
+        return KeyValueBucket(kv, self._js, bucket, self.timeout)
 
     async def object_store(self, bucket: str, *, ttl: float) -> ObjectBucket:
         """The object bucket ``bucket``, made when missing (objects kept ``ttl`` s at most).

@@ -555,3 +555,57 @@ async def test_listing_a_buckets_keys_cancelled_midway_leaves_no_subscription(
         await wait_for(lambda: len(nc._subs) == before, 5, "the watcher to be stopped")
     finally:
         await transport.aclose()
+
+
+async def test_a_listing_whose_deliveries_arrive_after_the_consumers_info_misses_no_key(
+    nats_server: NatsServer,
+) -> None:
+    # On the wire, a new consumer's deliveries and the answer to its info request can come
+    # in either order. nats-py's watcher, seeing "nothing pending" before it has read a
+    # delivery, marks the listing done: a bucket of 300 keys listed as [] under load (a
+    # lease refresh then saw no node). Here the deliveries are held back until the info
+    # answer has been read, as the busy server of a CI run sent them.
+    transport = await connect(nats_server)
+    nc = transport.client
+    name = f"HOOKS_LATE_{uuid.uuid4().hex[:8]}"
+    held: list[tuple[Any, ...]] = []
+    holding = True
+    read_late: set[asyncio.Task[None]] = set()
+    real_process, real_request = nc._process_msg, nc.request
+
+    async def process(sid: int, subject: bytes, reply: bytes, *rest: Any) -> None:
+        if holding and reply.startswith(f"$JS.ACK.KV_{name}.".encode()):
+            held.append((sid, subject, reply, *rest))
+        else:
+            await real_process(sid, subject, reply, *rest)
+
+    async def read_held() -> None:
+        nonlocal holding
+        holding = False
+        for message in held:
+            await real_process(*message)
+
+    async def request(subject: str, *args: Any, **kwargs: Any) -> Any:
+        if holding and subject.startswith(f"$JS.API.CONSUMER.INFO.KV_{name}."):
+            await wait_for(lambda: len(held) == 300, 5, "every delivery to be on its way")
+            answer = await real_request(subject, *args, **kwargs)
+            task = asyncio.create_task(read_held())  # after the answer is read
+            read_late.add(task)
+            return answer
+        return await real_request(subject, *args, **kwargs)
+
+    try:
+        bucket = await transport.key_value(name)
+        for i in range(300):
+            await bucket.create(f"k{i}", b"v")
+        await bucket.delete("k7")
+        nc._process_msg = process  # type: ignore[method-assign]
+        nc.request = request  # type: ignore[method-assign]
+        keys = await bucket.keys()
+        assert not holding  # the race was played out, not avoided
+        assert sorted(keys) == sorted(f"k{i}" for i in range(300) if i != 7)
+    finally:
+        nc._process_msg = real_process  # type: ignore[method-assign]
+        nc.request = real_request  # type: ignore[method-assign]
+        await asyncio.gather(*read_late)
+        await transport.aclose()
