@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -158,6 +161,16 @@ def stop_child(proc: subprocess.Popen[str]) -> None:
     for pipe in (proc.stdin, proc.stdout, proc.stderr):
         if pipe is not None:
             pipe.close()
+
+
+def freeze(pid: int) -> None:
+    """Stop ``pid`` (SIGSTOP) and return once it is stopped, not merely signalled."""
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "T":
+        if time.monotonic() > deadline:
+            raise AssertionError(f"process {pid} did not stop within 10 s of SIGSTOP")
+        time.sleep(0.001)
 
 
 async def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:

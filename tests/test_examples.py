@@ -21,8 +21,12 @@ EXAMPLES = ROOT / "examples"
 
 # For each example, fragments of its output, in the order they must appear. A tuple is a
 # group whose fragments may come in any order (they race: an agent's own print and the
-# wiretap's copy of the same message, say), all after the entry before it.
+# wiretap's copy of the same message, say), all after the entry before it. An example in
+# RELAYED prints other processes' lines as they come, so their order against its own is
+# not fixed: its own lines (starting with "main |") and theirs are each checked in order,
+# apart.
 Expected = str | tuple[str, ...]
+RELAYED = {"chat_sessions.py"}
 EXPECTED: dict[str, list[Expected]] = {
     "gateway_clients.py": [
         "main | gateway on http://127.0.0.1:",
@@ -166,15 +170,25 @@ def test_example_runs(name: str, tmp_path: Path) -> None:
         f"examples/{name} exited with {run.returncode}:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
     )
     assert "Traceback" not in run.stderr, f"examples/{name} printed a traceback:\n{run.stderr}"
-    position = 0
+    lines = run.stdout.splitlines(keepends=True)
+    streams = {"all": run.stdout}  # the output, or its own lines and the relayed apart
+    if name in RELAYED:
+        streams = {
+            "own": "".join(line for line in lines if line.startswith("main |")),
+            "relayed": "".join(line for line in lines if not line.startswith("main |")),
+        }
+    position = dict.fromkeys(streams, 0)
     for entry in EXPECTED[name]:
         group = (entry,) if isinstance(entry, str) else entry
-        ends = []
+        stream = "all"
+        if name in RELAYED:
+            stream = "own" if group[0].startswith("main |") else "relayed"
+        text, ends = streams[stream], []
         for expected in group:
-            found = run.stdout.find(expected, position)
+            found = text.find(expected, position[stream])
             assert found >= 0, (
-                f"examples/{name}: {expected!r} not in its output (after position {position}):\n"
-                f"{run.stdout}"
+                f"examples/{name}: {expected!r} not in its output (after position "
+                f"{position[stream]} of {stream!r}):\n{text}"
             )
             ends.append(found + len(expected))
-        position = max(ends)
+        position[stream] = max(ends)
