@@ -158,7 +158,9 @@ class KeyedCell(ActorCell):
         self.idle_after = idle_after
         self._active: collections.OrderedDict[str, _Activation] = collections.OrderedDict()
         self._tg: anyio.abc.TaskGroup | None = None
-        self._sweeper = anyio.CancelScope()
+        self._nap = anyio.CancelScope()  # the idle sweep's wait between passes
+        self._sweep_stop = False
+        self._swept: anyio.Event | None = None  # set when the sweep task has ended
         self._state_kept = False
 
     @property
@@ -203,6 +205,7 @@ class KeyedCell(ActorCell):
         self._workers_left = self.concurrency
         for i in range(self.concurrency):
             task_group.start_soon(self._work, name=f"keyed:{self.path}#{i}")
+        self._swept = anyio.Event()
         task_group.start_soon(self._sweep, name=f"keyed:{self.path}:idle")
         rt.events.record("started", self.path, address=self.kind)
         log.debug("keyed agent %s started on %s", self.path, self._inbox.subject)
@@ -220,9 +223,16 @@ class KeyedCell(ActorCell):
         self._running.set()
 
     async def shutdown(self, deadline: float) -> None:
-        """Stop for good: no new messages, running handlers finish, every instance ends."""
+        """Stop for good: no new messages, running handlers finish, every instance ends.
+
+        The idle sweep stops first (a pass under way ends the instance it is ending and
+        goes no further), so what it started is held to the grace as the workers are.
+        """
+        self._sweep_stop = True
+        self._nap.cancel()
+        if self._swept is not None:
+            await self._swept.wait()
         await super().shutdown(deadline)
-        self._sweeper.cancel()
 
     async def _stop_instance(self) -> None:
         # Every instance ends; their leases are released 256 at a time (100,000 keys
@@ -232,6 +242,8 @@ class KeyedCell(ActorCell):
         async def end(act: _Activation) -> None:
             async with limit:
                 await self._deactivate(act)
+            if self._active.get(act.key) is act:
+                del self._active[act.key]
 
         async with anyio.create_task_group() as tg:
             for act in list(self._active.values()):
@@ -393,9 +405,15 @@ class KeyedCell(ActorCell):
     async def _again(self, ended: _Activation) -> tuple[_Activation, Incoming] | None:
         """Start the key again for the messages that waited on an instance that ended.
 
+        The ended one stays the key's until here (busy, so its messages wait in
+        ``pending``): a message coming while ``on_stop`` runs or the lease is given back
+        never makes a second instance beside it.
+
         Returns the new activation and the first of them to handle; None when nothing
         waited or the key is held elsewhere now (its owner got those messages too).
         """
+        if self._active.get(ended.key) is ended:
+            del self._active[ended.key]
         waiting = ended.pending
         if not waiting:
             return None
@@ -412,9 +430,11 @@ class KeyedCell(ActorCell):
     async def _deactivate(
         self, act: _Activation, crashed: BaseException | None = None, stopped: bool = False
     ) -> None:
-        """End the key's instance here: ``on_stop`` (not after a crash), lease released."""
-        if self._active.get(act.key) is act:
-            del self._active[act.key]
+        """End the key's instance here: ``on_stop`` (not after a crash), lease released.
+
+        The activation stays in ``_active``, busy, until its caller lets the key go
+        (:meth:`_again`, or the shutdown's end of every instance).
+        """
         actor, act.actor = act.actor, None
         act.dropped = True
         tel = self.rt.telemetry
@@ -460,15 +480,21 @@ class KeyedCell(ActorCell):
     async def _sweep(self) -> None:
         """Deactivate instances idle for ``idle_after`` seconds (least recently used first)."""
         clock = self.rt.clock
-        with self._sweeper:
-            while True:
-                await clock.sleep(max(self.idle_after / 4, 0.01))
-                await self._sweep_once(clock.now() - self.idle_after)
+        try:
+            while not self._sweep_stop:
+                self._nap = anyio.CancelScope()
+                with self._nap:  # only the wait is cancelled at shutdown, never a pass
+                    await clock.sleep(max(self.idle_after / 4, 0.01))
+                if not self._sweep_stop:
+                    await self._sweep_once(clock.now() - self.idle_after)
+        finally:
+            assert self._swept is not None
+            self._swept.set()
 
     async def _sweep_once(self, cutoff: float) -> None:
         for act in list(self._active.values()):
-            if act.used > cutoff:
-                break  # the rest were used later
+            if act.used > cutoff or self._sweep_stop:
+                break  # the rest were used later, or the shutdown ends them
             if act.busy:
                 continue
             act.busy = True
@@ -476,4 +502,14 @@ class KeyedCell(ActorCell):
             found = await self._again(act)  # messages came while it ended
             if found is not None:
                 assert self._tg is not None
-                self._tg.start_soon(self._drain, *found)
+                self._workers_left += 1  # so the shutdown waits for it as for a worker
+                self._tg.start_soon(self._drain_as_worker, *found)
+
+    async def _drain_as_worker(self, act: _Activation, msg: Incoming) -> None:
+        """A drain the sweep started, counted among the workers until it ends."""
+        try:
+            await self._drain(act, msg)
+        finally:
+            self._workers_left -= 1
+            if self._workers_left <= 0:
+                self._workers_done.set()

@@ -141,10 +141,63 @@ async def test_an_idle_instance_is_deactivated_and_comes_back_with_its_state(
     await keyed_system.spawn_keyed(Counter, kind="counter", idle_after=0.2)
     ref = keyed_system.ref("counter", key="s1")
     assert (await ref.ask(7, timeout=5))[2] == 7
-    await wait_for(lambda: Counter.stopped == ["s1"], 10, "the idle instance to stop")
-    assert keyed_system.statistics()[-1].keys == 0
+    await wait_for(  # the key is let go once its lease is given back, after on_stop
+        lambda: keyed_system.statistics()[-1].keys == 0, 10, "the idle instance to end"
+    )
+    assert Counter.stopped == ["s1"]
     assert (await ref.ask(1, timeout=5))[2] == 8  # a fresh instance, the state kept
     assert Counter.started == ["s1", "s1"]
+
+
+class Lingering(Actor):
+    """Its first instance's ``on_stop`` lasts until released; logs its life and handling."""
+
+    state: ClassVar[Any] = {"n": 0}
+    log: ClassVar[list[str]] = []
+    ending: ClassVar[asyncio.Event]
+    end: ClassVar[asyncio.Event]
+
+    async def on_start(self) -> None:
+        Lingering.log.append("start")
+
+    async def on_stop(self) -> None:
+        Lingering.log.append("stopping")
+        if not Lingering.end.is_set():
+            Lingering.ending.set()
+            await Lingering.end.wait()
+        Lingering.log.append("stopped")
+
+    async def on_message(self, msg: Any, ctx: Context) -> Any:
+        Lingering.log.append(f"handle {msg}")
+        if msg == "slow":
+            await asyncio.sleep(0.3)  # far inside the shutdown grace
+        self.state["n"] += 1
+        return self.state["n"]
+
+
+async def test_a_message_for_a_key_being_ended_waits_for_the_end_then_starts_it_again(
+    keyed_system: ActorSystem,
+) -> None:
+    # The idle sweep ends the instance; a message coming while its on_stop runs made a
+    # second instance at once, beside the first (two instances of one key).
+    Lingering.log, Lingering.ending, Lingering.end = [], asyncio.Event(), asyncio.Event()
+    await keyed_system.spawn_keyed(Lingering, kind="linger", idle_after=0.2)
+    cell = keyed_system.root._children[-1].node  # the kind's cell: b's place is inside
+    ref = keyed_system.ref("linger", key="k")
+    try:
+        assert await ref.ask("a", timeout=5) == 1
+        await asyncio.wait_for(Lingering.ending.wait(), 10)  # the sweep is ending it
+        asking = asyncio.create_task(ref.ask("b", timeout=10))
+        await wait_for(
+            lambda: ("k" in cell._active and cell._active["k"].pending)
+            or Lingering.log.count("start") == 2,
+            5, "b to be taken in (queued for the key, or a second instance)",
+        )  # fmt: skip
+        assert Lingering.log == ["start", "handle a", "stopping"]  # b waits for the end
+    finally:
+        Lingering.end.set()
+    assert await asking == 2  # the state kept across
+    assert Lingering.log == ["start", "handle a", "stopping", "stopped", "start", "handle b"]
 
 
 async def test_a_crash_ends_only_its_key_and_loses_only_the_unsaved_change(
@@ -447,6 +500,39 @@ async def test_a_keyed_handler_past_the_shutdown_grace_is_cancelled_like_a_plain
     assert entered == ["k1", "k1"]
     assert cancelled == ["k1"]
     assert stopped == ["k1"]  # the instance started again ended as the others do
+
+
+async def test_a_key_the_idle_sweep_started_again_is_held_to_the_grace_as_a_workers(
+    nats_server: NatsServer, tenant: str
+) -> None:
+    # A message that waited while the sweep ended its key is handled by a drain the
+    # sweep starts. The shutdown waited for the workers only: that drain was cancelled at
+    # once (its asker told "cancelled at the grace deadline"), not given the grace.
+    Lingering.log, Lingering.ending, Lingering.end = [], asyncio.Event(), asyncio.Event()
+    host_settings = Settings(nats_urls=(nats_server.url,), shutdown_grace=10)
+    asker_settings = Settings(nats_urls=(nats_server.url,))
+    async with ActorSystem(tenant, settings=asker_settings, handle_signals=False) as asker:
+        ref = asker.ref("linger", key="k")
+        try:
+            async with ActorSystem(tenant, settings=host_settings, handle_signals=False) as host:
+                await host.spawn_keyed(Lingering, kind="linger", idle_after=0.2)
+                cell = host.root._children[-1].node
+                assert await ref.ask("a", timeout=5) == 1
+                await asyncio.wait_for(Lingering.ending.wait(), 10)  # the sweep ends it
+                asking = asyncio.create_task(ref.ask("slow", timeout=10, attempts=1))
+                await wait_for(
+                    lambda: "k" in cell._active and cell._active["k"].pending,
+                    5, "slow to wait for the key's end",
+                )  # fmt: skip
+                Lingering.end.set()
+                await wait_for(lambda: "handle slow" in Lingering.log, 5, "slow handled")
+        finally:
+            Lingering.end.set()
+        assert await asking == 2  # handled to its end inside the grace
+    assert Lingering.log == [
+        "start", "handle a", "stopping", "stopped",
+        "start", "handle slow", "stopping", "stopped",
+    ]  # fmt: skip
 
 
 async def test_leases_a_server_does_not_answer_do_not_hold_the_exit_up(
