@@ -585,28 +585,43 @@ async def round_trip(nc: RawClient, timeout: float = ROUND_TRIP_TIMEOUT) -> None
     cancels its PONG's future while leaving it in line, so the late PONG breaks the
     connection's read loop. Not ``_flush_pending(force_flush=True)``: it waits without a
     limit for a flusher that a connection lost at that moment never runs, and swallows its
-    caller's cancel. While reconnecting it returns at once: nats-py sends its
-    subscriptions again when it is back.
+    caller's cancel. While reconnecting it returns at once, and as soon as the connection
+    is lost meanwhile (nats-py drops the PONGs it waited for, and sends its subscriptions
+    again when it is back): a server killed just before waited out the whole timeout.
 
     Raises:
-        nats.errors.FlushTimeoutError: no answer within ``timeout`` (the connection is
-            lost, or the server does not answer).
+        nats.errors.FlushTimeoutError: no answer within ``timeout`` (the server does not
+            answer).
     """
     flusher = nc._flusher_task
     if not (nc.is_connected and flusher is not None and not flusher.done()):
         return
     loop = asyncio.get_running_loop()
+    since = reconnects(nc)
     try:
         async with asyncio.timeout(timeout):
             written: asyncio.Future[None] = loop.create_future()
             await nc._flush_queue.put(written)  # type: ignore[union-attr]  # hook
-            await written
+            if await _lost_before(written, nc, since):
+                return
             pong: asyncio.Future[bool] = loop.create_future()
             await nc._send_ping(pong)  # hook
-            # Shielded: left waiting at a timeout, for the PONG that may still come.
-            await asyncio.shield(pong)
+            await _lost_before(pong, nc, since)
     except TimeoutError:
         raise nats.errors.FlushTimeoutError from None
+
+
+async def _lost_before(done: asyncio.Future[Any], nc: RawClient, since: int) -> bool:
+    """Wait for ``done``; True if the connection was lost (or came back) first.
+
+    ``done`` is never cancelled here: a PONG's future is left in line at a timeout, for
+    the PONG that may still come.
+    """
+    while not done.done():
+        await asyncio.wait((done,), timeout=0.05)
+        if not done.done() and (not nc.is_connected or reconnects(nc) != since):
+            return True
+    return False
 
 
 async def unsubscribe_keeping(nc: RawClient, subs: Sequence[RawSubscription]) -> None:

@@ -262,3 +262,20 @@ async def test_an_unanswered_round_trip_spares_later_ones_only_until_the_server_
         assert not transport._unanswered_lately()
     finally:
         await transport.aclose()
+
+
+async def test_an_unsubscribe_right_after_the_server_died_ends_when_the_client_sees_it(
+    fresh_nats_server: NatsServer,
+) -> None:
+    # Killed, and nats-py had not read the end of the connection yet: the unsubscribe's
+    # round trip was left waiting for a PONG nats-py had dropped, for the whole drain
+    # timeout (every exit right after a server's death took 5 s more).
+    transport = await connect(fresh_nats_server)
+    try:
+        sub = await transport.subscribe("faults.dying", mailbox=Mailbox(10))
+        fresh_nats_server.kill()
+        with anyio.fail_after(30):  # a hang guard only
+            await sub.unsubscribe()
+        assert transport._unanswered is None  # not ended by the timeout
+    finally:
+        await transport.aclose()
