@@ -242,6 +242,10 @@ HOOKS: Final = (
     Hook("Client", "_init_request_sub",
          "subscribes the reply inbox (once per connection); request() calls it, nothing "
          "public does"),
+    Hook("Client", "_subs",
+         "closed while reconnecting, nats-py fails writing what it buffered before it stops "
+         "its subscriptions' tasks (left pending past the exit): close() stops each first, "
+         "through its public unsubscribe(), and no accessor lists them"),
     Hook("Client", "_process_err",
          "nats-py closes the connection on any -ERR but a permissions violation; the "
          "server keeps it after 'maximum subscriptions exceeded' (one SUB refused)"),
@@ -527,7 +531,8 @@ async def close(nc: RawClient, subs: Sequence[RawSubscription], timeout: float) 
     Not nats-py's ``drain()``: it would wait for its readers to mark each message of
     ``subs`` done (our mailboxes never do), and cancelled at a timeout it goes on to a
     flush of its own (10 s more when the server does not answer) and leaves an error
-    unretrieved. A broken connection cannot drain: it is closed at once.
+    unretrieved. A broken connection cannot drain: it is closed at once, its
+    subscriptions stopped first.
     """
     try:
         if nc.is_connected:
@@ -539,6 +544,9 @@ async def close(nc: RawClient, subs: Sequence[RawSubscription], timeout: float) 
     except Exception as exc:
         log.debug("drain failed: %r", exc)
     finally:
+        if nc.is_reconnecting:  # nats-py's close would fail before stopping them
+            for sub in list(nc._subs.values()):  # hook
+                await unsubscribe(sub)
         if not nc.is_closed:
             try:
                 await nc.close()

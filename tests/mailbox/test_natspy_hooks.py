@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import contextlib
 import inspect
 import tomllib
 import uuid
@@ -24,7 +25,7 @@ from hypothesis import strategies as st
 from nats.aio.client import Client
 from nats.aio.subscription import Subscription
 
-from motadata_actors import AskTimeout, ConnectionLost
+from motadata_actors import AskTimeout, ConnectionLost, NoResponders
 from motadata_actors.mailbox import Mailbox, NatsServer, NatsTransport
 from motadata_actors.mailbox import _natspy as natspy
 from motadata_actors.mailbox._deadlines import Deadlines
@@ -55,6 +56,7 @@ CHECKED = {
     ("Client", "_resp_map"),
     ("Client", "_resp_sub_prefix"),
     ("Client", "_init_request_sub"),
+    ("Client", "_subs"),
 }
 
 
@@ -272,6 +274,26 @@ async def test_a_subscription_as_the_server_dies_ends_in_its_time(
         assert exc is None or isinstance(exc, ConnectionLost), exc
     finally:
         await transport.aclose()
+
+
+async def test_a_close_while_reconnecting_leaves_no_subscription_task_behind(
+    fresh_nats_server: NatsServer,
+) -> None:
+    # nats-py's close, reconnecting with something buffered, failed writing it before it
+    # stopped its subscriptions' tasks: the reply inbox's reader outlived the exit.
+    transport = await connect(fresh_nats_server)
+    nc = transport.client
+    with contextlib.suppress(NoResponders):
+        await transport.request("hooks.nobody", b"?", timeout=2)  # makes the reply inbox
+    readers = [s._wait_for_msgs_task for s in nc._subs.values() if s._wait_for_msgs_task]
+    assert readers, "the reply inbox has a reader task"
+    fresh_nats_server.kill()
+    await wait_for(lambda: nc.is_reconnecting, 10, "nats-py to see the server gone")
+    await nc.publish("hooks.buffered", b"x")  # buffered while reconnecting
+    await transport.aclose()
+    await asyncio.sleep(0)  # a cancelled task ends at its next turn
+    assert all(task.done() for task in readers)
+    assert nc._subs == {}
 
 
 # -- Client._send_unsubscribe, Subscription._id ---------------------------------------------
