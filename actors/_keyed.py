@@ -242,8 +242,7 @@ class KeyedCell(ActorCell):
         async def end(act: _Activation) -> None:
             async with limit:
                 await self._deactivate(act)
-            if self._active.get(act.key) is act:
-                del self._active[act.key]
+            self._let_go(act)
 
         async with anyio.create_task_group() as tg:
             for act in list(self._active.values()):
@@ -288,12 +287,10 @@ class KeyedCell(ActorCell):
                 if act is None:
                     if not self.leases.placed_here(self.kind, key):
                         continue  # its place is another node, which got it too
-                    if await self.leases.held_elsewhere(f"{self.kind}.{key}"):
-                        continue
                     act = _Activation(key)
                     self._active[key] = act
-                    if not await self._activate(act, msg):
-                        continue
+                    await self._drain(act, msg, start=True)
+                    continue
                 act.busy = True
                 await self._drain(act, msg)
         finally:
@@ -302,16 +299,25 @@ class KeyedCell(ActorCell):
                 self._workers_done.set()
 
     async def _activate(self, act: _Activation, msg: Incoming) -> bool:
-        """Take the key's lease and make its instance; False (and forgotten) otherwise."""
+        """Take the key's lease and make its instance; False (the key let go) otherwise.
+
+        A key held elsewhere is left to its owner, which got these messages too. When the
+        lease cannot be read or the instance fails to start, ``msg``'s asker and those of
+        the messages waiting behind it are told why.
+        """
         rt, key = self.rt, act.key
         record = f"{self.kind}.{key}"
         try:
-            token = await self.leases.acquire(record)
+            held = await self.leases.held_elsewhere(record)
+            token = None if held else await self.leases.acquire(record)
         except ActorsError as exc:
             log.warning("keyed agent %s: cannot take %s: %r", self.path, record, exc)
-            token = None
+            self._let_go(act)
+            await self._tell(act, msg, "ActorsError", f"not handled: its lease could not be "
+                             f"taken ({reason_line(exc)}); try again", "sdk")  # fmt: skip
+            return False
         if token is None:
-            self._active.pop(key, None)  # held elsewhere: its owner got these messages too
+            self._let_go(act)
             return False
         act.token = token
         tel = rt.telemetry
@@ -330,10 +336,9 @@ class KeyedCell(ActorCell):
         except Exception as exc:
             log.error("keyed agent %s: instance for %r failed to start: %s",
                       self.path, key, reason_line(exc))  # fmt: skip
-            self._active.pop(key, None)
+            self._let_go(act)
             await self.leases.release(record, token)
-            if msg.reply:
-                await rt.send_error(msg.reply, type(exc).__name__, str(exc), "handler")
+            await self._tell(act, msg, type(exc).__name__, str(exc), "handler")
             if tel is not None and span is not None:
                 tel.fail(span, exc)
                 span.end()
@@ -349,18 +354,27 @@ class KeyedCell(ActorCell):
             span.end()
         return True
 
-    async def _drain(self, act: _Activation, msg: Incoming) -> None:
+    async def _drain(self, act: _Activation, msg: Incoming, *, start: bool = False) -> None:
         """Handle ``msg`` and then every message that queued for the key meanwhile.
 
-        Held to the shutdown grace as a plain actor's handling is: past it, shutdown
-        cancels it, and the message being handled goes as a plain actor's does (its asker
-        told, dead-lettered); the instance ends as the others do (``on_stop``, its lease
-        released), and the key's messages still waiting are left to their askers' retries.
+        ``start``: the key has no instance yet; it is made first.
+
+        Held to the shutdown grace as a plain actor's handling is (the instance's making
+        too): past it, shutdown cancels it, and the message being handled goes as a plain
+        actor's does (its asker told, dead-lettered); the instance ends as the others do
+        (``on_stop``, its lease released), and the key's messages still waiting are left
+        to their askers' retries.
         """
         task = asyncio.current_task()
         assert task is not None
         self._handling.add(task)
         try:
+            if start:
+                act.handling = msg  # cut at the grace while starting: its asker is told
+                started = await self._activate(act, msg)
+                act.handling = None
+                if not started:
+                    return
             while True:
                 if self._expired:  # the grace ran out: take nothing more
                     act.busy = False
@@ -377,6 +391,10 @@ class KeyedCell(ActorCell):
                         self._active.move_to_end(act.key)
                     if result.crash is not None or result.stop:
                         await self._deactivate(act, crashed=result.crash, stopped=result.stop)
+                else:  # dropped before it was handled (the lease lost meanwhile)
+                    if act.pending is None:
+                        act.pending = collections.deque()
+                    act.pending.appendleft(msg)  # first for the key's next instance
                 waiting = act.pending
                 if act.dropped or act.actor is None:
                     found = await self._again(act)
@@ -412,10 +430,9 @@ class KeyedCell(ActorCell):
         Returns the new activation and the first of them to handle; None when nothing
         waited or the key is held elsewhere now (its owner got those messages too).
         """
-        if self._active.get(ended.key) is ended:
-            del self._active[ended.key]
+        self._let_go(ended)
         waiting = ended.pending
-        if not waiting:
+        if not waiting or self._expired:  # past the grace: left to their askers' retries
             return None
         again = _Activation(ended.key)
         again.pending = waiting
@@ -423,9 +440,23 @@ class KeyedCell(ActorCell):
         first = waiting.popleft()
         return (again, first) if await self._activate(again, first) else None
 
+    def _let_go(self, act: _Activation) -> None:
+        """Forget ``act`` as the key's activation (if it still is: never a newer one)."""
+        if self._active.get(act.key) is act:
+            del self._active[act.key]
+
     async def _refuse(self, msg: Incoming, reason: str) -> None:
         if msg.reply:
             await self.rt.send_error(msg.reply, "ActorsError", f"not handled: {reason}", "sdk")
+
+    async def _tell(
+        self, act: _Activation, msg: Incoming, kind: str, text: str, origin: str
+    ) -> None:
+        """Answer ``msg`` and the messages waiting behind it with an error."""
+        waiting, act.pending = act.pending or (), None
+        for one in (msg, *waiting):
+            if one.reply:
+                await self.rt.send_error(one.reply, kind, text, origin)
 
     async def _deactivate(
         self, act: _Activation, crashed: BaseException | None = None, stopped: bool = False
@@ -433,8 +464,22 @@ class KeyedCell(ActorCell):
         """End the key's instance here: ``on_stop`` (not after a crash), lease released.
 
         The activation stays in ``_active``, busy, until its caller lets the key go
-        (:meth:`_again`, or the shutdown's end of every instance).
+        (:meth:`_again`, or the shutdown's end of every instance). Never cut at the grace
+        deadline: the shutdown cancels the tasks handling then, and a cancel scope's
+        shield does not keep out a task's own cancel, so a drain ending an instance is
+        not one of them meanwhile.
         """
+        task = asyncio.current_task()
+        assert task is not None
+        cuttable = task in self._handling
+        self._handling.discard(task)
+        try:
+            await self._end(act, crashed, stopped)
+        finally:
+            if cuttable:
+                self._handling.add(task)
+
+    async def _end(self, act: _Activation, crashed: BaseException | None, stopped: bool) -> None:
         actor, act.actor = act.actor, None
         act.dropped = True
         tel = self.rt.telemetry
@@ -461,10 +506,15 @@ class KeyedCell(ActorCell):
             await notify_terminated(self.rt, keyed_name(self.kind, act.key), reason)
 
     async def _drop_all(self) -> None:
-        """The lease was lost: forget every instance, unsaved and unreleased."""
+        """The lease was lost: forget every instance, unsaved and unreleased.
+
+        One being handled stays the key's until its handler returns (its messages wait
+        for it), so the key never has two instances here; its drain then starts it again.
+        """
         dropped = list(self._active.values())
-        self._active.clear()
         for act in dropped:
+            if not act.busy:
+                del self._active[act.key]
             act.dropped = True
             act.token = 0
             if act.actor is not None and act.actor._sdk_timers is not None:

@@ -16,7 +16,9 @@ Theory of operation:
   The revision that wins is the activation's *fencing token*. Released with
   ``delete(last=token)`` when the activation ends.
 * Whether another node is alive is read from ``SDK_NODES_<tenant>`` and believed for a
-  quarter lease, so a busy key owned elsewhere costs its non-owners no read per message.
+  quarter lease, and so is who holds a key held elsewhere: a busy key owned elsewhere costs
+  its non-owners no read per message, and one given up there is taken within a quarter
+  lease by the node it is placed on now.
 """
 
 from __future__ import annotations
@@ -79,13 +81,14 @@ class Leases:
         self._revision = 0
         self._valid_until = 0.0
         self._seen_alive: dict[str, float] = {}
-        self.owners: dict[str, str] = {}
-        """Last known owner node of keys held elsewhere (``<kind>.<key>`` -> node)."""
+        # Owners of keys held elsewhere (``<kind>.<key>`` -> node, when read).
+        self._owners: dict[str, tuple[str, float]] = {}
         self.kinds: set[str] = set()
         """The keyed kinds this node hosts (written in its node record)."""
         self._hosts: dict[str, list[str]] = {}  # kind -> live nodes hosting it
         self._on_lost: list[Callable[[], Awaitable[None]]] = []
         self._started = False
+        self._joined = False  # the node key of self.node is written
         self._renewal = asyncio.Lock()  # one compare-and-set on the node key at a time
         self._renewer = anyio.CancelScope()
         self.lost = 0
@@ -181,6 +184,7 @@ class Leases:
         assert self._nodes is not None
         sent = self._rt.clock.now()
         self._revision = await self._nodes.create(self.node, self._record())
+        self._joined = True
         self._valid_until = sent + self.lease_time * _VALID
         log.info("keyed agents: node %s joined tenant %s (lease %gs)",
                  self.node, self._rt.tenant, self.lease_time)  # fmt: skip
@@ -196,6 +200,9 @@ class Leases:
         """Renew the node lease now; after a lost one, drop everything and join again."""
         assert self._nodes is not None
         async with self._renewal:
+            if not self._joined:  # lost, and the join again failed: try it now
+                await self._rejoin()
+                return
             sent = self._rt.clock.now()
             try:
                 self._revision = await self._nodes.update(self.node, self._record(), self._revision)
@@ -217,9 +224,17 @@ class Leases:
         for callback in self._on_lost:
             await callback()
         self.node = _new_node(self._rt.client_id)
-        self.owners.clear()
+        self._joined = False
+        self._owners.clear()
         self._seen_alive.clear()
-        await self._join()
+        await self._rejoin()
+
+    async def _rejoin(self) -> None:
+        """Join under the new node id; a server away now is tried again at the next renewal."""
+        try:
+            await self._join()
+        except ActorsError as exc:
+            log.warning("keyed agents: node %s could not join again yet: %r", self.node, exc)
 
     def valid(self) -> bool:
         """Whether this node may handle messages of the keys it holds now."""
@@ -249,15 +264,26 @@ class Leases:
         return True
 
     async def held_elsewhere(self, record: str) -> bool:
-        """Whether a live node other than this one is known to hold ``record`` (no read)."""
-        owner = self.owners.get(record)
-        return owner is not None and owner != self.node and await self.alive(owner)
+        """Whether a live node other than this one was seen holding ``record`` lately.
+
+        Believed for a quarter lease (then :meth:`acquire` reads the record again): a key
+        its holder gave up would otherwise stay with it for as long as that node lives,
+        and the node it is placed on now would drop its messages.
+        """
+        known = self._owners.get(record)
+        if known is None:
+            return False
+        owner, seen = known
+        if owner == self.node or self._rt.clock.now() - seen >= self.lease_time * _RENEW:
+            del self._owners[record]
+            return False
+        return await self.alive(owner)
 
     async def acquire(self, record: str) -> int | None:
         """Take ``record`` (``<kind>.<key>``) for this node: its fencing token, or None.
 
-        None when a live node holds it (remembered in :attr:`owners`) or another process
-        won the race.
+        None when a live node holds it (remembered for :meth:`held_elsewhere`) or another
+        process won the race.
         """
         records = self._records
         assert records is not None
@@ -285,13 +311,13 @@ class Leases:
         return None
 
     async def _won(self, record: str, token: int) -> int:
-        self.owners.pop(record, None)
+        self._owners.pop(record, None)
         return token
 
     def _remember(self, record: str, owner: str) -> None:
-        if len(self.owners) >= _OWNERS_MAX:
-            self.owners.clear()
-        self.owners[record] = owner
+        if len(self._owners) >= _OWNERS_MAX:
+            self._owners.clear()
+        self._owners[record] = (owner, self._rt.clock.now())
 
     async def release(self, record: str, token: int, *, at_exit: bool = False) -> None:
         """Give ``record`` up (only if ``token`` still holds it).
