@@ -45,7 +45,10 @@ if TYPE_CHECKING:
 
     from ._a2a import A2AServer
 
-__all__ = ("Gateway",)
+__all__ = ("ADMITTED", "Gateway")
+
+ADMITTED = "motadata_actors.tenant"
+"""The key of the ASGI scope under which an admitted request's tenant is kept."""
 
 _LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 
@@ -110,7 +113,7 @@ class Gateway:
                 Route("/agents", self._list, methods=["GET"]),
                 Route("/agents/{name}", self._ask, methods=["POST"]),
                 *self._a2a.routes(),
-                Route("/mcp", endpoint, methods=["GET", "POST", "DELETE"]),
+                Route("/mcp", _Admitted(self, endpoint), methods=["GET", "POST", "DELETE"]),
             ]
             self._app = Starlette(routes=routes, lifespan=self._lifespan)
         return self._app
@@ -252,3 +255,27 @@ def _available(codecs: Any, name: str) -> bool:
     except CodecError:
         return False  # a plug-in whose library is not installed here
     return True
+
+
+@final
+class _Admitted:
+    """An ASGI app behind the gateway's admission: MCP's endpoint.
+
+    Every request is checked (credential, rate) before the app sees it, as the gateway's
+    own routes are: a request without a token gets its 401 here, whatever MCP method it
+    carries (``initialize``, ``ping``, an event stream). The tenant is kept in the scope
+    (:data:`ADMITTED`) for the tool calls to read, so the rate is taken once per request.
+    """
+
+    def __init__(self, gateway: Gateway, app: Any) -> None:
+        self._gateway = gateway
+        self._app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        request = Request(scope, receive)
+        try:
+            scope[ADMITTED] = self._gateway.caller(request)
+        except Problem as problem:
+            await self._gateway._problem(problem, request)(scope, receive, send)
+            return
+        await self._app(scope, receive, send)

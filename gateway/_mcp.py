@@ -7,10 +7,11 @@ session manager, stateless, JSON responses):
   docstring; its input schema is the JSON Schema of the one ``@message`` class the agent
   ``accepts`` (the tool's arguments are that message's fields), else
   ``{"message": <any value>}``.
-* ``tools/call``: an ask to the agent, in the caller's tenant (its bearer token, checked
-  and rate-limited like every gateway request); the reply comes back as JSON text and as
-  structured content. An error of ours is a tool error (``is_error``) naming its type,
-  never a protocol failure.
+* Every request to ``/mcp`` is admitted as every gateway request is (bearer token, rate)
+  before MCP sees it: without a valid token it is a 401, whatever its method.
+* ``tools/call``: an ask to the agent, in the caller's tenant (its bearer token's); the
+  reply comes back as JSON text and as structured content. An error of ours is a tool
+  error (``is_error``) naming its type, never a protocol failure.
 
 Client side: :class:`McpTools` calls the tools of any MCP server (``await
 tools.call(name, arguments)``), its errors ours.
@@ -24,7 +25,14 @@ from typing import TYPE_CHECKING, Any, final
 
 import orjson
 
-from motadata_actors._errors import ActorsError, AskTimeout, ConfigError, NoResponders, RemoteError
+from motadata_actors._errors import (
+    ActorsError,
+    AskTimeout,
+    ConfigError,
+    NoResponders,
+    RemoteError,
+    TenantError,
+)
 from motadata_actors.codecs import json_schema
 
 from ._http import Problem
@@ -118,10 +126,39 @@ def mcp_endpoint(gateway: Gateway) -> tuple[Any, Any]:
 
 
 def _tenant(gateway: Gateway, ctx: Any) -> str:
+    """The caller's tenant, as the gateway admitted the request (or admitted here)."""
+    from ._app import ADMITTED
+
     request = getattr(ctx, "request", None)
     if request is None:
         raise Problem(401, "Unauthorized", "MCP reaches the gateway over HTTP only")
-    return gateway.caller(request)
+    tenant = request.scope.get(ADMITTED)
+    return tenant if isinstance(tenant, str) else gateway.caller(request)
+
+
+async def _refusal(http: Any, url: str) -> str | None:
+    """Why the MCP server at ``url`` refused this client's credential, if it did.
+
+    The MCP client reports a refused login as a bare "error response": one plain request
+    tells a wrong or missing token (401, 403) from a server that is not there.
+    """
+    try:
+        answer = await http.post(
+            url, json={"jsonrpc": "2.0", "id": 0, "method": "ping"},
+            headers={"Accept": "application/json, text/event-stream"},
+        )  # fmt: skip
+    except Exception:
+        return None
+    if answer.status_code not in (401, 403):
+        return None
+    try:
+        detail = str(answer.json().get("detail", ""))
+    except ValueError:
+        detail = answer.text[:200]
+    return (
+        f"the MCP server at {url} refused the credential ({answer.status_code}): "
+        f"{detail or 'no detail'}; pass McpTools(url, token=...) a token it accepts"
+    )
 
 
 def _tool_error(types: Any, title: str, detail: str) -> Any:
@@ -163,14 +200,19 @@ class McpTools:
         except ImportError:
             raise ConfigError("MCP needs: pip install 'motadata-actors[gateway]'") from None
         stack = contextlib.AsyncExitStack()
+        http = await stack.enter_async_context(
+            httpx2.AsyncClient(headers=self._headers, timeout=self._timeout)
+        )
         try:
-            http = await stack.enter_async_context(
-                httpx2.AsyncClient(headers=self._headers, timeout=self._timeout)
-            )
             transport = streamable_http_client(self._url, http_client=http)
             self._client = await stack.enter_async_context(Client(transport))
         except Exception as exc:
-            await stack.aclose()
+            try:
+                refused = await _refusal(http, self._url)
+            finally:
+                await stack.aclose()
+            if refused is not None:
+                raise TenantError(refused) from exc
             raise NoResponders(f"no MCP server answers at {self._url}: {exc!r}") from exc
         self._stack = stack
         return self

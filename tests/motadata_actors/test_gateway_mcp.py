@@ -10,11 +10,10 @@ from typing import Any
 import httpx2
 import mcp
 import pytest
-from mcp.client.streamable_http import streamable_http_client
 
-from motadata_actors import Actor, ActorSystem, Context, RemoteError, Settings
+from motadata_actors import Actor, ActorSystem, Context, RemoteError, Settings, TenantError
 from motadata_actors.codecs import field, message
-from motadata_actors.gateway import McpTools
+from motadata_actors.gateway import Limits, McpTools
 from motadata_actors.gateway._serve import serve
 from motadata_actors.mailbox import NatsServer
 
@@ -48,7 +47,10 @@ class Echo(Actor):
 
 @contextlib.asynccontextmanager
 async def _gateway(
-    nats_server: NatsServer, tenants: list[str], tokens: dict[str, str] | None = None
+    nats_server: NatsServer,
+    tenants: list[str],
+    tokens: dict[str, str] | None = None,
+    limits: Limits | None = None,
 ) -> AsyncIterator[str]:
     """Agents of each tenant, and a gateway for them on a free loopback port: its MCP URL."""
     settings = Settings(nats_urls=(nats_server.url,))
@@ -61,7 +63,7 @@ async def _gateway(
             await system.spawn(Echo, name="echo")
         ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         server = asyncio.ensure_future(
-            serve(settings, tenants, ["planner", "echo"], port=0, tokens=tokens,
+            serve(settings, tenants, ["planner", "echo"], port=0, tokens=tokens, limits=limits,
                   ready=ready.set_result, classes={"planner": Planner, "echo": Echo})
         )  # fmt: skip
         try:
@@ -113,9 +115,44 @@ async def test_the_tenant_comes_from_the_token(nats_server: NatsServer, tenant: 
             with pytest.raises(RemoteError, match="no plan for that") as caught:
                 await tools.call("planner", {"goal": "fail"})
             assert caught.value.type_name == "RemoteError"
-        async with httpx2.AsyncClient() as http:  # no token: refused
-            transport = streamable_http_client(url, http_client=http)
-            async with mcp.Client(transport) as client:
-                refused = await client.call_tool("echo", {"message": "hi"})
-                assert refused.is_error
-                assert refused.structured_content["error"] == "Unauthorized"
+        # No token: refused before MCP sees the request, whatever its method (initialize
+        # and ping were served, and event streams held open, without one).
+        initialize = {
+            "jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                       "clientInfo": {"name": "t", "version": "1"}},
+        }  # fmt: skip
+        accept = {"Accept": "application/json, text/event-stream"}
+        async with httpx2.AsyncClient() as http:
+            for request in (
+                http.post(url, json=initialize, headers=accept),
+                http.post(url, json={"jsonrpc": "2.0", "id": 2, "method": "ping"},
+                          headers=accept),
+                http.get(url, headers={"Accept": "text/event-stream"}),
+                http.post(url, json=initialize,
+                          headers={**accept, "Authorization": "Bearer not-a-token"}),
+            ):  # fmt: skip
+                refused = await request
+                assert refused.status_code == 401
+                assert refused.headers["www-authenticate"].startswith("Bearer")
+                assert refused.headers["content-type"] == "application/problem+json"
+        with pytest.raises(TenantError, match=r"refused the credential \(401\)"):
+            async with McpTools(url, token="not-a-token"):
+                pass
+
+
+async def test_every_mcp_request_counts_against_the_rate_once(
+    nats_server: NatsServer, tenant: str
+) -> None:
+    # Unauthenticated event streams were all taken, past the rate; a tool call must not
+    # count twice either (once at the door, once in the tool).
+    limits = Limits(rate=0.001, burst=3)
+    ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    headers = {"Accept": "application/json, text/event-stream",
+               "Authorization": f"Bearer {TOKEN_A}"}  # fmt: skip
+    async with (
+        _gateway(nats_server, [tenant], {TOKEN_A: tenant}, limits) as url,
+        httpx2.AsyncClient(headers=headers) as http,
+    ):
+        statuses = [(await http.post(url, json=ping)).status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
