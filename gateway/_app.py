@@ -34,7 +34,7 @@ INSTALL = "pip install 'motadata-actors[gateway]'"
 
 try:
     from starlette.applications import Starlette
-    from starlette.requests import Request
+    from starlette.requests import ClientDisconnect, Request
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 except ImportError as exc:  # the optional extra
@@ -187,17 +187,24 @@ class Gateway:
         """The request body, refused as soon as it outgrows the limit.
 
         Raises:
-            Problem: 413, or 400 for a malformed ``Content-Length``.
+            Problem: 413, or 400 for a malformed ``Content-Length`` or a client that left
+                before its whole body came.
         """
         limit = self.admission.limits.max_body
         self.admission.size(request.headers.get("content-length"))
         chunks: list[bytes] = []
         size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise too_large(size, limit)
-            chunks.append(chunk)
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise too_large(size, limit)
+                chunks.append(chunk)
+        except ClientDisconnect:
+            # Nobody is left to answer; a problem, not a traceback in the server's log.
+            raise Problem(
+                400, "BadRequest", f"the client left after {size} byte(s) of its body"
+            ) from None
         return b"".join(chunks)
 
     def _timeout_of(self, request: Request) -> float:

@@ -159,6 +159,33 @@ async def test_bodies_over_the_limit_are_refused_before_they_are_read(
         assert r.status_code == 413
 
 
+async def test_a_client_that_leaves_mid_body_is_a_problem_not_a_traceback(
+    systems: dict[str, ActorSystem],
+) -> None:
+    # Content-Length 100, 3 bytes, gone: Starlette's ClientDisconnect went up to the
+    # server, which logged "Exception in ASGI application" with a traceback.
+    gateway = Gateway(systems["ta"], expose=["planner"])
+    events = [{"type": "http.request", "body": b'"ab', "more_body": True},
+              {"type": "http.disconnect"}]  # fmt: skip
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return events.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "method": "POST", "path": "/agents/planner", "raw_path": b"",
+        "root_path": "", "query_string": b"", "scheme": "http", "http_version": "1.1",
+        "headers": [(b"host", b"127.0.0.1"), (b"content-length", b"100")],
+        "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80),
+    }  # fmt: skip
+    await gateway.app(scope, receive, send)  # raised ClientDisconnect before
+    assert sent[0]["status"] == 400
+    assert b"left after 3 byte(s)" in sent[1]["body"]
+
+
 async def test_the_rate_limit_answers_429_with_retry_after(
     systems: dict[str, ActorSystem],
 ) -> None:
