@@ -6,6 +6,7 @@ Internal: the public face of this is :class:`~motadata_actors.ActorSystem`.
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, final
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     from ._reminders import ReminderService
     from ._schemas import SchemaRegistry
     from ._status_events import StatusPublisher
+    from ._streaming import AskStream
     from ._watch import WatchService
 
 __all__ = (
@@ -129,6 +131,8 @@ class Runtime:
     """Publishes the tenant's status events (life cycles, progress); None: turned off."""
     local: InProcessTransport | None = None
     """The transport when it is the in-process one (which takes shared values)."""
+    streams: weakref.WeakSet[AskStream] = attrs.field(factory=weakref.WeakSet)
+    """The streaming replies being read here (each told when the system stops)."""
     share: int = 0
     """The largest encoded size (an upper bound) of an immutable tell, ask or reply handed
     over as itself, without a copy (``seal(share=)``). 0: every body is encoded (over NATS,

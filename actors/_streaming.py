@@ -38,6 +38,7 @@ from motadata_actors._errors import (
     CodecError,
     NoResponders,
     StreamError,
+    TransportClosed,
 )
 from motadata_actors.mailbox import Incoming, Mailbox, Subscription
 from motadata_actors.mailbox._credit import CreditWindow, TakenReport
@@ -239,6 +240,8 @@ class AskStream(AsyncIterator[Any], anyio.abc.AsyncResource):
         RemoteError: the handler raised; the parts before it were delivered.
         StreamError: a part went missing or came out of order.
         CodecError: a part cannot be decoded.
+        TransportClosed: the asking system stopped (or its transport closed) before the
+            stream ended: never a silent end.
     """
 
     def __init__(
@@ -274,6 +277,7 @@ class AskStream(AsyncIterator[Any], anyio.abc.AsyncResource):
         self._timer: Timer | None = None
         self._waiter: asyncio.Task[Any] | None = None
         self._expired = False
+        self._aborted: ActorsError | None = None
 
     @property
     def received(self) -> int:
@@ -295,6 +299,7 @@ class AskStream(AsyncIterator[Any], anyio.abc.AsyncResource):
         # A weak reference: the clock must not keep a dropped iterator alive until then.
         weak = weakref.ref(self)
         self._timer = clock.call_at(clock.now() + self._budget, lambda: _expire(weak))
+        rt.streams.add(self)
         try:
             self._sub = await rt.transport.subscribe(self._inbox, mailbox=self._box)
             self._request.attempt(1, self._budget)
@@ -309,6 +314,13 @@ class AskStream(AsyncIterator[Any], anyio.abc.AsyncResource):
         if self._waiter is not None:
             self._waiter.cancel()
 
+    def abort(self, error: ActorsError) -> None:
+        """The system is stopping: wake the waiting reader (it raises ``error``)."""
+        if not self._done:
+            self._aborted = error
+            if self._waiter is not None:
+                self._waiter.cancel()
+
     def _deadline_passed(self) -> bool:
         # A method, not the attribute: type checkers would take the flag, tested once,
         # for a constant across the await that the deadline timer interrupts.
@@ -319,19 +331,23 @@ class AskStream(AsyncIterator[Any], anyio.abc.AsyncResource):
             raise StopAsyncIteration
         if not self._started:
             await self._start()
+        if self._aborted is not None:
+            raise await self._cut(self._aborted)
         if self._deadline_passed():
             raise await self._timed_out()
         task = self._waiter = asyncio.current_task()
         try:
             msg = await self._box.receive()
         except asyncio.CancelledError:
-            if self._deadline_passed() and task is not None and task.uncancel() == 0:
+            ours = self._deadline_passed() or self._aborted is not None
+            if ours and task is not None and task.uncancel() == 0:
+                if self._aborted is not None:
+                    raise await self._cut(self._aborted) from None
                 raise await self._timed_out() from None
             await self._cancel()  # our caller was cancelled: so is the producer
             raise
-        except StopAsyncIteration:  # the mailbox closed under us: the system stopped
-            await self._finish(None)
-            raise
+        except StopAsyncIteration:  # the mailbox closed under us: the transport closed
+            raise await self._cut(TransportClosed("the transport closed")) from None
         finally:
             self._waiter = None
         return await self._part(msg)
@@ -383,6 +399,14 @@ class AskStream(AsyncIterator[Any], anyio.abc.AsyncResource):
                 await self._control(credit(due))
         return value
 
+    async def _cut(self, why: ActorsError) -> TransportClosed:
+        """The stream ends unfinished (never silently): the error to raise."""
+        cut = TransportClosed(
+            f"stream from {self._name!r} cut after {self._report.taken} part(s): {why}"
+        )
+        await self._cancel(cut)
+        return cut
+
     async def _timed_out(self) -> AskTimeout:
         late = AskTimeout(
             f"stream from {self._name!r} did not end within {self._budget:.3g}s "
@@ -410,6 +434,7 @@ class AskStream(AsyncIterator[Any], anyio.abc.AsyncResource):
         if self._done:
             return
         self._done = True
+        self._rt.streams.discard(self)
         if self._timer is not None:
             self._timer.cancel()
         sub, self._sub = self._sub, None

@@ -274,6 +274,7 @@ class ActorSystem:
         # status feeds end their iteration.
         stack.callback(self._end_feeds)
         stack.push_async_callback(_shielded, transport.aclose)
+        stack.callback(self._end_streams)  # before the transport closes: they are told
         store = transport.dead_letters if isinstance(transport, KeepsDeadLetters) else None
         kept = store is not None and await store.keep(
             self.tenant,
@@ -636,6 +637,13 @@ class ActorSystem:
         )  # fmt: skip
         self._feeds.add(feed)
         return feed
+
+    def _end_streams(self) -> None:
+        rt = self._rt
+        if rt is not None:
+            stopped = TransportClosed(f"the system of tenant {self.tenant!r} stopped")
+            for stream in list(rt.streams):
+                stream.abort(stopped)
 
     def _end_feeds(self) -> None:
         feeds, self._feeds = list(self._feeds), set()

@@ -35,6 +35,7 @@ from motadata_actors._errors import (
     ActorsError,
     AskTimeout,
     ConfigError,
+    ConnectionLost,
     NoResponders,
     RemoteError,
 )
@@ -348,6 +349,7 @@ class A2ARef:
             NoResponders: nothing answers at the URL.
             RemoteError: the task failed; the parts before were delivered.
             ConfigError: the credential was refused.
+            ConnectionLost: the stream ended before the task did (never a silent end).
         """
         budget = self.policy.timeout if timeout is None else timeout
         if not 0 < budget < float("inf"):
@@ -372,8 +374,11 @@ class A2ARef:
                         try:
                             async with asyncio.timeout_at(deadline):
                                 response = await anext(responses)
-                        except StopAsyncIteration:
-                            return
+                        except StopAsyncIteration:  # no final status: cut, not done
+                            raise ConnectionLost(
+                                f"stream from {self.url} ended before the task did "
+                                "(the connection or the gateway went away)"
+                            ) from None
                         except TimeoutError:
                             raise AskTimeout(
                                 f"stream from {self.url} did not end within {budget:.3g}s"

@@ -26,6 +26,7 @@ from motadata_actors import (
     RemoteError,
     Settings,
     StreamError,
+    TransportClosed,
     message,
 )
 from motadata_actors.codecs import TypeRegistry
@@ -533,3 +534,24 @@ async def test_a_failed_durable_streaming_ask_is_not_run_again(
         await asyncio.sleep(0.5)  # a redelivery would come within the backoff
         assert Gone.runs == 1
         assert "streaming handler failed" in (await system.dead_letters())[0].reason
+
+
+async def test_a_stream_being_read_when_its_system_stops_is_cut_with_an_error(
+    nats_server: NatsServer, tenant: str
+) -> None:
+    # The reader waited out the whole deadline (60 s here) for parts that could no longer
+    # come; a plain ask in flight was told at once. And a mailbox closed under a stream
+    # ended it as if complete. Now it is a TransportClosed, saying how far it got.
+    async with ActorSystem(tenant, transport=await connect(nats_server)) as producer:
+        await producer.spawn(Writer, name="writer")
+        seen: list[Any] = []
+        asker = ActorSystem(tenant, transport=await connect(nats_server), handle_signals=False)
+        async with asker:
+            reading = asyncio.create_task(
+                drain(asker.ref("writer").ask_stream("stall", timeout=60), seen)
+            )
+            await wait_for(lambda: len(seen) == 3, 10, "the three parts before the stall")
+        with anyio.fail_after(20):  # a hang guard, far below the 60 s deadline
+            with pytest.raises(TransportClosed, match=r"cut after 3 part\(s\).*stopped"):
+                await reading
+        assert seen == ["the", "quick", "fox"]

@@ -45,6 +45,7 @@ from motadata_actors import (
     ActorSystem,
     AskTimeout,
     ConfigError,
+    ConnectionLost,
     Context,
     NoResponders,
     RemoteError,
@@ -390,6 +391,24 @@ async def test_a2a_ref_closing_a_stream_early_cancels_the_remote_task(world: Wor
                 assert part == "tick 0"
                 break
         await asyncio.wait_for(world.stopped.wait(), 10)
+
+
+async def test_a2a_ref_stream_cut_before_its_task_ended_is_an_error(world: World) -> None:
+    # The gateway went away mid-stream: its events stopped with no final status, and the
+    # iteration ended as if the reply were whole (44 parts of 200, no error).
+    gateway = Gateway(world.systems["ta"], expose=["writer"])
+    seen: list[Any] = []
+
+    async def read(base: str) -> None:
+        async with A2ARef(f"{base}/a2a/writer", timeout=60).ask_stream("forever") as parts:
+            async for part in parts:
+                seen.append(part)
+
+    async with serving(gateway.app) as base:
+        reading = asyncio.create_task(read(base))
+        await wait_for(lambda: len(seen) >= 3)
+    with anyio.fail_after(30), pytest.raises(ConnectionLost, match="before the task did"):
+        await reading
 
 
 async def test_a2a_ref_refused_credential_is_a_config_error(world: World) -> None:
