@@ -285,6 +285,14 @@ class AskStream(AsyncIterator[Any], anyio.abc.AsyncResource):
         return self._report.taken
 
     @property
+    def waiting(self) -> int:
+        """Messages of the stream arrived and not taken yet: the next come without waiting.
+
+        A part each, or the stream's end.
+        """
+        return self._box.qsize()
+
+    @property
     def done(self) -> bool:
         """Whether the stream ended (completed, failed, timed out or closed)."""
         return self._done

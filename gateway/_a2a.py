@@ -52,6 +52,7 @@ from a2a.types.a2a_pb2 import (
     AgentInterface,
     AgentSkill,
     HTTPAuthSecurityScheme,
+    Part,
     SecurityRequirement,
     SecurityScheme,
     StringList,
@@ -67,21 +68,21 @@ from starlette.routing import Route
 from motadata_actors._errors import ActorsError
 
 from ._a2a_parts import error_message, part_of, value_of
-from ._http import PROBLEM_TYPE, Problem
+from ._http import ADMITTED, PROBLEM_TYPE, Problem
 
 if TYPE_CHECKING:
     from starlette.types import Message, Receive
 
-    from motadata_actors.actors import ActorSystem
+    from motadata_actors.actors import ActorSystem, AskStream
 
     from ._app import Gateway
 
 __all__ = ("A2AServer", "card_for")
 
 _STREAMING: Final = frozenset({"SendStreamingMessage", "message/stream"})
-_TENANT: Final = "motadata_actors.tenant"  # the ASGI scope key the credential's tenant goes in
 _MODES: Final = ["text/plain", "application/json"]
 KEEP_TASKS: Final = 10_000
+_BATCH: Final = 256  # parts at most in one artifact update of a streamed reply
 
 
 def _version() -> str:
@@ -152,7 +153,7 @@ class _Tenant(User):
 
 class _ContextBuilder(DefaultServerCallContextBuilder):
     def build_user(self, request: Request) -> User:
-        return _Tenant(request.scope[_TENANT])
+        return _Tenant(request.scope[ADMITTED])
 
 
 class _Tasks(InMemoryTaskStore):
@@ -213,19 +214,46 @@ class _Executor(AgentExecutor):
         value = value_of(context.message.parts if context.message else (), codecs)
         ref = self._system.ref(self._name)
         if context.call_context.state.get("method") in _STREAMING:
-            append = False
             async with ref.ask_stream(value, timeout=self._timeout) as parts:
-                async for part in parts:
-                    await updater.add_artifact(
-                        [part_of(part, codecs)], artifact_id="reply", name="reply", append=append
-                    )
-                    append = True
+                await self._relay(parts, updater)
         else:
             reply = await ref.ask(value, timeout=self._timeout)
             await updater.add_artifact(
                 [part_of(reply, codecs)], artifact_id="reply", name="reply", last_chunk=True
             )
         await updater.complete()
+
+    async def _relay(self, parts: AskStream, updater: TaskUpdater) -> None:
+        """The stream's parts as artifact updates, batched.
+
+        Each part that came while the last update was being made goes into the next one
+        (up to ``_BATCH`` parts).
+
+        a2a-sdk copies the whole task (the reply so far) for every event: one event per
+        part made a long stream quadratic (8,000 parts took 11.7 s, 0.2 s over NATS).
+        Batched, a fast stream makes few events and a slow one still one per part.
+        """
+        codecs = self._system.codecs
+        batch: list[Part] = []
+        append = False
+
+        async def flush() -> None:
+            nonlocal append
+            await updater.add_artifact(batch, artifact_id="reply", name="reply", append=append)
+            batch.clear()
+            append = True
+
+        try:
+            async for part in parts:
+                batch.append(part_of(part, codecs))
+                if not (parts.waiting and len(batch) < _BATCH):
+                    await flush()
+        except ActorsError:
+            if batch:  # the parts before the error are delivered, as over NATS
+                await flush()
+            raise
+        if batch:
+            await flush()
 
     async def cancel(self, context: RequestContext, event_queue: EventQueue) -> None:
         """Cancel the task's ask and wait until the task says CANCELED.
@@ -324,5 +352,5 @@ class A2AServer:
             dispatcher = self._dispatchers[(tenant, name)] = JsonRpcDispatcher(
                 handler, context_builder=_ContextBuilder(), enable_v0_3_compat=True
             )
-        scope = {**request.scope, _TENANT: tenant}
+        scope = {**request.scope, ADMITTED: tenant}
         return await dispatcher.handle_requests(Request(scope, _replay(body, request.receive)))

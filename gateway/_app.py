@@ -28,7 +28,16 @@ from motadata_actors._errors import ActorsError, CodecError, ConfigError
 from motadata_actors.codecs import codec_names
 from motadata_actors.mailbox import decode_body, encode_body
 
-from ._http import PROBLEM_TYPE, Admission, Limits, Problem, negotiate, problem_for, too_large
+from ._http import (
+    ADMITTED,
+    PROBLEM_TYPE,
+    Admission,
+    Limits,
+    Problem,
+    negotiate,
+    problem_for,
+    too_large,
+)
 
 INSTALL = "pip install 'motadata-actors[gateway]'"
 
@@ -45,10 +54,7 @@ if TYPE_CHECKING:
 
     from ._a2a import A2AServer
 
-__all__ = ("ADMITTED", "Gateway")
-
-ADMITTED = "motadata_actors.tenant"
-"""The key of the ASGI scope under which an admitted request's tenant is kept."""
+__all__ = ("Gateway",)
 
 _LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 

@@ -38,7 +38,12 @@ from motadata_actors._errors import (
     TenantError,
 )
 
-__all__ = ("Admission", "Limits", "Problem", "negotiate", "problem_for", "is_loopback")
+__all__ = (
+    "ADMITTED", "Admission", "Limits", "Problem", "negotiate", "problem_for", "is_loopback",
+)  # fmt: skip
+
+ADMITTED: Final = "motadata_actors.tenant"
+"""The ASGI scope key under which an admitted request's tenant is kept."""
 
 PROBLEM_TYPE: Final = "application/problem+json"
 _STATUS: Final[dict[type[ActorsError], int]] = {

@@ -35,7 +35,7 @@ from motadata_actors._errors import (
 )
 from motadata_actors.codecs import json_schema
 
-from ._http import Problem
+from ._http import ADMITTED, Problem
 
 if TYPE_CHECKING:
     from ._app import Gateway
@@ -127,8 +127,6 @@ def mcp_endpoint(gateway: Gateway) -> tuple[Any, Any]:
 
 def _tenant(gateway: Gateway, ctx: Any) -> str:
     """The caller's tenant, as the gateway admitted the request (or admitted here)."""
-    from ._app import ADMITTED
-
     request = getattr(ctx, "request", None)
     if request is None:
         raise Problem(401, "Unauthorized", "MCP reaches the gateway over HTTP only")
