@@ -5,6 +5,12 @@ Theory of operation (one :class:`Pull` per durable mailbox or feed):
 * It keeps at most ``prefetch`` of its messages *waiting* in the mailbox (delivered, not
   yet taken by a worker) and fetches only what fits, so an actor's other subscriptions
   are not starved and a slow actor slows its consumer instead of growing memory.
+* A delivery counts when a process gets the message, not when its handler starts it: a
+  process that dies takes one from every message it pulled ahead. So after a start, and
+  while messages come on a second or later delivery (after a crash, say), it pulls one
+  at a time, the next once that one is being handled; a first delivery lets it pull
+  ahead again. A message that kills its process, again and again, then runs out of
+  deliveries alone, and the messages behind it are handled.
 * Every message it delivered stays *unsettled* until its handler's verdict (ack, nak or
   term: :class:`~motadata_actors.mailbox.DurableMessage` tells this loop). Every half
   ack-wait the keeper in-progress-acks every unsettled message, waiting or being handled,
@@ -101,6 +107,8 @@ class Pull:
         self._mailbox = mailbox
         self._config = config
         self._prefetch = max(1, min(prefetch, mailbox.statistics().capacity))
+        # One message at a time until one comes on its first delivery (see _fetch).
+        self._careful = True
         self.label = label
         self._dead_subject = dead_subject
         self._dead_letter = dead_letter
@@ -188,6 +196,11 @@ class Pull:
             # This consumer's own messages waiting, not the mailbox's whole queue: an
             # actor's other subscriptions must not starve this one.
             want = self._prefetch - sum(1 for m in self._unsettled if not m.started)
+            if self._careful:
+                # A process that dies takes a delivery from every message it pulled ahead.
+                # After a start, and while messages come again, pull one at a time: a
+                # message that kills its process then costs the others nothing.
+                want = min(want, 1 if not any(not m.started for m in self._unsettled) else 0)
             if want <= 0:
                 await asyncio.sleep(_BUSY_WAIT)  # the actor is busy: its share is queued
                 continue
@@ -211,6 +224,7 @@ class Pull:
                 if self._halted():
                     return  # what was fetched past a stop is not queued: unacked, it comes again
                 msg = self._wrap(raw)
+                self._careful = msg.delivered > 1
                 self._unsettled.add(msg)  # kept alive even while the mailbox is full
                 try:
                     await send(msg)
@@ -352,12 +366,15 @@ class Pull:
                 log.warning("MAX_DELIVERIES advisory on %s not handled: %r", self.label, exc)
 
     async def _dead_letter_stored(self, seq: int) -> None:
-        """Dead-letter message ``seq`` of the stream (its handler died on its last delivery)."""
+        """Dead-letter message ``seq`` of the stream (its last delivery got no verdict)."""
         try:
             stored = await self._js.get_msg(self._stream, seq)
         except NotFound:
             return  # already settled and gone
-        reason = "no verdict after the last delivery (the handler's process died or hung)"
+        reason = (
+            "no verdict after the last delivery (the process it went to died or hung; it "
+            "may have been pulled ahead there, never handled)"
+        )
         headers = dead_letter_headers(stored.headers, reason)
         try:
             await self._dead_letter(self._dead_subject, stored.data, headers)

@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from motadata_actors import Actor, ActorsError, ActorSystem, Context, Settings
@@ -105,6 +106,49 @@ async def test_a_handler_process_that_dies_on_the_last_delivery_is_dead_lettered
             assert letter.data == b'"die"' and "no verdict" in letter.reason
     finally:
         stop_child(dying)
+
+
+async def test_messages_behind_one_that_kills_its_process_are_handled_not_used_up(
+    fresh_nats_server: NatsServer, tenant: str, tmp_path: Path
+) -> None:
+    # Each death took a delivery from every message pulled ahead: with two "die" and three
+    # deliveries each, the five messages behind them were dead-lettered, never handled.
+    ledger = tmp_path / "ledger.txt"
+    env = {"SDK_DURABLE_ACK_WAIT": "1", "SDK_DURABLE_MAX_DELIVER": "3"}
+    settings = Settings(
+        nats_urls=(fresh_nats_server.url,), durable_ack_wait=1.0, durable_max_deliver=3
+    )
+    agents: list[subprocess.Popen[str]] = []
+    try:
+        async with ActorSystem(tenant, settings=settings) as system:
+            ref = system.ref("ledger", mailbox="durable")
+            deaths = 0
+            while len(handled(ledger)) < 5 and deaths < 8:  # restarted, as systemd would
+                agent = start_agent(fresh_nats_server, tenant, ledger, **env)
+                agents.append(agent)
+                if len(agents) == 1:  # the first agent made the stream: its messages kept
+                    for msg in ["die", "die", *range(5)]:
+                        await ref.tell(msg)
+                await wait_for(
+                    lambda a=agent: a.poll() is not None or len(handled(ledger)) == 5,
+                    30, "the agent to die, or to handle the five",
+                )  # fmt: skip
+                deaths += agent.poll() == 3
+            letters: list[Any] = []
+
+            async def both_dead_lettered() -> bool:  # by the last agent, from the advisory
+                letters[:] = await system.dead_letters()
+                return len(letters) == 2
+
+            with anyio.fail_after(15):
+                while not await both_dead_lettered():
+                    await asyncio.sleep(0.1)
+        assert sorted(handled(ledger)) == ["0", "1", "2", "3", "4"]
+        assert deaths == 6  # each "die" on each of its three deliveries, nothing else
+        assert [letter.data for letter in letters] == [b'"die"', b'"die"']
+    finally:
+        for agent in agents:
+            stop_child(agent)
 
 
 class Survivor(Actor):

@@ -69,9 +69,14 @@ async def open_box(
 
 
 async def receive_all(mailbox: Mailbox[Incoming], n: int, within: float) -> list[DurableMessage]:
-    got = [await receive(mailbox, within) for _ in range(n)]
-    assert all(m is not None for m in got), f"fewer than {n} came"
-    return [m for m in got if m is not None]
+    """``n`` messages, each taken as a worker takes it (``started``: the loop pulls on)."""
+    got = []
+    for _ in range(n):
+        msg = await receive(mailbox, within)
+        assert msg is not None, f"fewer than {n} came"
+        msg.started = True
+        got.append(msg)
+    return got
 
 
 async def ack_all(msgs: list[DurableMessage]) -> None:
