@@ -32,10 +32,13 @@ from motadata_actors._errors import (
     AskTimeout,
     CodecError,
     ConfigError,
+    ConnectionLost,
     MessageTooLarge,
     NoResponders,
     RemoteError,
+    StreamError,
     TenantError,
+    TransportClosed,
 )
 
 __all__ = (
@@ -49,7 +52,10 @@ PROBLEM_TYPE: Final = "application/problem+json"
 _STATUS: Final[dict[type[ActorsError], int]] = {
     AskTimeout: 504,
     NoResponders: 503,
+    TransportClosed: 503,  # the gateway's system is stopping
+    ConnectionLost: 503,
     RemoteError: 502,
+    StreamError: 502,  # a streaming agent asked for one reply (use A2A message/stream)
     MessageTooLarge: 413,
     CodecError: 400,
     TenantError: 403,
@@ -259,6 +265,8 @@ def negotiate(accept: str | None, offered: Mapping[str, str]) -> str:
                 try:
                     q = float(value)
                 except ValueError:
+                    q = 0.0
+                if not 0.0 <= q <= 1.0:  # nan, inf, or out of range: not a quality
                     q = 0.0
         ranges.append((q, -i, media.lower()))
     for q, _, media in sorted(ranges, reverse=True):

@@ -13,9 +13,17 @@ import httpx
 import msgpack
 import pytest
 
-from motadata_actors import Actor, ActorSystem, ConfigError, Context
+from motadata_actors import (
+    Actor,
+    ActorSystem,
+    ConfigError,
+    ConnectionLost,
+    Context,
+    StreamError,
+    TransportClosed,
+)
 from motadata_actors.gateway import Gateway, Limits
-from motadata_actors.gateway._http import Admission, Problem, negotiate
+from motadata_actors.gateway._http import Admission, Problem, negotiate, problem_for
 from motadata_actors.mailbox import NatsServer
 
 from ..conftest import connect
@@ -239,6 +247,16 @@ def test_negotiation_follows_quality_and_wildcards() -> None:
     with pytest.raises(Problem) as caught:
         negotiate("application/msgpack;q=0, text/html", offered)
     assert caught.value.status == 406
+    for odd in ("nan", "inf", "-1", "2"):  # not qualities: refusals (nan was taken)
+        with pytest.raises(Problem):
+            negotiate(f"application/msgpack;q={odd}", offered)
+
+
+def test_a_stopping_system_and_a_streaming_agent_are_not_500s() -> None:
+    # They came out as 500 Internal Server Error, as if the gateway had failed.
+    assert problem_for(TransportClosed("stopped")).status == 503
+    assert problem_for(ConnectionLost("gone")).status == 503
+    assert problem_for(StreamError("the handler streams")).status == 502
 
 
 def test_a_gateway_refuses_unsafe_configurations() -> None:
