@@ -94,6 +94,8 @@ def _translate(exc: Exception, url: str) -> ActorsError:
         return NoResponders(f"no A2A agent answers at {url}: {exc}")
     if status in (401, 403):
         return ConfigError(f"the A2A agent at {url} refused the credential (HTTP {status})")
+    if isinstance(cause, httpx.TransportError):  # the connection broke mid-call
+        return ConnectionLost(f"the connection to the A2A agent at {url} broke: {cause!r}")
     return RemoteError(type(exc).__name__, str(getattr(exc, "message", exc)))
 
 

@@ -395,16 +395,34 @@ async def test_a2a_ref_closing_a_stream_early_cancels_the_remote_task(world: Wor
 
 
 async def test_a2a_ref_stream_cut_before_its_task_ended_is_an_error(world: World) -> None:
-    # The gateway went away mid-stream: its events stopped with no final status, and the
-    # iteration ended as if the reply were whole (44 parts of 200, no error).
+    # The gateway going away mid-stream ended its events with no final status, and the
+    # iteration ended as if the reply were whole (44 parts of 200, no error); a broken
+    # connection was a RemoteError. Both are a ConnectionLost now.
     gateway = Gateway(world.systems["ta"], expose=["writer"])
     seen: list[Any] = []
+    cut = asyncio.Event()
+
+    async def cutting(scope: Any, receive: Any, send: Any) -> None:
+        async def send_until_cut(message: Any) -> None:
+            if cut.is_set() and message["type"] == "http.response.body":
+                raise OSError("the connection was cut (injected)")
+            await send(message)
+
+        await gateway.app(scope, receive, send_until_cut)
 
     async def read(base: str) -> None:
         async with A2ARef(f"{base}/a2a/writer", timeout=60).ask_stream("forever") as parts:
             async for part in parts:
                 seen.append(part)
 
+    async with serving(cutting) as base:
+        reading = asyncio.create_task(read(base))
+        await wait_for(lambda: len(seen) >= 3)
+        cut.set()
+        with anyio.fail_after(30), pytest.raises(ConnectionLost, match="broke"):
+            await reading
+    seen.clear()
+    gateway = Gateway(world.systems["ta"], expose=["writer"])  # a gateway is served once
     async with serving(gateway.app) as base:
         reading = asyncio.create_task(read(base))
         await wait_for(lambda: len(seen) >= 3)
