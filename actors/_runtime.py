@@ -5,6 +5,7 @@ Internal: the public face of this is :class:`~motadata_actors.ActorSystem`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
@@ -162,11 +163,26 @@ class Runtime:
         return sealed
 
     def run_soon(self, work: Callable[[], Coroutine[Any, Any, Any]]) -> None:
-        """Run ``work`` in the system's task group (dropped once the system stopped)."""
+        """Run ``work`` in the system's task group (dropped once the system stopped).
+
+        Callable from a task, from an event loop callback (a timer firing) or from the
+        garbage collector: anyio starts tasks only from a task (from a bare callback it
+        raised, and every actor timer was dropped in a program run by ``asyncio.run``),
+        so there a short task of asyncio's own hands ``work`` over.
+        """
         group = self.task_group
-        if group is not None:
-            with contextlib.suppress(RuntimeError):  # closing: nothing left to do it for
-                group.start_soon(work)
+        if group is None:
+            return
+        if asyncio.current_task() is None:
+            try:
+                hop = asyncio.get_running_loop().create_task(_start_soon(group, work))
+            except RuntimeError:  # no loop any more (collected at exit): nothing to do
+                return
+            _HOPS.add(hop)
+            hop.add_done_callback(_HOPS.discard)
+            return
+        with contextlib.suppress(RuntimeError):  # closing: nothing left to do it for
+            group.start_soon(work)
 
     def publish(self, subject: str, sealed: Sealed, *, reply: str = "") -> Awaitable[None]:
         """Publish ``sealed`` on the transport (await it); a shared value goes as itself.
@@ -287,3 +303,13 @@ class Runtime:
             sealed.message_id, sealed.correlation_id,
         )  # fmt: skip
         return await tel.traced(span, send(sealed))
+
+
+_HOPS: set[asyncio.Task[None]] = set()  # tasks handing work to a task group, kept alive
+
+
+async def _start_soon(
+    group: anyio.abc.TaskGroup, work: Callable[[], Coroutine[Any, Any, Any]]
+) -> None:
+    with contextlib.suppress(RuntimeError):  # closing: nothing left to do it for
+        group.start_soon(work)

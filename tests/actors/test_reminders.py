@@ -6,6 +6,9 @@ from __future__ import annotations
 import datetime
 import os
 import signal
+import subprocess
+import sys
+import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -183,3 +186,38 @@ async def test_a_reminder_outlives_the_process_that_set_it(
                            "the dead process's reminder")  # fmt: skip
     finally:
         stop_child(child)
+
+
+def test_timers_fire_in_a_program_run_by_asyncio_run() -> None:
+    # A timer fires from an event loop callback, where anyio would not start a task: in a
+    # program run by asyncio.run (not under the test runner's anyio context) every timer
+    # was dropped without a word.
+    script = textwrap.dedent(
+        """
+        import asyncio
+        from motadata_actors import Actor, ActorSystem, Settings
+        from motadata_actors.mailbox import InProcessTransport
+
+        class Ticker(Actor):
+            fired = asyncio.Event()
+
+            async def on_message(self, msg, ctx):
+                if msg == "go":
+                    self.start_timer("t", 0.05, "tick")
+                elif msg == "tick":
+                    Ticker.fired.set()
+
+        async def main():
+            async with ActorSystem("acme", transport=InProcessTransport(),
+                                   settings=Settings(enable_nats=False)) as system:
+                await (await system.spawn(Ticker, name="ticker")).tell("go")
+                await asyncio.wait_for(Ticker.fired.wait(), 10)
+                print("fired")
+
+        asyncio.run(main())
+        """
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert run.stdout.strip() == "fired", run.stderr[-2000:]
