@@ -231,7 +231,12 @@ class KeyedCell(ActorCell):
         self._sweep_stop = True
         self._nap.cancel()
         if self._swept is not None:
-            await self._swept.wait()
+            with anyio.CancelScope() as grace:  # an on_stop under way, within the grace
+                timer = self.rt.clock.call_at(deadline, grace.cancel)
+                try:
+                    await self._swept.wait()
+                finally:
+                    timer.cancel()
         await super().shutdown(deadline)
 
     async def _stop_instance(self) -> None:
@@ -336,6 +341,7 @@ class KeyedCell(ActorCell):
         except Exception as exc:
             log.error("keyed agent %s: instance for %r failed to start: %s",
                       self.path, key, reason_line(exc))  # fmt: skip
+            act.handling = None  # told here, never again by a cancel at the grace
             self._let_go(act)
             await self.leases.release(record, token)
             await self._tell(act, msg, type(exc).__name__, str(exc), "handler")
@@ -343,6 +349,13 @@ class KeyedCell(ActorCell):
                 tel.fail(span, exc)
                 span.end()
             return False
+        if act.dropped:  # the lease was lost while it started: dropped as the others were
+            if actor._sdk_timers is not None:
+                actor._sdk_timers.cancel_all()
+            act.token = 0
+            if span is not None:
+                span.end()
+            return True  # its drain queues the message for the key's next instance
         act.actor = actor
         rt.events.record(
             "activated", self.path, f"fencing token {token}", address=keyed_name(self.kind, key)
@@ -369,12 +382,8 @@ class KeyedCell(ActorCell):
         assert task is not None
         self._handling.add(task)
         try:
-            if start:
-                act.handling = msg  # cut at the grace while starting: its asker is told
-                started = await self._activate(act, msg)
-                act.handling = None
-                if not started:
-                    return
+            if start and not await self._start(act, msg):
+                return
             while True:
                 if self._expired:  # the grace ran out: take nothing more
                     act.busy = False
@@ -397,10 +406,12 @@ class KeyedCell(ActorCell):
                     act.pending.appendleft(msg)  # first for the key's next instance
                 waiting = act.pending
                 if act.dropped or act.actor is None:
-                    found = await self._again(act)
+                    found = self._successor(act)
                     if found is None:
                         return
                     act, msg = found
+                    if not await self._start(act, msg):
+                        return
                     continue
                 if not waiting:
                     act.busy = False
@@ -420,25 +431,32 @@ class KeyedCell(ActorCell):
         finally:
             self._handling.discard(task)
 
-    async def _again(self, ended: _Activation) -> tuple[_Activation, Incoming] | None:
-        """Start the key again for the messages that waited on an instance that ended.
+    def _successor(self, ended: _Activation) -> tuple[_Activation, Incoming] | None:
+        """Let the ended activation go; the key's next one, for the messages that waited.
 
         The ended one stays the key's until here (busy, so its messages wait in
         ``pending``): a message coming while ``on_stop`` runs or the lease is given back
         never makes a second instance beside it.
 
-        Returns the new activation and the first of them to handle; None when nothing
-        waited or the key is held elsewhere now (its owner got those messages too).
+        Returns the new activation (the key's now, not started: :meth:`_start`) and the
+        first message to handle; None when nothing waited (or the grace ran out: they
+        are left to their askers' retries).
         """
         self._let_go(ended)
         waiting = ended.pending
-        if not waiting or self._expired:  # past the grace: left to their askers' retries
+        if not waiting or self._expired:
             return None
         again = _Activation(ended.key)
         again.pending = waiting
         self._active[ended.key] = again
-        first = waiting.popleft()
-        return (again, first) if await self._activate(again, first) else None
+        return again, waiting.popleft()
+
+    async def _start(self, act: _Activation, msg: Incoming) -> bool:
+        """Make the key's instance for ``msg`` (:meth:`_activate`); False: the key let go."""
+        act.handling = msg  # cut at the grace while it starts: its asker is told
+        started = await self._activate(act, msg)
+        act.handling = None
+        return started
 
     def _let_go(self, act: _Activation) -> None:
         """Forget ``act`` as the key's activation (if it still is: never a newer one)."""
@@ -464,7 +482,7 @@ class KeyedCell(ActorCell):
         """End the key's instance here: ``on_stop`` (not after a crash), lease released.
 
         The activation stays in ``_active``, busy, until its caller lets the key go
-        (:meth:`_again`, or the shutdown's end of every instance). Never cut at the grace
+        (:meth:`_successor`, or the shutdown's end of every instance). Never cut at the grace
         deadline: the shutdown cancels the tasks handling then, and a cancel scope's
         shield does not keep out a task's own cancel, so a drain ending an instance is
         not one of them meanwhile.
@@ -549,8 +567,8 @@ class KeyedCell(ActorCell):
                 continue
             act.busy = True
             await self._deactivate(act)
-            found = await self._again(act)  # messages came while it ended
-            if found is not None:
+            found = self._successor(act)  # messages came while it ended
+            if found is not None:  # started by a worker of their own, under the grace
                 assert self._tg is not None
                 self._workers_left += 1  # so the shutdown waits for it as for a worker
                 self._tg.start_soon(self._drain_as_worker, *found)
@@ -558,7 +576,7 @@ class KeyedCell(ActorCell):
     async def _drain_as_worker(self, act: _Activation, msg: Incoming) -> None:
         """A drain the sweep started, counted among the workers until it ends."""
         try:
-            await self._drain(act, msg)
+            await self._drain(act, msg, start=True)
         finally:
             self._workers_left -= 1
             if self._workers_left <= 0:

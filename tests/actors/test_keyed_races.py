@@ -214,10 +214,11 @@ async def test_a_join_that_fails_after_a_lost_lease_is_tried_again_not_fatal(
 async def test_a_keys_start_is_held_to_the_shutdown_grace() -> None:
     # Made by a worker, an instance's start (lease, state, on_start) was outside what the
     # grace cancels: an on_start of 60 s held the exit up for 60 s.
-    cancelled = asyncio.Event()
+    cancelled, began = asyncio.Event(), asyncio.Event()
 
     class Slow(Actor):
         async def on_start(self) -> None:
+            began.set()
             try:
                 await asyncio.sleep(60)
             except asyncio.CancelledError:
@@ -228,7 +229,7 @@ async def test_a_keys_start_is_held_to_the_shutdown_grace() -> None:
         async with in_process(shutdown_grace=0.5) as system:
             await system.spawn_keyed(Slow, kind="k", idle_after=60)
             await system.ref("k", key="a").tell("m")
-            await wait_for(lambda: "a" in cell_of(system)._active, 5, "the start to begin")
+            await asyncio.wait_for(began.wait(), 5)  # on_start runs
     assert cancelled.is_set()
     assert any(e.kind == "dead_letter" for e in system.events())  # its message, as a handler's
 
@@ -271,7 +272,7 @@ async def test_a_key_given_up_elsewhere_is_taken_by_the_node_it_is_placed_on() -
     kwargs = {"transport": bus, "handle_signals": False, "lease_time": 2.0}
     settings = Settings(enable_nats=False)
     async with ActorSystem("acme", settings=settings, **kwargs) as b:  # type: ignore[arg-type]
-        await b.spawn_keyed(Where, kind="k", idle_after=0.5)
+        await b.spawn_keyed(Where, kind="k", idle_after=60)  # kept until A learned it
         where[id(cell_of(b))] = "B"
         keys = [f"k{i}" for i in range(16)]
         for key in keys:  # alone: every key is B's
@@ -284,6 +285,74 @@ async def test_a_key_given_up_elsewhere_is_taken_by_the_node_it_is_placed_on() -
             assert leases is not None
             key = next(k for k in keys if leases.placed_here("k", k))
             assert await a.ref("k", key=key).ask("?", timeout=5) == "B"  # A learns: B's
+            cell_of(b).idle_after = 0.5
+            cell_of(b)._nap.cancel()  # its sweep looks again now, not in 15 s
             await wait_for(lambda: cell_of(b).keys() == 0, 10, "B to let its keys go")
             retried = {"timeout": 10, "attempt_timeout": 0.5, "attempts": 20}
             assert await a.ref("k", key=key).ask("?", **retried) == "A"
+
+
+async def test_a_key_the_idle_sweep_starts_again_is_held_to_the_shutdown_grace() -> None:
+    # A message that waited while the sweep ended its key was started by the sweep itself,
+    # outside what the grace cancels: an on_start of 60 s held the exit up for 60 s.
+    ending, end, cancelled = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    starts: list[int] = []
+
+    class Slow(Actor):
+        async def on_start(self) -> None:
+            starts.append(len(starts))
+            if len(starts) == 2:
+                try:
+                    await asyncio.sleep(60)
+                except asyncio.CancelledError:
+                    cancelled.set()
+                    raise
+
+        async def on_stop(self) -> None:
+            if not end.is_set():
+                ending.set()
+                await end.wait()
+
+    with anyio.fail_after(20):  # the check: a hang guard far below the 60 s
+        async with in_process(shutdown_grace=0.5) as system:
+            await system.spawn_keyed(Slow, kind="k", idle_after=0.2)
+            await system.ref("k", key="a").tell("m1")
+            await asyncio.wait_for(ending.wait(), 10)  # the sweep is ending it
+            await system.ref("k", key="a").tell("m2")
+            await wait_for(lambda: waiting(system, "a") == 1, 5, "m2 to wait for the end")
+            end.set()
+            await wait_for(lambda: len(starts) == 2, 5, "the key to start again")
+    assert cancelled.is_set()
+    # Cut by the grace, as a handler is (its message dead-lettered), not by the teardown.
+    assert [e.detail for e in system.events("dead_letter")] == [
+        "shutdown: handler cancelled at the grace deadline"
+    ]
+
+
+async def test_an_instance_whose_start_outlived_a_lost_lease_is_dropped_with_its_timers(
+    system: ActorSystem,
+) -> None:
+    # Made while the lease was lost, it was left behind (never stopped, a timer of its
+    # own still set) when the key started again.
+    made: list[Actor] = []
+    starting = asyncio.Event()
+
+    class Timed(Actor):
+        async def on_start(self) -> None:
+            made.append(self)
+            self.start_timer("t", 3600, "late")
+            if len(made) == 1:
+                await starting.wait()
+
+        async def on_message(self, msg: Any, ctx: Context) -> Any:
+            return len(made)
+
+    await system.spawn_keyed(Timed, kind="k", idle_after=60)
+    asking = asyncio.create_task(system.ref("k", key="a").ask("m", timeout=10))
+    await wait_for(lambda: len(made) == 1, 5, "the first start")
+    await lose_lease(system)
+    starting.set()
+    assert await asking == 2  # handled by the instance made after the loss
+    first, second = made
+    assert first._sdk_timers is not None and first._sdk_timers.names() == []
+    assert second._sdk_timers is not None and second._sdk_timers.names() == ["t"]
