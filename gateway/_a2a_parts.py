@@ -28,13 +28,11 @@ from motadata_actors._errors import (
     AskTimeout,
     CodecError,
     ConfigError,
-    ConnectionLost,
     MailboxFull,
     NoResponders,
     RemoteError,
     StreamError,
     TenantError,
-    TransportClosed,
 )
 from motadata_actors.codecs import Codecs
 from motadata_actors.mailbox import CONTENT_TYPE, MESSAGE_TYPE, decode_body, encode_body
@@ -47,7 +45,7 @@ _JSON: Final = "application/json"
 _EXACT: Final = 2**53
 _ERRORS: Final[dict[str, type[ActorsError]]] = {
     **{c.__name__: c for c in (AskTimeout, NoResponders, CodecError, MailboxFull, StreamError,
-                               TenantError, ConfigError, TransportClosed, ConnectionLost)},
+                               TenantError, ConfigError)},
     **dict.fromkeys(("DecodeError", "EncodeError", "MessageTooLarge", "SealError"), CodecError),
 }  # fmt: skip
 

@@ -6,11 +6,11 @@ Theory of operation (one :class:`Pull` per durable mailbox or feed):
   yet taken by a worker) and fetches only what fits, so an actor's other subscriptions
   are not starved and a slow actor slows its consumer instead of growing memory.
 * A delivery counts when a process gets the message, not when its handler starts it: a
-  process that dies takes one from every message it pulled ahead. So after a start, and
-  while messages come on a second or later delivery (after a crash, say), it pulls one
-  at a time, the next once that one is being handled; a first delivery lets it pull
-  ahead again. A message that kills its process, again and again, then runs out of
-  deliveries alone, and the messages behind it are handled.
+  process that dies takes one from every message it pulled ahead. So after a start,
+  until a message comes on its first delivery (after a crash, the ones before come
+  again), it pulls one at a time, the next once that one is being handled. A message
+  that kills its process, again and again, then runs out of deliveries alone, and the
+  messages behind it are handled.
 * Every message it delivered stays *unsettled* until its handler's verdict (ack, nak or
   term: :class:`~motadata_actors.mailbox.DurableMessage` tells this loop). Every half
   ack-wait the keeper in-progress-acks every unsettled message, waiting or being handled,
@@ -198,8 +198,9 @@ class Pull:
             want = self._prefetch - sum(1 for m in self._unsettled if not m.started)
             if self._careful:
                 # A process that dies takes a delivery from every message it pulled ahead.
-                # After a start, and while messages come again, pull one at a time: a
-                # message that kills its process then costs the others nothing.
+                # After a start, until a message comes on its first delivery, pull one at
+                # a time: a message that kills its process again and again then costs the
+                # others nothing. (Not again later: a nak's retries would pay for it.)
                 want = min(want, 1 if not any(not m.started for m in self._unsettled) else 0)
             if want <= 0:
                 await asyncio.sleep(_BUSY_WAIT)  # the actor is busy: its share is queued
@@ -224,7 +225,7 @@ class Pull:
                 if self._halted():
                     return  # what was fetched past a stop is not queued: unacked, it comes again
                 msg = self._wrap(raw)
-                self._careful = msg.delivered > 1
+                self._careful = self._careful and msg.delivered > 1
                 self._unsettled.add(msg)  # kept alive even while the mailbox is full
                 try:
                     await send(msg)

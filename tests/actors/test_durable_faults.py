@@ -119,33 +119,25 @@ async def test_messages_behind_one_that_kills_its_process_are_handled_not_used_u
         nats_urls=(fresh_nats_server.url,), durable_ack_wait=1.0, durable_max_deliver=3
     )
     agents: list[subprocess.Popen[str]] = []
+    letters: list[Any] = []
     try:
         async with ActorSystem(tenant, settings=settings) as system:
             ref = system.ref("ledger", mailbox="durable")
-            deaths = 0
-            while len(handled(ledger)) < 5 and deaths < 8:  # restarted, as systemd would
-                agent = start_agent(fresh_nats_server, tenant, ledger, **env)
-                agents.append(agent)
-                if len(agents) == 1:  # the first agent made the stream: its messages kept
-                    for msg in ["die", "die", *range(5)]:
-                        await ref.tell(msg)
-                await wait_for(
-                    lambda a=agent: a.poll() is not None or len(handled(ledger)) == 5,
-                    30, "the agent to die, or to handle the five",
-                )  # fmt: skip
-                deaths += agent.poll() == 3
-            letters: list[Any] = []
-
-            async def both_dead_lettered() -> bool:  # by the last agent, from the advisory
-                letters[:] = await system.dead_letters()
-                return len(letters) == 2
-
-            with anyio.fail_after(15):
-                while not await both_dead_lettered():
+            with anyio.fail_after(50):  # a hang guard: each death costs a restart
+                while len(handled(ledger)) < 5 or len(letters) < 2:
+                    if not agents or agents[-1].poll() is not None:  # as systemd would
+                        agents.append(start_agent(fresh_nats_server, tenant, ledger, **env))
+                        if len(agents) == 1:  # it made the stream: the messages are kept
+                            for msg in ["die", "die", *range(5)]:
+                                await ref.tell(msg)
+                    letters[:] = await system.dead_letters()  # by an agent, from advisories
                     await asyncio.sleep(0.1)
         assert sorted(handled(ledger)) == ["0", "1", "2", "3", "4"]
-        assert deaths == 6  # each "die" on each of its three deliveries, nothing else
         assert [letter.data for letter in letters] == [b'"die"', b'"die"']
+        # Only the "die" messages killed: at most three deaths each (the first death of
+        # the first process may have taken a delivery from the other one).
+        assert all(agent.poll() in (3, None) for agent in agents)
+        assert len(agents) - 1 <= 6
     finally:
         for agent in agents:
             stop_child(agent)
