@@ -183,7 +183,15 @@ class Leases:
     async def _join(self) -> None:
         assert self._nodes is not None
         sent = self._rt.clock.now()
-        self._revision = await self._nodes.create(self.node, self._record())
+        try:
+            self._revision = await self._nodes.create(self.node, self._record())
+        except SequenceConflict:
+            # The node id is this process's own: an earlier create landed and its answer
+            # was lost (the join failed then); it is ours to renew.
+            entry = await self._nodes.get(self.node)
+            if entry is None:
+                raise
+            self._revision = entry.revision
         self._joined = True
         self._valid_until = sent + self.lease_time * _VALID
         log.info("keyed agents: node %s joined tenant %s (lease %gs)",

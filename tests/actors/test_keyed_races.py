@@ -356,3 +356,33 @@ async def test_an_instance_whose_start_outlived_a_lost_lease_is_dropped_with_its
     first, second = made
     assert first._sdk_timers is not None and first._sdk_timers.names() == []
     assert second._sdk_timers is not None and second._sdk_timers.names() == ["t"]
+
+
+async def test_a_join_whose_answer_was_lost_is_taken_as_made(system: ActorSystem) -> None:
+    # The join after a lost lease reached the server, its answer did not: every later
+    # join was refused (the key was there) until the node key expired, a lease later.
+    await system.spawn_keyed(Logged, kind="k", idle_after=60)
+    leases = system._runtime.leases
+    assert leases is not None and leases._nodes is not None
+    nodes = leases._nodes
+    real_create = nodes.create
+    lost_answers = 1
+
+    async def create(key: str, value: bytes) -> int:
+        nonlocal lost_answers
+        revision = await real_create(key, value)
+        if lost_answers:
+            lost_answers -= 1
+            raise ConnectionLost("the answer was lost (injected)")
+        return revision
+
+    await nodes.delete(leases.node)  # a long pause: the node key expired,
+    leases._valid_until = 0.0  # and the lease is past its validity
+    nodes.create = create  # type: ignore[method-assign]
+    try:
+        with pytest.raises(RemoteError, match="lease lapsed"):
+            await system.ref("k", key="a").ask("m1", timeout=5)
+        assert await system.ref("k", key="a").ask("m2", timeout=5) == ["m2"]
+    finally:
+        nodes.create = real_create  # type: ignore[method-assign]
+    assert leases.lost == 1
