@@ -68,6 +68,14 @@ async def lose_lease(system: ActorSystem) -> None:
     assert rt.leases.lost == 1
 
 
+async def paused_past_the_lease(system: ActorSystem) -> None:
+    """A long pause: the node key expired, the lease past its validity (found at its use)."""
+    leases = system._runtime.leases
+    assert leases is not None and leases._nodes is not None
+    await leases._nodes.delete(leases.node)
+    leases._valid_until = 0.0
+
+
 class Logged(Actor):
     """Logs its starts, stops and handlings; "slow" waits for ``gate``; keeps what it saw."""
 
@@ -181,7 +189,7 @@ async def test_a_lease_bucket_that_does_not_answer_refuses_the_message_not_the_s
 
 
 async def test_a_join_that_fails_after_a_lost_lease_is_tried_again_not_fatal(
-    system: ActorSystem,
+    system: ActorSystem, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Found lost (the node key gone after a pause), the join under a new id failed on a
     # server away for a moment: the error left the renewal and took the system down.
@@ -197,16 +205,12 @@ async def test_a_join_that_fails_after_a_lost_lease_is_tried_again_not_fatal(
             raise ConnectionLost("the server is away (injected)")
         return await real_create(key, value)
 
-    await nodes.delete(leases.node)  # a long pause: the node key expired,
-    leases._valid_until = 0.0  # and the lease is past its validity
-    nodes.create = create  # type: ignore[method-assign]
-    try:
-        with pytest.raises(RemoteError, match="lease lapsed"):
-            await system.ref("k", key="a").ask("m1", timeout=5)
-        assert leases.lost == 1 and not leases.valid()
-    finally:
-        away = False
-        nodes.create = real_create  # type: ignore[method-assign]
+    monkeypatch.setattr(nodes, "create", create)
+    await paused_past_the_lease(system)
+    with pytest.raises(RemoteError, match="lease lapsed"):
+        await system.ref("k", key="a").ask("m1", timeout=5)
+    assert leases.lost == 1 and not leases.valid()
+    away = False
     assert await system.ref("k", key="a").ask("m2", timeout=5) == ["m2"]  # joined again
     assert leases.lost == 1
 
@@ -358,7 +362,9 @@ async def test_an_instance_whose_start_outlived_a_lost_lease_is_dropped_with_its
     assert second._sdk_timers is not None and second._sdk_timers.names() == ["t"]
 
 
-async def test_a_join_whose_answer_was_lost_is_taken_as_made(system: ActorSystem) -> None:
+async def test_a_join_whose_answer_was_lost_is_taken_as_made(
+    system: ActorSystem, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # The join after a lost lease reached the server, its answer did not: every later
     # join was refused (the key was there) until the node key expired, a lease later.
     await system.spawn_keyed(Logged, kind="k", idle_after=60)
@@ -376,13 +382,9 @@ async def test_a_join_whose_answer_was_lost_is_taken_as_made(system: ActorSystem
             raise ConnectionLost("the answer was lost (injected)")
         return revision
 
-    await nodes.delete(leases.node)  # a long pause: the node key expired,
-    leases._valid_until = 0.0  # and the lease is past its validity
-    nodes.create = create  # type: ignore[method-assign]
-    try:
-        with pytest.raises(RemoteError, match="lease lapsed"):
-            await system.ref("k", key="a").ask("m1", timeout=5)
-        assert await system.ref("k", key="a").ask("m2", timeout=5) == ["m2"]
-    finally:
-        nodes.create = real_create  # type: ignore[method-assign]
+    monkeypatch.setattr(nodes, "create", create)
+    await paused_past_the_lease(system)
+    with pytest.raises(RemoteError, match="lease lapsed"):
+        await system.ref("k", key="a").ask("m1", timeout=5)
+    assert await system.ref("k", key="a").ask("m2", timeout=5) == ["m2"]
     assert leases.lost == 1
