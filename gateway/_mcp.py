@@ -73,7 +73,7 @@ def mcp_endpoint(gateway: Gateway) -> tuple[Any, Any]:
     from mcp.server.transport_security import TransportSecuritySettings
 
     async def list_tools(ctx: Any, params: Any) -> Any:
-        _tenant(gateway, ctx)
+        _tenant(ctx)
         tools = []
         for name in gateway.admission.expose:
             cls = gateway.actor_class(name)
@@ -87,7 +87,7 @@ def mcp_endpoint(gateway: Gateway) -> tuple[Any, Any]:
 
     async def call_tool(ctx: Any, params: Any) -> Any:
         try:
-            tenant = _tenant(gateway, ctx)
+            tenant = _tenant(ctx)
             name = gateway.admission.agent(params.name)
             arguments = dict(params.arguments or {})
             accepted = _accepted(gateway.actor_class(name))
@@ -125,13 +125,13 @@ def mcp_endpoint(gateway: Gateway) -> tuple[Any, Any]:
     return manager.asgi_app, manager
 
 
-def _tenant(gateway: Gateway, ctx: Any) -> str:
-    """The caller's tenant, as the gateway admitted the request (or admitted here)."""
+def _tenant(ctx: Any) -> str:
+    """The caller's tenant, as the gateway's door admitted the request (``_Admitted``)."""
     request = getattr(ctx, "request", None)
-    if request is None:
+    tenant = request.scope.get(ADMITTED) if request is not None else None
+    if not isinstance(tenant, str):
         raise Problem(401, "Unauthorized", "MCP reaches the gateway over HTTP only")
-    tenant = request.scope.get(ADMITTED)
-    return tenant if isinstance(tenant, str) else gateway.caller(request)
+    return tenant
 
 
 async def _refusal(http: Any, url: str) -> str | None:

@@ -68,6 +68,14 @@ async def lose_lease(system: ActorSystem) -> None:
     assert rt.leases.lost == 1
 
 
+async def hosting(system: ActorSystem) -> tuple[Any, Any]:
+    """Spawn ``Logged`` keyed; the system's leases and its node bucket."""
+    await system.spawn_keyed(Logged, kind="k", idle_after=60)
+    leases = system._runtime.leases
+    assert leases is not None and leases._nodes is not None
+    return leases, leases._nodes
+
+
 async def paused_past_the_lease(system: ActorSystem) -> None:
     """A long pause: the node key expired, the lease past its validity (found at its use)."""
     leases = system._runtime.leases
@@ -193,10 +201,7 @@ async def test_a_join_that_fails_after_a_lost_lease_is_tried_again_not_fatal(
 ) -> None:
     # Found lost (the node key gone after a pause), the join under a new id failed on a
     # server away for a moment: the error left the renewal and took the system down.
-    await system.spawn_keyed(Logged, kind="k", idle_after=60)
-    leases = system._runtime.leases
-    assert leases is not None and leases._nodes is not None
-    nodes = leases._nodes
+    leases, nodes = await hosting(system)
     real_create = nodes.create
     away = True
 
@@ -367,10 +372,7 @@ async def test_a_join_whose_answer_was_lost_is_taken_as_made(
 ) -> None:
     # The join after a lost lease reached the server, its answer did not: every later
     # join was refused (the key was there) until the node key expired, a lease later.
-    await system.spawn_keyed(Logged, kind="k", idle_after=60)
-    leases = system._runtime.leases
-    assert leases is not None and leases._nodes is not None
-    nodes = leases._nodes
+    leases, nodes = await hosting(system)
     real_create = nodes.create
     lost_answers = 1
 
